@@ -1,0 +1,181 @@
+// Package policy holds Herald's delivery policy tables: how each HTTP
+// outcome is classified, the retry defaults, and the limits.
+package policy
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Limits on what Herald accepts and keeps.
+const (
+	// MaxEventSize is the largest event accepted, in bytes of its protobuf
+	// encoding.
+	MaxEventSize = 256 << 10
+	// MaxEventsPerPublish is the most events one Publish call may carry.
+	MaxEventsPerPublish = 1000
+	// MaxResponseBody is how much of a receiver's response body is kept
+	// with each attempt.
+	MaxResponseBody = 4 << 10
+	// RequestTimeout is how long one delivery request may take.
+	RequestTimeout = 15 * time.Second
+)
+
+// ContentMode is how an event is encoded in a delivery request.
+type ContentMode string
+
+const (
+	// ContentBinary puts the data in the body and every attribute in a
+	// ce- header (CloudEvents HTTP binary mode). The default.
+	ContentBinary ContentMode = "binary"
+	// ContentStructured sends application/cloudevents+json.
+	ContentStructured ContentMode = "structured"
+)
+
+// Retry says how a delivery whose first attempt failed is retried. Zero
+// fields take the value in DefaultRetry.
+type Retry struct {
+	InitialInterval    time.Duration `json:"initial_interval,omitempty"`
+	BackoffCoefficient float64       `json:"backoff_coefficient,omitempty"`
+	MaximumInterval    time.Duration `json:"maximum_interval,omitempty"`
+	// MaximumAttempts counts every attempt, the first included.
+	MaximumAttempts int `json:"maximum_attempts,omitempty"`
+	// MaximumAge is how long after publish the last attempt may start.
+	MaximumAge time.Duration `json:"maximum_age,omitempty"`
+	// PermanentStatus and RetryableStatus override Classify's table for
+	// these HTTP status codes.
+	PermanentStatus []int `json:"permanent_status,omitempty"`
+	RetryableStatus []int `json:"retryable_status,omitempty"`
+}
+
+// DefaultRetry is 8 attempts over up to a day, in the range Svix and Azure
+// Event Grid use: retry waits of up to 5s, 30s, 3m, 18m, 1.8h, 10h, 10h
+// (full jitter draws each wait uniformly below its cap).
+var DefaultRetry = Retry{
+	InitialInterval:    5 * time.Second,
+	BackoffCoefficient: 6,
+	MaximumInterval:    10 * time.Hour,
+	MaximumAttempts:    8,
+	MaximumAge:         24 * time.Hour,
+}
+
+// WithDefaults returns r with its zero fields set from DefaultRetry.
+func (r Retry) WithDefaults() Retry {
+	d := DefaultRetry
+	if r.InitialInterval > 0 {
+		d.InitialInterval = r.InitialInterval
+	}
+	if r.BackoffCoefficient >= 1 {
+		d.BackoffCoefficient = r.BackoffCoefficient
+	}
+	if r.MaximumInterval > 0 {
+		d.MaximumInterval = r.MaximumInterval
+	}
+	if r.MaximumAttempts > 0 {
+		d.MaximumAttempts = r.MaximumAttempts
+	}
+	if r.MaximumAge > 0 {
+		d.MaximumAge = r.MaximumAge
+	}
+	d.PermanentStatus = r.PermanentStatus
+	d.RetryableStatus = r.RetryableStatus
+	return d
+}
+
+// Cap returns the most a delivery waits before retry number n (1 for the
+// wait after the first attempt): InitialInterval * BackoffCoefficient^(n-1),
+// at most MaximumInterval. The wait itself is drawn uniformly from
+// [0, Cap(n)] (full jitter); r must have its defaults applied.
+func (r Retry) Cap(n int) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	c := float64(r.InitialInterval) * math.Pow(r.BackoffCoefficient, float64(n-1))
+	if c > float64(r.MaximumInterval) || math.IsInf(c, 0) || math.IsNaN(c) {
+		return r.MaximumInterval
+	}
+	return time.Duration(c)
+}
+
+// Outcome is what one delivery attempt's result means for the delivery.
+type Outcome string
+
+const (
+	// Delivered: the receiver accepted the event.
+	Delivered Outcome = "delivered"
+	// Retryable: try again after a backoff.
+	Retryable Outcome = "retryable"
+	// Permanent: retrying cannot help; dead-letter the delivery now.
+	Permanent Outcome = "permanent"
+	// Gone: the receiver is retired (410); dead-letter the delivery and
+	// disable the subscription.
+	Gone Outcome = "gone"
+)
+
+// statusTable is the classification of HTTP status codes that are not
+// decided by their class alone. 2xx is Delivered; 3xx and other 4xx are
+// Permanent; 5xx is Retryable.
+var statusTable = map[int]Outcome{
+	http.StatusNotFound:        Retryable, // often a deploy in progress
+	http.StatusRequestTimeout:  Retryable,
+	http.StatusConflict:        Retryable,
+	http.StatusTooEarly:        Retryable,
+	http.StatusTooManyRequests: Retryable, // and honour Retry-After
+	http.StatusGone:            Gone,
+}
+
+// Classify says what an HTTP status means. status 0 (no response:
+// connection, TLS or timeout error) is Retryable. The overrides in r take
+// precedence over the table.
+func (r Retry) Classify(status int) Outcome {
+	if status >= 200 && status < 300 {
+		return Delivered
+	}
+	for _, s := range r.PermanentStatus {
+		if s == status {
+			return Permanent
+		}
+	}
+	for _, s := range r.RetryableStatus {
+		if s == status {
+			return Retryable
+		}
+	}
+	if o, ok := statusTable[status]; ok {
+		return o
+	}
+	switch {
+	case status == 0, status >= 500:
+		return Retryable
+	default: // 1xx, 3xx (redirects are never followed), 4xx
+		return Permanent
+	}
+}
+
+// PausesSink reports whether a Retry-After on this status holds back every
+// delivery to the sink, not only the one that got it.
+func PausesSink(status int) bool {
+	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable
+}
+
+// ParseRetryAfter reads a Retry-After header value: delay-seconds or an
+// HTTP-date. It returns 0 when the value is absent or invalid.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}

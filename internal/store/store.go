@@ -1,0 +1,218 @@
+// Package store defines Herald's storage contract: the Store interface that
+// every database driver implements, and the records it keeps.
+//
+// Drivers live in subpackages (sqlite, postgres) and all pass the shared
+// behaviour suite in storetest. Method names are noun then verb
+// (DeliveryClaim, EventInsertBatch); lookups that find nothing return
+// ErrNotFound.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/heraldhq/herald/internal/filter"
+	"github.com/heraldhq/herald/internal/policy"
+)
+
+// ErrNotFound is returned when the requested record does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// SubscriptionState is whether a subscription's deliveries are sent.
+type SubscriptionState string
+
+const (
+	SubscriptionActive   SubscriptionState = "active"
+	SubscriptionDisabled SubscriptionState = "disabled"
+)
+
+// DeliveryState is where a delivery is in its life. See package dispatch for
+// the state machine.
+type DeliveryState string
+
+const (
+	DeliveryPending   DeliveryState = "pending"
+	DeliveryInFlight  DeliveryState = "in_flight"
+	DeliveryDelivered DeliveryState = "delivered"
+	DeliveryRetrying  DeliveryState = "retrying"
+	DeliveryDead      DeliveryState = "dead"
+)
+
+// Subscription is who receives which events, where and how.
+type Subscription struct {
+	ID          string
+	Source      string              // exact source to match, or empty
+	Types       []string            // types to match, or empty for any
+	Config      map[string]string   // free-form, stored as given
+	Filters     []filter.Expression // all must be true
+	Sink        string              // URL deliveries are POSTed to
+	Protocol    string              // "HTTP"
+	Headers     map[string]string   // static headers on every request
+	Method      string              // "POST"
+	State       SubscriptionState
+	StateReason string
+	// Secrets are the Standard Webhooks signing secrets ("whsec_..."),
+	// newest first. Every secret signs each request.
+	Secrets     []string
+	RetryPolicy policy.Retry
+	ContentMode policy.ContentMode
+	// PausedUntil holds back every delivery to the sink until then (a 429
+	// or 503 with Retry-After). Zero means not paused.
+	PausedUntil time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Event is a stored CloudEvent. Source and ID identify it.
+type Event struct {
+	Source string
+	ID     string
+	Type   string
+	// Payload is the event in the CloudEvents protobuf format
+	// (io.cloudevents.v1.CloudEvent, binary encoding).
+	Payload   []byte
+	CreatedAt time.Time
+}
+
+// Delivery is one event on its way to one subscription.
+type Delivery struct {
+	ID             string
+	SubscriptionID string
+	EventSource    string
+	EventID        string
+	EventType      string
+	State          DeliveryState
+	Attempts       int // attempts made so far
+	LastStatus     int // HTTP status of the last attempt, 0 if none
+	LastError      string
+	// NextAt is when a pending delivery may be claimed.
+	NextAt time.Time
+	// LeaseUntil is when an in-flight delivery's claim expires and it may
+	// be claimed again.
+	LeaseUntil time.Time
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	// EventPayload is the stored event's Payload. Only DeliveryClaim and
+	// DeliveryGet fill it.
+	EventPayload []byte
+}
+
+// Attempt is the record of one HTTP request of a delivery.
+type Attempt struct {
+	DeliveryID   string
+	Number       int // 1 for the first attempt
+	StartedAt    time.Time
+	StatusCode   int // 0 when there was no response
+	Latency      time.Duration
+	Error        string
+	ResponseBody []byte // at most policy.MaxResponseBody bytes
+}
+
+// EventInsertParams is one event and the deliveries it creates.
+type EventInsertParams struct {
+	Event Event
+	// Deliveries to insert with the event. The driver fills their event
+	// fields from Event; ID, SubscriptionID, State and NextAt must be set.
+	Deliveries []Delivery
+}
+
+// EventInsertResult is the outcome of inserting one event.
+type EventInsertResult struct {
+	// Duplicate is true when an event with the same source and id was
+	// already stored: nothing was inserted for it.
+	Duplicate bool
+	// DeliveryIDs are the event's deliveries: the new ones, or for a
+	// duplicate the ones created when it was first stored.
+	DeliveryIDs []string
+}
+
+// DeliveryClaimParams says which deliveries to claim.
+type DeliveryClaimParams struct {
+	// Limit is the most deliveries to claim.
+	Limit int
+	// Now is the claim time: pending deliveries with NextAt <= Now and
+	// in-flight deliveries with LeaseUntil <= Now are claimable.
+	Now time.Time
+	// LeaseUntil is stored on each claimed delivery.
+	LeaseUntil time.Time
+}
+
+// DeliveryUpdate changes one delivery's state and may record an attempt.
+type DeliveryUpdate struct {
+	ID         string
+	State      DeliveryState
+	Attempts   int
+	LastStatus int
+	LastError  string
+	NextAt     time.Time // stored as given (used with DeliveryPending)
+	// ExpectState, if set, makes the update apply only while the delivery
+	// is in that state. The Attempt is recorded either way.
+	ExpectState DeliveryState
+	// Attempt, if not nil, is recorded with the update. Recording an
+	// attempt number that exists replaces it.
+	Attempt *Attempt
+}
+
+// DeliveryListParams filters and pages DeliveryList. Zero fields do not filter.
+type DeliveryListParams struct {
+	SubscriptionID string
+	State          DeliveryState
+	CreatedFrom    time.Time // inclusive
+	CreatedTo      time.Time // exclusive
+	// Limit is the most deliveries to return (required, > 0).
+	Limit int
+	// After is the last ID of the previous page: deliveries are listed
+	// newest first, so the page holds IDs less than After.
+	After string
+}
+
+// SubscriptionListParams pages SubscriptionList.
+type SubscriptionListParams struct {
+	// Limit is the most subscriptions to return; 0 returns all.
+	Limit int
+	// After is the last ID of the previous page (oldest first).
+	After string
+}
+
+// Store is the contract every database driver implements. All methods are
+// safe for concurrent use.
+type Store interface {
+	// SubscriptionInsert stores a new subscription.
+	SubscriptionInsert(ctx context.Context, s *Subscription) error
+	// SubscriptionGet returns a subscription or ErrNotFound.
+	SubscriptionGet(ctx context.Context, id string) (*Subscription, error)
+	// SubscriptionList returns subscriptions in ID (creation) order.
+	SubscriptionList(ctx context.Context, p SubscriptionListParams) ([]*Subscription, error)
+	// SubscriptionUpdate replaces a stored subscription (matched by ID) and
+	// sets its UpdatedAt; ErrNotFound if it does not exist.
+	SubscriptionUpdate(ctx context.Context, s *Subscription) error
+	// SubscriptionDelete deletes a subscription; ErrNotFound if it does not exist.
+	SubscriptionDelete(ctx context.Context, id string) error
+	// SubscriptionsVersion returns a number that grows whenever any
+	// subscription is inserted, updated or deleted, so caches can tell
+	// when to reload.
+	SubscriptionsVersion(ctx context.Context) (int64, error)
+
+	// EventInsertBatch inserts events and their deliveries in one
+	// transaction that is durable when it returns nil. Results are in
+	// params order. An event whose source and id are stored already is a
+	// duplicate and inserts nothing.
+	EventInsertBatch(ctx context.Context, params []EventInsertParams) ([]EventInsertResult, error)
+
+	// DeliveryClaim marks up to Limit claimable deliveries in flight with
+	// the given lease and returns them with their EventPayload, oldest
+	// NextAt first.
+	DeliveryClaim(ctx context.Context, p DeliveryClaimParams) ([]*Delivery, error)
+	// DeliveryUpdateBatch applies updates in one transaction.
+	DeliveryUpdateBatch(ctx context.Context, updates []DeliveryUpdate) error
+	// DeliveryGet returns a delivery with its EventPayload, or ErrNotFound.
+	DeliveryGet(ctx context.Context, id string) (*Delivery, error)
+	// DeliveryList returns deliveries, newest first.
+	DeliveryList(ctx context.Context, p DeliveryListParams) ([]*Delivery, error)
+	// AttemptList returns a delivery's attempts, oldest first.
+	AttemptList(ctx context.Context, deliveryID string) ([]*Attempt, error)
+
+	// Close releases the store's resources.
+	Close() error
+}
