@@ -1,0 +1,136 @@
+// Command herald runs Herald: `herald dev` runs everything in one process
+// with embedded defaults, `herald serve` runs a node against a Temporal
+// cluster and a database.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/devtemporal"
+)
+
+const usage = `Herald delivers CloudEvents as signed webhooks.
+
+Usage:
+  herald dev   [flags]   run everything in one process (embedded Temporal and SQLite)
+  herald serve [flags]   run a node against a Temporal cluster and a database
+
+Run "herald <command> -h" for the flags. Every flag can also be set with an
+environment variable: --grpc-addr is HERALD_GRPC_ADDR.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch os.Args[1] {
+	case "dev":
+		err = run(ctx, os.Args[2:], true)
+	case "serve":
+		err = run(ctx, os.Args[2:], false)
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "herald: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "herald:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, dev bool) error {
+	name, cfg := "serve", config.Serve()
+	if dev {
+		name, cfg = "dev", config.Dev()
+	}
+	fs := flag.NewFlagSet("herald "+name, flag.ContinueOnError)
+	cfg.RegisterFlags(fs, dev)
+	if err := cfg.Parse(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.Finish(); err != nil {
+		return err
+	}
+	logger := newLogger(cfg.LogLevel)
+
+	// Take Herald's ports first, so a port in use stops us before anything
+	// starts.
+	grpcLn, httpLn, err := app.Listen(cfg)
+	if err != nil {
+		return err
+	}
+	var temporal *devtemporal.Server
+	if dev {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			grpcLn.Close()
+			httpLn.Close()
+			return fmt.Errorf("create data dir: %w", err)
+		}
+		temporal, err = devtemporal.Start(ctx, devtemporal.Config{
+			DataDir:      cfg.DataDir,
+			FrontendAddr: cfg.TemporalAddr,
+			UIAddr:       cfg.UIAddr,
+			Namespaces:   []string{cfg.TemporalNamespace},
+			Logger:       logger.With("component", "temporal-server"),
+		})
+		if err != nil {
+			grpcLn.Close()
+			httpLn.Close()
+			return err
+		}
+		defer temporal.Stop()
+		cfg.TemporalAddr = temporal.FrontendAddr()
+	}
+
+	node, err := app.Start(ctx, cfg, grpcLn, httpLn, logger)
+	if err != nil {
+		return err
+	}
+	if dev {
+		abs, _ := filepath.Abs(cfg.DataDir)
+		fmt.Fprintf(os.Stderr, "\nHerald dev is running (Ctrl-C stops it)\n"+
+			"  gRPC API         %s   (grpcurl -plaintext %s list)\n"+
+			"  HTTP edge        http://%s/healthz\n"+
+			"  Temporal         %s   namespace %s\n"+
+			"  Temporal Web UI  %s\n"+
+			"  data             %s\n\n",
+			node.GRPCAddr(), node.GRPCAddr(), node.HTTPAddr(), cfg.TemporalAddr, cfg.TemporalNamespace,
+			orDisabled(temporal.UIURL()), abs)
+	}
+	<-ctx.Done()
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	node.Stop(sctx)
+	return nil
+}
+
+func orDisabled(s string) string {
+	if s == "" {
+		return "(disabled)"
+	}
+	return s
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}

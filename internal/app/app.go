@@ -1,0 +1,230 @@
+// Package app assembles Herald's components into one running node and
+// shuts them down in order.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/delivery"
+	"github.com/heraldhq/herald/internal/devtemporal"
+	"github.com/heraldhq/herald/internal/dispatch"
+	"github.com/heraldhq/herald/internal/publish"
+	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/store/postgres"
+	"github.com/heraldhq/herald/internal/store/sqlite"
+	"github.com/heraldhq/herald/server"
+	"github.com/heraldhq/herald/workflows"
+)
+
+// Node is one running Herald node: the API, the publisher, the dispatcher
+// and a Temporal worker, over one store.
+type Node struct {
+	cfg    config.Config
+	logger *slog.Logger
+
+	store      store.Store
+	temporal   client.Client
+	worker     worker.Worker
+	publisher  *publish.Publisher
+	grpc       *grpc.Server
+	health     *health.Server
+	http       *http.Server
+	grpcLn     net.Listener
+	httpLn     net.Listener
+	cancel     context.CancelFunc
+	background sync.WaitGroup
+	stopOnce   sync.Once
+}
+
+// Listen opens the node's gRPC and HTTP listeners, so that a port in use is
+// reported before anything starts.
+func Listen(cfg config.Config) (grpcLn, httpLn net.Listener, err error) {
+	grpcLn, err = net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("herald gRPC address %s is not available: %w", cfg.GRPCAddr, err)
+	}
+	httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		grpcLn.Close()
+		return nil, nil, fmt.Errorf("herald HTTP address %s is not available: %w", cfg.HTTPAddr, err)
+	}
+	return grpcLn, httpLn, nil
+}
+
+// OpenStore opens the database cfg names.
+func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
+	if cfg.IsPostgres() {
+		return postgres.Open(ctx, cfg.Store)
+	}
+	return sqlite.Open(ctx, cfg.Store)
+}
+
+// Start starts a node on the given listeners (see Listen) and returns once
+// it serves. Stop it with Stop.
+func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, logger *slog.Logger) (n *Node, err error) {
+	n = &Node{cfg: cfg, logger: logger, grpcLn: grpcLn, httpLn: httpLn}
+	defer func() {
+		if err != nil {
+			n.closeAll()
+		}
+	}()
+	if n.store, err = OpenStore(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	cat := catalog.New(n.store, logger)
+	if err = cat.Reload(ctx); err != nil {
+		return nil, err
+	}
+	n.temporal, err = client.DialContext(ctx, client.Options{
+		HostPort:  cfg.TemporalAddr,
+		Namespace: cfg.TemporalNamespace,
+		Logger:    tlog.NewStructuredLogger(logger.With("component", "temporal-sdk")),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s: %w", cfg.TemporalAddr, err)
+	}
+	if err = devtemporal.EnsureSearchAttributes(ctx, n.temporal, cfg.TemporalNamespace, workflows.SearchAttributes); err != nil {
+		return nil, fmt.Errorf("register search attributes: %w", err)
+	}
+
+	sender := delivery.NewSender()
+	n.worker = worker.New(n.temporal, cfg.TaskQueue, worker.Options{})
+	workflows.Register(n.worker, &workflows.Activities{Store: n.store, Sender: sender})
+	if err = n.worker.Start(); err != nil {
+		return nil, fmt.Errorf("start Temporal worker: %w", err)
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.cancel = cancel
+	disp := dispatch.New(dispatch.Config{
+		BatchSize: cfg.ClaimBatch,
+		Senders:   cfg.Senders,
+		Lease:     cfg.Lease,
+		Logger:    logger.With("component", "dispatch"),
+	}, n.store, cat, sender, &workflows.Starter{Client: n.temporal, TaskQueue: cfg.TaskQueue})
+	n.background.Add(2)
+	go func() {
+		defer n.background.Done()
+		_ = disp.Run(runCtx)
+	}()
+	go func() {
+		defer n.background.Done()
+		cat.Run(runCtx, cfg.CatalogReload)
+	}()
+	n.publisher = publish.New(n.store, cat, publish.Config{OnCommit: disp.Notify, Logger: logger})
+
+	n.health = health.NewServer()
+	svc := server.NewServices(n.publisher, n.store, cat,
+		&workflows.Starter{Client: n.temporal, TaskQueue: cfg.TaskQueue},
+		server.Options{AllowInsecureSinks: cfg.AllowInsecureSinks, Logger: logger})
+	n.grpc = server.NewGRPCServer(svc, n.health)
+	n.http = &http.Server{Handler: server.HTTPHandler(n.ready), ReadHeaderTimeout: 10 * time.Second}
+	n.background.Add(2)
+	go func() {
+		defer n.background.Done()
+		if err := n.grpc.Serve(grpcLn); err != nil {
+			logger.Error("gRPC server", "err", err)
+		}
+	}()
+	go func() {
+		defer n.background.Done()
+		if err := n.http.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("HTTP server", "err", err)
+		}
+	}()
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	logger.Info("herald serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(),
+		"store", storeKind(cfg), "temporal", cfg.TemporalAddr)
+	return n, nil
+}
+
+func storeKind(cfg config.Config) string {
+	if cfg.IsPostgres() {
+		return "postgres"
+	}
+	return "sqlite:" + cfg.Store
+}
+
+// ready reports whether the store and Temporal answer.
+func (n *Node) ready(ctx context.Context) error {
+	if _, err := n.store.SubscriptionsVersion(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if _, err := n.temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		return fmt.Errorf("temporal: %w", err)
+	}
+	return nil
+}
+
+// GRPCAddr is the address the gRPC API listens on.
+func (n *Node) GRPCAddr() string { return n.grpcLn.Addr().String() }
+
+// HTTPAddr is the address the HTTP edge listens on.
+func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// Stop shuts the node down gracefully: it stops taking requests, commits
+// what was accepted, finishes or releases the deliveries in flight, and
+// closes the store. Every event a Publish call was told is stored stays
+// stored and is delivered, by this node later or by another.
+func (n *Node) Stop(ctx context.Context) {
+	n.stopOnce.Do(func() {
+		if n.health != nil {
+			n.health.Shutdown()
+		}
+		if n.grpc != nil {
+			done := make(chan struct{})
+			go func() { n.grpc.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				n.grpc.Stop()
+			}
+		}
+		if n.http != nil {
+			_ = n.http.Shutdown(ctx)
+		}
+		n.closeAll()
+	})
+}
+
+func (n *Node) closeAll() {
+	if n.publisher != nil {
+		n.publisher.Close()
+	}
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.background.Wait()
+	if n.worker != nil {
+		n.worker.Stop()
+	}
+	if n.temporal != nil {
+		n.temporal.Close()
+	}
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			n.logger.Error("close store", "err", err)
+		}
+	}
+	if n.grpc == nil {
+		// Start failed before serving: the listeners are still ours.
+		n.grpcLn.Close()
+		n.httpLn.Close()
+	}
+}

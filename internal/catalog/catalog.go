@@ -1,0 +1,137 @@
+// Package catalog keeps an in-memory snapshot of every subscription,
+// compiled for matching and signing, and reloads it when the store changes.
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/heraldhq/herald/internal/filter"
+	"github.com/heraldhq/herald/internal/signing"
+	"github.com/heraldhq/herald/internal/store"
+)
+
+// Entry is one subscription, ready to match and sign with.
+type Entry struct {
+	Subscription *store.Subscription
+	Signer       *signing.Signer
+}
+
+// Store is what the catalog reads.
+type Store interface {
+	SubscriptionList(ctx context.Context, p store.SubscriptionListParams) ([]*store.Subscription, error)
+	SubscriptionsVersion(ctx context.Context) (int64, error)
+}
+
+// Catalog is a snapshot of all subscriptions. Reads never block; Reload
+// swaps in a new snapshot. Safe for concurrent use.
+type Catalog struct {
+	store  Store
+	logger *slog.Logger
+	snap   atomic.Pointer[snapshot]
+	mu     sync.Mutex // serialises reloads
+}
+
+type snapshot struct {
+	version int64
+	set     *filter.Set       // active subscriptions only
+	byID    map[string]*Entry // every subscription
+}
+
+// New returns an empty catalog; call Reload before use.
+func New(s Store, logger *slog.Logger) *Catalog {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Catalog{store: s, logger: logger}
+	c.snap.Store(&snapshot{version: -1, set: mustEmptySet(), byID: map[string]*Entry{}})
+	return c
+}
+
+func mustEmptySet() *filter.Set {
+	s, err := filter.NewSet(nil)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Reload reads every subscription from the store if it changed since the
+// last load.
+func (c *Catalog) Reload(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, err := c.store.SubscriptionsVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("catalog: read version: %w", err)
+	}
+	if v == c.snap.Load().version {
+		return nil
+	}
+	subs, err := c.store.SubscriptionList(ctx, store.SubscriptionListParams{})
+	if err != nil {
+		return fmt.Errorf("catalog: list subscriptions: %w", err)
+	}
+	byID := make(map[string]*Entry, len(subs))
+	rules := make([]filter.Rule, 0, len(subs))
+	for _, s := range subs {
+		signer, err := signing.NewSigner(s.Secrets...)
+		if err != nil {
+			// A stored subscription always has valid secrets; keep the rest
+			// of the catalog working if one does not.
+			c.logger.Error("catalog: bad signing secret", "subscription", s.ID, "err", err)
+			continue
+		}
+		byID[s.ID] = &Entry{Subscription: s, Signer: signer}
+		if s.State == store.SubscriptionActive {
+			rules = append(rules, filter.Rule{ID: s.ID, Source: s.Source, Types: s.Types, Filters: s.Filters})
+		}
+	}
+	set, err := filter.NewSet(rules)
+	if err != nil {
+		return fmt.Errorf("catalog: compile filters: %w", err)
+	}
+	c.snap.Store(&snapshot{version: v, set: set, byID: byID})
+	return nil
+}
+
+// Run reloads the catalog every interval until ctx is done, so that changes
+// made by other Herald nodes are seen.
+func (c *Catalog) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := c.Reload(ctx); err != nil && ctx.Err() == nil {
+				c.logger.Warn("catalog reload failed", "err", err)
+			}
+		}
+	}
+}
+
+// Match appends the active subscriptions that e matches to dst.
+func (c *Catalog) Match(e *event.Event, dst []*Entry) []*Entry {
+	snap := c.snap.Load()
+	var idsBuf [8]string
+	for _, id := range snap.set.Match(e, idsBuf[:0]) {
+		if en, ok := snap.byID[id]; ok {
+			dst = append(dst, en)
+		}
+	}
+	return dst
+}
+
+// Get returns a subscription's entry, active or not.
+func (c *Catalog) Get(id string) (*Entry, bool) {
+	en, ok := c.snap.Load().byID[id]
+	return en, ok
+}

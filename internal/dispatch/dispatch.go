@@ -1,0 +1,352 @@
+// Package dispatch makes the first attempt of every stored delivery: it
+// claims pending deliveries in batches, sends them, records the results in
+// batches, and hands each failure to its Temporal workflow.
+//
+// A delivery's states (store.DeliveryState):
+//
+//	            publish
+//	               |
+//	               v
+//	  +------> pending ----claim----> in_flight ---2xx---> delivered
+//	  |         ^  |                  |    |                   ^
+//	  |  release|  |lease expired     |    | failed            |
+//	  |         +--+------------------+    v                   |
+//	  |                                retrying --2xx (workflow)+
+//	  |                                 |    ^
+//	  |        attempts/age exhausted,  |    | redrive (workflow)
+//	  |        permanent, 410 Gone      v    |
+//	  +-- (paused sink: NextAt later)   dead-+
+//
+// Only the first attempt runs here; a failed first attempt starts the
+// delivery's workflow (package workflows), which owns every later attempt.
+// A claim is a lease: if the process dies, the lease expires and another
+// dispatcher claims the delivery again, so a delivery is sent at least once.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/internal/attempt"
+	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/policy"
+	"github.com/heraldhq/herald/internal/signing"
+	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/workflows"
+)
+
+// Store is what the dispatcher reads and writes.
+type Store interface {
+	DeliveryClaim(ctx context.Context, p store.DeliveryClaimParams) ([]*store.Delivery, error)
+	DeliveryUpdateBatch(ctx context.Context, updates []store.DeliveryUpdate) error
+	SubscriptionGet(ctx context.Context, id string) (*store.Subscription, error)
+	SubscriptionUpdate(ctx context.Context, s *store.Subscription) error
+}
+
+// Handoff starts the workflow that retries a failed delivery.
+type Handoff interface {
+	Start(ctx context.Context, in workflows.DeliveryInput) error
+}
+
+// Config tunes the dispatcher. Zero fields take the defaults.
+type Config struct {
+	// BatchSize is the most deliveries claimed at once (default 256).
+	BatchSize int
+	// Senders is how many requests are in flight at once (default 64).
+	Senders int
+	// Lease is how long a claim lasts before another dispatcher may take
+	// the delivery (default 2 minutes; longer than a request's timeout).
+	Lease time.Duration
+	// PollInterval is how often the store is polled when nothing woke the
+	// dispatcher (default 200ms): it picks up other nodes' deliveries,
+	// expired leases and paused sinks.
+	PollInterval time.Duration
+	Logger       *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 256
+	}
+	if c.Senders <= 0 {
+		c.Senders = 64
+	}
+	if c.Lease <= 0 {
+		c.Lease = 2 * time.Minute
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 200 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Dispatcher claims and sends first attempts. Create with New, start with
+// Run.
+type Dispatcher struct {
+	cfg     Config
+	store   Store
+	catalog *catalog.Catalog
+	sender  attempt.Sender
+	handoff Handoff
+
+	wake    chan struct{}
+	work    chan *store.Delivery
+	updates chan store.DeliveryUpdate
+}
+
+// New returns a dispatcher.
+func New(cfg Config, s Store, c *catalog.Catalog, sender attempt.Sender, h Handoff) *Dispatcher {
+	cfg.setDefaults()
+	return &Dispatcher{
+		cfg:     cfg,
+		store:   s,
+		catalog: c,
+		sender:  sender,
+		handoff: h,
+		wake:    make(chan struct{}, 1),
+		work:    make(chan *store.Delivery, cfg.BatchSize),
+		updates: make(chan store.DeliveryUpdate, 4*cfg.BatchSize),
+	}
+}
+
+// Notify wakes the dispatcher: new deliveries are waiting. It never blocks.
+func (d *Dispatcher) Notify() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run dispatches until ctx is done, then finishes the requests in flight,
+// releases claimed deliveries it did not send, and records every result
+// before it returns.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	var senders sync.WaitGroup
+	for range d.cfg.Senders {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			d.sendLoop(ctx)
+		}()
+	}
+	recorded := make(chan struct{})
+	go func() {
+		defer close(recorded)
+		d.recordLoop()
+	}()
+
+	d.claimLoop(ctx)
+	close(d.work)
+	senders.Wait()
+	close(d.updates)
+	<-recorded
+	return nil
+}
+
+// claimLoop claims batches while there is work and room for it.
+func (d *Dispatcher) claimLoop(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		room := cap(d.work) - len(d.work)
+		n := 0
+		if room >= d.cfg.BatchSize/4 {
+			now := time.Now()
+			claimed, err := d.store.DeliveryClaim(ctx, store.DeliveryClaimParams{
+				Limit:      room,
+				Now:        now,
+				LeaseUntil: now.Add(d.cfg.Lease),
+			})
+			if err != nil && ctx.Err() == nil {
+				d.cfg.Logger.Error("claim deliveries", "err", err)
+			}
+			for _, dl := range claimed {
+				d.work <- dl
+			}
+			n = len(claimed)
+		}
+		if n > 0 && n == room {
+			// Likely more waiting: claim again as soon as there is room.
+			select {
+			case <-ctx.Done():
+				return
+			default:
+				continue
+			}
+		}
+		if n > 0 {
+			continue
+		}
+		timer.Reset(d.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// sendLoop makes first attempts until the work channel closes. After ctx
+// is done it releases what is left instead of sending it.
+func (d *Dispatcher) sendLoop(ctx context.Context) {
+	for dl := range d.work {
+		if ctx.Err() != nil {
+			d.updates <- store.DeliveryUpdate{
+				ID: dl.ID, State: store.DeliveryPending, Attempts: dl.Attempts,
+				LastStatus: dl.LastStatus, LastError: dl.LastError,
+				NextAt: time.Now(), ExpectState: store.DeliveryInFlight,
+			}
+			continue
+		}
+		d.first(context.WithoutCancel(ctx), dl)
+	}
+}
+
+// first makes a delivery's first attempt (or a re-attempt after a lost
+// lease) and records or hands off the result.
+func (d *Dispatcher) first(ctx context.Context, dl *store.Delivery) {
+	en, err := d.entry(ctx, dl.SubscriptionID)
+	if err != nil {
+		// The store is failing: leave the delivery to its lease.
+		d.cfg.Logger.Error("load subscription", "subscription", dl.SubscriptionID, "err", err)
+		return
+	}
+	if en == nil || en.Subscription.State != store.SubscriptionActive {
+		reason := "subscription deleted"
+		if en != nil {
+			reason = "subscription disabled: " + en.Subscription.StateReason
+		}
+		d.updates <- store.DeliveryUpdate{
+			ID: dl.ID, State: store.DeliveryDead, Attempts: dl.Attempts,
+			LastError: reason, ExpectState: store.DeliveryInFlight,
+		}
+		return
+	}
+	sub := en.Subscription
+	if now := time.Now(); sub.PausedUntil.After(now) {
+		d.updates <- store.DeliveryUpdate{
+			ID: dl.ID, State: store.DeliveryPending, Attempts: dl.Attempts,
+			LastStatus: dl.LastStatus, LastError: dl.LastError,
+			NextAt: sub.PausedUntil, ExpectState: store.DeliveryInFlight,
+		}
+		return
+	}
+
+	number := dl.Attempts + 1
+	res := attempt.Do(ctx, d.sender, dl, sub, en.Signer, number)
+	if res.Outcome == policy.Delivered {
+		d.updates <- store.DeliveryUpdate{
+			ID: dl.ID, State: store.DeliveryDelivered, Attempts: number,
+			LastStatus: res.Record.StatusCode, ExpectState: store.DeliveryInFlight,
+			Attempt: &res.Record,
+		}
+		return
+	}
+	if res.PauseSink {
+		until := res.Record.StartedAt.Add(res.RetryAfter)
+		if err := workflows.Pause(ctx, d.store, sub.ID, until); err != nil {
+			d.cfg.Logger.Error("pause sink", "subscription", sub.ID, "err", err)
+		}
+	}
+	err := d.handoff.Start(ctx, workflows.DeliveryInput{
+		DeliveryID:     dl.ID,
+		SubscriptionID: sub.ID,
+		EventType:      dl.EventType,
+		SinkHost:       sinkHost(sub.Sink),
+		SeriesStart:    dl.CreatedAt,
+		Attempts:       number,
+		TotalAttempts:  number,
+		LastOutcome:    res.Outcome,
+		LastStatus:     res.Record.StatusCode,
+		LastError:      res.Record.Error,
+		RetryAfter:     res.RetryAfter,
+		Policy:         sub.RetryPolicy,
+	})
+	if err != nil {
+		// Leave the delivery in flight: its lease expires and it is
+		// attempted and handed off again. Record the attempt only.
+		d.cfg.Logger.Error("hand off failed delivery", "delivery", dl.ID, "err", err)
+		d.updates <- store.DeliveryUpdate{
+			ID: dl.ID, State: store.DeliveryInFlight, Attempts: number,
+			LastStatus: res.Record.StatusCode, LastError: res.Record.Error,
+			ExpectState: store.DeliveryInFlight, Attempt: &res.Record,
+		}
+		return
+	}
+	d.updates <- store.DeliveryUpdate{
+		ID: dl.ID, State: store.DeliveryRetrying, Attempts: number,
+		LastStatus: res.Record.StatusCode, LastError: res.Record.Error,
+		ExpectState: store.DeliveryInFlight, Attempt: &res.Record,
+	}
+}
+
+// entry finds a subscription in the catalog, or in the store if the
+// catalog has not seen it yet (it was created on another node). It returns
+// nil if the subscription does not exist.
+func (d *Dispatcher) entry(ctx context.Context, id string) (*catalog.Entry, error) {
+	if en, ok := d.catalog.Get(id); ok {
+		return en, nil
+	}
+	sub, err := d.store.SubscriptionGet(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	signer, err := signing.NewSigner(sub.Secrets...)
+	if err != nil {
+		return nil, err
+	}
+	return &catalog.Entry{Subscription: sub, Signer: signer}, nil
+}
+
+func sinkHost(sink string) string {
+	u, err := url.Parse(sink)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
+
+// recordLoop writes results in batches: whatever arrived while the last
+// batch was being written goes into the next one.
+func (d *Dispatcher) recordLoop() {
+	batch := make([]store.DeliveryUpdate, 0, d.cfg.BatchSize)
+	for u := range d.updates {
+		batch = append(batch[:0], u)
+	gather:
+		for len(batch) < cap(batch) {
+			select {
+			case u, ok := <-d.updates:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, u)
+			default:
+				break gather
+			}
+		}
+		d.write(batch)
+	}
+}
+
+// write records a batch, retrying while the store fails: losing a result
+// would only cause a duplicate send after the lease, but retrying is cheap.
+func (d *Dispatcher) write(batch []store.DeliveryUpdate) {
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := d.store.DeliveryUpdateBatch(context.Background(), batch)
+		if err == nil || errors.Is(err, context.Canceled) {
+			return
+		}
+		d.cfg.Logger.Error("record delivery results", "n", len(batch), "err", err)
+		time.Sleep(wait)
+	}
+}

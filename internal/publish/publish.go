@@ -1,0 +1,250 @@
+// Package publish accepts CloudEvents: it validates them, matches them
+// against subscriptions, and stores each event with its deliveries in
+// group-committed, durable transactions, deduplicating on source and id.
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
+	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/id"
+	"github.com/heraldhq/herald/internal/policy"
+	"github.com/heraldhq/herald/internal/store"
+)
+
+// ErrClosed is returned by Publish after Close.
+var ErrClosed = errors.New("publish: publisher is closed")
+
+// Store is what the publisher writes to.
+type Store interface {
+	EventInsertBatch(ctx context.Context, params []store.EventInsertParams) ([]store.EventInsertResult, error)
+}
+
+// Result is the outcome of publishing one event.
+type Result struct {
+	Source, ID  string
+	Duplicate   bool
+	DeliveryIDs []string
+}
+
+// Config tunes the publisher. Zero fields take the defaults.
+type Config struct {
+	// MaxBatch is the most events committed in one transaction (default 1000).
+	MaxBatch int
+	// OnCommit is called after each commit that created deliveries, e.g. to
+	// wake the dispatcher. It must not block.
+	OnCommit func()
+	Logger   *slog.Logger
+}
+
+// Publisher validates, matches and durably stores events. Concurrent
+// Publish calls share transactions (group commit): while one commit is
+// being written, the next calls queue and are committed together.
+type Publisher struct {
+	store   Store
+	catalog *catalog.Catalog
+	cfg     Config
+
+	mu      sync.RWMutex // held for reading while queueing a request
+	closed  bool
+	reqs    chan *commitReq
+	closing chan struct{}
+	done    chan struct{}
+}
+
+type commitReq struct {
+	params  []store.EventInsertParams
+	results []store.EventInsertResult
+	err     error
+	done    chan struct{}
+}
+
+// New starts a publisher. Close stops it.
+func New(s Store, c *catalog.Catalog, cfg Config) *Publisher {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 1000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Publisher{
+		store:   s,
+		catalog: c,
+		cfg:     cfg,
+		reqs:    make(chan *commitReq, 1024),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go p.commitLoop()
+	return p
+}
+
+// Publish validates every event, then stores the valid batch and returns
+// once it is durable. If any event is invalid it returns an *InvalidError
+// and stores nothing.
+func (p *Publisher) Publish(ctx context.Context, events []*cloudeventsv1.CloudEvent) ([]Result, error) {
+	if len(events) == 0 {
+		return nil, &InvalidError{Violations: []Violation{{Field: "events", Description: "at least one event is required"}}}
+	}
+	if len(events) > policy.MaxEventsPerPublish {
+		return nil, &InvalidError{Violations: []Violation{{Field: "events",
+			Description: fmt.Sprintf("%d events; at most %d per call", len(events), policy.MaxEventsPerPublish)}}}
+	}
+	now := time.Now()
+	params := make([]store.EventInsertParams, len(events))
+	var invalid []Violation
+	var matched []*catalog.Entry
+	for i, pe := range events {
+		e, vs := Validate("events["+strconv.Itoa(i)+"]", pe)
+		if len(vs) > 0 {
+			invalid = append(invalid, vs...)
+			continue
+		}
+		if invalid != nil {
+			continue // only validate the rest
+		}
+		payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(pe)
+		if err != nil {
+			return nil, fmt.Errorf("publish: encode event: %w", err)
+		}
+		matched = p.catalog.Match(&e, matched[:0])
+		deliveries := make([]store.Delivery, len(matched))
+		for j, en := range matched {
+			deliveries[j] = store.Delivery{
+				ID:             id.New(id.Delivery),
+				SubscriptionID: en.Subscription.ID,
+				State:          store.DeliveryPending,
+				NextAt:         now,
+			}
+		}
+		params[i] = store.EventInsertParams{
+			Event: store.Event{
+				Source:    pe.GetSource(),
+				ID:        pe.GetId(),
+				Type:      pe.GetType(),
+				Payload:   payload,
+				CreatedAt: now,
+			},
+			Deliveries: deliveries,
+		}
+	}
+	if invalid != nil {
+		return nil, &InvalidError{Violations: invalid}
+	}
+
+	stored, err := p.commit(ctx, params)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]Result, len(events))
+	for i, r := range stored {
+		results[i] = Result{
+			Source:      params[i].Event.Source,
+			ID:          params[i].Event.ID,
+			Duplicate:   r.Duplicate,
+			DeliveryIDs: r.DeliveryIDs,
+		}
+	}
+	return results, nil
+}
+
+// commit queues params for the next group commit and waits for it.
+func (p *Publisher) commit(ctx context.Context, params []store.EventInsertParams) ([]store.EventInsertResult, error) {
+	req := &commitReq{params: params, done: make(chan struct{})}
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return nil, ErrClosed
+	}
+	select {
+	case p.reqs <- req:
+		p.mu.RUnlock()
+	case <-ctx.Done():
+		p.mu.RUnlock()
+		return nil, ctx.Err()
+	}
+	// Once queued, the request is committed even if ctx ends: the caller
+	// may not learn the outcome, but it is never stored half-way.
+	<-req.done
+	return req.results, req.err
+}
+
+// commitLoop takes queued requests and commits as many together as fit in
+// one batch. A commit in progress lets the queue fill, so batches grow with
+// load by themselves.
+func (p *Publisher) commitLoop() {
+	defer close(p.done)
+	var batch []*commitReq
+	var all []store.EventInsertParams
+	for {
+		var first *commitReq
+		select {
+		case first = <-p.reqs:
+		case <-p.closing:
+			// Commit whatever was queued before Close.
+			select {
+			case first = <-p.reqs:
+			default:
+				return
+			}
+		}
+		batch = append(batch[:0], first)
+		n := len(first.params)
+	gather:
+		for n < p.cfg.MaxBatch {
+			select {
+			case r := <-p.reqs:
+				batch = append(batch, r)
+				n += len(r.params)
+			default:
+				break gather
+			}
+		}
+		all = all[:0]
+		for _, r := range batch {
+			all = append(all, r.params...)
+		}
+		results, err := p.store.EventInsertBatch(context.Background(), all)
+		created := false
+		off := 0
+		for _, r := range batch {
+			if err != nil {
+				r.err = fmt.Errorf("publish: store events: %w", err)
+			} else {
+				r.results = results[off : off+len(r.params)]
+				for _, res := range r.results {
+					if !res.Duplicate && len(res.DeliveryIDs) > 0 {
+						created = true
+					}
+				}
+			}
+			off += len(r.params)
+			close(r.done)
+		}
+		if created && p.cfg.OnCommit != nil {
+			p.cfg.OnCommit()
+		}
+	}
+}
+
+// Close commits what is queued and stops the publisher. Publish calls that
+// have not queued yet fail with ErrClosed.
+func (p *Publisher) Close() {
+	p.mu.Lock()
+	wasClosed := p.closed
+	p.closed = true
+	p.mu.Unlock()
+	if !wasClosed {
+		close(p.closing)
+	}
+	<-p.done
+}

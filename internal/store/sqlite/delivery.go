@@ -1,0 +1,436 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/heraldhq/herald/internal/store"
+)
+
+// maxRows is the most rows one multi-row INSERT carries. A batch is cut
+// into statements of maxRows rows and a remainder split into powers of two,
+// so that few distinct statements are ever prepared.
+const maxRows = 128
+
+// chunks splits n rows into statement sizes: maxRows while it lasts, then
+// powers of two.
+func chunks(n int) []int {
+	var sizes []int
+	for n >= maxRows {
+		sizes = append(sizes, maxRows)
+		n -= maxRows
+	}
+	for size := maxRows / 2; size > 0; size /= 2 {
+		if n >= size {
+			sizes = append(sizes, size)
+			n -= size
+		}
+	}
+	return sizes
+}
+
+type eventKey struct{ source, id string }
+
+// EventInsertBatch inserts events and their deliveries in one durable
+// transaction. Results are in params order.
+func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsertParams) ([]store.EventInsertResult, error) {
+	now := time.Now().UTC()
+	results := make([]store.EventInsertResult, len(params))
+	// first maps each event to its first occurrence in params; later
+	// occurrences are duplicates of it.
+	first := make(map[eventKey]int, len(params))
+	unique := make([]int, 0, len(params))
+	for i := range params {
+		p := &params[i]
+		if p.Event.Source == "" || p.Event.ID == "" {
+			return nil, fmt.Errorf("sqlite: insert events: event %d has no source or id", i)
+		}
+		for _, d := range p.Deliveries {
+			if d.ID == "" || d.SubscriptionID == "" || d.State == "" {
+				return nil, fmt.Errorf("sqlite: insert events: event %s/%s: delivery needs ID, SubscriptionID and State", p.Event.Source, p.Event.ID)
+			}
+		}
+		k := eventKey{p.Event.Source, p.Event.ID}
+		if _, ok := first[k]; !ok {
+			first[k] = i
+			unique = append(unique, i)
+		}
+	}
+
+	seqs := make(map[int]int64, len(unique)) // params index -> seq, for events inserted now
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// Events: skip the stored ones and learn the new ones' seq.
+		rest := unique
+		args := make([]any, 0, maxRows*11)
+		for _, n := range chunks(len(unique)) {
+			batch := rest[:n]
+			rest = rest[n:]
+			args = args[:0]
+			for _, i := range batch {
+				e := &params[i].Event
+				created := e.CreatedAt
+				if created.IsZero() {
+					created = now
+				}
+				payload := e.Payload
+				if payload == nil {
+					payload = []byte{}
+				}
+				args = append(args, e.Source, e.ID, e.Type, millis(created), payload)
+			}
+			st, err := s.txStmt(ctx, tx, eventInsertSQL(n))
+			if err != nil {
+				return err
+			}
+			rows, err := st.QueryContext(ctx, args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var (
+					seq int64
+					k   eventKey
+				)
+				if err := rows.Scan(&seq, &k.source, &k.id); err != nil {
+					rows.Close()
+					return err
+				}
+				seqs[first[k]] = seq
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+
+		// Deliveries of the new events, in params order.
+		type row struct {
+			d   *store.Delivery
+			seq int64
+			e   *store.Event
+		}
+		var pending []row
+		flush := func(n int) error {
+			args = args[:0]
+			for _, r := range pending[:n] {
+				created := r.d.CreatedAt
+				if created.IsZero() {
+					created = r.e.CreatedAt
+				}
+				if created.IsZero() {
+					created = now
+				}
+				updated := r.d.UpdatedAt
+				if updated.IsZero() {
+					updated = created
+				}
+				args = append(args, r.d.ID, r.d.SubscriptionID, r.seq, string(r.d.State),
+					r.d.Attempts, r.d.LastStatus, r.d.LastError, millis(r.d.NextAt),
+					millis(r.d.LeaseUntil), millis(created), millis(updated))
+			}
+			st, err := s.txStmt(ctx, tx, deliveryInsertSQL(n))
+			if err != nil {
+				return err
+			}
+			if _, err := st.ExecContext(ctx, args...); err != nil {
+				return err
+			}
+			pending = pending[n:]
+			return nil
+		}
+		for _, i := range unique {
+			seq, ok := seqs[i]
+			if !ok {
+				continue
+			}
+			for j := range params[i].Deliveries {
+				pending = append(pending, row{&params[i].Deliveries[j], seq, &params[i].Event})
+				if len(pending) == maxRows {
+					if err := flush(maxRows); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		for _, n := range chunks(len(pending)) {
+			if err := flush(n); err != nil {
+				return err
+			}
+		}
+
+		// Events stored before: report the deliveries they made then.
+		var idsStmt *sql.Stmt
+		for _, i := range unique {
+			if _, ok := seqs[i]; ok {
+				continue
+			}
+			if idsStmt == nil {
+				st, err := s.txStmt(ctx, tx, eventDeliveryIDsSQL)
+				if err != nil {
+					return err
+				}
+				idsStmt = st
+			}
+			ids, err := queryStrings(ctx, idsStmt, params[i].Event.Source, params[i].Event.ID)
+			if err != nil {
+				return err
+			}
+			results[i] = store.EventInsertResult{Duplicate: true, DeliveryIDs: ids}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: insert events: %w", err)
+	}
+
+	for i := range params {
+		p := &params[i]
+		fi := first[eventKey{p.Event.Source, p.Event.ID}]
+		switch {
+		case fi != i:
+			results[i] = store.EventInsertResult{Duplicate: true, DeliveryIDs: append([]string(nil), results[fi].DeliveryIDs...)}
+		case !results[i].Duplicate:
+			ids := make([]string, len(p.Deliveries))
+			for j, d := range p.Deliveries {
+				ids[j] = d.ID
+			}
+			results[i].DeliveryIDs = ids
+		}
+	}
+	return results, nil
+}
+
+func queryStrings(ctx context.Context, st *sql.Stmt, args ...any) ([]string, error) {
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// scanDelivery reads deliveryColumns, then payload if it is not nil.
+func scanDelivery(row scanner, payload *[]byte) (*store.Delivery, error) {
+	var (
+		d                                    store.Delivery
+		state                                string
+		nextAt, leaseUntil, created, updated int64
+	)
+	dest := []any{&d.ID, &d.SubscriptionID, &d.EventSource, &d.EventID, &d.EventType, &state,
+		&d.Attempts, &d.LastStatus, &d.LastError, &nextAt, &leaseUntil, &created, &updated}
+	if payload != nil {
+		dest = append(dest, payload)
+	}
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	d.State = store.DeliveryState(state)
+	d.NextAt = fromMillis(nextAt)
+	d.LeaseUntil = fromMillis(leaseUntil)
+	d.CreatedAt = fromMillis(created)
+	d.UpdatedAt = fromMillis(updated)
+	if payload != nil {
+		d.EventPayload = *payload
+	}
+	return &d, nil
+}
+
+// DeliveryClaim marks up to p.Limit claimable deliveries in flight and
+// returns them with their event payload, oldest NextAt first.
+func (s *Store) DeliveryClaim(ctx context.Context, p store.DeliveryClaimParams) ([]*store.Delivery, error) {
+	if p.Limit <= 0 {
+		return nil, nil
+	}
+	st, err := s.stmt(ctx, deliveryClaimSQL)
+	if err != nil {
+		return nil, err
+	}
+	now := millis(p.Now)
+	rows, err := st.QueryContext(ctx, now, p.Limit, millis(p.LeaseUntil))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim deliveries: %w", err)
+	}
+	defer rows.Close()
+	var ds []*store.Delivery
+	for rows.Next() {
+		var payload []byte
+		d, err := scanDelivery(rows, &payload)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: claim deliveries: %w", err)
+		}
+		ds = append(ds, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: claim deliveries: %w", err)
+	}
+	// RETURNING gives rows in no particular order.
+	sort.Slice(ds, func(i, j int) bool {
+		if !ds[i].NextAt.Equal(ds[j].NextAt) {
+			return ds[i].NextAt.Before(ds[j].NextAt)
+		}
+		return ds[i].ID < ds[j].ID
+	})
+	return ds, nil
+}
+
+// DeliveryUpdateBatch applies updates in one transaction.
+func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.DeliveryUpdate) error {
+	if len(updates) == 0 {
+		return nil
+	}
+	for _, u := range updates {
+		if u.ID == "" || u.State == "" {
+			return errors.New("sqlite: update deliveries: update needs ID and State")
+		}
+	}
+	now := millis(time.Now())
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		update, err := s.txStmt(ctx, tx, deliveryUpdateSQL)
+		if err != nil {
+			return err
+		}
+		var exists, attempt *sql.Stmt
+		for _, u := range updates {
+			res, err := update.ExecContext(ctx, string(u.State), u.Attempts, u.LastStatus,
+				u.LastError, millis(u.NextAt), now, u.ID, string(u.ExpectState))
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				// Not in ExpectState, or missing.
+				if exists == nil {
+					if exists, err = s.txStmt(ctx, tx, deliveryExistsSQL); err != nil {
+						return err
+					}
+				}
+				var one int
+				err := exists.QueryRowContext(ctx, u.ID).Scan(&one)
+				if errors.Is(err, sql.ErrNoRows) {
+					return fmt.Errorf("delivery %s: %w", u.ID, store.ErrNotFound)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if a := u.Attempt; a != nil {
+				if attempt == nil {
+					if attempt, err = s.txStmt(ctx, tx, attemptUpsertSQL); err != nil {
+						return err
+					}
+				}
+				body := a.ResponseBody
+				if body == nil {
+					body = []byte{}
+				}
+				if _, err := attempt.ExecContext(ctx, u.ID, a.Number, millis(a.StartedAt),
+					a.StatusCode, int64(a.Latency), a.Error, body); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: update deliveries: %w", err)
+	}
+	return nil
+}
+
+// DeliveryGet returns a delivery with its event payload, or
+// store.ErrNotFound.
+func (s *Store) DeliveryGet(ctx context.Context, id string) (*store.Delivery, error) {
+	var payload []byte
+	d, err := scanDelivery(s.reader.QueryRowContext(ctx, deliveryGetSQL, id), &payload)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: get delivery %s: %w", id, err)
+	}
+	return d, nil
+}
+
+// DeliveryList returns deliveries, newest first, without their payload.
+func (s *Store) DeliveryList(ctx context.Context, p store.DeliveryListParams) ([]*store.Delivery, error) {
+	if p.Limit <= 0 {
+		return nil, errors.New("sqlite: list deliveries: Limit must be positive")
+	}
+	var args []any
+	if p.SubscriptionID != "" {
+		args = append(args, p.SubscriptionID)
+	}
+	if p.State != "" {
+		args = append(args, string(p.State))
+	}
+	if !p.CreatedFrom.IsZero() {
+		args = append(args, millis(p.CreatedFrom))
+	}
+	if !p.CreatedTo.IsZero() {
+		args = append(args, millis(p.CreatedTo))
+	}
+	if p.After != "" {
+		args = append(args, p.After)
+	}
+	args = append(args, p.Limit)
+	query := deliveryListSQL(p.SubscriptionID != "", p.State != "",
+		!p.CreatedFrom.IsZero(), !p.CreatedTo.IsZero(), p.After != "")
+	rows, err := s.reader.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list deliveries: %w", err)
+	}
+	defer rows.Close()
+	var ds []*store.Delivery
+	for rows.Next() {
+		d, err := scanDelivery(rows, nil)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list deliveries: %w", err)
+		}
+		ds = append(ds, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list deliveries: %w", err)
+	}
+	return ds, nil
+}
+
+// AttemptList returns a delivery's attempts, oldest first.
+func (s *Store) AttemptList(ctx context.Context, deliveryID string) ([]*store.Attempt, error) {
+	rows, err := s.reader.QueryContext(ctx, attemptListSQL, deliveryID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list attempts: %w", err)
+	}
+	defer rows.Close()
+	var as []*store.Attempt
+	for rows.Next() {
+		var (
+			a                store.Attempt
+			started, latency int64
+		)
+		if err := rows.Scan(&a.DeliveryID, &a.Number, &started, &a.StatusCode, &latency,
+			&a.Error, &a.ResponseBody); err != nil {
+			return nil, fmt.Errorf("sqlite: list attempts: %w", err)
+		}
+		a.StartedAt = fromMillis(started)
+		a.Latency = time.Duration(latency)
+		as = append(as, &a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list attempts: %w", err)
+	}
+	return as, nil
+}

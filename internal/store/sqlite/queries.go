@@ -1,0 +1,139 @@
+package sqlite
+
+import (
+	"strings"
+)
+
+// This file holds every SQL statement the driver runs. The schema is in
+// migrations/.
+
+const (
+	migrationsTableSQL = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    INTEGER NOT NULL PRIMARY KEY,
+	name       TEXT    NOT NULL,
+	applied_at INTEGER NOT NULL
+)`
+	migrationsAppliedSQL = `SELECT version FROM schema_migrations`
+	migrationRecordSQL   = `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`
+
+	subscriptionColumns = `id, state, document, created_at, updated_at`
+
+	subscriptionInsertSQL = `INSERT INTO subscriptions (` + subscriptionColumns + `) VALUES (?, ?, ?, ?, ?)`
+	subscriptionGetSQL    = `SELECT ` + subscriptionColumns + ` FROM subscriptions WHERE id = ?`
+	subscriptionListSQL   = `SELECT ` + subscriptionColumns + ` FROM subscriptions WHERE id > ? ORDER BY id LIMIT ?`
+	// subscriptionUpdateSQL keeps the stored created_at and returns it.
+	subscriptionUpdateSQL = `UPDATE subscriptions SET state = ?, document = ?, updated_at = ? WHERE id = ? RETURNING created_at`
+	subscriptionDeleteSQL = `DELETE FROM subscriptions WHERE id = ?`
+
+	subscriptionsVersionBumpSQL = `UPDATE subscriptions_version SET version = version + 1 WHERE singleton = 1`
+	subscriptionsVersionSQL     = `SELECT version FROM subscriptions_version WHERE singleton = 1`
+
+	// eventDeliveryIDsSQL lists a stored event's deliveries in the order
+	// they were inserted.
+	eventDeliveryIDsSQL = `SELECT d.id FROM events e JOIN deliveries d ON d.event_seq = e.seq
+WHERE e.source = ? AND e.id = ? ORDER BY d.pk`
+
+	// deliveryColumns are read by scanDelivery, with the event's columns
+	// from events e.
+	deliveryColumns = `d.id, d.subscription_id, e.source, e.id, e.type, d.state, d.attempts,
+d.last_status, d.last_error, d.next_at, d.lease_until, d.created_at, d.updated_at`
+
+	// deliveryClaimSQL takes ?1 now, ?2 limit, ?3 lease_until. Each branch
+	// is limited on its own index before the two are merged in next_at
+	// order. The single writer connection makes the claim atomic.
+	deliveryClaimSQL = `UPDATE deliveries SET state = 'in_flight', lease_until = ?3, updated_at = ?1
+WHERE pk IN (
+	SELECT pk FROM (
+		SELECT pk, next_at, id FROM (
+			SELECT pk, next_at, id FROM deliveries
+			WHERE state = 'pending' AND next_at <= ?1
+			ORDER BY next_at, id LIMIT ?2)
+		UNION ALL
+		SELECT pk, next_at, id FROM (
+			SELECT pk, next_at, id FROM deliveries
+			WHERE state = 'in_flight' AND lease_until <= ?1
+			ORDER BY next_at, id LIMIT ?2)
+		ORDER BY next_at, id LIMIT ?2))
+RETURNING id, subscription_id,
+	(SELECT source FROM events WHERE seq = deliveries.event_seq),
+	(SELECT id FROM events WHERE seq = deliveries.event_seq),
+	(SELECT type FROM events WHERE seq = deliveries.event_seq),
+	state, attempts, last_status, last_error, next_at, lease_until, created_at, updated_at,
+	(SELECT payload FROM events WHERE seq = deliveries.event_seq)`
+
+	// deliveryUpdateSQL takes ?1 state, ?2 attempts, ?3 last_status,
+	// ?4 last_error, ?5 next_at, ?6 updated_at, ?7 id, ?8 expected state
+	// or ''. A delivery that leaves in_flight loses its lease.
+	deliveryUpdateSQL = `UPDATE deliveries SET state = ?1, attempts = ?2, last_status = ?3,
+	last_error = ?4, next_at = ?5, updated_at = ?6,
+	lease_until = CASE WHEN ?1 = 'in_flight' THEN lease_until ELSE 0 END
+WHERE id = ?7 AND (?8 = '' OR state = ?8)`
+	deliveryExistsSQL = `SELECT 1 FROM deliveries WHERE id = ?`
+
+	attemptUpsertSQL = `INSERT INTO attempts
+	(delivery_id, number, started_at, status_code, latency, error, response_body)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (delivery_id, number) DO UPDATE SET
+	started_at = excluded.started_at, status_code = excluded.status_code,
+	latency = excluded.latency, error = excluded.error,
+	response_body = excluded.response_body`
+	attemptListSQL = `SELECT delivery_id, number, started_at, status_code, latency, error, response_body
+FROM attempts WHERE delivery_id = ? ORDER BY number`
+
+	deliveryGetSQL = `SELECT ` + deliveryColumns + `, e.payload
+FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = ?`
+)
+
+// eventInsertSQL inserts n events, skipping those stored already, and
+// returns the inserted ones' seq, source and id.
+func eventInsertSQL(n int) string {
+	return multiRowSQL(`INSERT INTO events (source, id, type, created_at, payload) VALUES `,
+		"(?, ?, ?, ?, ?)", n, ` ON CONFLICT (source, id) DO NOTHING RETURNING seq, source, id`)
+}
+
+// deliveryInsertSQL inserts n deliveries.
+func deliveryInsertSQL(n int) string {
+	return multiRowSQL(`INSERT INTO deliveries (id, subscription_id, event_seq, state, attempts,
+	last_status, last_error, next_at, lease_until, created_at, updated_at) VALUES `,
+		"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", n, "")
+}
+
+func multiRowSQL(head, row string, n int, tail string) string {
+	var b strings.Builder
+	b.Grow(len(head) + n*(len(row)+1) + len(tail))
+	b.WriteString(head)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+	b.WriteString(tail)
+	return b.String()
+}
+
+// deliveryListSQL builds DeliveryList's query with a condition for each
+// filter that is set, in the order the arguments are given: subscription,
+// state, created from, created to, after; the limit is the last argument.
+func deliveryListSQL(subscription, state, from, to, after bool) string {
+	var b strings.Builder
+	b.WriteString(`SELECT ` + deliveryColumns + `
+FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE 1`)
+	if subscription {
+		b.WriteString(` AND d.subscription_id = ?`)
+	}
+	if state {
+		b.WriteString(` AND d.state = ?`)
+	}
+	if from {
+		b.WriteString(` AND d.created_at >= ?`)
+	}
+	if to {
+		b.WriteString(` AND d.created_at < ?`)
+	}
+	if after {
+		b.WriteString(` AND d.id < ?`)
+	}
+	b.WriteString(` ORDER BY d.id DESC LIMIT ?`)
+	return b.String()
+}

@@ -1,0 +1,242 @@
+// Package sqlite is the store driver for SQLite, Herald's embedded default.
+//
+// A Store keeps one writer connection and a separate pool of read-only
+// connections on the same database file in WAL mode, so writes queue in the
+// process instead of contending for SQLite's lock, and reads run beside them.
+// Commits are durable (synchronous=FULL): a method that writes returns only
+// after SQLite has synced its log.
+//
+// Decisions where the store contract leaves room:
+//   - Times are kept to the millisecond; the zero time is stored as 0, so
+//     the Unix epoch itself reads back as the zero time.
+//   - SubscriptionInsert sets a zero CreatedAt to now and a zero UpdatedAt to
+//     CreatedAt. SubscriptionUpdate keeps the stored CreatedAt and writes it
+//     and the new UpdatedAt back into its argument.
+//   - A duplicate event's DeliveryIDs are in the order they were first
+//     inserted. A delivery's zero CreatedAt is set to its event's CreatedAt,
+//     and a zero event CreatedAt to now.
+//   - Deliveries have no foreign key to subscriptions: deleting a
+//     subscription keeps its deliveries as history.
+//   - DeliveryUpdateBatch fails with ErrNotFound, and applies nothing, when
+//     an update names a delivery that does not exist. An update that moves
+//     a delivery out of in_flight clears its LeaseUntil.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/heraldhq/herald/internal/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// busyTimeout is how long a connection waits for a lock held by another
+// process (or a checkpoint) before failing with SQLITE_BUSY.
+const busyTimeout = 10 * time.Second
+
+// Store is a store.Store on one SQLite database file.
+type Store struct {
+	writer *sql.DB // exactly one connection: every write goes through it
+	reader *sql.DB // read-only connections
+
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt // prepared on writer, by SQL text
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the SQLite database at path and applies
+// any migrations it lacks.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("sqlite: invalid database path %q", path)
+	}
+	pragmas := "_pragma=busy_timeout(" + strconv.FormatInt(busyTimeout.Milliseconds(), 10) + ")" +
+		"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
+	writer, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	writer.SetConnMaxIdleTime(0)
+	s := &Store{writer: writer, stmts: make(map[string]*sql.Stmt)}
+	// The writer connects first so that the file is in WAL mode before any
+	// reader opens it.
+	if err := writer.PingContext(ctx); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		writer.Close()
+		return nil, err
+	}
+	reader, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=query_only(1)")
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	reader.SetMaxOpenConns(n)
+	reader.SetMaxIdleConns(n)
+	s.reader = reader
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	s.stmts = map[string]*sql.Stmt{}
+	s.mu.Unlock()
+	return errors.Join(s.reader.Close(), s.writer.Close())
+}
+
+// stmt returns query prepared on the writer connection, preparing it the
+// first time. Use it inside a transaction with tx.StmtContext.
+func (s *Store) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := s.writer.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: prepare: %w", err)
+	}
+	s.stmts[query] = st
+	return st, nil
+}
+
+// txStmt returns query prepared for use in tx.
+func (s *Store) txStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	st, err := s.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, st), nil
+}
+
+// migration is one numbered schema change from migrations/.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func loadMigrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("sqlite: migration %s: name is not NNN_name.sql", e.Name())
+		}
+		b, err := fs.ReadFile(migrations, "migrations/"+e.Name())
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("sqlite: migrations %s and %s share a number", ms[i-1].name, ms[i].name)
+		}
+	}
+	return ms, nil
+}
+
+// migrate applies the migrations not yet recorded in schema_migrations,
+// each in its own transaction.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	if _, err := s.writer.ExecContext(ctx, migrationsTableSQL); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	applied := make(map[int]bool)
+	rows, err := s.writer.QueryContext(ctx, migrationsAppliedSQL)
+	if err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return fmt.Errorf("sqlite: migrate: %w", err)
+		}
+		applied[v] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	for _, m := range ms {
+		if applied[m.version] {
+			continue
+		}
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, migrationRecordSQL, m.version, m.name, time.Now().UnixMilli())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("sqlite: migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// inTx runs f in a write transaction and commits it if f returns nil.
+func (s *Store) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// millis is how times are stored: Unix milliseconds, 0 for the zero time.
+func millis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// fromMillis reverses millis.
+func fromMillis(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}

@@ -1,0 +1,220 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/heraldhq/herald/internal/filter"
+	"github.com/heraldhq/herald/internal/policy"
+	"github.com/heraldhq/herald/internal/store"
+)
+
+// subscriptionDocument is the stored JSON form of the subscription fields
+// that have no column of their own. Its keys are part of the schema.
+type subscriptionDocument struct {
+	Source      string              `json:"source,omitempty"`
+	Types       []string            `json:"types,omitempty"`
+	Config      map[string]string   `json:"config,omitempty"`
+	Filters     []filter.Expression `json:"filters,omitempty"`
+	Sink        string              `json:"sink"`
+	Protocol    string              `json:"protocol,omitempty"`
+	Headers     map[string]string   `json:"headers,omitempty"`
+	Method      string              `json:"method,omitempty"`
+	StateReason string              `json:"state_reason,omitempty"`
+	Secrets     []string            `json:"secrets,omitempty"`
+	RetryPolicy policy.Retry        `json:"retry_policy"`
+	ContentMode policy.ContentMode  `json:"content_mode,omitempty"`
+	PausedUntil int64               `json:"paused_until,omitempty"` // Unix milliseconds
+}
+
+func encodeSubscription(s *store.Subscription) (string, error) {
+	b, err := json.Marshal(subscriptionDocument{
+		Source:      s.Source,
+		Types:       s.Types,
+		Config:      s.Config,
+		Filters:     s.Filters,
+		Sink:        s.Sink,
+		Protocol:    s.Protocol,
+		Headers:     s.Headers,
+		Method:      s.Method,
+		StateReason: s.StateReason,
+		Secrets:     s.Secrets,
+		RetryPolicy: s.RetryPolicy,
+		ContentMode: s.ContentMode,
+		PausedUntil: millis(s.PausedUntil),
+	})
+	if err != nil {
+		return "", fmt.Errorf("sqlite: encode subscription %s: %w", s.ID, err)
+	}
+	return string(b), nil
+}
+
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+func scanSubscription(row scanner) (*store.Subscription, error) {
+	var (
+		s                store.Subscription
+		state, document  string
+		created, updated int64
+		d                subscriptionDocument
+	)
+	if err := row.Scan(&s.ID, &state, &document, &created, &updated); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(document), &d); err != nil {
+		return nil, fmt.Errorf("sqlite: decode subscription %s: %w", s.ID, err)
+	}
+	s.Source = d.Source
+	s.Types = d.Types
+	s.Config = d.Config
+	s.Filters = d.Filters
+	s.Sink = d.Sink
+	s.Protocol = d.Protocol
+	s.Headers = d.Headers
+	s.Method = d.Method
+	s.State = store.SubscriptionState(state)
+	s.StateReason = d.StateReason
+	s.Secrets = d.Secrets
+	s.RetryPolicy = d.RetryPolicy
+	s.ContentMode = d.ContentMode
+	s.PausedUntil = fromMillis(d.PausedUntil)
+	s.CreatedAt = fromMillis(created)
+	s.UpdatedAt = fromMillis(updated)
+	return &s, nil
+}
+
+// SubscriptionInsert stores a new subscription.
+func (s *Store) SubscriptionInsert(ctx context.Context, sub *store.Subscription) error {
+	if sub.ID == "" {
+		return errors.New("sqlite: subscription has no ID")
+	}
+	doc, err := encodeSubscription(sub)
+	if err != nil {
+		return err
+	}
+	if sub.CreatedAt.IsZero() {
+		sub.CreatedAt = time.Now().UTC().Truncate(time.Millisecond)
+	}
+	if sub.UpdatedAt.IsZero() {
+		sub.UpdatedAt = sub.CreatedAt
+	}
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, subscriptionInsertSQL,
+			sub.ID, string(sub.State), doc, millis(sub.CreatedAt), millis(sub.UpdatedAt)); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, subscriptionsVersionBumpSQL)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: insert subscription %s: %w", sub.ID, err)
+	}
+	return nil
+}
+
+// SubscriptionGet returns a subscription or store.ErrNotFound.
+func (s *Store) SubscriptionGet(ctx context.Context, id string) (*store.Subscription, error) {
+	sub, err := scanSubscription(s.reader.QueryRowContext(ctx, subscriptionGetSQL, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: get subscription %s: %w", id, err)
+	}
+	return sub, nil
+}
+
+// SubscriptionList returns subscriptions in ID order.
+func (s *Store) SubscriptionList(ctx context.Context, p store.SubscriptionListParams) ([]*store.Subscription, error) {
+	limit := int64(p.Limit)
+	if limit <= 0 {
+		limit = -1 // no limit
+	}
+	rows, err := s.reader.QueryContext(ctx, subscriptionListSQL, p.After, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list subscriptions: %w", err)
+	}
+	defer rows.Close()
+	var subs []*store.Subscription
+	for rows.Next() {
+		sub, err := scanSubscription(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list subscriptions: %w", err)
+		}
+		subs = append(subs, sub)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list subscriptions: %w", err)
+	}
+	return subs, nil
+}
+
+// SubscriptionUpdate replaces a stored subscription and sets its UpdatedAt;
+// its CreatedAt stays as stored.
+func (s *Store) SubscriptionUpdate(ctx context.Context, sub *store.Subscription) error {
+	doc, err := encodeSubscription(sub)
+	if err != nil {
+		return err
+	}
+	updated := time.Now().UTC().Truncate(time.Millisecond)
+	var created int64
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, subscriptionUpdateSQL,
+			string(sub.State), doc, millis(updated), sub.ID).Scan(&created)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, subscriptionsVersionBumpSQL)
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: update subscription %s: %w", sub.ID, err)
+	}
+	sub.CreatedAt = fromMillis(created)
+	sub.UpdatedAt = updated
+	return nil
+}
+
+// SubscriptionDelete deletes a subscription; store.ErrNotFound if it does
+// not exist.
+func (s *Store) SubscriptionDelete(ctx context.Context, id string) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, subscriptionDeleteSQL, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return store.ErrNotFound
+		}
+		_, err = tx.ExecContext(ctx, subscriptionsVersionBumpSQL)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: delete subscription %s: %w", id, err)
+	}
+	return nil
+}
+
+// SubscriptionsVersion returns a number that grows with every subscription
+// write.
+func (s *Store) SubscriptionsVersion(ctx context.Context) (int64, error) {
+	var v int64
+	if err := s.reader.QueryRowContext(ctx, subscriptionsVersionSQL).Scan(&v); err != nil {
+		return 0, fmt.Errorf("sqlite: subscriptions version: %w", err)
+	}
+	return v, nil
+}

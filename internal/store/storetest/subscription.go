@@ -1,0 +1,235 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/filter"
+	"github.com/heraldhq/herald/internal/policy"
+	"github.com/heraldhq/herald/internal/store"
+)
+
+var subscriptionTests = []test{
+	{"InsertThenGetRoundTripsEveryField", testSubscriptionRoundTrip},
+	{"GetMissingIsErrNotFound", testSubscriptionGetMissing},
+	{"InsertDuplicateIDFails", testSubscriptionInsertDuplicate},
+	{"UpdateReplacesFieldsKeepsCreatedAtSetsUpdatedAt", testSubscriptionUpdate},
+	{"UpdateMissingIsErrNotFound", testSubscriptionUpdateMissing},
+	{"DeleteRemovesIt", testSubscriptionDelete},
+	{"DeleteMissingIsErrNotFound", testSubscriptionDeleteMissing},
+	{"ListIsInIDOrderAndPages", testSubscriptionList},
+	{"VersionGrowsOnInsertUpdateDelete", testSubscriptionsVersion},
+}
+
+// fullSubscription returns a subscription with every field set.
+func fullSubscription(id string) *store.Subscription {
+	return &store.Subscription{
+		ID:     id,
+		Source: "/orders",
+		Types:  []string{"com.example.order.created", "com.example.order.paid"},
+		Config: map[string]string{"team": "payments"},
+		Filters: []filter.Expression{
+			{Prefix: map[string]string{"subject": "eu/"}},
+			{Not: &filter.Expression{SQL: "amount > 100"}},
+			{Any: []filter.Expression{{Exact: map[string]string{"tier": "gold"}}, {Suffix: map[string]string{"type": ".paid"}}}},
+		},
+		Sink:        "https://receiver.example/hooks",
+		Protocol:    "HTTP",
+		Headers:     map[string]string{"X-Team": "payments"},
+		Method:      "POST",
+		State:       store.SubscriptionDisabled,
+		StateReason: "endpoint returned 410",
+		Secrets:     []string{"whsec_bmV3ZXN0", "whsec_b2xkZXN0"},
+		RetryPolicy: policy.Retry{
+			InitialInterval:    2 * time.Second,
+			BackoffCoefficient: 3,
+			MaximumInterval:    time.Hour,
+			MaximumAttempts:    5,
+			MaximumAge:         12 * time.Hour,
+			PermanentStatus:    []int{404},
+			RetryableStatus:    []int{400},
+		},
+		ContentMode: policy.ContentStructured,
+		PausedUntil: at(time.Minute),
+		CreatedAt:   at(-time.Hour),
+		UpdatedAt:   at(-time.Minute),
+	}
+}
+
+// minimalSubscription returns a subscription with only the needed fields.
+func minimalSubscription(id string) *store.Subscription {
+	return &store.Subscription{
+		ID:        id,
+		Sink:      "https://receiver.example/" + id,
+		State:     store.SubscriptionActive,
+		CreatedAt: t0,
+		UpdatedAt: t0,
+	}
+}
+
+// checkSubscription compares every field, times by instant.
+func checkSubscription(t testing.TB, got, want *store.Subscription) {
+	t.Helper()
+	g, w := *got, *want
+	for _, p := range []*time.Time{&g.PausedUntil, &g.CreatedAt, &g.UpdatedAt, &w.PausedUntil, &w.CreatedAt, &w.UpdatedAt} {
+		if !p.IsZero() {
+			*p = p.UTC()
+		}
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("subscription %s:\n got %+v\nwant %+v", want.ID, g, w)
+	}
+}
+
+func subscriptionInsert(t testing.TB, s store.Store, sub *store.Subscription) {
+	t.Helper()
+	if err := s.SubscriptionInsert(t.Context(), sub); err != nil {
+		t.Fatalf("SubscriptionInsert(%s): %v", sub.ID, err)
+	}
+}
+
+func testSubscriptionRoundTrip(t *testing.T, s store.Store) {
+	for _, want := range []*store.Subscription{fullSubscription("sub_full"), minimalSubscription("sub_min")} {
+		subscriptionInsert(t, s, want)
+		got, err := s.SubscriptionGet(t.Context(), want.ID)
+		if err != nil {
+			t.Fatalf("SubscriptionGet(%s): %v", want.ID, err)
+		}
+		checkSubscription(t, got, want)
+	}
+}
+
+func testSubscriptionGetMissing(t *testing.T, s store.Store) {
+	subscriptionInsert(t, s, minimalSubscription("sub_1"))
+	if _, err := s.SubscriptionGet(t.Context(), "sub_2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SubscriptionGet(missing) error = %v, want ErrNotFound", err)
+	}
+}
+
+func testSubscriptionInsertDuplicate(t *testing.T, s store.Store) {
+	subscriptionInsert(t, s, minimalSubscription("sub_1"))
+	if err := s.SubscriptionInsert(t.Context(), fullSubscription("sub_1")); err == nil {
+		t.Fatal("SubscriptionInsert with a stored ID succeeded")
+	}
+	got, err := s.SubscriptionGet(t.Context(), "sub_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSubscription(t, got, minimalSubscription("sub_1"))
+}
+
+func testSubscriptionUpdate(t *testing.T, s store.Store) {
+	subscriptionInsert(t, s, minimalSubscription("sub_1"))
+	// Drivers keep at least milliseconds.
+	before := time.Now().Truncate(time.Millisecond)
+	changed := fullSubscription("sub_1")
+	changed.CreatedAt = time.Time{}
+	changed.UpdatedAt = time.Time{}
+	if err := s.SubscriptionUpdate(t.Context(), changed); err != nil {
+		t.Fatalf("SubscriptionUpdate: %v", err)
+	}
+	if !changed.CreatedAt.Equal(t0) {
+		t.Errorf("SubscriptionUpdate set CreatedAt to %v, want the stored %v", changed.CreatedAt, t0)
+	}
+	if changed.UpdatedAt.Before(before) {
+		t.Errorf("SubscriptionUpdate set UpdatedAt to %v, before the update began (%v)", changed.UpdatedAt, before)
+	}
+	got, err := s.SubscriptionGet(t.Context(), "sub_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSubscription(t, got, changed)
+}
+
+func testSubscriptionUpdateMissing(t *testing.T, s store.Store) {
+	if err := s.SubscriptionUpdate(t.Context(), minimalSubscription("sub_1")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SubscriptionUpdate(missing) error = %v, want ErrNotFound", err)
+	}
+}
+
+func testSubscriptionDelete(t *testing.T, s store.Store) {
+	subscriptionInsert(t, s, minimalSubscription("sub_1"))
+	subscriptionInsert(t, s, minimalSubscription("sub_2"))
+	if err := s.SubscriptionDelete(t.Context(), "sub_1"); err != nil {
+		t.Fatalf("SubscriptionDelete: %v", err)
+	}
+	if _, err := s.SubscriptionGet(t.Context(), "sub_1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SubscriptionGet(deleted) error = %v, want ErrNotFound", err)
+	}
+	if _, err := s.SubscriptionGet(t.Context(), "sub_2"); err != nil {
+		t.Errorf("SubscriptionGet(other) error = %v", err)
+	}
+}
+
+func testSubscriptionDeleteMissing(t *testing.T, s store.Store) {
+	if err := s.SubscriptionDelete(t.Context(), "sub_1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SubscriptionDelete(missing) error = %v, want ErrNotFound", err)
+	}
+}
+
+func testSubscriptionList(t *testing.T, s store.Store) {
+	if subs, err := s.SubscriptionList(t.Context(), store.SubscriptionListParams{}); err != nil || len(subs) != 0 {
+		t.Fatalf("SubscriptionList(empty store) = %d, %v; want 0, nil", len(subs), err)
+	}
+	for _, n := range []int{3, 1, 5, 2, 4} {
+		subscriptionInsert(t, s, minimalSubscription(fmt.Sprintf("sub_%d", n)))
+	}
+	all := []string{"sub_1", "sub_2", "sub_3", "sub_4", "sub_5"}
+	tests := []struct {
+		name string
+		p    store.SubscriptionListParams
+		want []string
+	}{
+		{"zero limit lists all", store.SubscriptionListParams{}, all},
+		{"limit", store.SubscriptionListParams{Limit: 2}, all[:2]},
+		{"after", store.SubscriptionListParams{After: "sub_2", Limit: 2}, all[2:4]},
+		{"last page", store.SubscriptionListParams{After: "sub_4", Limit: 2}, all[4:]},
+		{"past the end", store.SubscriptionListParams{After: "sub_5"}, nil},
+	}
+	for _, tt := range tests {
+		subs, err := s.SubscriptionList(t.Context(), tt.p)
+		if err != nil {
+			t.Fatalf("%s: SubscriptionList: %v", tt.name, err)
+		}
+		var got []string
+		for _, sub := range subs {
+			got = append(got, sub.ID)
+		}
+		if !equalStrings(got, tt.want) {
+			t.Errorf("%s: SubscriptionList = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func testSubscriptionsVersion(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	last, err := s.SubscriptionsVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		{"insert", func() error { return s.SubscriptionInsert(ctx, minimalSubscription("sub_1")) }},
+		{"update", func() error { return s.SubscriptionUpdate(ctx, fullSubscription("sub_1")) }},
+		{"second insert", func() error { return s.SubscriptionInsert(ctx, minimalSubscription("sub_2")) }},
+		{"delete", func() error { return s.SubscriptionDelete(ctx, "sub_1") }},
+	}
+	for _, step := range steps {
+		if err := step.do(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		v, err := s.SubscriptionsVersion(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v <= last {
+			t.Errorf("after %s, SubscriptionsVersion = %d, want more than %d", step.name, v, last)
+		}
+		last = v
+	}
+}

@@ -1,0 +1,138 @@
+// Package server is Herald's API surface: the gRPC services and the HTTP
+// edge. It translates requests and delegates; the work happens below.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/publish"
+	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/workflows"
+)
+
+// Redriver restarts dead-lettered deliveries on their workflows.
+type Redriver interface {
+	Redrive(ctx context.Context, in workflows.DeliveryInput) error
+}
+
+// Options configure the services.
+type Options struct {
+	// AllowInsecureSinks accepts http:// sinks (development); otherwise
+	// sinks must be https://.
+	AllowInsecureSinks bool
+	Logger             *slog.Logger
+}
+
+// Services implements Herald's gRPC services.
+type Services struct {
+	heraldv1.UnimplementedPublishServiceServer
+	heraldv1.UnimplementedSubscriptionServiceServer
+	heraldv1.UnimplementedDeliveryServiceServer
+
+	publisher *publish.Publisher
+	store     store.Store
+	catalog   *catalog.Catalog
+	redriver  Redriver
+	opts      Options
+}
+
+// NewServices returns the gRPC services over Herald's components.
+func NewServices(p *publish.Publisher, s store.Store, c *catalog.Catalog, r Redriver, opts Options) *Services {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Services{publisher: p, store: s, catalog: c, redriver: r, opts: opts}
+}
+
+// NewGRPCServer returns a gRPC server with Herald's services, the standard
+// health service and reflection (so grpcurl needs no .proto files).
+func NewGRPCServer(svc *Services, hs *health.Server, opts ...grpc.ServerOption) *grpc.Server {
+	opts = append([]grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20)}, opts...)
+	g := grpc.NewServer(opts...)
+	heraldv1.RegisterPublishServiceServer(g, svc)
+	heraldv1.RegisterSubscriptionServiceServer(g, svc)
+	heraldv1.RegisterDeliveryServiceServer(g, svc)
+	healthpb.RegisterHealthServer(g, hs)
+	reflection.Register(g)
+	return g
+}
+
+// Publish implements herald.v1.PublishService.
+func (s *Services) Publish(ctx context.Context, req *heraldv1.PublishRequest) (*heraldv1.PublishResponse, error) {
+	results, err := s.publisher.Publish(ctx, req.GetEvents())
+	if err != nil {
+		return nil, publishError(err)
+	}
+	resp := &heraldv1.PublishResponse{Results: make([]*heraldv1.PublishResult, len(results))}
+	for i, r := range results {
+		st := heraldv1.PublishStatus_PUBLISH_STATUS_ACCEPTED
+		if r.Duplicate {
+			st = heraldv1.PublishStatus_PUBLISH_STATUS_DUPLICATE
+		}
+		resp.Results[i] = &heraldv1.PublishResult{Source: r.Source, Id: r.ID, Status: st, DeliveryIds: r.DeliveryIDs}
+	}
+	return resp, nil
+}
+
+func publishError(err error) error {
+	var invalid *publish.InvalidError
+	switch {
+	case errors.As(err, &invalid):
+		br := &errdetails.BadRequest{}
+		for _, v := range invalid.Violations {
+			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
+				Field: v.Field, Description: v.Description,
+			})
+		}
+		return withDetails(codes.InvalidArgument, invalid.Error(), br)
+	case errors.Is(err, publish.ErrClosed):
+		return status.Error(codes.Unavailable, "herald is shutting down; retry on another node")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	default:
+		return status.Error(codes.Unavailable, err.Error())
+	}
+}
+
+// invalidArgument reports one bad field.
+func invalidArgument(field, description string) error {
+	return withDetails(codes.InvalidArgument, field+": "+description, &errdetails.BadRequest{
+		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: description}},
+	})
+}
+
+func withDetails(c codes.Code, msg string, br *errdetails.BadRequest) error {
+	st, err := status.New(c, msg).WithDetails(br)
+	if err != nil {
+		return status.Error(c, msg)
+	}
+	return st.Err()
+}
+
+// storeError maps a store error to a gRPC status.
+func storeError(err error, what string) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return status.Errorf(codes.NotFound, "%s not found", what)
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	default:
+		return status.Errorf(codes.Unavailable, "store: %v", err)
+	}
+}

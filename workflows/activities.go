@@ -1,0 +1,206 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/heraldhq/herald/internal/attempt"
+	"github.com/heraldhq/herald/internal/policy"
+	"github.com/heraldhq/herald/internal/signing"
+	"github.com/heraldhq/herald/internal/store"
+)
+
+// Store is what the activities read and write.
+type Store interface {
+	DeliveryGet(ctx context.Context, id string) (*store.Delivery, error)
+	DeliveryUpdateBatch(ctx context.Context, updates []store.DeliveryUpdate) error
+	SubscriptionGet(ctx context.Context, id string) (*store.Subscription, error)
+	SubscriptionUpdate(ctx context.Context, s *store.Subscription) error
+}
+
+// Activities are the side effects of the Delivery workflow. Each is
+// idempotent: Temporal may run one more than once.
+type Activities struct {
+	Store  Store
+	Sender attempt.Sender
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (a *Activities) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+// AttemptInput names the delivery to attempt and the attempt's number.
+type AttemptInput struct {
+	DeliveryID     string
+	SubscriptionID string
+	Number         int
+}
+
+// AttemptResult is what one attempt did.
+type AttemptResult struct {
+	Outcome    policy.Outcome
+	StatusCode int
+	Error      string
+	RetryAfter time.Duration
+	// PausedUntil is set, and nothing was sent, when the sink is paused by
+	// an earlier Retry-After.
+	PausedUntil time.Time
+	// AlreadyDelivered is true when the delivery was found delivered and
+	// nothing was sent.
+	AlreadyDelivered bool
+}
+
+// Attempt sends the delivery once, unless it is delivered already or its
+// sink is paused, and records the attempt. A 429 or 503 with Retry-After
+// pauses every delivery to the sink.
+func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResult, error) {
+	d, err := a.Store.DeliveryGet(ctx, in.DeliveryID)
+	if err != nil {
+		return AttemptResult{}, fmt.Errorf("load delivery: %w", err)
+	}
+	if d.State == store.DeliveryDelivered {
+		return AttemptResult{Outcome: policy.Delivered, AlreadyDelivered: true}, nil
+	}
+	sub, err := a.Store.SubscriptionGet(ctx, in.SubscriptionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return AttemptResult{Outcome: policy.Permanent, Error: "subscription deleted"}, nil
+	}
+	if err != nil {
+		return AttemptResult{}, fmt.Errorf("load subscription: %w", err)
+	}
+	if sub.State != store.SubscriptionActive {
+		return AttemptResult{Outcome: policy.Permanent, Error: "subscription disabled: " + sub.StateReason}, nil
+	}
+	if now := a.now(); sub.PausedUntil.After(now) {
+		return AttemptResult{PausedUntil: sub.PausedUntil}, nil
+	}
+	signer, err := signing.NewSigner(sub.Secrets...)
+	if err != nil {
+		return AttemptResult{}, temporal.NewNonRetryableApplicationError("bad signing secret", "BadSecret", err)
+	}
+	res := attempt.Do(ctx, a.Sender, d, sub, signer, in.Number)
+	state := store.DeliveryRetrying
+	if res.Outcome == policy.Delivered {
+		state = store.DeliveryDelivered
+	}
+	err = a.Store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{{
+		ID:         d.ID,
+		State:      state,
+		Attempts:   in.Number,
+		LastStatus: res.Record.StatusCode,
+		LastError:  res.Record.Error,
+		Attempt:    &res.Record,
+	}})
+	if err != nil {
+		return AttemptResult{}, fmt.Errorf("record attempt: %w", err)
+	}
+	if res.PauseSink {
+		if err := a.pause(ctx, sub.ID, res.Record.StartedAt.Add(res.RetryAfter)); err != nil {
+			return AttemptResult{}, err
+		}
+	}
+	return AttemptResult{
+		Outcome:    res.Outcome,
+		StatusCode: res.Record.StatusCode,
+		Error:      res.Record.Error,
+		RetryAfter: res.RetryAfter,
+	}, nil
+}
+
+// pause holds back every delivery to a subscription's sink until until.
+func (a *Activities) pause(ctx context.Context, subID string, until time.Time) error {
+	return Pause(ctx, a.Store, subID, until)
+}
+
+// Pause holds back every delivery to a subscription's sink until until,
+// unless it is paused longer already.
+func Pause(ctx context.Context, s interface {
+	SubscriptionGet(ctx context.Context, id string) (*store.Subscription, error)
+	SubscriptionUpdate(ctx context.Context, s *store.Subscription) error
+}, subID string, until time.Time) error {
+	sub, err := s.SubscriptionGet(ctx, subID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pause subscription: %w", err)
+	}
+	if !until.After(sub.PausedUntil) {
+		return nil
+	}
+	sub.PausedUntil = until
+	if err := s.SubscriptionUpdate(ctx, sub); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("pause subscription: %w", err)
+	}
+	return nil
+}
+
+// MarkDeadInput dead-letters a delivery.
+type MarkDeadInput struct {
+	DeliveryID string
+	Attempts   int
+	LastStatus int
+	Reason     string
+}
+
+// MarkDead records that a delivery is dead-lettered, and why.
+func (a *Activities) MarkDead(ctx context.Context, in MarkDeadInput) error {
+	return a.Store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{{
+		ID:         in.DeliveryID,
+		State:      store.DeliveryDead,
+		Attempts:   in.Attempts,
+		LastStatus: in.LastStatus,
+		LastError:  in.Reason,
+	}})
+}
+
+// MarkRetrying records that a delivery is being retried again (a redrive).
+func (a *Activities) MarkRetrying(ctx context.Context, deliveryID string) error {
+	d, err := a.Store.DeliveryGet(ctx, deliveryID)
+	if err != nil {
+		return fmt.Errorf("load delivery: %w", err)
+	}
+	return a.Store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{{
+		ID:         d.ID,
+		State:      store.DeliveryRetrying,
+		Attempts:   d.Attempts,
+		LastStatus: d.LastStatus,
+		LastError:  d.LastError,
+	}})
+}
+
+// DisableInput disables a subscription.
+type DisableInput struct {
+	SubscriptionID string
+	Reason         string
+}
+
+// DisableSubscription stops all deliveries to a subscription until it is
+// re-enabled (after its sink answered 410 Gone).
+func (a *Activities) DisableSubscription(ctx context.Context, in DisableInput) error {
+	sub, err := a.Store.SubscriptionGet(ctx, in.SubscriptionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load subscription: %w", err)
+	}
+	if sub.State == store.SubscriptionDisabled {
+		return nil
+	}
+	sub.State = store.SubscriptionDisabled
+	sub.StateReason = in.Reason
+	if err := a.Store.SubscriptionUpdate(ctx, sub); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("disable subscription: %w", err)
+	}
+	return nil
+}

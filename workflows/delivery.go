@@ -1,0 +1,251 @@
+package workflows
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/heraldhq/herald/internal/policy"
+)
+
+// DeliveryInput starts a delivery's workflow: the delivery, its
+// subscription's retry policy, and the attempts already made.
+type DeliveryInput struct {
+	DeliveryID     string
+	SubscriptionID string
+	EventType      string
+	SinkHost       string
+	// SeriesStart is when the current series of attempts began (publish
+	// time, or the redrive): no attempt starts after SeriesStart plus the
+	// policy's MaximumAge.
+	SeriesStart time.Time
+	// Attempts is how many attempts were made before this workflow, in this
+	// series (1 when the dispatcher's first attempt failed).
+	Attempts int
+	// TotalAttempts is how many attempts were made in all.
+	TotalAttempts int
+	// LastOutcome, LastStatus, LastError and RetryAfter describe the last
+	// attempt.
+	LastOutcome policy.Outcome
+	LastStatus  int
+	LastError   string
+	RetryAfter  time.Duration
+	// Policy is the subscription's retry policy.
+	Policy policy.Retry
+	// Redrive starts the workflow with a fresh series of attempts (a
+	// redrive of a delivery that was dead-lettered without a workflow).
+	Redrive bool
+}
+
+// DeliveryResult is how a delivery's workflow ended.
+type DeliveryResult struct {
+	Attempts int
+}
+
+// acts names the activities for ExecuteActivity; it is never dereferenced.
+var acts *Activities
+
+// activityOptions apply to every activity. An activity error means Herald's
+// own store or bookkeeping failed (an HTTP failure is a result, not an
+// error), so it is retried until it works.
+var activityOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: policy.RequestTimeout + 15*time.Second,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval:    time.Second,
+		BackoffCoefficient: 2,
+		MaximumInterval:    time.Minute,
+	},
+}
+
+// Delivery retries one delivery until it is delivered or dead-lettered. A
+// dead-lettered delivery's workflow stays open, parked on RedriveSignal;
+// each redrive starts a fresh series of attempts with the same webhook-id.
+//
+// The workflow only orchestrates: every attempt and every store write is an
+// activity (see Activities).
+func Delivery(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
+	ctx = workflow.WithActivityOptions(ctx, activityOptions)
+	w := &deliveryRun{
+		in:        in,
+		pol:       in.Policy.WithDefaults(),
+		series:    in.Attempts,
+		total:     max(in.TotalAttempts, in.Attempts),
+		outcome:   in.LastOutcome,
+		status:    in.LastStatus,
+		lastError: in.LastError,
+		after:     in.RetryAfter,
+		start:     in.SeriesStart,
+	}
+	redrives := workflow.GetSignalChannel(ctx, RedriveSignal)
+	if in.Redrive {
+		// A signal-with-start delivers its signal too: it is this redrive.
+		redrives.ReceiveAsync(nil)
+		if err := w.redrive(ctx); err != nil {
+			return DeliveryResult{}, err
+		}
+	}
+	for {
+		delivered, reason, err := w.retry(ctx)
+		if err != nil {
+			return DeliveryResult{}, err
+		}
+		if delivered {
+			return DeliveryResult{Attempts: w.total}, w.upsert(ctx, StateDelivered)
+		}
+		if err := w.deadLetter(ctx, reason); err != nil {
+			return DeliveryResult{}, err
+		}
+		redrives.Receive(ctx, nil)
+		if err := w.redrive(ctx); err != nil {
+			return DeliveryResult{}, err
+		}
+	}
+}
+
+// deliveryRun is the state of one Delivery workflow.
+type deliveryRun struct {
+	in        DeliveryInput
+	pol       policy.Retry
+	series    int // attempts in the current series
+	total     int // attempts in all
+	outcome   policy.Outcome
+	status    int
+	lastError string
+	after     time.Duration // the last Retry-After
+	start     time.Time     // start of the current series
+}
+
+// retry makes attempts until the delivery is delivered (true) or must be
+// dead-lettered (false, with the reason).
+func (w *deliveryRun) retry(ctx workflow.Context) (bool, string, error) {
+	if err := w.upsert(ctx, StateRetrying); err != nil {
+		return false, "", err
+	}
+	for {
+		switch w.outcome {
+		case policy.Delivered:
+			return true, "", nil
+		case policy.Gone:
+			reason := "sink answered 410 Gone"
+			err := workflow.ExecuteActivity(ctx, acts.DisableSubscription,
+				DisableInput{SubscriptionID: w.in.SubscriptionID, Reason: reason}).Get(ctx, nil)
+			return false, reason, err
+		case policy.Permanent:
+			return false, w.failure("permanent failure"), nil
+		case policy.Retryable:
+			if w.series >= w.pol.MaximumAttempts {
+				return false, w.failure(fmt.Sprintf("%d attempts failed", w.series)), nil
+			}
+			wait, ok := w.nextWait(ctx)
+			if !ok {
+				return false, w.failure("maximum age reached"), nil
+			}
+			if err := workflow.Sleep(ctx, wait); err != nil {
+				return false, "", err
+			}
+		}
+		// An empty outcome (a fresh series) attempts at once.
+		var res AttemptResult
+		err := workflow.ExecuteActivity(ctx, acts.Attempt, AttemptInput{
+			DeliveryID:     w.in.DeliveryID,
+			SubscriptionID: w.in.SubscriptionID,
+			Number:         w.total + 1,
+		}).Get(ctx, &res)
+		if err != nil {
+			return false, "", err
+		}
+		if !res.PausedUntil.IsZero() {
+			// The sink is paused by a Retry-After: wait it out without
+			// spending an attempt, within the maximum age.
+			d := res.PausedUntil.Sub(workflow.Now(ctx))
+			if remaining := w.remaining(ctx); d > remaining {
+				return false, w.failure("maximum age reached while the sink was paused"), nil
+			}
+			if err := workflow.Sleep(ctx, d); err != nil {
+				return false, "", err
+			}
+			w.outcome = ""
+			continue
+		}
+		if res.Outcome == policy.Delivered && res.AlreadyDelivered {
+			return true, "", nil
+		}
+		w.series++
+		w.total++
+		w.outcome, w.status, w.lastError, w.after = res.Outcome, res.StatusCode, res.Error, res.RetryAfter
+		if err := w.upsert(ctx, StateRetrying); err != nil {
+			return false, "", err
+		}
+	}
+}
+
+// nextWait is the backoff before the next attempt: a full-jitter draw below
+// the policy's cap, raised to the last Retry-After, capped at the remaining
+// age. It is false when no time is left.
+func (w *deliveryRun) nextWait(ctx workflow.Context) (time.Duration, bool) {
+	var frac float64
+	// Randomness goes through a side effect so replays see the same draw.
+	_ = workflow.SideEffect(ctx, func(workflow.Context) any { return rand.Float64() }).Get(&frac)
+	wait := time.Duration(frac * float64(w.pol.Cap(w.series)))
+	if w.after > wait {
+		wait = w.after
+	}
+	remaining := w.remaining(ctx)
+	if remaining <= 0 {
+		return 0, false
+	}
+	return min(wait, remaining), true
+}
+
+func (w *deliveryRun) remaining(ctx workflow.Context) time.Duration {
+	return w.start.Add(w.pol.MaximumAge).Sub(workflow.Now(ctx))
+}
+
+func (w *deliveryRun) failure(what string) string {
+	switch {
+	case w.status != 0 && w.lastError != "":
+		return fmt.Sprintf("%s: last status %d: %s", what, w.status, w.lastError)
+	case w.status != 0:
+		return fmt.Sprintf("%s: last status %d", what, w.status)
+	case w.lastError != "":
+		return fmt.Sprintf("%s: %s", what, w.lastError)
+	}
+	return what
+}
+
+func (w *deliveryRun) deadLetter(ctx workflow.Context, reason string) error {
+	err := workflow.ExecuteActivity(ctx, acts.MarkDead, MarkDeadInput{
+		DeliveryID: w.in.DeliveryID,
+		Attempts:   w.total,
+		LastStatus: w.status,
+		Reason:     reason,
+	}).Get(ctx, nil)
+	if err != nil {
+		return err
+	}
+	return w.upsert(ctx, StateDead)
+}
+
+// redrive starts a fresh series: attempts and age count from now.
+func (w *deliveryRun) redrive(ctx workflow.Context) error {
+	if err := w.upsert(ctx, StateRedriving); err != nil {
+		return err
+	}
+	if err := workflow.ExecuteActivity(ctx, acts.MarkRetrying, w.in.DeliveryID).Get(ctx, nil); err != nil {
+		return err
+	}
+	w.series, w.outcome, w.after = 0, "", 0
+	w.start = workflow.Now(ctx)
+	return nil
+}
+
+func (w *deliveryRun) upsert(ctx workflow.Context, state string) error {
+	return workflow.UpsertTypedSearchAttributes(ctx,
+		AttrDeliveryState.ValueSet(state),
+		AttrAttempts.ValueSet(int64(w.total)),
+		AttrLastStatus.ValueSet(int64(w.status)),
+	)
+}

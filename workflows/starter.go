@@ -1,0 +1,72 @@
+package workflows
+
+import (
+	"context"
+	"fmt"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Starter hands deliveries to their workflows.
+type Starter struct {
+	Client    client.Client
+	TaskQueue string // default TaskQueue
+}
+
+func (s *Starter) options(in DeliveryInput) client.StartWorkflowOptions {
+	tq := s.TaskQueue
+	if tq == "" {
+		tq = TaskQueue
+	}
+	return client.StartWorkflowOptions{
+		ID:                       WorkflowID(in.SubscriptionID, in.DeliveryID),
+		TaskQueue:                tq,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			AttrSubscriptionID.ValueSet(in.SubscriptionID),
+			AttrSinkHost.ValueSet(in.SinkHost),
+			AttrEventType.ValueSet(in.EventType),
+			AttrDeliveryState.ValueSet(StateRetrying),
+			AttrAttempts.ValueSet(int64(max(in.TotalAttempts, in.Attempts))),
+			AttrLastStatus.ValueSet(int64(in.LastStatus)),
+		),
+	}
+}
+
+// Start starts a delivery's workflow. Starting one that is running already
+// does nothing, so a hand-off may be repeated safely.
+func (s *Starter) Start(ctx context.Context, in DeliveryInput) error {
+	if _, err := s.Client.ExecuteWorkflow(ctx, s.options(in), DeliveryWorkflowName, in); err != nil {
+		return fmt.Errorf("start delivery workflow: %w", err)
+	}
+	return nil
+}
+
+// Redrive signals a dead-lettered delivery's workflow to start a fresh
+// series of attempts, starting the workflow if it is not running.
+func (s *Starter) Redrive(ctx context.Context, in DeliveryInput) error {
+	in.Redrive = true
+	opts := s.options(in)
+	opts.TypedSearchAttributes = temporal.NewSearchAttributes(
+		AttrSubscriptionID.ValueSet(in.SubscriptionID),
+		AttrSinkHost.ValueSet(in.SinkHost),
+		AttrEventType.ValueSet(in.EventType),
+		AttrDeliveryState.ValueSet(StateRedriving),
+		AttrAttempts.ValueSet(int64(in.TotalAttempts)),
+		AttrLastStatus.ValueSet(int64(in.LastStatus)),
+	)
+	if _, err := s.Client.SignalWithStartWorkflow(ctx, opts.ID, RedriveSignal, nil, opts, DeliveryWorkflowName, in); err != nil {
+		return fmt.Errorf("redrive delivery workflow: %w", err)
+	}
+	return nil
+}
+
+// Register registers the workflow and activities on a worker.
+func Register(w worker.Registry, a *Activities) {
+	w.RegisterWorkflowWithOptions(Delivery, workflow.RegisterOptions{Name: DeliveryWorkflowName})
+	w.RegisterActivity(a)
+}
