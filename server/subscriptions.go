@@ -5,22 +5,17 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/filter"
 	"github.com/heraldhq/herald/internal/id"
 	"github.com/heraldhq/herald/internal/signing"
 	"github.com/heraldhq/herald/internal/store"
 )
-
-// reservedHeaders are set by Herald on every delivery and cannot be
-// replaced by a subscription's static headers.
-var reservedHeaders = []string{"content-type", "content-length", "host", "user-agent", "webhook-", "ce-"}
 
 // CreateSubscription implements herald.v1.SubscriptionService.
 func (s *Services) CreateSubscription(ctx context.Context, req *heraldv1.CreateSubscriptionRequest) (*heraldv1.Subscription, error) {
@@ -165,14 +160,8 @@ func (s *Services) apply(sub *store.Subscription, in *heraldv1.Subscription, pat
 				return invalidArgument("subscription.protocol_settings.method", `only "POST" is supported`)
 			}
 			for name, v := range ps.GetHeaders() {
-				if !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(v) {
-					return invalidArgument("subscription.protocol_settings.headers", "invalid header "+name)
-				}
-				lower := strings.ToLower(name)
-				for _, r := range reservedHeaders {
-					if lower == r || (strings.HasSuffix(r, "-") && strings.HasPrefix(lower, r)) {
-						return invalidArgument("subscription.protocol_settings.headers", name+" is set by Herald")
-					}
+				if err := delivery.CheckHeader(name, v); err != nil {
+					return invalidArgument("subscription.protocol_settings.headers", err.Error())
 				}
 			}
 			sub.Headers, sub.Method = ps.GetHeaders(), ps.GetMethod()

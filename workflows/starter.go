@@ -67,6 +67,10 @@ func (s *Starter) Redrive(ctx context.Context, in DeliveryInput) error {
 
 // Register registers the workflow and activities on a worker.
 func Register(w worker.Registry, a *Activities) {
-	w.RegisterWorkflowWithOptions(Delivery, workflow.RegisterOptions{Name: DeliveryWorkflowName})
+	w.RegisterWorkflowWithOptions(Delivery, workflowRegisterOptions())
 	w.RegisterActivity(a)
+}
+
+func workflowRegisterOptions() workflow.RegisterOptions {
+	return workflow.RegisterOptions{Name: DeliveryWorkflowName}
 }

@@ -65,12 +65,9 @@ func Do(ctx context.Context, s Sender, d *store.Delivery, sub *store.Subscriptio
 		rec.Error = res.Err.Error()
 	}
 	out := Result{
-		Outcome:    sub.RetryPolicy.WithDefaults().Classify(res.StatusCode),
+		Outcome:    res.Outcome(sub.RetryPolicy.WithDefaults()),
 		Record:     rec,
 		RetryAfter: res.RetryAfter,
-	}
-	if res.Err != nil {
-		out.Outcome = policy.Retryable
 	}
 	out.PauseSink = res.RetryAfter > 0 && policy.PausesSink(res.StatusCode)
 	return out

@@ -46,11 +46,19 @@ func FromProto(pe *cloudeventsv1.CloudEvent) (event.Event, error) {
 			}
 			e.SetDataContentType(s)
 		case attrDataSchema:
-			s, err := types.ToString(val)
-			if err != nil {
-				return e, fmt.Errorf("attribute %s: %w", name, err)
+			var schema string
+			switch u := val.(type) {
+			case types.URI:
+				schema = u.String()
+			case string: // ce_string is common in the wild; accept a URI in it
+				if p := types.ParseURI(u); p == nil || !p.IsAbs() {
+					return e, fmt.Errorf("attribute %s: must be an absolute URI", name)
+				}
+				schema = u
+			default:
+				return e, fmt.Errorf("attribute %s: must be a URI", name)
 			}
-			e.SetDataSchema(s)
+			e.SetDataSchema(schema)
 		case attrSubject:
 			s, ok := val.(string)
 			if !ok {

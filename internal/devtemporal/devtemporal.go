@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	uiserver "github.com/temporalio/ui-server/v2/server"
@@ -67,6 +68,7 @@ type Server struct {
 	ui     *uiserver.Server
 	uiDone chan struct{}
 
+	stopping *atomic.Bool // silences the server's warnings
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -93,9 +95,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 
+	stopping := new(atomic.Bool)
 	var logger log.Logger = log.NewNoopLogger()
 	if cfg.Logger != nil {
-		logger = slogLogger{log: cfg.Logger}
+		logger = slogLogger{log: cfg.Logger, quiet: stopping}
 	}
 
 	srv, err := temporal.NewServer(
@@ -120,7 +123,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("temporal: start server: %w", err)
 	}
-	s := &Server{temporal: srv, frontendAddr: ports.frontendDialAddr()}
+	s := &Server{temporal: srv, frontendAddr: ports.frontendDialAddr(), stopping: stopping}
 
 	if err := s.waitReady(ctx, namespaces); err != nil {
 		_ = s.Stop()
@@ -147,6 +150,7 @@ func (s *Server) UIURL() string { return s.uiURL }
 // same DataDir in the same process reuses it.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
+		s.stopping.Store(true)
 		if s.ui != nil {
 			s.ui.Stop()
 			<-s.uiDone

@@ -47,6 +47,7 @@ func run(m *testing.M) int {
 		FrontendAddr: "127.0.0.1:0",
 		UIAddr:       "127.0.0.1:0",
 		Namespaces:   []string{"default", testNamespace},
+		Logger:       testLogger(),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start shared dev server:", err)
@@ -58,6 +59,15 @@ func run(m *testing.M) int {
 		}
 	}()
 	return m.Run()
+}
+
+// testLogger passes the server's warnings and errors to stderr when
+// DEVTEMPORAL_TEST_LOG is set, and discards them otherwise.
+func testLogger() *slog.Logger {
+	if os.Getenv("DEVTEMPORAL_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
 }
 
 // herald's search attributes, as the delivery workflows use them.
@@ -231,7 +241,7 @@ func TestStart_FailsWhenAddressInUse(t *testing.T) {
 }
 
 func TestStart_KeepsDataAcrossRestart(t *testing.T) {
-	cfg := devtemporal.Config{DataDir: t.TempDir(), Namespaces: []string{testNamespace}}
+	cfg := devtemporal.Config{DataDir: t.TempDir(), Namespaces: []string{testNamespace}, Logger: testLogger()}
 
 	began := time.Now()
 	first, err := devtemporal.Start(t.Context(), cfg)

@@ -83,13 +83,21 @@ type eventView struct {
 	extensions []formattedExtension
 	buf        []byte
 
-	// The source URI's string form, kept across matches: url.URL.String
-	// allocates, and most events of a stream share a handful of sources.
-	// String is a pure function of the URL's fields, so an equal URL has
-	// an equal string.
-	lastSourceURL url.URL
-	lastSource    string
-	hasLastSource bool
+	lists [][]int32 // Set.Match's scratch space for candidate lists
+
+	// Recent sources' string forms, kept across matches: url.URL.String
+	// allocates, and the events of a stream come from a limited set of
+	// sources. String is a pure function of the URL's fields, so an equal
+	// URL has an equal string.
+	sources    [sourceMemoSize]memoizedURL
+	sourceNext int // the entry to replace next
+}
+
+const sourceMemoSize = 16
+
+type memoizedURL struct {
+	url url.URL
+	s   string // "" for an unused entry
 }
 
 type formattedExtension struct {
@@ -127,6 +135,8 @@ func putView(v *eventView) {
 		v.buf = nil
 	}
 	v.buf = v.buf[:0]
+	clear(v.lists[:cap(v.lists)]) // do not keep a Set alive
+	v.lists = v.lists[:0]
 	viewPool.Put(v)
 }
 
@@ -186,13 +196,23 @@ func (v *eventView) sourceV1() string {
 	if v.done&(1<<attrSource) != 0 {
 		return v.source
 	}
-	u := &v.v1.Source.URL
-	if !v.hasLastSource || *u != v.lastSourceURL {
-		v.lastSourceURL, v.lastSource, v.hasLastSource = *u, u.String(), true
-	}
-	v.source = v.lastSource
+	v.source = v.memoizedSource(&v.v1.Source.URL)
 	v.done |= 1 << attrSource
 	return v.source
+}
+
+func (v *eventView) memoizedSource(u *url.URL) string {
+	for i := range v.sources {
+		if m := &v.sources[i]; m.s != "" && m.url == *u {
+			return m.s
+		}
+	}
+	s := u.String()
+	if s != "" {
+		v.sources[v.sourceNext] = memoizedURL{url: *u, s: s}
+		v.sourceNext = (v.sourceNext + 1) % sourceMemoSize
+	}
+	return s
 }
 
 // getOther reads attributes of a pre-1.0 event through the EventContext

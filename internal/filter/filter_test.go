@@ -2,6 +2,7 @@ package filter
 
 import (
 	"testing"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 )
@@ -181,5 +182,28 @@ func TestFilter_ZeroValueMatchesEverything(t *testing.T) {
 	var nilFilter *Filter
 	if !nilFilter.Match(bareEvent(t)) {
 		t.Error("nil *Filter did not match")
+	}
+}
+
+// A view caches formatted attribute values within one match and source
+// strings across matches; a changed event must still be read afresh.
+func TestFilter_MatchSeesChangesBetweenCalls(t *testing.T) {
+	e := orderEvent(t)
+	f, err := Compile([]Expression{{Exact: m{"source": "https://example.com/orders", "time": "2024-01-02T02:04:05.6Z", "priority": "5"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.Match(e) {
+		t.Fatal("first Match = false, want true")
+	}
+	for _, change := range []func(){
+		func() { e.SetSource("https://example.com/users") },
+		func() { e.SetSource("https://example.com/orders"); e.SetExtension("priority", 6) },
+		func() { e.SetExtension("priority", 5); e.SetTime(e.Time().Add(time.Second)) },
+	} {
+		change()
+		if f.Match(e) {
+			t.Errorf("Match after a change = true, want false")
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 )
@@ -20,16 +21,19 @@ type Rule struct {
 }
 
 // Set matches events against many rules. Rules are compiled once and
-// indexed on event type, taken from Types and from type constraints in the
-// filters (a top-level exact "type", also inside a top-level all, or an any
-// whose every branch fixes the type), so matching an event evaluates only
-// the rules that accept its type plus the rules with no type constraint.
+// indexed on the event types they can accept, as proven by Types and by the
+// filters: an exact "type" or a prefix "type" at the top level or inside a
+// top-level all, or an any whose every branch fixes the type exactly.
+// Matching an event then evaluates only the rules indexed under its type or
+// under a prefix of it, plus the rules with no type constraint.
 //
 // A Set is immutable and safe for concurrent use.
 type Set struct {
-	rules   []setRule
-	byType  map[string][]int32 // rule indexes, ascending
-	untyped []int32            // rules with no type constraint, ascending
+	rules      []setRule
+	byType     map[string][]int32 // rule indexes, ascending, by exact type
+	byPrefix   map[string][]int32 // rule indexes, ascending, by type prefix
+	prefixLens []int              // the distinct lengths of byPrefix's keys, ascending
+	untyped    []int32            // rules with no type constraint, ascending
 }
 
 type setRule struct {
@@ -45,8 +49,9 @@ func NewSet(rules []Rule) (*Set, error) {
 		return nil, fmt.Errorf("too many rules: %d", len(rules))
 	}
 	s := &Set{
-		rules:  make([]setRule, len(rules)),
-		byType: make(map[string][]int32),
+		rules:    make([]setRule, len(rules)),
+		byType:   make(map[string][]int32),
+		byPrefix: make(map[string][]int32),
 	}
 	for i, r := range rules {
 		f, err := Compile(r.Filters)
@@ -55,17 +60,24 @@ func NewSet(rules []Rule) (*Set, error) {
 		}
 		s.rules[i] = setRule{id: r.ID, source: r.Source, filter: *f}
 
-		types, constrained := ruleTypes(r)
-		if !constrained {
+		c := ruleTypes(r)
+		switch c.kind {
+		case anyType:
 			s.untyped = append(s.untyped, int32(i))
-			continue
-		}
-		// An empty constraint (Types and filters disagree) can never
-		// match: the rule is in no list.
-		for _, t := range slices.Sorted(maps.Keys(types)) {
-			s.byType[t] = append(s.byType[t], int32(i))
+		case typePrefix:
+			s.byPrefix[c.prefix] = append(s.byPrefix[c.prefix], int32(i))
+			if !slices.Contains(s.prefixLens, len(c.prefix)) {
+				s.prefixLens = append(s.prefixLens, len(c.prefix))
+			}
+		case typeOneOf:
+			// An empty set (Types and filters disagree) never matches:
+			// the rule is in no list.
+			for _, t := range slices.Sorted(maps.Keys(c.types)) {
+				s.byType[t] = append(s.byType[t], int32(i))
+			}
 		}
 	}
+	slices.Sort(s.prefixLens)
 	return s, nil
 }
 
@@ -78,17 +90,41 @@ func (s *Set) Match(e *event.Event, dst []string) []string {
 	v := getView(e)
 	defer putView(v)
 
-	// Both lists are ascending and disjoint: merge them to keep rule order.
-	typed, untyped := s.byType[v.get(attribute{kind: attrType})], s.untyped
-	for len(typed) > 0 || len(untyped) > 0 {
-		var i int32
-		if len(untyped) == 0 || (len(typed) > 0 && typed[0] < untyped[0]) {
-			i, typed = typed[0], typed[1:]
-		} else {
-			i, untyped = untyped[0], untyped[1:]
+	// Gather the candidate lists. They are ascending and disjoint (each
+	// rule is in exactly one index), so merging them keeps rule order.
+	t := v.get(attribute{kind: attrType})
+	lists := v.lists[:0]
+	if l := s.byType[t]; len(l) > 0 {
+		lists = append(lists, l)
+	}
+	for _, n := range s.prefixLens {
+		if n > len(t) {
+			break
 		}
-		// A rule in the typed list accepts this type by construction, so
-		// only its source and filters are left to check.
+		if l := s.byPrefix[t[:n]]; len(l) > 0 {
+			lists = append(lists, l)
+		}
+	}
+	if len(s.untyped) > 0 {
+		lists = append(lists, s.untyped)
+	}
+	v.lists = lists // keep any growth for the next match
+
+	for {
+		next := -1
+		for j := range lists {
+			if len(lists[j]) > 0 && (next < 0 || lists[j][0] < lists[next][0]) {
+				next = j
+			}
+		}
+		if next < 0 {
+			return dst
+		}
+		i := lists[next][0]
+		lists[next] = lists[next][1:]
+
+		// A rule reached through the type index accepts this type by
+		// construction, so only its source and filters are left to check.
 		r := &s.rules[i]
 		if r.source != "" && v.get(attribute{kind: attrSource}) != r.source {
 			continue
@@ -97,67 +133,101 @@ func (s *Set) Match(e *event.Event, dst []string) []string {
 			dst = append(dst, r.id)
 		}
 	}
-	return dst
 }
 
-// ruleTypes returns the set of event types r can match, or constrained
-// false if r can match any type. It only narrows what the filters prove:
-// a rule is never left out of a type it could match.
-func ruleTypes(r Rule) (types map[string]struct{}, constrained bool) {
+// typeConstraint is what a rule or expression requires of the event type.
+type typeConstraint struct {
+	kind   constraintKind
+	types  map[string]struct{} // typeOneOf; may be empty: no type matches
+	prefix string              // typePrefix
+}
+
+type constraintKind uint8
+
+const (
+	anyType constraintKind = iota
+	typeOneOf
+	typePrefix
+)
+
+// ruleTypes returns the event types r can match. It only narrows what the
+// rule proves: a rule is never left out of a type it could match.
+func ruleTypes(r Rule) typeConstraint {
+	var c typeConstraint
 	if len(r.Types) > 0 {
-		types, constrained = make(map[string]struct{}, len(r.Types)), true
-		for _, t := range r.Types {
-			types[t] = struct{}{}
-		}
+		c = oneOf(r.Types...)
 	}
 	for i := range r.Filters {
-		if ft, ok := expressionTypes(&r.Filters[i]); ok {
-			types, constrained = intersect(types, constrained, ft), true
-		}
+		c = intersect(c, expressionTypes(&r.Filters[i]))
 	}
-	return types, constrained
+	return c
 }
 
-// expressionTypes returns the set of event types x can be true for, when x
-// limits the type at all. x has been validated.
-func expressionTypes(x *Expression) (map[string]struct{}, bool) {
+// expressionTypes returns the event types x can be true for. x has been
+// validated.
+func expressionTypes(x *Expression) typeConstraint {
 	switch {
 	case x.Exact != nil:
 		if t, ok := x.Exact["type"]; ok {
-			return map[string]struct{}{t: {}}, true
+			return oneOf(t)
+		}
+	case x.Prefix != nil:
+		if p, ok := x.Prefix["type"]; ok {
+			return typeConstraint{kind: typePrefix, prefix: p}
 		}
 	case x.All != nil:
-		var types map[string]struct{}
-		constrained := false
+		var c typeConstraint
 		for i := range x.All {
-			if ct, ok := expressionTypes(&x.All[i]); ok {
-				types, constrained = intersect(types, constrained, ct), true
-			}
+			c = intersect(c, expressionTypes(&x.All[i]))
 		}
-		return types, constrained
+		return c
 	case x.Any != nil:
-		types := make(map[string]struct{})
+		union := oneOf()
 		for i := range x.Any {
-			ct, ok := expressionTypes(&x.Any[i])
-			if !ok {
-				return nil, false // this branch may accept any type
+			c := expressionTypes(&x.Any[i])
+			if c.kind != typeOneOf {
+				return typeConstraint{} // this branch may accept other types
 			}
-			maps.Copy(types, ct)
+			maps.Copy(union.types, c.types)
 		}
-		return types, true
+		return union
 	}
-	return nil, false
+	return typeConstraint{}
 }
 
-// intersect narrows the constraint (a, aConstrained) by b.
-func intersect(a map[string]struct{}, aConstrained bool, b map[string]struct{}) map[string]struct{} {
-	if !aConstrained {
-		return b
+func oneOf(types ...string) typeConstraint {
+	c := typeConstraint{kind: typeOneOf, types: make(map[string]struct{}, len(types))}
+	for _, t := range types {
+		c.types[t] = struct{}{}
 	}
-	out := make(map[string]struct{})
-	for t := range a {
-		if _, ok := b[t]; ok {
-			out[t] = struct{}{}
+	return c
+}
+
+// intersect returns the constraint that satisfies both a and b.
+func intersect(a, b typeConstraint) typeConstraint {
+	switch {
+	case a.kind == anyType:
+		return b
+	case b.kind == anyType:
+		return a
+	case a.kind == typePrefix && b.kind == typePrefix:
+		switch {
+		case strings.HasPrefix(b.prefix, a.prefix):
+			return b
+		case strings.HasPrefix(a.prefix, b.prefix):
+			return a
+		}
+		return oneOf() // no type has both prefixes
+	case a.kind == typePrefix:
+		a, b = b, a
+	}
+	// a is a set of types; b is a set or a prefix.
+	out := oneOf()
+	for t := range a.types {
+		if b.kind == typePrefix && strings.HasPrefix(t, b.prefix) {
+			out.types[t] = struct{}{}
+		} else if _, ok := b.types[t]; ok {
+			out.types[t] = struct{}{}
 		}
 	}
 	return out

@@ -32,6 +32,12 @@ func TestSet_Match(t *testing.T) {
 		{ID: "sql-false", Filters: []Expression{{SQL: "priority > 30"}}},
 		{ID: "duplicate-types", Types: []string{"com.example.order.created", "com.example.order.created"}},
 		{ID: "all", Types: []string{"com.example.order.created"}}, // IDs need not be unique
+		{ID: "prefix-and-exact-disagree", Filters: []Expression{{Prefix: m{"type": "com.example.user."}}, {Exact: m{"type": "com.example.order.created"}}}},
+		{ID: "nested-prefixes", Filters: []Expression{{Prefix: m{"type": "com."}}, {All: []Expression{{Prefix: m{"type": "com.example.order."}}}}}},
+		{ID: "disjoint-prefixes", Filters: []Expression{{Prefix: m{"type": "com."}}, {Prefix: m{"type": "org."}}}},
+		{ID: "types-within-prefix", Types: []string{"com.example.order.created", "com.example.user.created"}, Filters: []Expression{{Prefix: m{"type": "com.example.order."}}}},
+		{ID: "short-prefix", Filters: []Expression{{Prefix: m{"type": "c"}}}},
+		{ID: "prefix-longer-than-type", Filters: []Expression{{Prefix: m{"type": "com.example.order.created.v2"}}}},
 	}
 	s, err := NewSet(rules)
 	if err != nil {
@@ -40,6 +46,7 @@ func TestSet_Match(t *testing.T) {
 	want := []string{
 		"all", "created", "created-or-deleted", "source", "exact-type-filter", "exact-type-in-all",
 		"any-of-types", "any-with-untyped-branch", "type-prefix", "sql", "duplicate-types", "all",
+		"nested-prefixes", "types-within-prefix", "short-prefix",
 	}
 	got := s.Match(orderEvent(t), nil)
 	if !slices.Equal(got, want) {
@@ -54,7 +61,7 @@ func TestSet_Match(t *testing.T) {
 
 	other := orderEvent(t)
 	other.SetType("com.example.user.created")
-	want = []string{"all", "source", "any-with-untyped-branch", "not-type"}
+	want = []string{"all", "source", "any-with-untyped-branch", "not-type", "short-prefix"}
 	if got := s.Match(other, nil); !slices.Equal(got, want) {
 		t.Errorf("Match(other type) = %q, want %q", got, want)
 	}

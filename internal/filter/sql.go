@@ -70,18 +70,35 @@ func (l *syntaxErrorListener) SyntaxError(_ antlr.Recognizer, _ any, line, colum
 // evalSQL reports whether expr evaluates to boolean TRUE for e. Evaluation
 // errors, non-boolean results and panics inside sdk-go are all false.
 func evalSQL(expr cesql.Expression, e *event.Event) (matched bool) {
-	if e == nil {
-		e = &event.Event{} // no attributes
+	var in event.Event // nil e: an event with no attributes
+	if e != nil {
+		in = *e
+		if c, ok := e.Context.(*event.EventContextV1); ok {
+			in.Context = sqlContext{c}
+		}
 	}
 	defer func() {
 		if recover() != nil {
 			matched = false
 		}
 	}()
-	v, err := expr.Evaluate(*e)
+	v, err := expr.Evaluate(in)
 	if err != nil {
 		return false
 	}
 	b, ok := v.(bool)
 	return ok && b
+}
+
+// sqlContext is the context CESQL evaluates against: the event's own, except
+// that GetExtensions returns the extension map itself. sdk-go's
+// EventContextV1.GetExtensions copies the map, and CESQL calls it for every
+// extension it reads, which made CESQL allocate on every match. CESQL only
+// reads the map.
+type sqlContext struct {
+	*event.EventContextV1
+}
+
+func (c sqlContext) GetExtensions() map[string]any {
+	return c.Extensions
 }

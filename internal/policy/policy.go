@@ -21,6 +21,9 @@ const (
 	MaxResponseBody = 4 << 10
 	// RequestTimeout is how long one delivery request may take.
 	RequestTimeout = 15 * time.Second
+	// MaxRetryAfter is the longest Retry-After honoured; longer ones are
+	// cut to it (the delivery's maximum age still applies).
+	MaxRetryAfter = 24 * time.Hour
 )
 
 // ContentMode is how an event is encoded in a delivery request.
@@ -161,20 +164,21 @@ func PausesSink(status int) bool {
 }
 
 // ParseRetryAfter reads a Retry-After header value: delay-seconds or an
-// HTTP-date. It returns 0 when the value is absent or invalid.
+// HTTP-date, at most MaxRetryAfter. It returns 0 when the value is absent,
+// invalid or in the past.
 func ParseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 {
-			return 0
+	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
+		if secs > uint64(MaxRetryAfter/time.Second) {
+			return MaxRetryAfter
 		}
 		return time.Duration(secs) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {
-			return d
+			return min(d, MaxRetryAfter)
 		}
 	}
 	return 0
