@@ -24,6 +24,7 @@ const usage = `Herald delivers CloudEvents as signed webhooks.
 Usage:
   herald dev   [flags]   run everything in one process (embedded Temporal and SQLite)
   herald serve [flags]   run a node against a Temporal cluster and a database
+  herald listen [flags]  run a webhook receiver that prints what it gets
 
 Run "herald <command> -h" for the flags. Every flag can also be set with an
 environment variable: --grpc-addr is HERALD_GRPC_ADDR.
@@ -42,6 +43,8 @@ func main() {
 		err = run(ctx, os.Args[2:], true)
 	case "serve":
 		err = run(ctx, os.Args[2:], false)
+	case "listen":
+		err = listen(ctx, os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
