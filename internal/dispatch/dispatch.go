@@ -255,7 +255,7 @@ func (d *Dispatcher) first(ctx context.Context, dl *store.Delivery) {
 			d.cfg.Logger.Error("pause sink", "subscription", sub.ID, "err", err)
 		}
 	}
-	err := d.handoff.Start(ctx, workflows.DeliveryInput{
+	err = d.handoff.Start(ctx, workflows.DeliveryInput{
 		DeliveryID:     dl.ID,
 		SubscriptionID: sub.ID,
 		EventType:      dl.EventType,

@@ -82,11 +82,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 				}
 				args = append(args, e.Source, e.ID, e.Type, millis(created), payload)
 			}
-			st, err := s.txStmt(ctx, tx, eventInsertSQL(n))
-			if err != nil {
-				return err
-			}
-			rows, err := st.QueryContext(ctx, args...)
+			rows, err := s.txStmt(ctx, tx, eventInsertSQL(n)).QueryContext(ctx, args...)
 			if err != nil {
 				return err
 			}
@@ -131,11 +127,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 					r.d.Attempts, r.d.LastStatus, r.d.LastError, millis(r.d.NextAt),
 					millis(r.d.LeaseUntil), millis(created), millis(updated))
 			}
-			st, err := s.txStmt(ctx, tx, deliveryInsertSQL(n))
-			if err != nil {
-				return err
-			}
-			if _, err := st.ExecContext(ctx, args...); err != nil {
+			if _, err := s.txStmt(ctx, tx, deliveryInsertSQL(n)).ExecContext(ctx, args...); err != nil {
 				return err
 			}
 			pending = pending[n:]
@@ -168,11 +160,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 				continue
 			}
 			if idsStmt == nil {
-				st, err := s.txStmt(ctx, tx, eventDeliveryIDsSQL)
-				if err != nil {
-					return err
-				}
-				idsStmt = st
+				idsStmt = s.txStmt(ctx, tx, eventDeliveryIDsSQL)
 			}
 			ids, err := queryStrings(ctx, idsStmt, params[i].Event.Source, params[i].Event.ID)
 			if err != nil {
@@ -252,12 +240,8 @@ func (s *Store) DeliveryClaim(ctx context.Context, p store.DeliveryClaimParams) 
 	if p.Limit <= 0 {
 		return nil, nil
 	}
-	st, err := s.stmt(ctx, deliveryClaimSQL)
-	if err != nil {
-		return nil, err
-	}
 	now := millis(p.Now)
-	rows, err := st.QueryContext(ctx, now, p.Limit, millis(p.LeaseUntil))
+	rows, err := s.stmts[deliveryClaimSQL].QueryContext(ctx, now, p.Limit, millis(p.LeaseUntil))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim deliveries: %w", err)
 	}
@@ -296,10 +280,7 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 	}
 	now := millis(time.Now())
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		update, err := s.txStmt(ctx, tx, deliveryUpdateSQL)
-		if err != nil {
-			return err
-		}
+		update := s.txStmt(ctx, tx, deliveryUpdateSQL)
 		var exists, attempt *sql.Stmt
 		for _, u := range updates {
 			res, err := update.ExecContext(ctx, string(u.State), u.Attempts, u.LastStatus,
@@ -314,9 +295,7 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 			if n == 0 {
 				// Not in ExpectState, or missing.
 				if exists == nil {
-					if exists, err = s.txStmt(ctx, tx, deliveryExistsSQL); err != nil {
-						return err
-					}
+					exists = s.txStmt(ctx, tx, deliveryExistsSQL)
 				}
 				var one int
 				err := exists.QueryRowContext(ctx, u.ID).Scan(&one)
@@ -329,9 +308,7 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 			}
 			if a := u.Attempt; a != nil {
 				if attempt == nil {
-					if attempt, err = s.txStmt(ctx, tx, attemptUpsertSQL); err != nil {
-						return err
-					}
+					attempt = s.txStmt(ctx, tx, attemptUpsertSQL)
 				}
 				body := a.ResponseBody
 				if body == nil {

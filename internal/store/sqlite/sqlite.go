@@ -33,7 +33,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -53,8 +52,7 @@ type Store struct {
 	writer *sql.DB // exactly one connection: every write goes through it
 	reader *sql.DB // read-only connections
 
-	mu    sync.Mutex
-	stmts map[string]*sql.Stmt // prepared on writer, by SQL text
+	stmts map[string]*sql.Stmt // prepared on writer, by SQL text; see prepare
 }
 
 var _ store.Store = (*Store)(nil)
@@ -86,6 +84,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		writer.Close()
 		return nil, err
 	}
+	if err := s.prepare(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	reader, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=query_only(1)")
 	if err != nil {
 		writer.Close()
@@ -100,38 +102,42 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
-	s.mu.Lock()
 	for _, st := range s.stmts {
 		st.Close()
 	}
-	s.stmts = map[string]*sql.Stmt{}
-	s.mu.Unlock()
-	return errors.Join(s.reader.Close(), s.writer.Close())
+	var err error
+	if s.reader != nil {
+		err = s.reader.Close()
+	}
+	return errors.Join(err, s.writer.Close())
 }
 
-// stmt returns query prepared on the writer connection, preparing it the
-// first time. Use it inside a transaction with tx.StmtContext.
-func (s *Store) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st, ok := s.stmts[query]; ok {
-		return st, nil
+// prepare prepares every statement the writer runs in a transaction.
+// They are prepared up front because the writer's one connection is busy
+// during a transaction, so nothing can be prepared on it then.
+func (s *Store) prepare(ctx context.Context) error {
+	queries := []string{eventDeliveryIDsSQL, deliveryClaimSQL, deliveryUpdateSQL,
+		deliveryExistsSQL, attemptUpsertSQL}
+	for n := 1; n <= maxRows; n *= 2 {
+		queries = append(queries, eventInsertSQL(n), deliveryInsertSQL(n))
 	}
-	st, err := s.writer.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: prepare: %w", err)
+	for _, q := range queries {
+		st, err := s.writer.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("sqlite: prepare: %w", err)
+		}
+		s.stmts[q] = st
 	}
-	s.stmts[query] = st
-	return st, nil
+	return nil
 }
 
-// txStmt returns query prepared for use in tx.
-func (s *Store) txStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
-	st, err := s.stmt(ctx, query)
-	if err != nil {
-		return nil, err
+// txStmt returns query, prepared by prepare, for use in tx.
+func (s *Store) txStmt(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
+	st, ok := s.stmts[query]
+	if !ok {
+		panic("sqlite: statement not prepared: " + query)
 	}
-	return tx.StmtContext(ctx, st), nil
+	return tx.StmtContext(ctx, st)
 }
 
 // migration is one numbered schema change from migrations/.

@@ -1,0 +1,412 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/heraldhq/herald/internal/store"
+)
+
+type eventKey struct{ source, id string }
+
+// EventInsertBatch inserts events and their deliveries in one transaction.
+// Results are in params order.
+func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsertParams) ([]store.EventInsertResult, error) {
+	results := make([]store.EventInsertResult, len(params))
+	if len(params) == 0 {
+		return results, nil
+	}
+	now := now()
+	// first maps each event to its first occurrence in params; later
+	// occurrences are duplicates of it.
+	first := make(map[eventKey]int, len(params))
+	unique := make([]int, 0, len(params))
+	for i := range params {
+		p := &params[i]
+		if p.Event.Source == "" || p.Event.ID == "" {
+			return nil, fmt.Errorf("postgres: insert events: event %d has no source or id", i)
+		}
+		for _, d := range p.Deliveries {
+			if d.ID == "" || d.SubscriptionID == "" || d.State == "" {
+				return nil, fmt.Errorf("postgres: insert events: event %s/%s: delivery needs ID, SubscriptionID and State", p.Event.Source, p.Event.ID)
+			}
+		}
+		k := eventKey{p.Event.Source, p.Event.ID}
+		if _, ok := first[k]; !ok {
+			first[k] = i
+			unique = append(unique, i)
+		}
+	}
+	// Insert in key order, so that concurrent batches sharing events wait
+	// on each other's unique index entries in one order and cannot deadlock.
+	slices.SortFunc(unique, func(a, b int) int {
+		ea, eb := &params[a].Event, &params[b].Event
+		return cmp.Or(cmp.Compare(ea.Source, eb.Source), cmp.Compare(ea.ID, eb.ID))
+	})
+
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Events: skip the stored ones and learn the new ones' seq.
+		var (
+			sources  = make([]string, len(unique))
+			ids      = make([]string, len(unique))
+			types    = make([]string, len(unique))
+			created  = make([]time.Time, len(unique))
+			payloads = make([][]byte, len(unique))
+		)
+		for j, i := range unique {
+			e := &params[i].Event
+			sources[j], ids[j], types[j], payloads[j] = e.Source, e.ID, e.Type, e.Payload
+			created[j] = e.CreatedAt
+			if created[j].IsZero() {
+				created[j] = now
+			}
+			if payloads[j] == nil {
+				payloads[j] = []byte{}
+			}
+		}
+		seqs := make(map[int]int64, len(unique)) // params index -> seq, for events inserted now
+		rows, _ := tx.Query(ctx, eventInsertSQL, sources, ids, types, created, payloads)
+		var (
+			seq int64
+			k   eventKey
+		)
+		_, err := pgx.ForEachRow(rows, []any{&seq, &k.source, &k.id}, func() error {
+			seqs[first[k]] = seq
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+
+		// Deliveries of the new events.
+		var d deliveryColumnsArrays
+		var dupSources, dupIDs []string
+		for _, i := range unique {
+			seq, ok := seqs[i]
+			if !ok {
+				dupSources = append(dupSources, params[i].Event.Source)
+				dupIDs = append(dupIDs, params[i].Event.ID)
+				continue
+			}
+			for pos := range params[i].Deliveries {
+				d.add(&params[i].Deliveries[pos], seq, pos, &params[i].Event, now)
+			}
+		}
+		if len(d.id) > 0 {
+			if _, err := tx.Exec(ctx, deliveryInsertSQL, d.id, d.subscriptionID, d.eventSeq, d.position,
+				d.state, d.attempts, d.lastStatus, d.lastError, d.nextAt, d.leaseUntil, d.createdAt, d.updatedAt); err != nil {
+				return err
+			}
+		}
+
+		// Events stored before: report the deliveries they made then.
+		if len(dupIDs) > 0 {
+			for _, i := range unique {
+				if _, ok := seqs[i]; !ok {
+					results[i] = store.EventInsertResult{Duplicate: true, DeliveryIDs: []string{}}
+				}
+			}
+			rows, _ := tx.Query(ctx, eventDeliveryIDsSQL, dupSources, dupIDs)
+			var id string
+			_, err := pgx.ForEachRow(rows, []any{&k.source, &k.id, &id}, func() error {
+				r := &results[first[k]]
+				r.DeliveryIDs = append(r.DeliveryIDs, id)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: insert events: %w", err)
+	}
+
+	for i := range params {
+		p := &params[i]
+		fi := first[eventKey{p.Event.Source, p.Event.ID}]
+		switch {
+		case fi != i:
+			results[i] = store.EventInsertResult{Duplicate: true, DeliveryIDs: append([]string(nil), results[fi].DeliveryIDs...)}
+		case !results[i].Duplicate:
+			ids := make([]string, len(p.Deliveries))
+			for j, d := range p.Deliveries {
+				ids[j] = d.ID
+			}
+			results[i].DeliveryIDs = ids
+		}
+	}
+	return results, nil
+}
+
+// deliveryColumnsArrays holds deliveries as one array per column, the
+// arguments of deliveryInsertSQL.
+type deliveryColumnsArrays struct {
+	id, subscriptionID, state, lastError     []string
+	eventSeq                                 []int64
+	position, attempts, lastStatus           []int32
+	nextAt, leaseUntil, createdAt, updatedAt []time.Time
+}
+
+func (a *deliveryColumnsArrays) add(d *store.Delivery, seq int64, position int, e *store.Event, now time.Time) {
+	created := d.CreatedAt
+	if created.IsZero() {
+		created = e.CreatedAt
+	}
+	if created.IsZero() {
+		created = now
+	}
+	updated := d.UpdatedAt
+	if updated.IsZero() {
+		updated = created
+	}
+	a.id = append(a.id, d.ID)
+	a.subscriptionID = append(a.subscriptionID, d.SubscriptionID)
+	a.eventSeq = append(a.eventSeq, seq)
+	a.position = append(a.position, int32(position))
+	a.state = append(a.state, string(d.State))
+	a.attempts = append(a.attempts, int32(d.Attempts))
+	a.lastStatus = append(a.lastStatus, int32(d.LastStatus))
+	a.lastError = append(a.lastError, d.LastError)
+	a.nextAt = append(a.nextAt, d.NextAt)
+	a.leaseUntil = append(a.leaseUntil, d.LeaseUntil)
+	a.createdAt = append(a.createdAt, created)
+	a.updatedAt = append(a.updatedAt, updated)
+}
+
+// scanDelivery reads deliveryColumns, then the payload if withPayload.
+func scanDelivery(row pgx.Row, withPayload bool) (*store.Delivery, error) {
+	var (
+		d                                    store.Delivery
+		state                                string
+		nextAt, leaseUntil, created, updated time.Time
+	)
+	dest := []any{&d.ID, &d.SubscriptionID, &d.EventSource, &d.EventID, &d.EventType, &state,
+		&d.Attempts, &d.LastStatus, &d.LastError, &nextAt, &leaseUntil, &created, &updated}
+	if withPayload {
+		dest = append(dest, &d.EventPayload)
+	}
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	d.State = store.DeliveryState(state)
+	d.NextAt = fromDB(nextAt)
+	d.LeaseUntil = fromDB(leaseUntil)
+	d.CreatedAt = fromDB(created)
+	d.UpdatedAt = fromDB(updated)
+	return &d, nil
+}
+
+// fromDB returns a stored time in UTC, the zero time as time.Time{}.
+func fromDB(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// DeliveryClaim marks up to p.Limit claimable deliveries in flight and
+// returns them with their event payload, oldest NextAt first.
+func (s *Store) DeliveryClaim(ctx context.Context, p store.DeliveryClaimParams) ([]*store.Delivery, error) {
+	if p.Limit <= 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, deliveryClaimSQL, p.Now, p.Limit, p.LeaseUntil)
+	ds, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Delivery, error) {
+		return scanDelivery(row, true)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: claim deliveries: %w", err)
+	}
+	// RETURNING gives rows in no particular order.
+	slices.SortFunc(ds, func(a, b *store.Delivery) int {
+		return cmp.Or(a.NextAt.Compare(b.NextAt), cmp.Compare(a.ID, b.ID))
+	})
+	return ds, nil
+}
+
+// DeliveryUpdateBatch applies updates in one transaction, sent as one
+// pipelined batch.
+func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.DeliveryUpdate) error {
+	if len(updates) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(updates))
+	distinct := make(map[string]bool, len(updates))
+	for _, u := range updates {
+		if u.ID == "" || u.State == "" {
+			return errors.New("postgres: update deliveries: update needs ID and State")
+		}
+		if !distinct[u.ID] {
+			distinct[u.ID] = true
+			ids = append(ids, u.ID)
+		}
+	}
+	var b pgx.Batch
+	b.Queue(deliveriesExistingSQL, ids)
+	if len(ids) == len(updates) {
+		queueUpdatesAsArrays(&b, updates)
+	} else {
+		// A delivery updated twice: one statement per row keeps the
+		// updates' order.
+		queueUpdatesByRow(&b, updates)
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		br := tx.SendBatch(ctx, &b)
+		defer br.Close()
+		// The existence check runs first, so a missing delivery is reported
+		// as such rather than as the attempt's foreign key violation.
+		rows, _ := br.Query()
+		found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		if len(found) != len(ids) {
+			for _, f := range found {
+				delete(distinct, f)
+			}
+			for id := range distinct {
+				return fmt.Errorf("delivery %s: %w", id, store.ErrNotFound)
+			}
+		}
+		for range b.Len() - 1 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: update deliveries: %w", err)
+	}
+	return nil
+}
+
+// queueUpdatesByRow queues one statement per update and attempt.
+func queueUpdatesByRow(b *pgx.Batch, updates []store.DeliveryUpdate) {
+	updated := now()
+	for _, u := range updates {
+		b.Queue(deliveryUpdateSQL, string(u.State), u.Attempts, u.LastStatus, u.LastError,
+			u.NextAt, updated, u.ID, string(u.ExpectState))
+		if a := u.Attempt; a != nil {
+			b.Queue(attemptUpsertSQL, u.ID, a.Number, a.StartedAt, a.StatusCode, int64(a.Latency), a.Error, responseBody(a))
+		}
+	}
+}
+
+// queueUpdatesAsArrays queues one statement for the updates and one for
+// their attempts; the updates' IDs must be distinct.
+func queueUpdatesAsArrays(b *pgx.Batch, updates []store.DeliveryUpdate) {
+	n := len(updates)
+	var (
+		ids, states, lastErrors, expects = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		attempts, lastStatuses           = make([]int32, n), make([]int32, n)
+		nextAts                          = make([]time.Time, n)
+
+		aIDs, aErrors       []string
+		aNumbers, aStatuses []int32
+		aStarted            []time.Time
+		aLatencies          []int64
+		aBodies             [][]byte
+	)
+	for i, u := range updates {
+		ids[i], states[i], lastErrors[i], expects[i] = u.ID, string(u.State), u.LastError, string(u.ExpectState)
+		attempts[i], lastStatuses[i], nextAts[i] = int32(u.Attempts), int32(u.LastStatus), u.NextAt
+		if a := u.Attempt; a != nil {
+			aIDs = append(aIDs, u.ID)
+			aNumbers = append(aNumbers, int32(a.Number))
+			aStarted = append(aStarted, a.StartedAt)
+			aStatuses = append(aStatuses, int32(a.StatusCode))
+			aLatencies = append(aLatencies, int64(a.Latency))
+			aErrors = append(aErrors, a.Error)
+			aBodies = append(aBodies, responseBody(a))
+		}
+	}
+	b.Queue(deliveryUpdateManySQL, ids, states, attempts, lastStatuses, lastErrors, nextAts, expects, now())
+	if len(aIDs) > 0 {
+		b.Queue(attemptUpsertManySQL, aIDs, aNumbers, aStarted, aStatuses, aLatencies, aErrors, aBodies)
+	}
+}
+
+func responseBody(a *store.Attempt) []byte {
+	if a.ResponseBody == nil {
+		return []byte{}
+	}
+	return a.ResponseBody
+}
+
+// DeliveryGet returns a delivery with its event payload, or
+// store.ErrNotFound.
+func (s *Store) DeliveryGet(ctx context.Context, id string) (*store.Delivery, error) {
+	d, err := scanDelivery(s.pool.QueryRow(ctx, deliveryGetSQL, id), true)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres: get delivery %s: %w", id, err)
+	}
+	return d, nil
+}
+
+// DeliveryList returns deliveries, newest first, without their payload.
+func (s *Store) DeliveryList(ctx context.Context, p store.DeliveryListParams) ([]*store.Delivery, error) {
+	if p.Limit <= 0 {
+		return nil, errors.New("postgres: list deliveries: Limit must be positive")
+	}
+	var args []any
+	if p.SubscriptionID != "" {
+		args = append(args, p.SubscriptionID)
+	}
+	if p.State != "" {
+		args = append(args, string(p.State))
+	}
+	if !p.CreatedFrom.IsZero() {
+		args = append(args, p.CreatedFrom)
+	}
+	if !p.CreatedTo.IsZero() {
+		args = append(args, p.CreatedTo)
+	}
+	if p.After != "" {
+		args = append(args, p.After)
+	}
+	args = append(args, p.Limit)
+	query := deliveryListSQL(p.SubscriptionID != "", p.State != "",
+		!p.CreatedFrom.IsZero(), !p.CreatedTo.IsZero(), p.After != "")
+	rows, _ := s.pool.Query(ctx, query, args...)
+	ds, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Delivery, error) {
+		return scanDelivery(row, false)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list deliveries: %w", err)
+	}
+	return ds, nil
+}
+
+// AttemptList returns a delivery's attempts, oldest first.
+func (s *Store) AttemptList(ctx context.Context, deliveryID string) ([]*store.Attempt, error) {
+	rows, _ := s.pool.Query(ctx, attemptListSQL, deliveryID)
+	as, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Attempt, error) {
+		var (
+			a       store.Attempt
+			started time.Time
+			latency int64
+		)
+		if err := row.Scan(&a.DeliveryID, &a.Number, &started, &a.StatusCode, &latency, &a.Error, &a.ResponseBody); err != nil {
+			return nil, err
+		}
+		a.StartedAt = fromDB(started)
+		a.Latency = time.Duration(latency)
+		return &a, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list attempts: %w", err)
+	}
+	return as, nil
+}

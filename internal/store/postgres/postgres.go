@@ -1,0 +1,162 @@
+// Package postgres is the store driver for PostgreSQL, for production.
+//
+// A Store is a pgx connection pool. Writes that the contract makes atomic
+// run in one transaction with their rows sent as arrays (unnest) or as one
+// pipelined batch, so a batch costs a few round trips whatever its size.
+// Claims lock rows with FOR UPDATE SKIP LOCKED, so any number of
+// dispatchers can claim at once without sharing a delivery.
+//
+// Decisions where the store contract leaves room:
+//   - Times are kept to the microsecond. The zero time is stored as
+//     '0001-01-01 00:00:00+00', so it reads back as the zero time.
+//   - SubscriptionInsert sets a zero CreatedAt to now and a zero UpdatedAt to
+//     CreatedAt. SubscriptionUpdate keeps the stored CreatedAt and writes it
+//     and the new UpdatedAt back into its argument.
+//   - A duplicate event's DeliveryIDs are in the order they were first
+//     inserted. A delivery's zero CreatedAt is set to its event's CreatedAt,
+//     and a zero event CreatedAt to now.
+//   - Deliveries have no foreign key to subscriptions: deleting a
+//     subscription keeps its deliveries as history.
+//   - DeliveryUpdateBatch fails with ErrNotFound, and applies nothing, when
+//     an update names a delivery that does not exist. An update that moves
+//     a delivery out of in_flight clears its LeaseUntil.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/heraldhq/herald/internal/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store is a store.Store on a PostgreSQL database.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the database at dsn (a postgres:// URL or key=value
+// string, as pgx accepts) and applies any migrations it lacks.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse dsn: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	s := &Store{pool: pool}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the pool's connections.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// migration is one numbered schema change from migrations/.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func loadMigrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("postgres: migration %s: name is not NNN_name.sql", e.Name())
+		}
+		b, err := fs.ReadFile(migrations, "migrations/"+e.Name())
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("postgres: migrations %s and %s share a number", ms[i-1].name, ms[i].name)
+		}
+	}
+	return ms, nil
+}
+
+// migrate applies the migrations not yet recorded in schema_migrations, in
+// one transaction that holds an advisory lock, so that processes starting
+// together apply each migration once.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, migrateLockSQL); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, migrationsTableSQL); err != nil {
+			return err
+		}
+		rows, _ := tx.Query(ctx, migrationsAppliedSQL)
+		versions, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			return err
+		}
+		applied := make(map[int]bool)
+		for _, v := range versions {
+			applied[int(v)] = true
+		}
+		for _, m := range ms {
+			if applied[m.version] {
+				continue
+			}
+			// No arguments: pgx sends it as a simple query, which may
+			// hold many statements.
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return fmt.Errorf("%s: %w", m.name, err)
+			}
+			if _, err := tx.Exec(ctx, migrationRecordSQL, m.version, m.name); err != nil {
+				return fmt.Errorf("%s: %w", m.name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	return nil
+}
+
+// now returns the current time at the precision the database keeps.
+func now() time.Time {
+	return time.Now().UTC().Truncate(time.Microsecond)
+}

@@ -1,0 +1,141 @@
+package postgres
+
+import (
+	"strconv"
+	"strings"
+)
+
+// This file holds every SQL statement the driver runs. The schema is in
+// migrations/. pgx prepares and caches each statement per connection.
+
+const (
+	// migrateLockSQL serializes migrations between processes sharing a
+	// database.
+	migrateLockSQL     = `SELECT pg_advisory_xact_lock(hashtext('herald.schema_migrations'))`
+	migrationsTableSQL = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    integer     NOT NULL PRIMARY KEY,
+	name       text        NOT NULL,
+	applied_at timestamptz NOT NULL DEFAULT now()
+)`
+	migrationsAppliedSQL = `SELECT version FROM schema_migrations`
+	migrationRecordSQL   = `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`
+
+	subscriptionColumns = `id, state, document, created_at, updated_at`
+
+	subscriptionInsertSQL = `INSERT INTO subscriptions (` + subscriptionColumns + `) VALUES ($1, $2, $3, $4, $5)`
+	subscriptionGetSQL    = `SELECT ` + subscriptionColumns + ` FROM subscriptions WHERE id = $1`
+	// subscriptionListSQL takes a NULL limit for all.
+	subscriptionListSQL = `SELECT ` + subscriptionColumns + ` FROM subscriptions WHERE id > $1 ORDER BY id LIMIT $2`
+	// subscriptionUpdateSQL keeps the stored created_at and returns it.
+	subscriptionUpdateSQL = `UPDATE subscriptions SET state = $1, document = $2, updated_at = $3 WHERE id = $4 RETURNING created_at`
+	subscriptionDeleteSQL = `DELETE FROM subscriptions WHERE id = $1`
+
+	subscriptionsVersionBumpSQL = `UPDATE subscriptions_version SET version = version + 1`
+	subscriptionsVersionSQL     = `SELECT version FROM subscriptions_version`
+
+	// eventInsertSQL inserts events from parallel arrays, skipping those
+	// stored already, and returns the inserted ones.
+	eventInsertSQL = `INSERT INTO events (source, id, type, created_at, payload)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[])
+ON CONFLICT (source, id) DO NOTHING
+RETURNING seq, source, id`
+
+	deliveryInsertSQL = `INSERT INTO deliveries (id, subscription_id, event_seq, position, state,
+	attempts, last_status, last_error, next_at, lease_until, created_at, updated_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::integer[], $5::text[],
+	$6::integer[], $7::integer[], $8::text[], $9::timestamptz[], $10::timestamptz[],
+	$11::timestamptz[], $12::timestamptz[])`
+
+	// eventDeliveryIDsSQL lists stored events' deliveries, each event's in
+	// the order they were inserted.
+	eventDeliveryIDsSQL = `SELECT e.source, e.id, d.id
+FROM unnest($1::text[], $2::text[]) AS k (source, id)
+JOIN events e ON e.source = k.source AND e.id = k.id
+JOIN deliveries d ON d.event_seq = e.seq
+ORDER BY d.event_seq, d.position`
+
+	// deliveryColumns are read by scanDelivery, with the event's columns
+	// from events e.
+	deliveryColumns = `d.id, d.subscription_id, e.source, e.id, e.type, d.state, d.attempts,
+d.last_status, d.last_error, d.next_at, d.lease_until, d.created_at, d.updated_at`
+
+	// deliveryClaimSQL takes $1 now, $2 limit, $3 lease_until. Rows other
+	// claimers hold are skipped, so concurrent claims never overlap.
+	deliveryClaimSQL = `WITH claimable AS (
+	SELECT id FROM deliveries
+	WHERE state IN ('pending', 'in_flight')
+		AND ((state = 'pending' AND next_at <= $1) OR (state = 'in_flight' AND lease_until <= $1))
+	ORDER BY next_at, id
+	LIMIT $2
+	FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries d SET state = 'in_flight', lease_until = $3, updated_at = $1
+FROM claimable c, events e
+WHERE d.id = c.id AND e.seq = d.event_seq
+RETURNING ` + deliveryColumns + `, e.payload`
+
+	// deliveryUpdateSQL takes $1 state, $2 attempts, $3 last_status,
+	// $4 last_error, $5 next_at, $6 updated_at, $7 id, $8 expected state
+	// or ''. A delivery that leaves in_flight loses its lease.
+	deliveryUpdateSQL = `UPDATE deliveries SET state = $1, attempts = $2, last_status = $3,
+	last_error = $4, next_at = $5, updated_at = $6,
+	lease_until = CASE WHEN $1 = 'in_flight' THEN lease_until ELSE '0001-01-01 00:00:00+00' END
+WHERE id = $7 AND ($8 = '' OR state = $8)`
+	// deliveryUpdateManySQL is deliveryUpdateSQL for arrays of distinct
+	// deliveries: $1 id, $2 state, $3 attempts, $4 last_status,
+	// $5 last_error, $6 next_at, $7 expected state or '', and $8 updated_at.
+	deliveryUpdateManySQL = `UPDATE deliveries d SET state = u.state, attempts = u.attempts,
+	last_status = u.last_status, last_error = u.last_error, next_at = u.next_at, updated_at = $8,
+	lease_until = CASE WHEN u.state = 'in_flight' THEN d.lease_until ELSE '0001-01-01 00:00:00+00' END
+FROM unnest($1::text[], $2::text[], $3::integer[], $4::integer[], $5::text[], $6::timestamptz[], $7::text[])
+	AS u (id, state, attempts, last_status, last_error, next_at, expect)
+WHERE d.id = u.id AND (u.expect = '' OR d.state = u.expect)`
+	deliveriesExistingSQL = `SELECT id FROM deliveries WHERE id = ANY($1)`
+
+	attemptUpsertSQL = `INSERT INTO attempts
+	(delivery_id, number, started_at, status_code, latency, error, response_body)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (delivery_id, number) DO UPDATE SET
+	started_at = excluded.started_at, status_code = excluded.status_code,
+	latency = excluded.latency, error = excluded.error,
+	response_body = excluded.response_body`
+	// attemptUpsertManySQL is attemptUpsertSQL for arrays of attempts with
+	// distinct keys.
+	attemptUpsertManySQL = `INSERT INTO attempts
+	(delivery_id, number, started_at, status_code, latency, error, response_body)
+SELECT * FROM unnest($1::text[], $2::integer[], $3::timestamptz[], $4::integer[], $5::bigint[], $6::text[], $7::bytea[])
+ON CONFLICT (delivery_id, number) DO UPDATE SET
+	started_at = excluded.started_at, status_code = excluded.status_code,
+	latency = excluded.latency, error = excluded.error,
+	response_body = excluded.response_body`
+	attemptListSQL = `SELECT delivery_id, number, started_at, status_code, latency, error, response_body
+FROM attempts WHERE delivery_id = $1 ORDER BY number`
+
+	deliveryGetSQL = `SELECT ` + deliveryColumns + `, e.payload
+FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = $1`
+)
+
+// deliveryListSQL builds DeliveryList's query with a condition for each
+// filter that is set, in the order the arguments are given: subscription,
+// state, created from, created to, after; the limit is the last argument.
+// Building the query, rather than writing "$1 IS NULL OR ...", lets the
+// planner pick the index for the filters in use.
+func deliveryListSQL(subscription, state, from, to, after bool) string {
+	var b strings.Builder
+	b.WriteString(`SELECT ` + deliveryColumns + `
+FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE true`)
+	n := 0
+	cond := func(set bool, expr string) {
+		if set {
+			n++
+			b.WriteString(" AND " + expr + strconv.Itoa(n))
+		}
+	}
+	cond(subscription, "d.subscription_id = $")
+	cond(state, "d.state = $")
+	cond(from, "d.created_at >= $")
+	cond(to, "d.created_at < $")
+	cond(after, "d.id < $")
+	b.WriteString(" ORDER BY d.id DESC LIMIT $" + strconv.Itoa(n+1))
+	return b.String()
+}

@@ -1,0 +1,212 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/heraldhq/herald/internal/filter"
+	"github.com/heraldhq/herald/internal/policy"
+	"github.com/heraldhq/herald/internal/store"
+)
+
+// subscriptionDocument is the stored JSON form of the subscription fields
+// that have no column of their own. Its keys are part of the schema.
+type subscriptionDocument struct {
+	Source      string              `json:"source,omitempty"`
+	Types       []string            `json:"types,omitempty"`
+	Config      map[string]string   `json:"config,omitempty"`
+	Filters     []filter.Expression `json:"filters,omitempty"`
+	Sink        string              `json:"sink"`
+	Protocol    string              `json:"protocol,omitempty"`
+	Headers     map[string]string   `json:"headers,omitempty"`
+	Method      string              `json:"method,omitempty"`
+	StateReason string              `json:"state_reason,omitempty"`
+	Secrets     []string            `json:"secrets,omitempty"`
+	RetryPolicy policy.Retry        `json:"retry_policy"`
+	ContentMode policy.ContentMode  `json:"content_mode,omitempty"`
+	PausedUntil *time.Time          `json:"paused_until,omitempty"`
+}
+
+func encodeSubscription(s *store.Subscription) ([]byte, error) {
+	d := subscriptionDocument{
+		Source:      s.Source,
+		Types:       s.Types,
+		Config:      s.Config,
+		Filters:     s.Filters,
+		Sink:        s.Sink,
+		Protocol:    s.Protocol,
+		Headers:     s.Headers,
+		Method:      s.Method,
+		StateReason: s.StateReason,
+		Secrets:     s.Secrets,
+		RetryPolicy: s.RetryPolicy,
+		ContentMode: s.ContentMode,
+	}
+	if !s.PausedUntil.IsZero() {
+		t := s.PausedUntil.UTC()
+		d.PausedUntil = &t
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: encode subscription %s: %w", s.ID, err)
+	}
+	return b, nil
+}
+
+func scanSubscription(row pgx.Row) (*store.Subscription, error) {
+	var (
+		s                store.Subscription
+		state            string
+		document         []byte
+		created, updated time.Time
+		d                subscriptionDocument
+	)
+	if err := row.Scan(&s.ID, &state, &document, &created, &updated); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(document, &d); err != nil {
+		return nil, fmt.Errorf("postgres: decode subscription %s: %w", s.ID, err)
+	}
+	s.Source = d.Source
+	s.Types = d.Types
+	s.Config = d.Config
+	s.Filters = d.Filters
+	s.Sink = d.Sink
+	s.Protocol = d.Protocol
+	s.Headers = d.Headers
+	s.Method = d.Method
+	s.State = store.SubscriptionState(state)
+	s.StateReason = d.StateReason
+	s.Secrets = d.Secrets
+	s.RetryPolicy = d.RetryPolicy
+	s.ContentMode = d.ContentMode
+	if d.PausedUntil != nil {
+		s.PausedUntil = d.PausedUntil.UTC()
+	}
+	s.CreatedAt = created.UTC()
+	s.UpdatedAt = updated.UTC()
+	return &s, nil
+}
+
+// SubscriptionInsert stores a new subscription.
+func (s *Store) SubscriptionInsert(ctx context.Context, sub *store.Subscription) error {
+	if sub.ID == "" {
+		return errors.New("postgres: subscription has no ID")
+	}
+	doc, err := encodeSubscription(sub)
+	if err != nil {
+		return err
+	}
+	if sub.CreatedAt.IsZero() {
+		sub.CreatedAt = now()
+	}
+	if sub.UpdatedAt.IsZero() {
+		sub.UpdatedAt = sub.CreatedAt
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, subscriptionInsertSQL,
+			sub.ID, string(sub.State), doc, sub.CreatedAt, sub.UpdatedAt); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, subscriptionsVersionBumpSQL)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: insert subscription %s: %w", sub.ID, err)
+	}
+	return nil
+}
+
+// SubscriptionGet returns a subscription or store.ErrNotFound.
+func (s *Store) SubscriptionGet(ctx context.Context, id string) (*store.Subscription, error) {
+	sub, err := scanSubscription(s.pool.QueryRow(ctx, subscriptionGetSQL, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres: get subscription %s: %w", id, err)
+	}
+	return sub, nil
+}
+
+// SubscriptionList returns subscriptions in ID order.
+func (s *Store) SubscriptionList(ctx context.Context, p store.SubscriptionListParams) ([]*store.Subscription, error) {
+	var limit *int64 // NULL: no limit
+	if p.Limit > 0 {
+		l := int64(p.Limit)
+		limit = &l
+	}
+	rows, _ := s.pool.Query(ctx, subscriptionListSQL, p.After, limit)
+	subs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Subscription, error) {
+		return scanSubscription(row)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list subscriptions: %w", err)
+	}
+	return subs, nil
+}
+
+// SubscriptionUpdate replaces a stored subscription and sets its UpdatedAt;
+// its CreatedAt stays as stored.
+func (s *Store) SubscriptionUpdate(ctx context.Context, sub *store.Subscription) error {
+	doc, err := encodeSubscription(sub)
+	if err != nil {
+		return err
+	}
+	updated := now()
+	var created time.Time
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, subscriptionUpdateSQL, string(sub.State), doc, updated, sub.ID).Scan(&created); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, subscriptionsVersionBumpSQL)
+		return err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: update subscription %s: %w", sub.ID, err)
+	}
+	sub.CreatedAt = created.UTC()
+	sub.UpdatedAt = updated
+	return nil
+}
+
+// SubscriptionDelete deletes a subscription; store.ErrNotFound if it does
+// not exist.
+func (s *Store) SubscriptionDelete(ctx context.Context, id string) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, subscriptionDeleteSQL, id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrNotFound
+		}
+		_, err = tx.Exec(ctx, subscriptionsVersionBumpSQL)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: delete subscription %s: %w", id, err)
+	}
+	return nil
+}
+
+// SubscriptionsVersion returns a number that grows with every subscription
+// write.
+func (s *Store) SubscriptionsVersion(ctx context.Context) (int64, error) {
+	var v int64
+	if err := s.pool.QueryRow(ctx, subscriptionsVersionSQL).Scan(&v); err != nil {
+		return 0, fmt.Errorf("postgres: subscriptions version: %w", err)
+	}
+	return v, nil
+}
