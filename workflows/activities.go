@@ -29,6 +29,15 @@ type Activities struct {
 	Sender attempt.Sender
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// SubscriptionChanged, if set, is called after an activity changed a
+	// subscription (a pause or a disable), e.g. to reload the catalog.
+	SubscriptionChanged func(ctx context.Context)
+}
+
+func (a *Activities) changed(ctx context.Context) {
+	if a.SubscriptionChanged != nil {
+		a.SubscriptionChanged(ctx)
+	}
 }
 
 func (a *Activities) now() time.Time {
@@ -104,9 +113,10 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 		return AttemptResult{}, fmt.Errorf("record attempt: %w", err)
 	}
 	if res.PauseSink {
-		if err := a.pause(ctx, sub.ID, res.Record.StartedAt.Add(res.RetryAfter)); err != nil {
+		if err := Pause(ctx, a.Store, sub.ID, res.Record.StartedAt.Add(res.RetryAfter)); err != nil {
 			return AttemptResult{}, err
 		}
+		a.changed(ctx)
 	}
 	return AttemptResult{
 		Outcome:    res.Outcome,
@@ -114,11 +124,6 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 		Error:      res.Record.Error,
 		RetryAfter: res.RetryAfter,
 	}, nil
-}
-
-// pause holds back every delivery to a subscription's sink until until.
-func (a *Activities) pause(ctx context.Context, subID string, until time.Time) error {
-	return Pause(ctx, a.Store, subID, until)
 }
 
 // Pause holds back every delivery to a subscription's sink until until,
@@ -202,5 +207,6 @@ func (a *Activities) DisableSubscription(ctx context.Context, in DisableInput) e
 	if err := a.Store.SubscriptionUpdate(ctx, sub); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("disable subscription: %w", err)
 	}
+	a.changed(ctx)
 	return nil
 }

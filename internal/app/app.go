@@ -105,7 +105,15 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 
 	sender := delivery.NewSender()
 	n.worker = worker.New(n.temporal, cfg.TaskQueue, worker.Options{})
-	workflows.Register(n.worker, &workflows.Activities{Store: n.store, Sender: sender})
+	workflows.Register(n.worker, &workflows.Activities{
+		Store:  n.store,
+		Sender: sender,
+		SubscriptionChanged: func(ctx context.Context) {
+			if err := cat.Reload(ctx); err != nil {
+				logger.Warn("catalog reload after subscription change", "err", err)
+			}
+		},
+	})
 	if err = n.worker.Start(); err != nil {
 		return nil, fmt.Errorf("start Temporal worker: %w", err)
 	}

@@ -98,6 +98,9 @@ type Dispatcher struct {
 	wake    chan struct{}
 	work    chan *store.Delivery
 	updates chan store.DeliveryUpdate
+	// pauses holds the pauses this dispatcher set itself (subscription ID
+	// to time.Time), seen before the catalog reloads them from the store.
+	pauses sync.Map
 }
 
 // New returns a dispatcher.
@@ -230,11 +233,11 @@ func (d *Dispatcher) first(ctx context.Context, dl *store.Delivery) {
 		return
 	}
 	sub := en.Subscription
-	if now := time.Now(); sub.PausedUntil.After(now) {
+	if until := d.pausedUntil(sub); until.After(time.Now()) {
 		d.updates <- store.DeliveryUpdate{
 			ID: dl.ID, State: store.DeliveryPending, Attempts: dl.Attempts,
 			LastStatus: dl.LastStatus, LastError: dl.LastError,
-			NextAt: sub.PausedUntil, ExpectState: store.DeliveryInFlight,
+			NextAt: until, ExpectState: store.DeliveryInFlight,
 		}
 		return
 	}
@@ -251,6 +254,9 @@ func (d *Dispatcher) first(ctx context.Context, dl *store.Delivery) {
 	}
 	if res.PauseSink {
 		until := res.Record.StartedAt.Add(res.RetryAfter)
+		if prev, ok := d.pauses.Load(sub.ID); !ok || until.After(prev.(time.Time)) {
+			d.pauses.Store(sub.ID, until)
+		}
 		if err := workflows.Pause(ctx, d.store, sub.ID, until); err != nil {
 			d.cfg.Logger.Error("pause sink", "subscription", sub.ID, "err", err)
 		}
@@ -285,6 +291,18 @@ func (d *Dispatcher) first(ctx context.Context, dl *store.Delivery) {
 		LastStatus: res.Record.StatusCode, LastError: res.Record.Error,
 		ExpectState: store.DeliveryInFlight, Attempt: &res.Record,
 	}
+}
+
+// pausedUntil is when the sink's pause ends: the later of the stored
+// pause and the one this dispatcher set itself.
+func (d *Dispatcher) pausedUntil(sub *store.Subscription) time.Time {
+	until := sub.PausedUntil
+	if v, ok := d.pauses.Load(sub.ID); ok {
+		if t := v.(time.Time); t.After(until) {
+			until = t
+		}
+	}
+	return until
 }
 
 // entry finds a subscription in the catalog, or in the store if the

@@ -46,18 +46,17 @@ func NewReceiver(t testing.TB, respond Respond) *Receiver {
 
 func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
+	// Record on arrival, so a request held in flight by respond is seen.
 	r.mu.Lock()
 	n := len(r.reqs)
+	r.reqs = append(r.reqs, Request{Header: req.Header.Clone(), Body: body, At: time.Now()})
+	close(r.changed)
+	r.changed = make(chan struct{})
 	r.mu.Unlock()
 	status, header := http.StatusNoContent, http.Header(nil)
 	if r.respond != nil {
 		status, header = r.respond(n, req)
 	}
-	r.mu.Lock()
-	r.reqs = append(r.reqs, Request{Header: req.Header.Clone(), Body: body, At: time.Now()})
-	close(r.changed)
-	r.changed = make(chan struct{})
-	r.mu.Unlock()
 	for k, vs := range header {
 		w.Header()[k] = vs
 	}

@@ -1,0 +1,288 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
+	"github.com/heraldhq/herald/internal/cehttp"
+	"github.com/heraldhq/herald/internal/heraldtest"
+	"github.com/heraldhq/herald/internal/policy"
+	"github.com/heraldhq/herald/internal/signing"
+)
+
+const wait = 60 * time.Second // liveness bound for waits; never a speed assertion
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+type attrValue = cloudeventsv1.CloudEvent_CloudEventAttributeValue
+
+func str(s string) *attrValue {
+	return &attrValue{Attr: &cloudeventsv1.CloudEvent_CloudEventAttributeValue_CeString{CeString: s}}
+}
+
+// newEvent is a valid event of type com.example.order.created.
+func newEvent(id string) *cloudeventsv1.CloudEvent {
+	return &cloudeventsv1.CloudEvent{
+		Id:          id,
+		Source:      "/orders",
+		SpecVersion: "1.0",
+		Type:        "com.example.order.created",
+		Attributes: map[string]*attrValue{
+			"datacontenttype": str("application/json"),
+			"subject":         str("Euro € 😀"),
+			"tenant":          str("acme corp"),
+		},
+		Data: &cloudeventsv1.CloudEvent_TextData{TextData: `{"order":42}`},
+	}
+}
+
+func createSub(t *testing.T, n *testNode, sink string, mutate ...func(*heraldv1.Subscription)) *heraldv1.Subscription {
+	t.Helper()
+	s := &heraldv1.Subscription{
+		Sink:     sink,
+		Protocol: "HTTP",
+		Types:    []string{"com.example.order.created"},
+		// Short waits so retries happen within a test.
+		RetryPolicy: &heraldv1.RetryPolicy{
+			InitialInterval: durationpb.New(500 * time.Millisecond),
+			MaximumInterval: durationpb.New(time.Second),
+		},
+	}
+	for _, m := range mutate {
+		m(s)
+	}
+	out, err := n.subs.CreateSubscription(ctx(t), &heraldv1.CreateSubscriptionRequest{Subscription: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func publish(t *testing.T, n *testNode, events ...*cloudeventsv1.CloudEvent) []*heraldv1.PublishResult {
+	t.Helper()
+	resp, err := n.publish.Publish(ctx(t), &heraldv1.PublishRequest{Events: events})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.GetResults()
+}
+
+func waitDeliveryState(t *testing.T, n *testNode, id string, want heraldv1.DeliveryState) *heraldv1.Delivery {
+	t.Helper()
+	var d *heraldv1.Delivery
+	heraldtest.Eventually(t, wait, "delivery "+id+" to be "+want.String(), func() bool {
+		var err error
+		d, err = n.deliveries.GetDelivery(ctx(t), &heraldv1.GetDeliveryRequest{Id: id})
+		return err == nil && d.GetState() == want
+	})
+	return d
+}
+
+func TestPublish_DeliveredOnceSignedWithEncodedHeaders(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	rcv := heraldtest.NewReceiver(t, nil)
+	sub := createSub(t, n, rcv.URL)
+	if !strings.HasPrefix(sub.GetSigningSecret(), "whsec_") {
+		t.Fatalf("create returned secret %q, want whsec_...", sub.GetSigningSecret())
+	}
+
+	res := publish(t, n, newEvent("evt-1"))
+	if len(res) != 1 || res[0].GetStatus() != heraldv1.PublishStatus_PUBLISH_STATUS_ACCEPTED || len(res[0].GetDeliveryIds()) != 1 {
+		t.Fatalf("publish results = %v", res)
+	}
+	d := waitDeliveryState(t, n, res[0].GetDeliveryIds()[0], heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
+	reqs := rcv.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("receiver got %d requests, want exactly 1", len(reqs))
+	}
+	r := reqs[0]
+
+	// Standard Webhooks: checked by Herald's verifier and the reference library.
+	if got := r.Header.Get("webhook-id"); got != d.GetWebhookId() || strings.Contains(got, ".") {
+		t.Errorf("webhook-id = %q, want %q without '.'", got, d.GetWebhookId())
+	}
+	v, err := signing.NewVerifier(sub.GetSigningSecret())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Verify(r.Header, r.Body, time.Now()); err != nil {
+		t.Errorf("signature does not verify: %v", err)
+	}
+	ref, err := standardwebhooks.NewWebhook(sub.GetSigningSecret())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ref.Verify(r.Body, r.Header); err != nil {
+		t.Errorf("reference library rejects the signature: %v", err)
+	}
+
+	// CloudEvents binary mode: percent-encoded ce- headers decode back.
+	if got := r.Header.Get("ce-subject"); got != "Euro%20%E2%82%AC%20%F0%9F%98%80" {
+		t.Errorf("ce-subject = %q, want the percent-encoded form", got)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "/", bytes.NewReader(r.Body))
+	req.Header = r.Header
+	evs, err := cehttp.ReadRequest(req, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := evs[0]
+	if e.ID() != "evt-1" || e.Source() != "/orders" || e.Type() != "com.example.order.created" ||
+		e.Subject() != "Euro € 😀" || e.Extensions()["tenant"] != "acme corp" || string(e.Data()) != `{"order":42}` {
+		t.Errorf("decoded event = %v", e)
+	}
+}
+
+func TestPublish_DuplicateSourceAndIDDeliversOnce(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	rcv := heraldtest.NewReceiver(t, nil)
+	createSub(t, n, rcv.URL)
+
+	first := publish(t, n, newEvent("evt-dup"))
+	second := publish(t, n, newEvent("evt-dup"), newEvent("evt-dup"))
+	if second[0].GetStatus() != heraldv1.PublishStatus_PUBLISH_STATUS_DUPLICATE ||
+		second[1].GetStatus() != heraldv1.PublishStatus_PUBLISH_STATUS_DUPLICATE {
+		t.Fatalf("republish statuses = %v, want DUPLICATE", second)
+	}
+	if got, want := second[0].GetDeliveryIds(), first[0].GetDeliveryIds(); len(got) != 1 || got[0] != want[0] {
+		t.Errorf("duplicate's delivery ids = %v, want the original %v", got, want)
+	}
+	waitDeliveryState(t, n, first[0].GetDeliveryIds()[0], heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
+	list, err := n.deliveries.ListDeliveries(ctx(t), &heraldv1.ListDeliveriesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.GetDeliveries()) != 1 || len(rcv.Requests()) != 1 {
+		t.Errorf("%d deliveries and %d requests, want 1 and 1", len(list.GetDeliveries()), len(rcv.Requests()))
+	}
+}
+
+func TestPublish_InvalidEventIsRejectedAndNothingStored(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	rcv := heraldtest.NewReceiver(t, nil)
+	createSub(t, n, rcv.URL)
+
+	tests := []struct {
+		name  string
+		edit  func(e *cloudeventsv1.CloudEvent)
+		field string
+	}{
+		{"missing id", func(e *cloudeventsv1.CloudEvent) { e.Id = "" }, "events[1].id"},
+		{"missing source", func(e *cloudeventsv1.CloudEvent) { e.Source = "" }, "events[1].source"},
+		{"missing type", func(e *cloudeventsv1.CloudEvent) { e.Type = "" }, "events[1].type"},
+		{"missing specversion", func(e *cloudeventsv1.CloudEvent) { e.SpecVersion = "" }, "events[1].spec_version"},
+		{"wrong specversion", func(e *cloudeventsv1.CloudEvent) { e.SpecVersion = "0.3" }, "events[1].spec_version"},
+		{"uppercase extension", func(e *cloudeventsv1.CloudEvent) { e.Attributes["Tenant"] = str("x") }, "events[1].attributes[Tenant]"},
+		{"extension named data", func(e *cloudeventsv1.CloudEvent) { e.Attributes["data"] = str("x") }, "events[1].attributes[data]"},
+		{"oversized", func(e *cloudeventsv1.CloudEvent) {
+			e.Data = &cloudeventsv1.CloudEvent_BinaryData{BinaryData: make([]byte, policy.MaxEventSize+1)}
+		}, "events[1]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bad := newEvent("evt-bad-" + tt.name)
+			tt.edit(bad)
+			// A valid event first: it must not be stored either.
+			_, err := n.publish.Publish(ctx(t), &heraldv1.PublishRequest{Events: []*cloudeventsv1.CloudEvent{newEvent("evt-ok-" + tt.name), bad}})
+			st := status.Convert(err)
+			if st.Code() != codes.InvalidArgument {
+				t.Fatalf("code = %v (%v), want InvalidArgument", st.Code(), err)
+			}
+			var fields []string
+			for _, d := range st.Details() {
+				if br, ok := d.(*errdetails.BadRequest); ok {
+					for _, v := range br.GetFieldViolations() {
+						fields = append(fields, v.GetField())
+					}
+				}
+			}
+			if len(fields) != 1 || fields[0] != tt.field {
+				t.Errorf("field violations = %v, want [%s]", fields, tt.field)
+			}
+			if !strings.Contains(st.Message(), tt.field) {
+				t.Errorf("message %q does not name %s", st.Message(), tt.field)
+			}
+		})
+	}
+	list, err := n.deliveries.ListDeliveries(ctx(t), &heraldv1.ListDeliveriesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.GetDeliveries()) != 0 {
+		t.Errorf("%d deliveries stored after rejected publishes, want 0", len(list.GetDeliveries()))
+	}
+	// The valid events of the rejected calls were not stored: publishing
+	// one now is new, not a duplicate.
+	res := publish(t, n, newEvent("evt-ok-missing id"))
+	if res[0].GetStatus() != heraldv1.PublishStatus_PUBLISH_STATUS_ACCEPTED {
+		t.Errorf("status = %v, want ACCEPTED", res[0].GetStatus())
+	}
+}
+
+func TestSubscription_InvalidIsRejected(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	tests := []struct {
+		name  string
+		sub   *heraldv1.Subscription
+		field string
+	}{
+		{"no sink", &heraldv1.Subscription{Protocol: "HTTP"}, "subscription.sink"},
+		{"relative sink", &heraldv1.Subscription{Sink: "/hook", Protocol: "HTTP"}, "subscription.sink"},
+		{"no protocol", &heraldv1.Subscription{Sink: "http://127.0.0.1:1/"}, "subscription.protocol"},
+		{"lowercase protocol", &heraldv1.Subscription{Sink: "http://127.0.0.1:1/", Protocol: "http"}, "subscription.protocol"},
+		{"reserved header", &heraldv1.Subscription{Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
+			ProtocolSettings: &heraldv1.HttpSettings{Headers: map[string]string{"Webhook-Id": "x"}}}, "subscription.protocol_settings.headers"},
+		{"empty all filter", &heraldv1.Subscription{Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
+			Filters: []*heraldv1.Filter{{Dialect: &heraldv1.Filter_All{All: &heraldv1.FilterList{}}}}}, "subscription.filters"},
+		{"bad sql filter", &heraldv1.Subscription{Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
+			Filters: []*heraldv1.Filter{{Dialect: &heraldv1.Filter_Sql{Sql: "type = "}}}}, "subscription.filters"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := n.subs.CreateSubscription(ctx(t), &heraldv1.CreateSubscriptionRequest{Subscription: tt.sub})
+			st := status.Convert(err)
+			if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), tt.field) {
+				t.Errorf("got %v, want InvalidArgument naming %s", err, tt.field)
+			}
+		})
+	}
+	list, err := n.subs.ListSubscriptions(ctx(t), &heraldv1.ListSubscriptionsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.GetSubscriptions()) != 0 {
+		t.Errorf("%d subscriptions stored, want 0", len(list.GetSubscriptions()))
+	}
+}
+
+func TestSubscription_SecretOnlyInCreateResponse(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	sub := createSub(t, n, "http://127.0.0.1:1/hook")
+	got, err := n.subs.GetSubscription(ctx(t), &heraldv1.GetSubscriptionRequest{Id: sub.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetSigningSecret() != "" || got.GetSigningSecretHint() == "" ||
+		!strings.HasPrefix(sub.GetSigningSecret(), strings.TrimSuffix(got.GetSigningSecretHint(), "...")) {
+		t.Errorf("get: secret %q hint %q; want no secret and a hint of %q", got.GetSigningSecret(), got.GetSigningSecretHint(), sub.GetSigningSecret())
+	}
+	if _, err := n.subs.GetSubscription(ctx(t), &heraldv1.GetSubscriptionRequest{Id: "sub_missing"}); status.Code(err) != codes.NotFound {
+		t.Errorf("get missing: %v, want NotFound", err)
+	}
+}

@@ -1,0 +1,121 @@
+package publish_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
+	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/publish"
+	"github.com/heraldhq/herald/internal/signing"
+	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/store/sqlite"
+)
+
+// countingStore counts transactions.
+type countingStore struct {
+	*sqlite.Store
+	txs atomic.Int64
+}
+
+func (c *countingStore) EventInsertBatch(ctx context.Context, p []store.EventInsertParams) ([]store.EventInsertResult, error) {
+	c.txs.Add(1)
+	return c.Store.EventInsertBatch(ctx, p)
+}
+
+func setup(t *testing.T, types ...string) (*publish.Publisher, *countingStore) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	now := time.Now()
+	for i, typ := range types {
+		err := s.SubscriptionInsert(ctx, &store.Subscription{
+			ID: fmt.Sprintf("sub_%d", i), Types: []string{typ}, Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
+			State: store.SubscriptionActive, Secrets: []string{signing.NewSecret()}, CreatedAt: now, UpdatedAt: now,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cat := catalog.New(s, nil)
+	if err := cat.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{Store: s}
+	p := publish.New(cs, cat, publish.Config{})
+	t.Cleanup(p.Close)
+	return p, cs
+}
+
+func ev(id, typ string) *cloudeventsv1.CloudEvent {
+	return &cloudeventsv1.CloudEvent{Id: id, Source: "/test", SpecVersion: "1.0", Type: typ}
+}
+
+func TestPublish_OneDeliveryPerMatchingSubscription(t *testing.T) {
+	p, _ := setup(t, "a", "a", "b")
+	res, err := p.Publish(context.Background(), []*cloudeventsv1.CloudEvent{ev("1", "a"), ev("2", "b"), ev("3", "c")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{2, 1, 0} {
+		if got := len(res[i].DeliveryIDs); got != want || res[i].Duplicate {
+			t.Errorf("event %d: %d deliveries (duplicate %v), want %d", i, got, res[i].Duplicate, want)
+		}
+	}
+}
+
+func TestPublish_ConcurrentCallsShareTransactions(t *testing.T) {
+	p, cs := setup(t, "a")
+	const calls = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, calls)
+	start := make(chan struct{})
+	for i := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, err := p.Publish(context.Background(), []*cloudeventsv1.CloudEvent{ev(fmt.Sprint(i), "a")})
+			errs <- err
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := cs.txs.Load(); n >= calls {
+		t.Errorf("%d transactions for %d concurrent calls, want fewer (group commit)", n, calls)
+	}
+}
+
+func TestPublish_DuplicateWithinOneCall(t *testing.T) {
+	p, _ := setup(t, "a")
+	res, err := p.Publish(context.Background(), []*cloudeventsv1.CloudEvent{ev("1", "a"), ev("1", "a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Duplicate || !res[1].Duplicate || res[1].DeliveryIDs[0] != res[0].DeliveryIDs[0] {
+		t.Errorf("results = %+v, want the second a duplicate of the first", res)
+	}
+}
+
+func TestPublish_AfterCloseFails(t *testing.T) {
+	p, _ := setup(t)
+	p.Close()
+	if _, err := p.Publish(context.Background(), []*cloudeventsv1.CloudEvent{ev("1", "a")}); err != publish.ErrClosed {
+		t.Errorf("err = %v, want ErrClosed", err)
+	}
+}
