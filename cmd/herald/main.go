@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/bench"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/devtemporal"
 )
@@ -24,6 +25,7 @@ const usage = `Herald delivers CloudEvents as signed webhooks.
 Usage:
   herald dev   [flags]   run everything in one process (embedded Temporal and SQLite)
   herald serve [flags]   run a node against a Temporal cluster and a database
+  herald bench [flags]   measure Herald end to end (in this process, or --target)
   herald listen [flags]  run a webhook receiver that prints what it gets
 
 Run "herald <command> -h" for the flags. Every flag can also be set with an
@@ -45,6 +47,8 @@ func main() {
 		err = run(ctx, os.Args[2:], false)
 	case "listen":
 		err = listen(ctx, os.Args[2:])
+	case "bench":
+		err = runBench(ctx, os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
@@ -123,6 +127,21 @@ func run(ctx context.Context, args []string, dev bool) error {
 	defer cancel()
 	node.Stop(sctx)
 	return nil
+}
+
+// runBench runs `herald bench`: see package bench.
+func runBench(ctx context.Context, args []string) error {
+	cfg := bench.DefaultConfig()
+	fs := flag.NewFlagSet("herald bench", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
+	}
+	cfg.Progress = os.Stderr
+	return bench.Run(ctx, cfg, os.Stdout)
 }
 
 func orDisabled(s string) string {

@@ -4,18 +4,18 @@
 //
 // A delivery's states (store.DeliveryState):
 //
-//	            publish
-//	               |
-//	               v
-//	  +------> pending ----claim----> in_flight ---2xx---> delivered
-//	  |         ^  |                  |    |                   ^
-//	  |  release|  |lease expired     |    | failed            |
-//	  |         +--+------------------+    v                   |
-//	  |                                retrying --2xx (workflow)+
-//	  |                                 |    ^
-//	  |        attempts/age exhausted,  |    | redrive (workflow)
-//	  |        permanent, 410 Gone      v    |
-//	  +-- (paused sink: NextAt later)   dead-+
+//	          publish
+//	             |
+//	             v
+//	+------> pending ----claim----> in_flight ---2xx---> delivered
+//	|         ^  |                  |    |                   ^
+//	|  release|  |lease expired     |    | failed            |
+//	|         +--+------------------+    v                   |
+//	|                                retrying --2xx (workflow)+
+//	|                                 |    ^
+//	|        attempts/age exhausted,  |    | redrive (workflow)
+//	|        permanent, 410 Gone      v    |
+//	+-- (paused sink: NextAt later)   dead-+
 //
 // Only the first attempt runs here; a failed first attempt starts the
 // delivery's workflow (package workflows), which owns every later attempt.

@@ -81,11 +81,11 @@ func nodeConfig(t *testing.T, storePath string) config.Config {
 // testNode is a running in-process node and clients of its API.
 type testNode struct {
 	*app.Node
-	cfg         config.Config
-	conn        *grpc.ClientConn
-	publish     heraldv1.PublishServiceClient
-	subs        heraldv1.SubscriptionServiceClient
-	deliveries  heraldv1.DeliveryServiceClient
+	cfg        config.Config
+	conn       *grpc.ClientConn
+	publish    heraldv1.PublishServiceClient
+	subs       heraldv1.SubscriptionServiceClient
+	deliveries heraldv1.DeliveryServiceClient
 }
 
 // startNode starts a node with cfg; it stops when the test ends.
