@@ -12,6 +12,7 @@ import (
 	"github.com/heraldhq/herald/internal/filter"
 	"github.com/heraldhq/herald/internal/id"
 	"github.com/heraldhq/herald/internal/policy"
+	"github.com/heraldhq/herald/internal/signing"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/workflows"
 )
@@ -155,17 +156,29 @@ func retryToProto(r policy.Retry) *heraldv1.RetryPolicy {
 }
 
 func contentModeFromProto(m heraldv1.ContentMode) policy.ContentMode {
-	if m == heraldv1.ContentMode_CONTENT_MODE_STRUCTURED {
+	switch m {
+	case heraldv1.ContentMode_CONTENT_MODE_STRUCTURED:
 		return policy.ContentStructured
+	case heraldv1.ContentMode_CONTENT_MODE_BATCHED:
+		return policy.ContentBatched
 	}
 	return policy.ContentBinary
 }
 
 func contentModeToProto(m policy.ContentMode) heraldv1.ContentMode {
-	if m == policy.ContentStructured {
+	switch m {
+	case policy.ContentStructured:
 		return heraldv1.ContentMode_CONTENT_MODE_STRUCTURED
+	case policy.ContentBatched:
+		return heraldv1.ContentMode_CONTENT_MODE_BATCHED
 	}
 	return heraldv1.ContentMode_CONTENT_MODE_BINARY
+}
+
+var subscriptionStates = map[store.SubscriptionState]heraldv1.SubscriptionState{
+	store.SubscriptionActive:            heraldv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE,
+	store.SubscriptionDisabled:          heraldv1.SubscriptionState_SUBSCRIPTION_STATE_DISABLED,
+	store.SubscriptionPendingValidation: heraldv1.SubscriptionState_SUBSCRIPTION_STATE_PENDING_VALIDATION,
 }
 
 // subscriptionToProto renders a subscription without its secrets.
@@ -178,21 +191,32 @@ func subscriptionToProto(s *store.Subscription) *heraldv1.Subscription {
 		Filters:     filtersToProto(s.Filters),
 		Sink:        s.Sink,
 		Protocol:    s.Protocol,
-		State:       heraldv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE,
-		StateReason: s.StateReason,
-		RetryPolicy: retryToProto(s.RetryPolicy),
-		ContentMode: contentModeToProto(s.ContentMode),
-		CreateTime:  timestamppb.New(s.CreatedAt),
-		UpdateTime:  timestamppb.New(s.UpdatedAt),
+		State:             subscriptionStates[s.State],
+		StateReason:       s.StateReason,
+		RetryPolicy:       retryToProto(s.RetryPolicy),
+		ContentMode:       contentModeToProto(s.ContentMode),
+		CreateTime:        timestamppb.New(s.CreatedAt),
+		UpdateTime:        timestamppb.New(s.UpdatedAt),
+		SkipValidation:    s.SkipValidation,
+		RateLimit:         int32(s.RateLimit),
+		AllowedRate:       int32(s.AllowedRate),
+		MaxConcurrency:    int32(s.MaxConcurrency),
+		MaxBatchSize:      int32(s.MaxBatchSize),
+		HasSinkCredential: s.BearerToken != "",
+		SigningAlgorithm:  heraldv1.SigningAlgorithm_SIGNING_ALGORITHM_HMAC_SHA256,
 	}
 	if len(s.Headers) > 0 || s.Method != "" {
 		p.ProtocolSettings = &heraldv1.HttpSettings{Headers: maps.Clone(s.Headers), Method: s.Method}
 	}
-	if s.State == store.SubscriptionDisabled {
-		p.State = heraldv1.SubscriptionState_SUBSCRIPTION_STATE_DISABLED
-	}
 	if len(s.Secrets) > 0 {
-		p.SigningSecretHint = secretHint(s.Secrets[0])
+		newest := s.Secrets[0].Key
+		if pub, err := signing.PublicKey(newest); err == nil {
+			// Ed25519: the public key is no secret.
+			p.SigningAlgorithm = heraldv1.SigningAlgorithm_SIGNING_ALGORITHM_ED25519
+			p.SigningPublicKey = pub
+		} else {
+			p.SigningSecretHint = secretHint(newest)
+		}
 	}
 	return p
 }

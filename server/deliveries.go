@@ -98,7 +98,7 @@ func (s *Services) redrive(ctx context.Context, d *store.Delivery) error {
 	if u, err := url.Parse(sub.Sink); err == nil {
 		host = u.Host
 	}
-	err = s.redriver.Redrive(ctx, workflows.DeliveryInput{
+	err = s.workflows.Redrive(ctx, workflows.DeliveryInput{
 		DeliveryID:     d.ID,
 		SubscriptionID: d.SubscriptionID,
 		EventType:      d.EventType,

@@ -6,10 +6,16 @@ import (
 	"time"
 )
 
-// HTTPHandler returns Herald's HTTP edge: /healthz (the process is up) and
-// /readyz (ready reports nil when the node can take traffic).
-func HTTPHandler(ready func(context.Context) error) http.Handler {
+// HTTPHandler returns Herald's HTTP edge: /healthz (the process is up),
+// /readyz (ready reports nil when the node can take traffic), the
+// validation callback URL of svc's handshakes and, when ingest is not nil,
+// the CloudEvents receiver at IngestPath.
+func HTTPHandler(ready func(context.Context) error, svc *Services, ingest *Ingest) http.Handler {
 	mux := http.NewServeMux()
+	if ingest != nil {
+		mux.Handle(IngestPath, ingest)
+	}
+	mux.Handle(validationPath+"/{subscription}/{token}", svc.ValidationCallback())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

@@ -22,9 +22,14 @@ import (
 	"github.com/heraldhq/herald/workflows"
 )
 
-// Redriver restarts dead-lettered deliveries on their workflows.
-type Redriver interface {
+// Workflows starts and signals Herald's Temporal workflows.
+type Workflows interface {
+	// Redrive restarts a dead-lettered delivery on its workflow.
 	Redrive(ctx context.Context, in workflows.DeliveryInput) error
+	// StartHandshake starts a subscription's validation handshake.
+	StartHandshake(ctx context.Context, in workflows.HandshakeInput) error
+	// Grant passes an asynchronous grant to a waiting handshake.
+	Grant(ctx context.Context, subscriptionID string, g workflows.GrantInput) error
 }
 
 // Options configure the services.
@@ -32,7 +37,12 @@ type Options struct {
 	// AllowInsecureSinks accepts http:// sinks (development); otherwise
 	// sinks must be https://.
 	AllowInsecureSinks bool
-	Logger             *slog.Logger
+	// Origin is Herald's WebHook-Request-Origin in validation handshakes.
+	Origin string
+	// PublicURL is the base URL of Herald's HTTP edge as sinks reach it;
+	// validation callbacks go to PublicURL + "/v1/validation/...".
+	PublicURL string
+	Logger    *slog.Logger
 }
 
 // Services implements Herald's gRPC services.
@@ -44,16 +54,16 @@ type Services struct {
 	publisher *publish.Publisher
 	store     store.Store
 	catalog   *catalog.Catalog
-	redriver  Redriver
+	workflows Workflows
 	opts      Options
 }
 
 // NewServices returns the gRPC services over Herald's components.
-func NewServices(p *publish.Publisher, s store.Store, c *catalog.Catalog, r Redriver, opts Options) *Services {
+func NewServices(p *publish.Publisher, s store.Store, c *catalog.Catalog, w Workflows, opts Options) *Services {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Services{publisher: p, store: s, catalog: c, redriver: r, opts: opts}
+	return &Services{publisher: p, store: s, catalog: c, workflows: w, opts: opts}
 }
 
 // NewGRPCServer returns a gRPC server with Herald's services, the standard

@@ -3,11 +3,15 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 	"net/http"
 	"net/url"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/delivery"
@@ -15,6 +19,7 @@ import (
 	"github.com/heraldhq/herald/internal/id"
 	"github.com/heraldhq/herald/internal/signing"
 	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/workflows"
 )
 
 // CreateSubscription implements herald.v1.SubscriptionService.
@@ -27,21 +32,128 @@ func (s *Services) CreateSubscription(ctx context.Context, req *heraldv1.CreateS
 	sub := &store.Subscription{
 		ID:        id.New(id.Subscription),
 		State:     store.SubscriptionActive,
-		Secrets:   []string{signing.NewSecret()},
 		CreatedAt: now,
 		UpdatedAt: now,
 	}
+	var secret, public string
+	switch in.GetSigningAlgorithm() {
+	case heraldv1.SigningAlgorithm_SIGNING_ALGORITHM_UNSPECIFIED, heraldv1.SigningAlgorithm_SIGNING_ALGORITHM_HMAC_SHA256:
+		secret = signing.NewSecret()
+		sub.Secrets = []store.Secret{{Key: secret}}
+	case heraldv1.SigningAlgorithm_SIGNING_ALGORITHM_ED25519:
+		var private string
+		private, public = signing.NewSigningKey()
+		sub.Secrets = []store.Secret{{Key: private}}
+	default:
+		return nil, invalidArgument("subscription.signing_algorithm", "unknown algorithm")
+	}
 	if err := s.apply(sub, in, nil); err != nil {
 		return nil, err
+	}
+	if !sub.SkipValidation {
+		sub.State, sub.StateReason = store.SubscriptionPendingValidation, validationReason
 	}
 	if err := s.store.SubscriptionInsert(ctx, sub); err != nil {
 		return nil, storeError(err, "subscription")
 	}
 	s.reload(ctx)
+	if err := s.validate(ctx, sub); err != nil {
+		return nil, err
+	}
 	out := subscriptionToProto(sub)
-	out.SigningSecret = sub.Secrets[0]
+	out.SigningSecret, out.SigningPublicKey = secret, public
 	return out, nil
 }
+
+// validationReason is the state reason of a subscription whose handshake
+// is under way.
+const validationReason = "waiting for the sink to consent (webhook validation handshake)"
+
+// validate starts a pending subscription's validation handshake.
+func (s *Services) validate(ctx context.Context, sub *store.Subscription) error {
+	if sub.State != store.SubscriptionPendingValidation {
+		return nil
+	}
+	err := s.workflows.StartHandshake(ctx, workflows.HandshakeInput{
+		SubscriptionID: sub.ID,
+		Origin:         s.opts.Origin,
+		CallbackBase:   strings.TrimSuffix(s.opts.PublicURL, "/") + validationPath,
+	})
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "subscription %s is stored but its validation handshake did not start (%v); call ValidateSubscription", sub.ID, err)
+	}
+	return nil
+}
+
+// ValidateSubscription implements herald.v1.SubscriptionService.
+func (s *Services) ValidateSubscription(ctx context.Context, req *heraldv1.ValidateSubscriptionRequest) (*heraldv1.Subscription, error) {
+	sub, err := s.store.SubscriptionGet(ctx, req.GetId())
+	if err != nil {
+		return nil, storeError(err, "subscription "+req.GetId())
+	}
+	if sub.State == store.SubscriptionDisabled {
+		return nil, status.Errorf(codes.FailedPrecondition, "subscription %s is disabled (%s); enable it first", sub.ID, sub.StateReason)
+	}
+	sub.State, sub.StateReason = store.SubscriptionPendingValidation, validationReason
+	sub.UpdatedAt = time.Now()
+	if err := s.store.SubscriptionUpdate(ctx, sub); err != nil {
+		return nil, storeError(err, "subscription "+sub.ID)
+	}
+	s.reload(ctx)
+	if err := s.validate(ctx, sub); err != nil {
+		return nil, err
+	}
+	return subscriptionToProto(sub), nil
+}
+
+// RotateSecret implements herald.v1.SubscriptionService.
+func (s *Services) RotateSecret(ctx context.Context, req *heraldv1.RotateSecretRequest) (*heraldv1.RotateSecretResponse, error) {
+	overlap := 24 * time.Hour
+	if d := req.GetOverlap(); d != nil {
+		overlap = d.AsDuration()
+		if overlap < 0 || overlap > maxRotationOverlap {
+			return nil, invalidArgument("overlap", "must be between 0 and 168h")
+		}
+	}
+	sub, err := s.store.SubscriptionGet(ctx, req.GetId())
+	if err != nil {
+		return nil, storeError(err, "subscription "+req.GetId())
+	}
+	now := time.Now()
+	expire := now.Add(overlap)
+	resp := &heraldv1.RotateSecretResponse{}
+	var next store.Secret
+	if len(sub.Secrets) > 0 && strings.HasPrefix(sub.Secrets[0].Key, signing.SigningKeyPrefix) {
+		private, public := signing.NewSigningKey()
+		next, resp.SigningPublicKey = store.Secret{Key: private}, public
+	} else {
+		next = store.Secret{Key: signing.NewSecret()}
+		resp.SigningSecret = next.Key
+	}
+	keys := []store.Secret{next}
+	for _, old := range sub.Secrets {
+		if !old.ExpiresAt.IsZero() && !old.ExpiresAt.After(now) {
+			continue // already expired: drop it
+		}
+		if old.ExpiresAt.IsZero() || old.ExpiresAt.After(expire) {
+			old.ExpiresAt = expire
+		}
+		if old.ExpiresAt.After(now) {
+			keys = append(keys, old)
+		}
+	}
+	sub.Secrets = keys
+	sub.UpdatedAt = now
+	if err := s.store.SubscriptionUpdate(ctx, sub); err != nil {
+		return nil, storeError(err, "subscription "+sub.ID)
+	}
+	s.reload(ctx)
+	resp.PreviousExpireTime = timestamppb.New(expire)
+	return resp, nil
+}
+
+// maxRotationOverlap is the longest a rotated-out key keeps signing.
+const maxRotationOverlap = 7 * 24 * time.Hour
 
 // GetSubscription implements herald.v1.SubscriptionService.
 func (s *Services) GetSubscription(ctx context.Context, req *heraldv1.GetSubscriptionRequest) (*heraldv1.Subscription, error) {
@@ -80,14 +192,28 @@ func (s *Services) UpdateSubscription(ctx context.Context, req *heraldv1.UpdateS
 	if err != nil {
 		return nil, storeError(err, "subscription "+in.GetId())
 	}
+	oldSink, oldSkip := sub.Sink, sub.SkipValidation
 	if err := s.apply(sub, in, req.GetUpdateMask().GetPaths()); err != nil {
 		return nil, err
+	}
+	switch {
+	case sub.State == store.SubscriptionDisabled:
+	case sub.SkipValidation && sub.State == store.SubscriptionPendingValidation:
+		sub.State, sub.StateReason, sub.Validation = store.SubscriptionActive, "", nil
+	case !sub.SkipValidation && (sub.Sink != oldSink || oldSkip):
+		// A new sink (or one no longer exempt) must consent again.
+		sub.State, sub.StateReason, sub.AllowedRate = store.SubscriptionPendingValidation, validationReason, 0
 	}
 	sub.UpdatedAt = time.Now()
 	if err := s.store.SubscriptionUpdate(ctx, sub); err != nil {
 		return nil, storeError(err, "subscription "+in.GetId())
 	}
 	s.reload(ctx)
+	if sub.State == store.SubscriptionPendingValidation && (sub.Sink != oldSink || oldSkip) {
+		if err := s.validate(ctx, sub); err != nil {
+			return nil, err
+		}
+	}
 	return subscriptionToProto(sub), nil
 }
 
@@ -109,7 +235,9 @@ func (s *Services) reload(ctx context.Context) {
 }
 
 // writable are the fields UpdateSubscription may replace.
-var writable = []string{"source", "types", "config", "filters", "sink", "protocol", "protocol_settings", "retry_policy", "content_mode", "state"}
+var writable = []string{"source", "types", "config", "filters", "sink", "protocol", "protocol_settings",
+	"retry_policy", "content_mode", "max_batch_size", "rate_limit", "max_concurrency", "skip_validation",
+	"sink_credential", "state"}
 
 // apply validates in and copies the fields named in paths (all writable
 // fields if paths is empty) onto sub.
@@ -173,10 +301,39 @@ func (s *Services) apply(sub *store.Subscription, in *heraldv1.Subscription, pat
 			sub.RetryPolicy = r
 		case "content_mode":
 			sub.ContentMode = contentModeFromProto(in.GetContentMode())
+		case "max_batch_size":
+			if n := in.GetMaxBatchSize(); n < 0 || n > 1000 {
+				return invalidArgument("subscription.max_batch_size", "must be between 0 (default) and 1000")
+			}
+			sub.MaxBatchSize = int(in.GetMaxBatchSize())
+		case "rate_limit":
+			if in.GetRateLimit() < 0 {
+				return invalidArgument("subscription.rate_limit", "must not be negative")
+			}
+			sub.RateLimit = int(in.GetRateLimit())
+		case "max_concurrency":
+			if in.GetMaxConcurrency() < 0 {
+				return invalidArgument("subscription.max_concurrency", "must not be negative")
+			}
+			sub.MaxConcurrency = int(in.GetMaxConcurrency())
+		case "skip_validation":
+			sub.SkipValidation = in.GetSkipValidation()
+		case "sink_credential":
+			tok := in.GetSinkCredential().GetBearerToken()
+			if err := delivery.CheckHeader("Authorization", "Bearer "+tok); err != nil {
+				return invalidArgument("subscription.sink_credential.bearer_token", err.Error())
+			}
+			sub.BearerToken = tok
 		case "state":
 			switch in.GetState() {
 			case heraldv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE:
-				sub.State, sub.StateReason = store.SubscriptionActive, ""
+				if sub.State == store.SubscriptionDisabled {
+					// Re-enabled: active if the sink consented before or
+					// is exempt; otherwise it must consent again.
+					sub.State, sub.StateReason = store.SubscriptionActive, ""
+				}
+			case heraldv1.SubscriptionState_SUBSCRIPTION_STATE_PENDING_VALIDATION:
+				return invalidArgument("subscription.state", "use ValidateSubscription to run the handshake")
 			case heraldv1.SubscriptionState_SUBSCRIPTION_STATE_DISABLED:
 				sub.State, sub.StateReason = store.SubscriptionDisabled, "disabled through the API"
 			}

@@ -9,8 +9,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/heraldhq/herald/internal/attempt"
+	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/handshake"
 	"github.com/heraldhq/herald/internal/policy"
-	"github.com/heraldhq/herald/internal/signing"
 	"github.com/heraldhq/herald/internal/store"
 )
 
@@ -25,8 +26,9 @@ type Store interface {
 // Activities are the side effects of the Delivery workflow. Each is
 // idempotent: Temporal may run one more than once.
 type Activities struct {
-	Store  Store
-	Sender attempt.Sender
+	Store     Store
+	Attempter *attempt.Attempter
+	Handshake *handshake.Client
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// SubscriptionChanged, if set, is called after an activity changed a
@@ -86,17 +88,29 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 	if err != nil {
 		return AttemptResult{}, fmt.Errorf("load subscription: %w", err)
 	}
-	if sub.State != store.SubscriptionActive {
+	if sub.State == store.SubscriptionDisabled {
 		return AttemptResult{Outcome: policy.Permanent, Error: "subscription disabled: " + sub.StateReason}, nil
 	}
-	if now := a.now(); sub.PausedUntil.After(now) {
+	now := a.now()
+	switch {
+	case sub.State == store.SubscriptionPendingValidation:
+		// Wait for the sink's consent without spending an attempt; the
+		// maximum age still applies.
+		return AttemptResult{PausedUntil: now.Add(policy.ValidationRecheck)}, nil
+	case sub.PausedUntil.After(now):
 		return AttemptResult{PausedUntil: sub.PausedUntil}, nil
 	}
-	signer, err := signing.NewSigner(sub.Secrets...)
+	en, err := catalog.NewEntry(sub)
 	if err != nil {
-		return AttemptResult{}, temporal.NewNonRetryableApplicationError("bad signing secret", "BadSecret", err)
+		return AttemptResult{}, temporal.NewNonRetryableApplicationError("bad signing key", "BadSecret", err)
 	}
-	res := attempt.Do(ctx, a.Sender, d, sub, signer, in.Number)
+	results, wait, ok := a.Attempter.Do(ctx, []*store.Delivery{d}, en, in.Number)
+	if !ok {
+		// The sink's rate or concurrency limit: wait without spending an
+		// attempt.
+		return AttemptResult{PausedUntil: now.Add(wait)}, nil
+	}
+	res := results[0]
 	state := store.DeliveryRetrying
 	if res.Outcome == policy.Delivered {
 		state = store.DeliveryDelivered
@@ -192,21 +206,9 @@ type DisableInput struct {
 // DisableSubscription stops all deliveries to a subscription until it is
 // re-enabled (after its sink answered 410 Gone).
 func (a *Activities) DisableSubscription(ctx context.Context, in DisableInput) error {
-	sub, err := a.Store.SubscriptionGet(ctx, in.SubscriptionID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("load subscription: %w", err)
-	}
-	if sub.State == store.SubscriptionDisabled {
-		return nil
-	}
-	sub.State = store.SubscriptionDisabled
-	sub.StateReason = in.Reason
-	if err := a.Store.SubscriptionUpdate(ctx, sub); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("disable subscription: %w", err)
-	}
-	a.changed(ctx)
-	return nil
+	return a.updateSubscription(ctx, in.SubscriptionID, func(sub *store.Subscription) {
+		if sub.State != store.SubscriptionDisabled {
+			sub.State, sub.StateReason = store.SubscriptionDisabled, in.Reason
+		}
+	})
 }

@@ -65,9 +65,34 @@ func (s *Starter) Redrive(ctx context.Context, in DeliveryInput) error {
 	return nil
 }
 
-// Register registers the workflow and activities on a worker.
+// StartHandshake starts a subscription's validation handshake, replacing
+// one that is under way (e.g. for a sink that changed).
+func (s *Starter) StartHandshake(ctx context.Context, in HandshakeInput) error {
+	tq := s.TaskQueue
+	if tq == "" {
+		tq = TaskQueue
+	}
+	_, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       HandshakeWorkflowID(in.SubscriptionID),
+		TaskQueue:                tq,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING,
+		TypedSearchAttributes:    temporal.NewSearchAttributes(AttrSubscriptionID.ValueSet(in.SubscriptionID)),
+	}, HandshakeWorkflowName, in)
+	if err != nil {
+		return fmt.Errorf("start handshake workflow: %w", err)
+	}
+	return nil
+}
+
+// Grant passes an asynchronous grant to a subscription's waiting handshake.
+func (s *Starter) Grant(ctx context.Context, subscriptionID string, g GrantInput) error {
+	return s.Client.SignalWorkflow(ctx, HandshakeWorkflowID(subscriptionID), "", GrantSignal, g)
+}
+
+// Register registers the workflows and activities on a worker.
 func Register(w worker.Registry, a *Activities) {
 	w.RegisterWorkflowWithOptions(Delivery, workflowRegisterOptions())
+	w.RegisterWorkflowWithOptions(Handshake, workflow.RegisterOptions{Name: HandshakeWorkflowName})
 	w.RegisterActivity(a)
 }
 

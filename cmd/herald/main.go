@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/internal/bench"
+	"github.com/heraldhq/herald/internal/bench/inprocess"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/devtemporal"
 )
@@ -140,6 +141,7 @@ func runBench(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
 	}
+	cfg.Start = inprocess.Start
 	cfg.Progress = os.Stderr
 	return bench.Run(ctx, cfg, os.Stdout)
 }

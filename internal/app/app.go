@@ -19,15 +19,18 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/heraldhq/herald/internal/attempt"
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/devtemporal"
 	"github.com/heraldhq/herald/internal/dispatch"
+	"github.com/heraldhq/herald/internal/handshake"
 	"github.com/heraldhq/herald/internal/publish"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/store/postgres"
 	"github.com/heraldhq/herald/internal/store/sqlite"
+	"github.com/heraldhq/herald/internal/throttle"
 	"github.com/heraldhq/herald/server"
 	"github.com/heraldhq/herald/workflows"
 )
@@ -42,6 +45,7 @@ type Node struct {
 	temporal   client.Client
 	worker     worker.Worker
 	publisher  *publish.Publisher
+	ingest     *server.Ingest
 	grpc       *grpc.Server
 	health     *health.Server
 	http       *http.Server
@@ -103,11 +107,16 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		return nil, fmt.Errorf("register search attributes: %w", err)
 	}
 
-	sender := delivery.NewSender()
+	attempter := &attempt.Attempter{
+		Sender:   delivery.NewSender(),
+		Throttle: throttle.New(),
+		Origin:   cfg.Origin,
+	}
 	n.worker = worker.New(n.temporal, cfg.TaskQueue, worker.Options{})
 	workflows.Register(n.worker, &workflows.Activities{
-		Store:  n.store,
-		Sender: sender,
+		Store:     n.store,
+		Attempter: attempter,
+		Handshake: handshake.NewClient(nil),
 		SubscriptionChanged: func(ctx context.Context) {
 			if err := cat.Reload(ctx); err != nil {
 				logger.Warn("catalog reload after subscription change", "err", err)
@@ -125,7 +134,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		Senders:   cfg.Senders,
 		Lease:     cfg.Lease,
 		Logger:    logger.With("component", "dispatch"),
-	}, n.store, cat, sender, &workflows.Starter{Client: n.temporal, TaskQueue: cfg.TaskQueue})
+	}, n.store, cat, attempter, &workflows.Starter{Client: n.temporal, TaskQueue: cfg.TaskQueue})
 	n.background.Add(2)
 	go func() {
 		defer n.background.Done()
@@ -140,9 +149,25 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 	n.health = health.NewServer()
 	svc := server.NewServices(n.publisher, n.store, cat,
 		&workflows.Starter{Client: n.temporal, TaskQueue: cfg.TaskQueue},
-		server.Options{AllowInsecureSinks: cfg.AllowInsecureSinks, Logger: logger})
+		server.Options{
+			AllowInsecureSinks: cfg.AllowInsecureSinks,
+			Origin:             cfg.Origin,
+			PublicURL:          publicURL(cfg, httpLn),
+			Logger:             logger,
+		})
 	n.grpc = server.NewGRPCServer(svc, n.health)
-	n.http = &http.Server{Handler: server.HTTPHandler(n.ready), ReadHeaderTimeout: 10 * time.Second}
+	n.ingest = server.NewIngest(n.publisher, server.IngestOptions{
+		APIKeys:              cfg.APIKeys,
+		AllowUnauthenticated: cfg.IngestWithoutAuth,
+		AllowedOrigins:       cfg.AllowedOrigins,
+		Rate:                 cfg.IngestRate,
+		AutoGrantCallbacks:   cfg.AutoGrantCallbacks,
+		Logger:               logger.With("component", "ingest"),
+	})
+	if len(cfg.APIKeys) == 0 && cfg.IngestWithoutAuth {
+		logger.Warn("HTTP ingest accepts events without an API key (ingest-without-auth)")
+	}
+	n.http = &http.Server{Handler: server.HTTPHandler(n.ready, svc, n.ingest), ReadHeaderTimeout: 10 * time.Second}
 	n.background.Add(2)
 	go func() {
 		defer n.background.Done()
@@ -160,6 +185,15 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 	logger.Info("herald serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(),
 		"store", storeKind(cfg), "temporal", cfg.TemporalAddr)
 	return n, nil
+}
+
+// publicURL is the base URL sinks reach the HTTP edge at: the configured
+// one, or the listener's address.
+func publicURL(cfg config.Config, httpLn net.Listener) string {
+	if cfg.PublicURL != "" {
+		return cfg.PublicURL
+	}
+	return "http://" + httpLn.Addr().String()
 }
 
 func storeKind(cfg config.Config) string {
@@ -206,6 +240,9 @@ func (n *Node) Stop(ctx context.Context) {
 		}
 		if n.http != nil {
 			_ = n.http.Shutdown(ctx)
+		}
+		if n.ingest != nil {
+			n.ingest.Close()
 		}
 		n.closeAll()
 	})

@@ -1,5 +1,6 @@
-// Package attempt makes one attempt of a stored delivery: it decodes the
-// event, sends it to the subscription's sink, and classifies the result.
+// Package attempt makes one attempt of stored deliveries: it decodes the
+// events, keeps to the sink's limits, sends them to the subscription's
+// sink, and classifies the result.
 package attempt
 
 import (
@@ -7,20 +8,32 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"google.golang.org/protobuf/proto"
 
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
+	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/cevent"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/id"
 	"github.com/heraldhq/herald/internal/policy"
-	"github.com/heraldhq/herald/internal/signing"
 	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/throttle"
 )
 
 // Sender sends one webhook request.
 type Sender interface {
 	Send(ctx context.Context, r *delivery.Request) delivery.Result
+}
+
+// Attempter makes attempts. Share one per node, so that every attempt to a
+// sink, first or retry, counts against the same limits.
+type Attempter struct {
+	Sender   Sender
+	Throttle *throttle.Throttle
+	// Origin is sent as WebHook-Request-Origin to sinks that went through
+	// the validation handshake.
+	Origin string
 }
 
 // Result is one attempt's record and what it means for the delivery.
@@ -34,41 +47,102 @@ type Result struct {
 	PauseSink bool
 }
 
-// Do sends delivery d (with its EventPayload) to sub's sink, signed by
-// signer, as attempt number n. Failures to decode the stored event are
-// permanent.
-func Do(ctx context.Context, s Sender, d *store.Delivery, sub *store.Subscription, signer *signing.Signer, n int) Result {
+// Limits returns the sink limits of a subscription.
+func Limits(sub *store.Subscription) throttle.Limits {
+	return throttle.Limits{PerMinute: sub.EffectiveRate(), Concurrency: sub.MaxConcurrency}
+}
+
+// Do sends ds (each with its EventPayload) to en's sink as attempt number
+// n of the first delivery, if the sink's rate and concurrency limits allow
+// a request now. Otherwise it sends nothing and returns false with how long
+// to wait: callers reschedule rather than hold a goroutine. More than one
+// delivery is sent as one batch (the subscription's content mode must be
+// batched).
+func (a *Attempter) Do(ctx context.Context, ds []*store.Delivery, en *catalog.Entry, n int) ([]Result, time.Duration, bool) {
+	release, wait, ok := a.Throttle.TryAcquire(en.Subscription.ID, Limits(en.Subscription), time.Now())
+	if !ok {
+		return nil, wait, false
+	}
+	defer release()
+	return a.send(ctx, ds, en, n), 0, true
+}
+
+func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, en *catalog.Entry, n int) []Result {
 	start := time.Now()
-	rec := store.Attempt{DeliveryID: d.ID, Number: n, StartedAt: start}
+	out := make([]Result, len(ds))
+	events := make([]*event.Event, len(ds))
+	ok := true
+	for i, d := range ds {
+		out[i].Record = store.Attempt{DeliveryID: d.ID, Number: n, StartedAt: start}
+		e, err := decode(d.EventPayload)
+		if err != nil {
+			out[i].Outcome = policy.Permanent
+			out[i].Record.Error = err.Error()
+			ok = false
+			continue
+		}
+		events[i] = e
+	}
+	if !ok {
+		// An event Herald itself stored cannot be decoded: nothing to send.
+		for i := range out {
+			if out[i].Outcome == "" {
+				out[i].Outcome = policy.Retryable
+				out[i].Record.Error = "another event of the batch could not be decoded"
+			}
+		}
+		return out
+	}
+	sub := en.Subscription
+	signer, err := en.Signer(start)
+	if err != nil {
+		for i := range out {
+			out[i].Outcome = policy.Permanent
+			out[i].Record.Error = err.Error()
+		}
+		return out
+	}
+	req := &delivery.Request{
+		WebhookID:   id.WebhookID(ds[0].ID),
+		Sink:        sub.Sink,
+		Signer:      signer,
+		Headers:     sub.Headers,
+		Mode:        sub.ContentMode,
+		BearerToken: sub.BearerToken,
+	}
+	if !sub.SkipValidation {
+		req.Origin = a.Origin
+	}
+	if sub.ContentMode == policy.ContentBatched {
+		req.Batch = events
+	} else {
+		req.Event = events[0]
+	}
+	res := a.Sender.Send(ctx, req)
+	outcome := res.Outcome(sub.RetryPolicy.WithDefaults())
+	for i := range out {
+		rec := &out[i].Record
+		rec.StatusCode = res.StatusCode
+		rec.Latency = res.Latency
+		rec.ResponseBody = res.Body
+		if res.Err != nil {
+			rec.Error = res.Err.Error()
+		}
+		out[i].Outcome = outcome
+		out[i].RetryAfter = res.RetryAfter
+		out[i].PauseSink = res.RetryAfter > 0 && policy.PausesSink(res.StatusCode)
+	}
+	return out
+}
+
+func decode(payload []byte) (*event.Event, error) {
 	var pe cloudeventsv1.CloudEvent
-	if err := proto.Unmarshal(d.EventPayload, &pe); err != nil {
-		rec.Error = fmt.Sprintf("decode stored event: %v", err)
-		return Result{Outcome: policy.Permanent, Record: rec}
+	if err := proto.Unmarshal(payload, &pe); err != nil {
+		return nil, fmt.Errorf("decode stored event: %w", err)
 	}
 	e, err := cevent.FromProto(&pe)
 	if err != nil {
-		rec.Error = fmt.Sprintf("decode stored event: %v", err)
-		return Result{Outcome: policy.Permanent, Record: rec}
+		return nil, fmt.Errorf("decode stored event: %w", err)
 	}
-	res := s.Send(ctx, &delivery.Request{
-		WebhookID: id.WebhookID(d.ID),
-		Event:     &e,
-		Sink:      sub.Sink,
-		Signer:    signer,
-		Headers:   sub.Headers,
-		Mode:      sub.ContentMode,
-	})
-	rec.StatusCode = res.StatusCode
-	rec.Latency = res.Latency
-	rec.ResponseBody = res.Body
-	if res.Err != nil {
-		rec.Error = res.Err.Error()
-	}
-	out := Result{
-		Outcome:    res.Outcome(sub.RetryPolicy.WithDefaults()),
-		Record:     rec,
-		RetryAfter: res.RetryAfter,
-	}
-	out.PauseSink = res.RetryAfter > 0 && policy.PausesSink(res.StatusCode)
-	return out
+	return &e, nil
 }

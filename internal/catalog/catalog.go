@@ -17,10 +17,45 @@ import (
 	"github.com/heraldhq/herald/internal/store"
 )
 
-// Entry is one subscription, ready to match and sign with.
+// Entry is one subscription, ready to sign with.
 type Entry struct {
 	Subscription *store.Subscription
-	Signer       *signing.Signer
+	signer       atomic.Pointer[signerUntil]
+}
+
+type signerUntil struct {
+	signer *signing.Signer
+	until  time.Time // when a key expires and the signer must be rebuilt; zero: never
+}
+
+// NewEntry returns an entry for sub.
+func NewEntry(sub *store.Subscription) (*Entry, error) {
+	en := &Entry{Subscription: sub}
+	if _, err := en.Signer(time.Now()); err != nil {
+		return nil, err
+	}
+	return en, nil
+}
+
+// Signer returns a signer with the keys that sign at now (rotated-out keys
+// stop signing when their overlap ends).
+func (en *Entry) Signer(now time.Time) (*signing.Signer, error) {
+	if cur := en.signer.Load(); cur != nil && (cur.until.IsZero() || now.Before(cur.until)) {
+		return cur.signer, nil
+	}
+	sub := en.Subscription
+	signer, err := signing.NewSigner(sub.SigningKeys(now)...)
+	if err != nil {
+		return nil, fmt.Errorf("subscription %s: %w", sub.ID, err)
+	}
+	next := signerUntil{signer: signer}
+	for _, sec := range sub.Secrets {
+		if sec.ExpiresAt.After(now) && (next.until.IsZero() || sec.ExpiresAt.Before(next.until)) {
+			next.until = sec.ExpiresAt
+		}
+	}
+	en.signer.Store(&next)
+	return signer, nil
 }
 
 // Store is what the catalog reads.
@@ -81,14 +116,14 @@ func (c *Catalog) Reload(ctx context.Context) error {
 	byID := make(map[string]*Entry, len(subs))
 	rules := make([]filter.Rule, 0, len(subs))
 	for _, s := range subs {
-		signer, err := signing.NewSigner(s.Secrets...)
+		en, err := NewEntry(s)
 		if err != nil {
 			// A stored subscription always has valid secrets; keep the rest
 			// of the catalog working if one does not.
 			c.logger.Error("catalog: bad signing secret", "subscription", s.ID, "err", err)
 			continue
 		}
-		byID[s.ID] = &Entry{Subscription: s, Signer: signer}
+		byID[s.ID] = en
 		if s.State == store.SubscriptionActive {
 			rules = append(rules, filter.Rule{ID: s.ID, Source: s.Source, Types: s.Types, Filters: s.Filters})
 		}

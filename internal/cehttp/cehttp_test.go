@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -376,5 +377,28 @@ func BenchmarkWriteStructured(b *testing.B) {
 		if _, _, err := WriteStructured(e); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestWriteBatch_ReadsBackAsABatch(t *testing.T) {
+	a, b := event.New(), event.New()
+	for i, e := range []*event.Event{&a, &b} {
+		e.SetID(fmt.Sprint("id-", i))
+		e.SetSource("/s")
+		e.SetType("t")
+		e.SetSubject("Euro € 😀")
+	}
+	ct, body, err := WriteBatch([]*event.Event{&a, &b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+	req.Header.Set("Content-Type", ct)
+	got, err := ReadRequest(req, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID() != "id-0" || got[1].ID() != "id-1" || got[1].Subject() != "Euro € 😀" {
+		t.Errorf("read back %v", got)
 	}
 }

@@ -7,6 +7,7 @@
 package cehttp
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -234,4 +235,24 @@ func validFieldValue(v string) bool {
 		}
 	}
 	return v[0] != ' ' && v[0] != '\t' && v[len(v)-1] != ' ' && v[len(v)-1] != '\t'
+}
+
+// WriteBatch encodes events in batched mode: it returns the
+// application/cloudevents-batch+json content type and a JSON array of the
+// events in structured form.
+func WriteBatch(events []*event.Event) (contentType string, body []byte, err error) {
+	var b bytes.Buffer
+	b.WriteByte('[')
+	for i, e := range events {
+		_, one, err := WriteStructured(e)
+		if err != nil {
+			return "", nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(one)
+	}
+	b.WriteByte(']')
+	return ContentTypeBatch, b.Bytes(), nil
 }

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -137,7 +138,8 @@ type (
 )
 
 // ToProto converts an event.Event to the protobuf format. Data whose
-// content type is text or JSON becomes text_data, other data binary_data.
+// content type is text or JSON (and that is valid UTF-8) becomes text_data,
+// other data binary_data.
 func ToProto(e event.Event) (*cloudeventsv1.CloudEvent, error) {
 	pe := &cloudeventsv1.CloudEvent{
 		Id:          e.ID(),
@@ -169,7 +171,7 @@ func ToProto(e event.Event) (*cloudeventsv1.CloudEvent, error) {
 		pe.Attributes = nil
 	}
 	if data := e.Data(); data != nil {
-		if IsText(e.DataContentType()) {
+		if IsText(e.DataContentType()) && utf8.Valid(data) {
 			pe.Data = &cloudeventsv1.CloudEvent_TextData{TextData: string(data)}
 		} else {
 			pe.Data = &cloudeventsv1.CloudEvent_BinaryData{BinaryData: data}

@@ -18,7 +18,8 @@ import (
 type Config struct {
 	// GRPCAddr is where the gRPC API listens.
 	GRPCAddr string
-	// HTTPAddr is where the HTTP edge (health, readiness) listens.
+	// HTTPAddr is where the HTTP edge (health, readiness, CloudEvents
+	// ingest) listens.
 	HTTPAddr string
 	// Store is the database: a PostgreSQL URL (postgres://...) or a SQLite
 	// file path. Empty in dev mode means DataDir/herald.db.
@@ -39,6 +40,12 @@ type Config struct {
 
 	// AllowInsecureSinks accepts http:// sinks (dev mode's default).
 	AllowInsecureSinks bool
+	// Origin is Herald's name towards sinks: the WebHook-Request-Origin of
+	// validation handshakes and deliveries. Default: the host name.
+	Origin string
+	// PublicURL is the base URL at which sinks reach the HTTP edge, for
+	// validation callbacks. Default: http://<http-addr>.
+	PublicURL string
 	// Senders is how many first attempts are in flight at once.
 	Senders int
 	// ClaimBatch is the most deliveries claimed at once.
@@ -53,6 +60,23 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+
+	// APIKeys are the bearer tokens accepted by the HTTP ingest endpoint
+	// (POST /v1/events). With none, ingest is disabled unless
+	// IngestWithoutAuth is set.
+	APIKeys []string
+	// IngestWithoutAuth accepts unauthenticated ingest when APIKeys is
+	// empty (dev mode's default; never for production).
+	IngestWithoutAuth bool
+	// AllowedOrigins are the sender DNS names whose CloudEvents webhook
+	// validation handshake is granted, matched exactly (case-insensitive).
+	AllowedOrigins []string
+	// IngestRate is the WebHook-Allowed-Rate granted in the handshake, in
+	// requests per minute; 0 grants "*" (no limit).
+	IngestRate int
+	// AutoGrantCallbacks grants a handshake that asks for a callback
+	// (WebHook-Request-Callback) by calling the callback URL back.
+	AutoGrantCallbacks bool
 }
 
 // Dev returns the defaults of `herald dev`: everything on loopback, with
@@ -63,12 +87,18 @@ func Dev() Config {
 	c.TemporalAddr = "127.0.0.1:7233"
 	c.UIAddr = "127.0.0.1:8233"
 	c.AllowInsecureSinks = true
+	c.IngestWithoutAuth = true
 	return c
 }
 
 // Serve returns the defaults of `herald serve`.
 func Serve() Config {
+	origin, err := os.Hostname()
+	if err != nil || origin == "" {
+		origin = "localhost"
+	}
 	return Config{
+		Origin:            strings.ToLower(origin),
 		GRPCAddr:          "127.0.0.1:50051",
 		HTTPAddr:          "127.0.0.1:8080",
 		TemporalAddr:      "127.0.0.1:7233",
@@ -87,18 +117,25 @@ func Serve() Config {
 // dev adds the flags only dev mode has.
 func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "gRPC API listen address")
-	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP edge listen address (health, readiness)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP edge listen address (health, readiness, CloudEvents ingest)")
 	fs.StringVar(&c.Store, "store", c.Store, "database: postgres://... URL or SQLite file path")
 	fs.StringVar(&c.TemporalAddr, "temporal-addr", c.TemporalAddr, "Temporal frontend address")
 	fs.StringVar(&c.TemporalNamespace, "temporal-namespace", c.TemporalNamespace, "Temporal namespace")
 	fs.StringVar(&c.TaskQueue, "task-queue", c.TaskQueue, "Temporal task queue of Herald's workers")
 	fs.BoolVar(&c.AllowInsecureSinks, "allow-insecure-sinks", c.AllowInsecureSinks, "accept http:// sinks")
+	fs.StringVar(&c.Origin, "origin", c.Origin, "Herald's DNS name in webhook validation handshakes (WebHook-Request-Origin)")
+	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "base URL at which sinks reach the HTTP edge (default http://<http-addr>)")
 	fs.IntVar(&c.Senders, "senders", c.Senders, "first attempts in flight at once")
 	fs.IntVar(&c.ClaimBatch, "claim-batch", c.ClaimBatch, "most deliveries claimed at once")
 	fs.DurationVar(&c.Lease, "lease", c.Lease, "how long a claimed delivery stays claimed")
 	fs.DurationVar(&c.CatalogReload, "catalog-reload", c.CatalogReload, "how often subscriptions are reloaded")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown limit")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.Var((*listValue)(&c.APIKeys), "api-keys", "comma-separated bearer tokens accepted by POST /v1/events (prefer the HERALD_API_KEYS environment variable)")
+	fs.BoolVar(&c.IngestWithoutAuth, "ingest-without-auth", c.IngestWithoutAuth, "accept unauthenticated POST /v1/events when no api-keys are set (development only)")
+	fs.Var((*listValue)(&c.AllowedOrigins), "allowed-origins", "comma-separated sender DNS names granted in the webhook validation handshake")
+	fs.IntVar(&c.IngestRate, "ingest-rate", c.IngestRate, "requests per minute granted in the webhook validation handshake (0: no limit)")
+	fs.BoolVar(&c.AutoGrantCallbacks, "auto-grant-callbacks", c.AutoGrantCallbacks, "grant handshakes that ask for a callback by calling the callback URL")
 	if dev {
 		fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded databases")
 		fs.StringVar(&c.UIAddr, "ui-addr", c.UIAddr, "Temporal Web UI listen address (empty disables it)")
@@ -155,6 +192,18 @@ func (c *Config) Finish() error {
 	if c.CatalogReload <= 0 || c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("catalog-reload and shutdown-timeout must be positive"))
 	}
+	if !isDNSName(c.Origin) {
+		errs = append(errs, fmt.Errorf("origin %q is not a DNS name", c.Origin))
+	}
+	if c.IngestRate < 0 {
+		errs = append(errs, errors.New("ingest-rate must not be negative"))
+	}
+	for i, o := range c.AllowedOrigins {
+		if !isDNSName(o) {
+			errs = append(errs, fmt.Errorf("allowed-origins: %q is not a DNS name", o))
+		}
+		c.AllowedOrigins[i] = strings.ToLower(o)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -166,4 +215,46 @@ func (c *Config) Finish() error {
 // IsPostgres reports whether Store names a PostgreSQL database.
 func (c *Config) IsPostgres() bool {
 	return strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://")
+}
+
+// listValue is a comma-separated list flag; empty items are dropped and
+// each Set replaces the list.
+type listValue []string
+
+func (l *listValue) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+func (l *listValue) Set(s string) error {
+	*l = nil
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l = append(*l, v)
+		}
+	}
+	return nil
+}
+
+// isDNSName reports whether s is a DNS name: dot-separated labels of
+// letters, digits and hyphens, each 1 to 63 characters and not starting
+// or ending with a hyphen, 253 characters at most.
+func isDNSName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

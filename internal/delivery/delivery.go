@@ -40,10 +40,18 @@ var ErrInvalidRequest = errors.New("delivery: invalid request")
 type Request struct {
 	WebhookID string // "msg_..."; never contains '.'
 	Event     *event.Event
-	Sink      string
-	Signer    *signing.Signer
-	Headers   map[string]string  // static headers from the subscription
-	Mode      policy.ContentMode // binary (default) or structured
+	// Batch, in policy.ContentBatched mode, holds the events to send in one
+	// request instead of Event.
+	Batch   []*event.Event
+	Sink    string
+	Signer  *signing.Signer
+	Headers map[string]string  // static headers from the subscription
+	Mode    policy.ContentMode // binary (default), structured or batched
+	// BearerToken, if set, is sent as "Authorization: Bearer <token>".
+	BearerToken string
+	// Origin, if set, is sent as WebHook-Request-Origin, as every delivery
+	// after a validation handshake must be.
+	Origin string
 }
 
 // Result is what happened to one attempt.
@@ -280,7 +288,7 @@ func isTokenChar(c byte) bool {
 // build makes the signed HTTP request for r.
 func (s *Sender) build(ctx context.Context, r *Request) (*http.Request, error) {
 	switch {
-	case r == nil || r.Event == nil:
+	case r == nil || (r.Event == nil && r.Mode != policy.ContentBatched) || (r.Mode == policy.ContentBatched && len(r.Batch) == 0):
 		return nil, fmt.Errorf("%w: no event", ErrInvalidRequest)
 	case r.Signer == nil:
 		return nil, fmt.Errorf("%w: no signer", ErrInvalidRequest)
@@ -304,6 +312,10 @@ func (s *Sender) build(ctx context.Context, r *Request) (*http.Request, error) {
 		var ct string
 		ct, body, err = cehttp.WriteStructured(r.Event)
 		h["Content-Type"] = []string{ct}
+	case policy.ContentBatched:
+		var ct string
+		ct, body, err = cehttp.WriteBatch(r.Batch)
+		h["Content-Type"] = []string{ct}
 	default:
 		return nil, fmt.Errorf("%w: content mode %q", ErrInvalidRequest, r.Mode)
 	}
@@ -323,6 +335,12 @@ func (s *Sender) build(ctx context.Context, r *Request) (*http.Request, error) {
 	h["Webhook-Timestamp"] = []string{strconv.FormatInt(ts.Unix(), 10)}
 	h["Webhook-Signature"] = []string{r.Signer.Sign(r.WebhookID, ts, body)}
 	h["User-Agent"] = s.userAgent
+	if r.BearerToken != "" {
+		h["Authorization"] = []string{"Bearer " + r.BearerToken}
+	}
+	if r.Origin != "" {
+		h["Webhook-Request-Origin"] = []string{r.Origin}
+	}
 	// Deliveries are idempotent (receivers dedupe on webhook-id), so let
 	// the transport replay the request if a reused keep-alive connection
 	// turns out to be closed. A nil value is not sent on the wire.

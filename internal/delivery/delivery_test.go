@@ -455,3 +455,42 @@ func BenchmarkSend(b *testing.B) {
 		}
 	})
 }
+
+func TestSend_BatchedModeSendsEveryEventInOneRequest(t *testing.T) {
+	srv, got := recorder(t, nil)
+	req, _ := testRequest(t, srv.URL)
+	second := testEvent(t)
+	second.SetID("evt-2")
+	req.Mode = policy.ContentBatched
+	req.Batch = []*event.Event{req.Event, second}
+	req.Event = nil
+	if res := NewSender().Send(context.Background(), req); res.StatusCode != http.StatusNoContent {
+		t.Fatalf("Send = %+v", res)
+	}
+	r := <-got
+	hr := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(r.body))
+	hr.Header = r.header
+	evs, err := cehttp.ReadRequest(hr, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].ID() != "evt-1" || evs[1].ID() != "evt-2" {
+		t.Errorf("batch = %v", evs)
+	}
+}
+
+func TestSend_BearerTokenAndOrigin(t *testing.T) {
+	srv, got := recorder(t, nil)
+	req, _ := testRequest(t, srv.URL)
+	req.Headers = nil
+	req.BearerToken = "s3cret"
+	req.Origin = "herald.example.com"
+	NewSender().Send(context.Background(), req)
+	r := <-got
+	if a := r.header.Get("Authorization"); a != "Bearer s3cret" {
+		t.Errorf("Authorization = %q", a)
+	}
+	if o := r.header.Get("WebHook-Request-Origin"); o != "herald.example.com" {
+		t.Errorf("WebHook-Request-Origin = %q", o)
+	}
+}

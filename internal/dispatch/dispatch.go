@@ -29,12 +29,12 @@ import (
 	"log/slog"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/internal/attempt"
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/policy"
-	"github.com/heraldhq/herald/internal/signing"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/workflows"
 )
@@ -89,32 +89,39 @@ func (c *Config) setDefaults() {
 // Dispatcher claims and sends first attempts. Create with New, start with
 // Run.
 type Dispatcher struct {
-	cfg     Config
-	store   Store
-	catalog *catalog.Catalog
-	sender  attempt.Sender
-	handoff Handoff
+	cfg       Config
+	store     Store
+	catalog   *catalog.Catalog
+	attempter *attempt.Attempter
+	handoff   Handoff
 
-	wake    chan struct{}
-	work    chan *store.Delivery
+	wake    chan struct{} // new deliveries were stored
+	space   chan struct{} // a sender took a job off the queue
+	work    chan job
+	queued  atomic.Int64 // deliveries in work
 	updates chan store.DeliveryUpdate
 	// pauses holds the pauses this dispatcher set itself (subscription ID
 	// to time.Time), seen before the catalog reloads them from the store.
 	pauses sync.Map
 }
 
+// job is what one sender sends in one request: one delivery, or several
+// for a subscription in batched mode.
+type job []*store.Delivery
+
 // New returns a dispatcher.
-func New(cfg Config, s Store, c *catalog.Catalog, sender attempt.Sender, h Handoff) *Dispatcher {
+func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handoff) *Dispatcher {
 	cfg.setDefaults()
 	return &Dispatcher{
-		cfg:     cfg,
-		store:   s,
-		catalog: c,
-		sender:  sender,
-		handoff: h,
-		wake:    make(chan struct{}, 1),
-		work:    make(chan *store.Delivery, cfg.BatchSize),
-		updates: make(chan store.DeliveryUpdate, 4*cfg.BatchSize),
+		cfg:       cfg,
+		store:     s,
+		catalog:   c,
+		attempter: a,
+		handoff:   h,
+		wake:      make(chan struct{}, 1),
+		space:     make(chan struct{}, 1),
+		work:      make(chan job, cfg.BatchSize),
+		updates:   make(chan store.DeliveryUpdate, 4*cfg.BatchSize),
 	}
 }
 
@@ -152,39 +159,38 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	return nil
 }
 
-// claimLoop claims batches while there is work and room for it.
+// claimLoop keeps the work queue filled: it claims as many deliveries as
+// there is room for, at once while the store has more, and otherwise when
+// woken by a commit or by the poll interval.
 func (d *Dispatcher) claimLoop(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		room := cap(d.work) - len(d.work)
-		n := 0
-		if room >= d.cfg.BatchSize/4 {
-			now := time.Now()
-			claimed, err := d.store.DeliveryClaim(ctx, store.DeliveryClaimParams{
-				Limit:      room,
-				Now:        now,
-				LeaseUntil: now.Add(d.cfg.Lease),
-			})
-			if err != nil && ctx.Err() == nil {
-				d.cfg.Logger.Error("claim deliveries", "err", err)
-			}
-			for _, dl := range claimed {
-				d.work <- dl
-			}
-			n = len(claimed)
-		}
-		if n > 0 && n == room {
-			// Likely more waiting: claim again as soon as there is room.
+		room := d.cfg.BatchSize - int(d.queued.Load())
+		if room < d.cfg.BatchSize/4 {
+			// Full: wait for a sender to take a job.
 			select {
 			case <-ctx.Done():
 				return
-			default:
-				continue
+			case <-d.space:
 			}
-		}
-		if n > 0 {
 			continue
+		}
+		now := time.Now()
+		claimed, err := d.store.DeliveryClaim(ctx, store.DeliveryClaimParams{
+			Limit:      room,
+			Now:        now,
+			LeaseUntil: now.Add(d.cfg.Lease),
+		})
+		if err != nil && ctx.Err() == nil {
+			d.cfg.Logger.Error("claim deliveries", "err", err)
+		}
+		d.queued.Add(int64(len(claimed)))
+		for _, j := range d.jobs(claimed) {
+			d.work <- j
+		}
+		if len(claimed) == room {
+			continue // likely more waiting
 		}
 		timer.Reset(d.cfg.PollInterval)
 		select {
@@ -196,54 +202,135 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 	}
 }
 
+// jobs groups claimed deliveries into requests: deliveries to a batched
+// subscription share requests of up to its batch size; every other
+// delivery is a request of its own.
+func (d *Dispatcher) jobs(claimed []*store.Delivery) []job {
+	out := make([]job, 0, len(claimed))
+	var batches map[string]int // subscription -> index in out of its open batch
+	for _, dl := range claimed {
+		en, ok := d.catalog.Get(dl.SubscriptionID)
+		if !ok || en.Subscription.ContentMode != policy.ContentBatched {
+			out = append(out, job{dl})
+			continue
+		}
+		size := en.Subscription.MaxBatchSize
+		if size <= 0 {
+			size = policy.DefaultMaxBatchSize
+		}
+		if batches == nil {
+			batches = map[string]int{}
+		}
+		if i, ok := batches[dl.SubscriptionID]; ok && len(out[i]) < size {
+			out[i] = append(out[i], dl)
+			continue
+		}
+		batches[dl.SubscriptionID] = len(out)
+		out = append(out, job{dl})
+	}
+	return out
+}
+
 // sendLoop makes first attempts until the work channel closes. After ctx
 // is done it releases what is left instead of sending it.
 func (d *Dispatcher) sendLoop(ctx context.Context) {
-	for dl := range d.work {
+	for j := range d.work {
+		d.queued.Add(-int64(len(j)))
+		select {
+		case d.space <- struct{}{}:
+		default:
+		}
 		if ctx.Err() != nil {
-			d.updates <- store.DeliveryUpdate{
-				ID: dl.ID, State: store.DeliveryPending, Attempts: dl.Attempts,
-				LastStatus: dl.LastStatus, LastError: dl.LastError,
-				NextAt: time.Now(), ExpectState: store.DeliveryInFlight,
-			}
+			d.reschedule(j, time.Now(), "")
 			continue
 		}
-		d.first(context.WithoutCancel(ctx), dl)
+		d.first(context.WithoutCancel(ctx), j)
 	}
 }
 
-// first makes a delivery's first attempt (or a re-attempt after a lost
-// lease) and records or hands off the result.
-func (d *Dispatcher) first(ctx context.Context, dl *store.Delivery) {
+// reschedule puts claimed deliveries back to pending until at, without
+// spending an attempt.
+func (d *Dispatcher) reschedule(j job, at time.Time, why string) {
+	for _, dl := range j {
+		u := store.DeliveryUpdate{
+			ID: dl.ID, State: store.DeliveryPending, Attempts: dl.Attempts,
+			LastStatus: dl.LastStatus, LastError: dl.LastError,
+			NextAt: at, ExpectState: store.DeliveryInFlight,
+		}
+		if why != "" {
+			u.LastError = why
+		}
+		d.updates <- u
+	}
+}
+
+// first makes the first attempt of a job's deliveries (or a re-attempt
+// after a lost lease) and records or hands off the results.
+func (d *Dispatcher) first(ctx context.Context, j job) {
+	dl := j[0]
 	en, err := d.entry(ctx, dl.SubscriptionID)
 	if err != nil {
-		// The store is failing: leave the delivery to its lease.
+		// The store is failing: leave the deliveries to their lease.
 		d.cfg.Logger.Error("load subscription", "subscription", dl.SubscriptionID, "err", err)
 		return
 	}
-	if en == nil || en.Subscription.State != store.SubscriptionActive {
+	now := time.Now()
+	switch {
+	case en == nil || en.Subscription.State == store.SubscriptionDisabled:
 		reason := "subscription deleted"
 		if en != nil {
 			reason = "subscription disabled: " + en.Subscription.StateReason
 		}
-		d.updates <- store.DeliveryUpdate{
-			ID: dl.ID, State: store.DeliveryDead, Attempts: dl.Attempts,
-			LastError: reason, ExpectState: store.DeliveryInFlight,
+		for _, dl := range j {
+			d.updates <- store.DeliveryUpdate{
+				ID: dl.ID, State: store.DeliveryDead, Attempts: dl.Attempts,
+				LastError: reason, ExpectState: store.DeliveryInFlight,
+			}
 		}
+		return
+	case en.Subscription.State == store.SubscriptionPendingValidation:
+		d.waitForValidation(j, en.Subscription, now)
 		return
 	}
 	sub := en.Subscription
-	if until := d.pausedUntil(sub); until.After(time.Now()) {
-		d.updates <- store.DeliveryUpdate{
-			ID: dl.ID, State: store.DeliveryPending, Attempts: dl.Attempts,
-			LastStatus: dl.LastStatus, LastError: dl.LastError,
-			NextAt: until, ExpectState: store.DeliveryInFlight,
-		}
+	if until := d.pausedUntil(sub); until.After(now) {
+		d.reschedule(j, until, "")
 		return
 	}
 
 	number := dl.Attempts + 1
-	res := attempt.Do(ctx, d.sender, dl, sub, en.Signer, number)
+	results, wait, ok := d.attempter.Do(ctx, j, en, number)
+	if !ok {
+		// The sink's rate or concurrency limit: try again later, and keep
+		// this sender for other sinks.
+		d.reschedule(j, now.Add(wait), "")
+		return
+	}
+	for i, dl := range j {
+		d.record(ctx, dl, en, number, results[i])
+	}
+}
+
+// waitForValidation holds deliveries to a subscription that has not been
+// validated yet, until their subscription's maximum age.
+func (d *Dispatcher) waitForValidation(j job, sub *store.Subscription, now time.Time) {
+	maxAge := sub.RetryPolicy.WithDefaults().MaximumAge
+	for _, dl := range j {
+		if now.Sub(dl.CreatedAt) > maxAge {
+			d.updates <- store.DeliveryUpdate{
+				ID: dl.ID, State: store.DeliveryDead, Attempts: dl.Attempts,
+				LastError:   "the sink did not consent to deliveries (validation handshake) within the maximum age",
+				ExpectState: store.DeliveryInFlight,
+			}
+			continue
+		}
+		d.reschedule(job{dl}, now.Add(policy.ValidationRecheck), "waiting for the sink to consent (validation handshake)")
+	}
+}
+
+// record stores a delivered result, or hands a failed one to its workflow.
+func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog.Entry, number int, res attempt.Result) {
+	sub := en.Subscription
 	if res.Outcome == policy.Delivered {
 		d.updates <- store.DeliveryUpdate{
 			ID: dl.ID, State: store.DeliveryDelivered, Attempts: number,
@@ -261,7 +348,7 @@ func (d *Dispatcher) first(ctx context.Context, dl *store.Delivery) {
 			d.cfg.Logger.Error("pause sink", "subscription", sub.ID, "err", err)
 		}
 	}
-	err = d.handoff.Start(ctx, workflows.DeliveryInput{
+	err := d.handoff.Start(ctx, workflows.DeliveryInput{
 		DeliveryID:     dl.ID,
 		SubscriptionID: sub.ID,
 		EventType:      dl.EventType,
@@ -319,11 +406,7 @@ func (d *Dispatcher) entry(ctx context.Context, id string) (*catalog.Entry, erro
 	if err != nil {
 		return nil, err
 	}
-	signer, err := signing.NewSigner(sub.Secrets...)
-	if err != nil {
-		return nil, err
-	}
-	return &catalog.Entry{Subscription: sub, Signer: signer}, nil
+	return catalog.NewEntry(sub)
 }
 
 func sinkHost(sink string) string {

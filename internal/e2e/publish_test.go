@@ -58,6 +58,9 @@ func createSub(t *testing.T, n *testNode, sink string, mutate ...func(*heraldv1.
 		Sink:     sink,
 		Protocol: "HTTP",
 		Types:    []string{"com.example.order.created"},
+		// heraldtest.Receiver does not answer the validation handshake;
+		// handshake_test.go covers it.
+		SkipValidation: true,
 		// Short waits so retries happen within a test.
 		RetryPolicy: &heraldv1.RetryPolicy{
 			InitialInterval: durationpb.New(500 * time.Millisecond),

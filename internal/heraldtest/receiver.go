@@ -13,6 +13,7 @@ import (
 
 // Request is one request a Receiver got.
 type Request struct {
+	Method string
 	Header http.Header
 	Body   []byte
 	At     time.Time
@@ -49,7 +50,7 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	// Record on arrival, so a request held in flight by respond is seen.
 	r.mu.Lock()
 	n := len(r.reqs)
-	r.reqs = append(r.reqs, Request{Header: req.Header.Clone(), Body: body, At: time.Now()})
+	r.reqs = append(r.reqs, Request{Method: req.Method, Header: req.Header.Clone(), Body: body, At: time.Now()})
 	close(r.changed)
 	r.changed = make(chan struct{})
 	r.mu.Unlock()

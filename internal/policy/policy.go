@@ -21,6 +21,10 @@ const (
 	MaxResponseBody = 4 << 10
 	// RequestTimeout is how long one delivery request may take.
 	RequestTimeout = 15 * time.Second
+	// ValidationRecheck is how soon a delivery to a subscription still
+	// waiting for its sink's consent (the validation handshake) is looked
+	// at again.
+	ValidationRecheck = 10 * time.Second
 	// MaxRetryAfter is the longest Retry-After honoured; longer ones are
 	// cut to it (the delivery's maximum age still applies).
 	MaxRetryAfter = 24 * time.Hour
@@ -35,7 +39,14 @@ const (
 	ContentBinary ContentMode = "binary"
 	// ContentStructured sends application/cloudevents+json.
 	ContentStructured ContentMode = "structured"
+	// ContentBatched sends several events in one
+	// application/cloudevents-batch+json request, for sinks that ask for it.
+	ContentBatched ContentMode = "batched"
 )
+
+// DefaultMaxBatchSize is the most events in one batched request when the
+// subscription does not say.
+const DefaultMaxBatchSize = 100
 
 // Retry says how a delivery whose first attempt failed is retried. Zero
 // fields take the value in DefaultRetry.

@@ -71,6 +71,20 @@ func NewSigningKey() (signingKey, publicKey string) {
 	return SigningKeyPrefix + b64.EncodeToString(priv), PublicKeyPrefix + b64.EncodeToString(pub)
 }
 
+// PublicKey returns the "whpk_" public key of a "whsk_" signing key.
+func PublicKey(signingKey string) (string, error) {
+	raw, ok := strings.CutPrefix(signingKey, SigningKeyPrefix)
+	if !ok {
+		return "", errors.New("signing: not a whsk_ signing key")
+	}
+	b, err := b64.DecodeString(raw)
+	if err != nil || len(b) != ed25519.PrivateKeySize {
+		return "", errors.New("signing: malformed whsk_ signing key")
+	}
+	pub := ed25519.PrivateKey(b).Public().(ed25519.PublicKey)
+	return PublicKeyPrefix + b64.EncodeToString(pub), nil
+}
+
 // hmacKey is one v1 secret, with a pool of keyed HMAC states so that
 // signing does not re-derive the key pads each time.
 type hmacKey struct {

@@ -366,3 +366,14 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+func TestPublicKey_MatchesTheGeneratedPair(t *testing.T) {
+	sk, pk := NewSigningKey()
+	got, err := PublicKey(sk)
+	if err != nil || got != pk {
+		t.Fatalf("PublicKey = %q, %v; want %q", got, err, pk)
+	}
+	if _, err := PublicKey(NewSecret()); err == nil {
+		t.Error("PublicKey of a whsec_ secret succeeded")
+	}
+}

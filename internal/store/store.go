@@ -23,7 +23,11 @@ var ErrNotFound = errors.New("store: not found")
 type SubscriptionState string
 
 const (
-	SubscriptionActive   SubscriptionState = "active"
+	// SubscriptionPendingValidation: the sink has not consented to
+	// deliveries yet (the webhook validation handshake). Deliveries wait.
+	SubscriptionPendingValidation SubscriptionState = "pending_validation"
+	SubscriptionActive            SubscriptionState = "active"
+	// SubscriptionDisabled: nothing is matched or sent (e.g. after 410 Gone).
 	SubscriptionDisabled SubscriptionState = "disabled"
 )
 
@@ -52,16 +56,73 @@ type Subscription struct {
 	Method      string              // "POST"
 	State       SubscriptionState
 	StateReason string
-	// Secrets are the Standard Webhooks signing secrets ("whsec_..."),
-	// newest first. Every secret signs each request.
-	Secrets     []string
+	// Secrets are the Standard Webhooks signing keys ("whsec_..." for v1,
+	// "whsk_..." for v1a), newest first. Every unexpired key signs each
+	// request, so receivers can rotate.
+	Secrets []Secret
+	// BearerToken, if set, is sent as "Authorization: Bearer <token>".
+	BearerToken string
 	RetryPolicy policy.Retry
 	ContentMode policy.ContentMode
+	// MaxBatchSize is the most events in one request in batched mode.
+	MaxBatchSize int
+	// RateLimit is the requests per minute the subscription asks for (0:
+	// none); AllowedRate is what the sink granted in the handshake (0:
+	// none). Herald keeps to the lower of the two.
+	RateLimit   int
+	AllowedRate int
+	// MaxConcurrency is the most requests in flight to the sink (0: none).
+	MaxConcurrency int
+	// SkipValidation skips the webhook validation handshake.
+	SkipValidation bool
+	// Validation is the handshake under way, if any.
+	Validation *Validation
 	// PausedUntil holds back every delivery to the sink until then (a 429
 	// or 503 with Retry-After). Zero means not paused.
 	PausedUntil time.Time
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+}
+
+// Secret is one signing key of a subscription.
+type Secret struct {
+	Key string `json:"key"`
+	// ExpiresAt is when a rotated-out key stops signing; zero: never.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// Validation is a validation handshake waiting for an asynchronous grant at
+// Herald's callback URL.
+type Validation struct {
+	// TokenHash is the SHA-256 of the callback URL's secret token, hex.
+	TokenHash string    `json:"token_hash"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// RequestedRate is the rate asked for (WebHook-Request-Rate).
+	RequestedRate int `json:"requested_rate,omitempty"`
+}
+
+// SigningKeys returns the keys that sign requests at now: the unexpired
+// ones, newest first.
+func (s *Subscription) SigningKeys(now time.Time) []string {
+	keys := make([]string, 0, len(s.Secrets))
+	for _, sec := range s.Secrets {
+		if sec.ExpiresAt.IsZero() || now.Before(sec.ExpiresAt) {
+			keys = append(keys, sec.Key)
+		}
+	}
+	return keys
+}
+
+// EffectiveRate is the requests per minute Herald keeps to for the sink:
+// the lower of RateLimit and AllowedRate, ignoring zeros; 0 means no limit.
+func (s *Subscription) EffectiveRate() int {
+	switch {
+	case s.RateLimit == 0:
+		return s.AllowedRate
+	case s.AllowedRate == 0:
+		return s.RateLimit
+	}
+	return min(s.RateLimit, s.AllowedRate)
 }
 
 // Event is a stored CloudEvent. Source and ID identify it.

@@ -25,6 +25,57 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type SigningAlgorithm int32
+
+const (
+	SigningAlgorithm_SIGNING_ALGORITHM_UNSPECIFIED SigningAlgorithm = 0
+	// Standard Webhooks v1: HMAC-SHA256 with a shared secret ("whsec_...").
+	SigningAlgorithm_SIGNING_ALGORITHM_HMAC_SHA256 SigningAlgorithm = 1
+	// Standard Webhooks v1a: Ed25519; receivers need only the public key.
+	SigningAlgorithm_SIGNING_ALGORITHM_ED25519 SigningAlgorithm = 2
+)
+
+// Enum value maps for SigningAlgorithm.
+var (
+	SigningAlgorithm_name = map[int32]string{
+		0: "SIGNING_ALGORITHM_UNSPECIFIED",
+		1: "SIGNING_ALGORITHM_HMAC_SHA256",
+		2: "SIGNING_ALGORITHM_ED25519",
+	}
+	SigningAlgorithm_value = map[string]int32{
+		"SIGNING_ALGORITHM_UNSPECIFIED": 0,
+		"SIGNING_ALGORITHM_HMAC_SHA256": 1,
+		"SIGNING_ALGORITHM_ED25519":     2,
+	}
+)
+
+func (x SigningAlgorithm) Enum() *SigningAlgorithm {
+	p := new(SigningAlgorithm)
+	*p = x
+	return p
+}
+
+func (x SigningAlgorithm) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SigningAlgorithm) Descriptor() protoreflect.EnumDescriptor {
+	return file_herald_v1_subscription_proto_enumTypes[0].Descriptor()
+}
+
+func (SigningAlgorithm) Type() protoreflect.EnumType {
+	return &file_herald_v1_subscription_proto_enumTypes[0]
+}
+
+func (x SigningAlgorithm) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SigningAlgorithm.Descriptor instead.
+func (SigningAlgorithm) EnumDescriptor() ([]byte, []int) {
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{0}
+}
+
 type SubscriptionState int32
 
 const (
@@ -33,6 +84,9 @@ const (
 	SubscriptionState_SUBSCRIPTION_STATE_ACTIVE SubscriptionState = 1
 	// Nothing is sent (e.g. after the sink answered 410 Gone).
 	SubscriptionState_SUBSCRIPTION_STATE_DISABLED SubscriptionState = 2
+	// The sink has not consented yet (the CloudEvents webhook validation
+	// handshake). Matching events are stored and delivered once it does.
+	SubscriptionState_SUBSCRIPTION_STATE_PENDING_VALIDATION SubscriptionState = 3
 )
 
 // Enum value maps for SubscriptionState.
@@ -41,11 +95,13 @@ var (
 		0: "SUBSCRIPTION_STATE_UNSPECIFIED",
 		1: "SUBSCRIPTION_STATE_ACTIVE",
 		2: "SUBSCRIPTION_STATE_DISABLED",
+		3: "SUBSCRIPTION_STATE_PENDING_VALIDATION",
 	}
 	SubscriptionState_value = map[string]int32{
-		"SUBSCRIPTION_STATE_UNSPECIFIED": 0,
-		"SUBSCRIPTION_STATE_ACTIVE":      1,
-		"SUBSCRIPTION_STATE_DISABLED":    2,
+		"SUBSCRIPTION_STATE_UNSPECIFIED":        0,
+		"SUBSCRIPTION_STATE_ACTIVE":             1,
+		"SUBSCRIPTION_STATE_DISABLED":           2,
+		"SUBSCRIPTION_STATE_PENDING_VALIDATION": 3,
 	}
 )
 
@@ -60,11 +116,11 @@ func (x SubscriptionState) String() string {
 }
 
 func (SubscriptionState) Descriptor() protoreflect.EnumDescriptor {
-	return file_herald_v1_subscription_proto_enumTypes[0].Descriptor()
+	return file_herald_v1_subscription_proto_enumTypes[1].Descriptor()
 }
 
 func (SubscriptionState) Type() protoreflect.EnumType {
-	return &file_herald_v1_subscription_proto_enumTypes[0]
+	return &file_herald_v1_subscription_proto_enumTypes[1]
 }
 
 func (x SubscriptionState) Number() protoreflect.EnumNumber {
@@ -73,7 +129,7 @@ func (x SubscriptionState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SubscriptionState.Descriptor instead.
 func (SubscriptionState) EnumDescriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{0}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{1}
 }
 
 type ContentMode int32
@@ -84,6 +140,9 @@ const (
 	ContentMode_CONTENT_MODE_BINARY ContentMode = 1
 	// CloudEvents HTTP structured mode: application/cloudevents+json.
 	ContentMode_CONTENT_MODE_STRUCTURED ContentMode = 2
+	// CloudEvents HTTP batched mode: application/cloudevents-batch+json,
+	// up to max_batch_size events per request. Only for sinks that ask for it.
+	ContentMode_CONTENT_MODE_BATCHED ContentMode = 3
 )
 
 // Enum value maps for ContentMode.
@@ -92,11 +151,13 @@ var (
 		0: "CONTENT_MODE_UNSPECIFIED",
 		1: "CONTENT_MODE_BINARY",
 		2: "CONTENT_MODE_STRUCTURED",
+		3: "CONTENT_MODE_BATCHED",
 	}
 	ContentMode_value = map[string]int32{
 		"CONTENT_MODE_UNSPECIFIED": 0,
 		"CONTENT_MODE_BINARY":      1,
 		"CONTENT_MODE_STRUCTURED":  2,
+		"CONTENT_MODE_BATCHED":     3,
 	}
 )
 
@@ -111,11 +172,11 @@ func (x ContentMode) String() string {
 }
 
 func (ContentMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_herald_v1_subscription_proto_enumTypes[1].Descriptor()
+	return file_herald_v1_subscription_proto_enumTypes[2].Descriptor()
 }
 
 func (ContentMode) Type() protoreflect.EnumType {
-	return &file_herald_v1_subscription_proto_enumTypes[1]
+	return &file_herald_v1_subscription_proto_enumTypes[2]
 }
 
 func (x ContentMode) Number() protoreflect.EnumNumber {
@@ -124,7 +185,7 @@ func (x ContentMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ContentMode.Descriptor instead.
 func (ContentMode) EnumDescriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{1}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{2}
 }
 
 // Subscription follows the CloudEvents Subscriptions API (id, source, types,
@@ -163,9 +224,32 @@ type Subscription struct {
 	// Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Skip the webhook validation handshake, for sinks that do not implement
+	// it: the subscription is active at once.
+	SkipValidation bool `protobuf:"varint,17,opt,name=skip_validation,json=skipValidation,proto3" json:"skip_validation,omitempty"`
+	// Requests per minute at most to the sink, across every delivery and
+	// retry (0: no limit). Asked for in the handshake (WebHook-Request-Rate).
+	RateLimit int32 `protobuf:"varint,18,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
+	// Output only. The rate the sink granted in the handshake
+	// (WebHook-Allowed-Rate; 0: no limit). Herald keeps to the lower of
+	// rate_limit and allowed_rate.
+	AllowedRate int32 `protobuf:"varint,19,opt,name=allowed_rate,json=allowedRate,proto3" json:"allowed_rate,omitempty"`
+	// Requests in flight at once to the sink, at most (0: no limit).
+	MaxConcurrency int32 `protobuf:"varint,20,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
+	// With CONTENT_MODE_BATCHED: the most events in one request (default 100).
+	MaxBatchSize int32 `protobuf:"varint,21,opt,name=max_batch_size,json=maxBatchSize,proto3" json:"max_batch_size,omitempty"`
+	// How requests are signed (default HMAC-SHA256, Standard Webhooks v1).
+	SigningAlgorithm SigningAlgorithm `protobuf:"varint,22,opt,name=signing_algorithm,json=signingAlgorithm,proto3,enum=herald.v1.SigningAlgorithm" json:"signing_algorithm,omitempty"`
+	// Input only. Credentials sent with every request; never returned.
+	SinkCredential *SinkCredential `protobuf:"bytes,23,opt,name=sink_credential,json=sinkCredential,proto3" json:"sink_credential,omitempty"`
+	// Output only. With ED25519 signing: the public key receivers verify
+	// with ("whpk_...").
+	SigningPublicKey string `protobuf:"bytes,24,opt,name=signing_public_key,json=signingPublicKey,proto3" json:"signing_public_key,omitempty"`
+	// Output only. Whether sink_credential holds a bearer token.
+	HasSinkCredential bool `protobuf:"varint,25,opt,name=has_sink_credential,json=hasSinkCredential,proto3" json:"has_sink_credential,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Subscription) Reset() {
@@ -310,6 +394,116 @@ func (x *Subscription) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Subscription) GetSkipValidation() bool {
+	if x != nil {
+		return x.SkipValidation
+	}
+	return false
+}
+
+func (x *Subscription) GetRateLimit() int32 {
+	if x != nil {
+		return x.RateLimit
+	}
+	return 0
+}
+
+func (x *Subscription) GetAllowedRate() int32 {
+	if x != nil {
+		return x.AllowedRate
+	}
+	return 0
+}
+
+func (x *Subscription) GetMaxConcurrency() int32 {
+	if x != nil {
+		return x.MaxConcurrency
+	}
+	return 0
+}
+
+func (x *Subscription) GetMaxBatchSize() int32 {
+	if x != nil {
+		return x.MaxBatchSize
+	}
+	return 0
+}
+
+func (x *Subscription) GetSigningAlgorithm() SigningAlgorithm {
+	if x != nil {
+		return x.SigningAlgorithm
+	}
+	return SigningAlgorithm_SIGNING_ALGORITHM_UNSPECIFIED
+}
+
+func (x *Subscription) GetSinkCredential() *SinkCredential {
+	if x != nil {
+		return x.SinkCredential
+	}
+	return nil
+}
+
+func (x *Subscription) GetSigningPublicKey() string {
+	if x != nil {
+		return x.SigningPublicKey
+	}
+	return ""
+}
+
+func (x *Subscription) GetHasSinkCredential() bool {
+	if x != nil {
+		return x.HasSinkCredential
+	}
+	return false
+}
+
+// SinkCredential is what Herald presents to the sink.
+type SinkCredential struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sent as "Authorization: Bearer <token>", as CloudEvents webhook
+	// receivers must support.
+	BearerToken   string `protobuf:"bytes,1,opt,name=bearer_token,json=bearerToken,proto3" json:"bearer_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SinkCredential) Reset() {
+	*x = SinkCredential{}
+	mi := &file_herald_v1_subscription_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SinkCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SinkCredential) ProtoMessage() {}
+
+func (x *SinkCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_subscription_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SinkCredential.ProtoReflect.Descriptor instead.
+func (*SinkCredential) Descriptor() ([]byte, []int) {
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SinkCredential) GetBearerToken() string {
+	if x != nil {
+		return x.BearerToken
+	}
+	return ""
+}
+
 // HttpSettings are the CloudEvents Subscriptions API settings for the HTTP
 // protocol.
 type HttpSettings struct {
@@ -324,7 +518,7 @@ type HttpSettings struct {
 
 func (x *HttpSettings) Reset() {
 	*x = HttpSettings{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[1]
+	mi := &file_herald_v1_subscription_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -336,7 +530,7 @@ func (x *HttpSettings) String() string {
 func (*HttpSettings) ProtoMessage() {}
 
 func (x *HttpSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[1]
+	mi := &file_herald_v1_subscription_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -349,7 +543,7 @@ func (x *HttpSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpSettings.ProtoReflect.Descriptor instead.
 func (*HttpSettings) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{1}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *HttpSettings) GetHeaders() map[string]string {
@@ -386,7 +580,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[2]
+	mi := &file_herald_v1_subscription_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +592,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[2]
+	mi := &file_herald_v1_subscription_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +605,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{2}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Filter) GetDialect() isFilter_Dialect {
@@ -547,7 +741,7 @@ type AttributeFilter struct {
 
 func (x *AttributeFilter) Reset() {
 	*x = AttributeFilter{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[3]
+	mi := &file_herald_v1_subscription_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +753,7 @@ func (x *AttributeFilter) String() string {
 func (*AttributeFilter) ProtoMessage() {}
 
 func (x *AttributeFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[3]
+	mi := &file_herald_v1_subscription_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +766,7 @@ func (x *AttributeFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttributeFilter.ProtoReflect.Descriptor instead.
 func (*AttributeFilter) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{3}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AttributeFilter) GetAttributes() map[string]string {
@@ -592,7 +786,7 @@ type FilterList struct {
 
 func (x *FilterList) Reset() {
 	*x = FilterList{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[4]
+	mi := &file_herald_v1_subscription_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +798,7 @@ func (x *FilterList) String() string {
 func (*FilterList) ProtoMessage() {}
 
 func (x *FilterList) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[4]
+	mi := &file_herald_v1_subscription_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +811,7 @@ func (x *FilterList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilterList.ProtoReflect.Descriptor instead.
 func (*FilterList) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{4}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *FilterList) GetFilters() []*Filter {
@@ -652,7 +846,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[5]
+	mi := &file_herald_v1_subscription_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +858,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[5]
+	mi := &file_herald_v1_subscription_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +871,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{5}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RetryPolicy) GetInitialInterval() *durationpb.Duration {
@@ -738,7 +932,7 @@ type CreateSubscriptionRequest struct {
 
 func (x *CreateSubscriptionRequest) Reset() {
 	*x = CreateSubscriptionRequest{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[6]
+	mi := &file_herald_v1_subscription_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +944,7 @@ func (x *CreateSubscriptionRequest) String() string {
 func (*CreateSubscriptionRequest) ProtoMessage() {}
 
 func (x *CreateSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[6]
+	mi := &file_herald_v1_subscription_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +957,7 @@ func (x *CreateSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{6}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateSubscriptionRequest) GetSubscription() *Subscription {
@@ -782,7 +976,7 @@ type GetSubscriptionRequest struct {
 
 func (x *GetSubscriptionRequest) Reset() {
 	*x = GetSubscriptionRequest{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[7]
+	mi := &file_herald_v1_subscription_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +988,7 @@ func (x *GetSubscriptionRequest) String() string {
 func (*GetSubscriptionRequest) ProtoMessage() {}
 
 func (x *GetSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[7]
+	mi := &file_herald_v1_subscription_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +1001,7 @@ func (x *GetSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*GetSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{7}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetSubscriptionRequest) GetId() string {
@@ -829,7 +1023,7 @@ type ListSubscriptionsRequest struct {
 
 func (x *ListSubscriptionsRequest) Reset() {
 	*x = ListSubscriptionsRequest{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[8]
+	mi := &file_herald_v1_subscription_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +1035,7 @@ func (x *ListSubscriptionsRequest) String() string {
 func (*ListSubscriptionsRequest) ProtoMessage() {}
 
 func (x *ListSubscriptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[8]
+	mi := &file_herald_v1_subscription_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +1048,7 @@ func (x *ListSubscriptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubscriptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSubscriptionsRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{8}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListSubscriptionsRequest) GetPageSize() int32 {
@@ -881,7 +1075,7 @@ type ListSubscriptionsResponse struct {
 
 func (x *ListSubscriptionsResponse) Reset() {
 	*x = ListSubscriptionsResponse{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[9]
+	mi := &file_herald_v1_subscription_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +1087,7 @@ func (x *ListSubscriptionsResponse) String() string {
 func (*ListSubscriptionsResponse) ProtoMessage() {}
 
 func (x *ListSubscriptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[9]
+	mi := &file_herald_v1_subscription_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1100,7 @@ func (x *ListSubscriptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubscriptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSubscriptionsResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{9}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListSubscriptionsResponse) GetSubscriptions() []*Subscription {
@@ -935,7 +1129,7 @@ type UpdateSubscriptionRequest struct {
 
 func (x *UpdateSubscriptionRequest) Reset() {
 	*x = UpdateSubscriptionRequest{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[10]
+	mi := &file_herald_v1_subscription_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1141,7 @@ func (x *UpdateSubscriptionRequest) String() string {
 func (*UpdateSubscriptionRequest) ProtoMessage() {}
 
 func (x *UpdateSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[10]
+	mi := &file_herald_v1_subscription_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1154,7 @@ func (x *UpdateSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{10}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateSubscriptionRequest) GetSubscription() *Subscription {
@@ -986,7 +1180,7 @@ type DeleteSubscriptionRequest struct {
 
 func (x *DeleteSubscriptionRequest) Reset() {
 	*x = DeleteSubscriptionRequest{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[11]
+	mi := &file_herald_v1_subscription_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1192,7 @@ func (x *DeleteSubscriptionRequest) String() string {
 func (*DeleteSubscriptionRequest) ProtoMessage() {}
 
 func (x *DeleteSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[11]
+	mi := &file_herald_v1_subscription_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,10 +1205,171 @@ func (x *DeleteSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{11}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteSubscriptionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RotateSecretRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// How long the previous keys keep signing (default 24h, at most 7 days).
+	Overlap       *durationpb.Duration `protobuf:"bytes,2,opt,name=overlap,proto3" json:"overlap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateSecretRequest) Reset() {
+	*x = RotateSecretRequest{}
+	mi := &file_herald_v1_subscription_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateSecretRequest) ProtoMessage() {}
+
+func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_subscription_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateSecretRequest.ProtoReflect.Descriptor instead.
+func (*RotateSecretRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RotateSecretRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RotateSecretRequest) GetOverlap() *durationpb.Duration {
+	if x != nil {
+		return x.Overlap
+	}
+	return nil
+}
+
+type RotateSecretResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new signing secret ("whsec_..."), or with ED25519 signing the new
+	// private key stays with Herald and this is empty.
+	SigningSecret string `protobuf:"bytes,1,opt,name=signing_secret,json=signingSecret,proto3" json:"signing_secret,omitempty"`
+	// With ED25519 signing: the new public key ("whpk_...").
+	SigningPublicKey string `protobuf:"bytes,2,opt,name=signing_public_key,json=signingPublicKey,proto3" json:"signing_public_key,omitempty"`
+	// When the previous keys stop signing.
+	PreviousExpireTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=previous_expire_time,json=previousExpireTime,proto3" json:"previous_expire_time,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *RotateSecretResponse) Reset() {
+	*x = RotateSecretResponse{}
+	mi := &file_herald_v1_subscription_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateSecretResponse) ProtoMessage() {}
+
+func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_subscription_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateSecretResponse.ProtoReflect.Descriptor instead.
+func (*RotateSecretResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RotateSecretResponse) GetSigningSecret() string {
+	if x != nil {
+		return x.SigningSecret
+	}
+	return ""
+}
+
+func (x *RotateSecretResponse) GetSigningPublicKey() string {
+	if x != nil {
+		return x.SigningPublicKey
+	}
+	return ""
+}
+
+func (x *RotateSecretResponse) GetPreviousExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PreviousExpireTime
+	}
+	return nil
+}
+
+type ValidateSubscriptionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateSubscriptionRequest) Reset() {
+	*x = ValidateSubscriptionRequest{}
+	mi := &file_herald_v1_subscription_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateSubscriptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateSubscriptionRequest) ProtoMessage() {}
+
+func (x *ValidateSubscriptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_subscription_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateSubscriptionRequest.ProtoReflect.Descriptor instead.
+func (*ValidateSubscriptionRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ValidateSubscriptionRequest) GetId() string {
 	if x != nil {
 		return x.Id
 	}
@@ -1025,7 +1380,7 @@ var File_herald_v1_subscription_proto protoreflect.FileDescriptor
 
 const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\n" +
-	"\x1cherald/v1/subscription.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x06\n" +
+	"\x1cherald/v1/subscription.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\t\n" +
 	"\fSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x14\n" +
@@ -1045,10 +1400,22 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\vcreate_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\x1a9\n" +
+	"updateTime\x12'\n" +
+	"\x0fskip_validation\x18\x11 \x01(\bR\x0eskipValidation\x12\x1d\n" +
+	"\n" +
+	"rate_limit\x18\x12 \x01(\x05R\trateLimit\x12!\n" +
+	"\fallowed_rate\x18\x13 \x01(\x05R\vallowedRate\x12'\n" +
+	"\x0fmax_concurrency\x18\x14 \x01(\x05R\x0emaxConcurrency\x12$\n" +
+	"\x0emax_batch_size\x18\x15 \x01(\x05R\fmaxBatchSize\x12H\n" +
+	"\x11signing_algorithm\x18\x16 \x01(\x0e2\x1b.herald.v1.SigningAlgorithmR\x10signingAlgorithm\x12B\n" +
+	"\x0fsink_credential\x18\x17 \x01(\v2\x19.herald.v1.SinkCredentialR\x0esinkCredential\x12,\n" +
+	"\x12signing_public_key\x18\x18 \x01(\tR\x10signingPublicKey\x12.\n" +
+	"\x13has_sink_credential\x18\x19 \x01(\bR\x11hasSinkCredential\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa2\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"3\n" +
+	"\x0eSinkCredential\x12!\n" +
+	"\fbearer_token\x18\x01 \x01(\tR\vbearerToken\"\xa2\x01\n" +
 	"\fHttpSettings\x12>\n" +
 	"\aheaders\x18\x01 \x03(\v2$.herald.v1.HttpSettings.HeadersEntryR\aheaders\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x1a:\n" +
@@ -1099,21 +1466,38 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\"+\n" +
 	"\x19DeleteSubscriptionRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"Z\n" +
+	"\x13RotateSecretRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
+	"\aoverlap\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\aoverlap\"\xb9\x01\n" +
+	"\x14RotateSecretResponse\x12%\n" +
+	"\x0esigning_secret\x18\x01 \x01(\tR\rsigningSecret\x12,\n" +
+	"\x12signing_public_key\x18\x02 \x01(\tR\x10signingPublicKey\x12L\n" +
+	"\x14previous_expire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x12previousExpireTime\"-\n" +
+	"\x1bValidateSubscriptionRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id*w\n" +
+	"\x10SigningAlgorithm\x12!\n" +
+	"\x1dSIGNING_ALGORITHM_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dSIGNING_ALGORITHM_HMAC_SHA256\x10\x01\x12\x1d\n" +
+	"\x19SIGNING_ALGORITHM_ED25519\x10\x02*\xa2\x01\n" +
 	"\x11SubscriptionState\x12\"\n" +
 	"\x1eSUBSCRIPTION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19SUBSCRIPTION_STATE_ACTIVE\x10\x01\x12\x1f\n" +
-	"\x1bSUBSCRIPTION_STATE_DISABLED\x10\x02*a\n" +
+	"\x1bSUBSCRIPTION_STATE_DISABLED\x10\x02\x12)\n" +
+	"%SUBSCRIPTION_STATE_PENDING_VALIDATION\x10\x03*{\n" +
 	"\vContentMode\x12\x1c\n" +
 	"\x18CONTENT_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CONTENT_MODE_BINARY\x10\x01\x12\x1b\n" +
-	"\x17CONTENT_MODE_STRUCTURED\x10\x022\xc2\x03\n" +
+	"\x17CONTENT_MODE_STRUCTURED\x10\x02\x12\x18\n" +
+	"\x14CONTENT_MODE_BATCHED\x10\x032\xec\x04\n" +
 	"\x13SubscriptionService\x12S\n" +
 	"\x12CreateSubscription\x12$.herald.v1.CreateSubscriptionRequest\x1a\x17.herald.v1.Subscription\x12M\n" +
 	"\x0fGetSubscription\x12!.herald.v1.GetSubscriptionRequest\x1a\x17.herald.v1.Subscription\x12^\n" +
 	"\x11ListSubscriptions\x12#.herald.v1.ListSubscriptionsRequest\x1a$.herald.v1.ListSubscriptionsResponse\x12S\n" +
 	"\x12UpdateSubscription\x12$.herald.v1.UpdateSubscriptionRequest\x1a\x17.herald.v1.Subscription\x12R\n" +
-	"\x12DeleteSubscription\x12$.herald.v1.DeleteSubscriptionRequest\x1a\x16.google.protobuf.EmptyB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
+	"\x12DeleteSubscription\x12$.herald.v1.DeleteSubscriptionRequest\x1a\x16.google.protobuf.Empty\x12O\n" +
+	"\fRotateSecret\x12\x1e.herald.v1.RotateSecretRequest\x1a\x1f.herald.v1.RotateSecretResponse\x12W\n" +
+	"\x14ValidateSubscription\x12&.herald.v1.ValidateSubscriptionRequest\x1a\x17.herald.v1.SubscriptionB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_subscription_proto_rawDescOnce sync.Once
@@ -1127,71 +1511,84 @@ func file_herald_v1_subscription_proto_rawDescGZIP() []byte {
 	return file_herald_v1_subscription_proto_rawDescData
 }
 
-var file_herald_v1_subscription_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_herald_v1_subscription_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_herald_v1_subscription_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_herald_v1_subscription_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_herald_v1_subscription_proto_goTypes = []any{
-	(SubscriptionState)(0),            // 0: herald.v1.SubscriptionState
-	(ContentMode)(0),                  // 1: herald.v1.ContentMode
-	(*Subscription)(nil),              // 2: herald.v1.Subscription
-	(*HttpSettings)(nil),              // 3: herald.v1.HttpSettings
-	(*Filter)(nil),                    // 4: herald.v1.Filter
-	(*AttributeFilter)(nil),           // 5: herald.v1.AttributeFilter
-	(*FilterList)(nil),                // 6: herald.v1.FilterList
-	(*RetryPolicy)(nil),               // 7: herald.v1.RetryPolicy
-	(*CreateSubscriptionRequest)(nil), // 8: herald.v1.CreateSubscriptionRequest
-	(*GetSubscriptionRequest)(nil),    // 9: herald.v1.GetSubscriptionRequest
-	(*ListSubscriptionsRequest)(nil),  // 10: herald.v1.ListSubscriptionsRequest
-	(*ListSubscriptionsResponse)(nil), // 11: herald.v1.ListSubscriptionsResponse
-	(*UpdateSubscriptionRequest)(nil), // 12: herald.v1.UpdateSubscriptionRequest
-	(*DeleteSubscriptionRequest)(nil), // 13: herald.v1.DeleteSubscriptionRequest
-	nil,                               // 14: herald.v1.Subscription.ConfigEntry
-	nil,                               // 15: herald.v1.HttpSettings.HeadersEntry
-	nil,                               // 16: herald.v1.AttributeFilter.AttributesEntry
-	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 18: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),     // 19: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),             // 20: google.protobuf.Empty
+	(SigningAlgorithm)(0),               // 0: herald.v1.SigningAlgorithm
+	(SubscriptionState)(0),              // 1: herald.v1.SubscriptionState
+	(ContentMode)(0),                    // 2: herald.v1.ContentMode
+	(*Subscription)(nil),                // 3: herald.v1.Subscription
+	(*SinkCredential)(nil),              // 4: herald.v1.SinkCredential
+	(*HttpSettings)(nil),                // 5: herald.v1.HttpSettings
+	(*Filter)(nil),                      // 6: herald.v1.Filter
+	(*AttributeFilter)(nil),             // 7: herald.v1.AttributeFilter
+	(*FilterList)(nil),                  // 8: herald.v1.FilterList
+	(*RetryPolicy)(nil),                 // 9: herald.v1.RetryPolicy
+	(*CreateSubscriptionRequest)(nil),   // 10: herald.v1.CreateSubscriptionRequest
+	(*GetSubscriptionRequest)(nil),      // 11: herald.v1.GetSubscriptionRequest
+	(*ListSubscriptionsRequest)(nil),    // 12: herald.v1.ListSubscriptionsRequest
+	(*ListSubscriptionsResponse)(nil),   // 13: herald.v1.ListSubscriptionsResponse
+	(*UpdateSubscriptionRequest)(nil),   // 14: herald.v1.UpdateSubscriptionRequest
+	(*DeleteSubscriptionRequest)(nil),   // 15: herald.v1.DeleteSubscriptionRequest
+	(*RotateSecretRequest)(nil),         // 16: herald.v1.RotateSecretRequest
+	(*RotateSecretResponse)(nil),        // 17: herald.v1.RotateSecretResponse
+	(*ValidateSubscriptionRequest)(nil), // 18: herald.v1.ValidateSubscriptionRequest
+	nil,                                 // 19: herald.v1.Subscription.ConfigEntry
+	nil,                                 // 20: herald.v1.HttpSettings.HeadersEntry
+	nil,                                 // 21: herald.v1.AttributeFilter.AttributesEntry
+	(*timestamppb.Timestamp)(nil),       // 22: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 23: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),       // 24: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),               // 25: google.protobuf.Empty
 }
 var file_herald_v1_subscription_proto_depIdxs = []int32{
-	14, // 0: herald.v1.Subscription.config:type_name -> herald.v1.Subscription.ConfigEntry
-	4,  // 1: herald.v1.Subscription.filters:type_name -> herald.v1.Filter
-	3,  // 2: herald.v1.Subscription.protocol_settings:type_name -> herald.v1.HttpSettings
-	0,  // 3: herald.v1.Subscription.state:type_name -> herald.v1.SubscriptionState
-	7,  // 4: herald.v1.Subscription.retry_policy:type_name -> herald.v1.RetryPolicy
-	1,  // 5: herald.v1.Subscription.content_mode:type_name -> herald.v1.ContentMode
-	17, // 6: herald.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
-	17, // 7: herald.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
-	15, // 8: herald.v1.HttpSettings.headers:type_name -> herald.v1.HttpSettings.HeadersEntry
-	5,  // 9: herald.v1.Filter.exact:type_name -> herald.v1.AttributeFilter
-	5,  // 10: herald.v1.Filter.prefix:type_name -> herald.v1.AttributeFilter
-	5,  // 11: herald.v1.Filter.suffix:type_name -> herald.v1.AttributeFilter
-	6,  // 12: herald.v1.Filter.all:type_name -> herald.v1.FilterList
-	6,  // 13: herald.v1.Filter.any:type_name -> herald.v1.FilterList
-	4,  // 14: herald.v1.Filter.not:type_name -> herald.v1.Filter
-	16, // 15: herald.v1.AttributeFilter.attributes:type_name -> herald.v1.AttributeFilter.AttributesEntry
-	4,  // 16: herald.v1.FilterList.filters:type_name -> herald.v1.Filter
-	18, // 17: herald.v1.RetryPolicy.initial_interval:type_name -> google.protobuf.Duration
-	18, // 18: herald.v1.RetryPolicy.maximum_interval:type_name -> google.protobuf.Duration
-	18, // 19: herald.v1.RetryPolicy.maximum_age:type_name -> google.protobuf.Duration
-	2,  // 20: herald.v1.CreateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
-	2,  // 21: herald.v1.ListSubscriptionsResponse.subscriptions:type_name -> herald.v1.Subscription
-	2,  // 22: herald.v1.UpdateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
-	19, // 23: herald.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	8,  // 24: herald.v1.SubscriptionService.CreateSubscription:input_type -> herald.v1.CreateSubscriptionRequest
-	9,  // 25: herald.v1.SubscriptionService.GetSubscription:input_type -> herald.v1.GetSubscriptionRequest
-	10, // 26: herald.v1.SubscriptionService.ListSubscriptions:input_type -> herald.v1.ListSubscriptionsRequest
-	12, // 27: herald.v1.SubscriptionService.UpdateSubscription:input_type -> herald.v1.UpdateSubscriptionRequest
-	13, // 28: herald.v1.SubscriptionService.DeleteSubscription:input_type -> herald.v1.DeleteSubscriptionRequest
-	2,  // 29: herald.v1.SubscriptionService.CreateSubscription:output_type -> herald.v1.Subscription
-	2,  // 30: herald.v1.SubscriptionService.GetSubscription:output_type -> herald.v1.Subscription
-	11, // 31: herald.v1.SubscriptionService.ListSubscriptions:output_type -> herald.v1.ListSubscriptionsResponse
-	2,  // 32: herald.v1.SubscriptionService.UpdateSubscription:output_type -> herald.v1.Subscription
-	20, // 33: herald.v1.SubscriptionService.DeleteSubscription:output_type -> google.protobuf.Empty
-	29, // [29:34] is the sub-list for method output_type
-	24, // [24:29] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	19, // 0: herald.v1.Subscription.config:type_name -> herald.v1.Subscription.ConfigEntry
+	6,  // 1: herald.v1.Subscription.filters:type_name -> herald.v1.Filter
+	5,  // 2: herald.v1.Subscription.protocol_settings:type_name -> herald.v1.HttpSettings
+	1,  // 3: herald.v1.Subscription.state:type_name -> herald.v1.SubscriptionState
+	9,  // 4: herald.v1.Subscription.retry_policy:type_name -> herald.v1.RetryPolicy
+	2,  // 5: herald.v1.Subscription.content_mode:type_name -> herald.v1.ContentMode
+	22, // 6: herald.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	22, // 7: herald.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	0,  // 8: herald.v1.Subscription.signing_algorithm:type_name -> herald.v1.SigningAlgorithm
+	4,  // 9: herald.v1.Subscription.sink_credential:type_name -> herald.v1.SinkCredential
+	20, // 10: herald.v1.HttpSettings.headers:type_name -> herald.v1.HttpSettings.HeadersEntry
+	7,  // 11: herald.v1.Filter.exact:type_name -> herald.v1.AttributeFilter
+	7,  // 12: herald.v1.Filter.prefix:type_name -> herald.v1.AttributeFilter
+	7,  // 13: herald.v1.Filter.suffix:type_name -> herald.v1.AttributeFilter
+	8,  // 14: herald.v1.Filter.all:type_name -> herald.v1.FilterList
+	8,  // 15: herald.v1.Filter.any:type_name -> herald.v1.FilterList
+	6,  // 16: herald.v1.Filter.not:type_name -> herald.v1.Filter
+	21, // 17: herald.v1.AttributeFilter.attributes:type_name -> herald.v1.AttributeFilter.AttributesEntry
+	6,  // 18: herald.v1.FilterList.filters:type_name -> herald.v1.Filter
+	23, // 19: herald.v1.RetryPolicy.initial_interval:type_name -> google.protobuf.Duration
+	23, // 20: herald.v1.RetryPolicy.maximum_interval:type_name -> google.protobuf.Duration
+	23, // 21: herald.v1.RetryPolicy.maximum_age:type_name -> google.protobuf.Duration
+	3,  // 22: herald.v1.CreateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
+	3,  // 23: herald.v1.ListSubscriptionsResponse.subscriptions:type_name -> herald.v1.Subscription
+	3,  // 24: herald.v1.UpdateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
+	24, // 25: herald.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	23, // 26: herald.v1.RotateSecretRequest.overlap:type_name -> google.protobuf.Duration
+	22, // 27: herald.v1.RotateSecretResponse.previous_expire_time:type_name -> google.protobuf.Timestamp
+	10, // 28: herald.v1.SubscriptionService.CreateSubscription:input_type -> herald.v1.CreateSubscriptionRequest
+	11, // 29: herald.v1.SubscriptionService.GetSubscription:input_type -> herald.v1.GetSubscriptionRequest
+	12, // 30: herald.v1.SubscriptionService.ListSubscriptions:input_type -> herald.v1.ListSubscriptionsRequest
+	14, // 31: herald.v1.SubscriptionService.UpdateSubscription:input_type -> herald.v1.UpdateSubscriptionRequest
+	15, // 32: herald.v1.SubscriptionService.DeleteSubscription:input_type -> herald.v1.DeleteSubscriptionRequest
+	16, // 33: herald.v1.SubscriptionService.RotateSecret:input_type -> herald.v1.RotateSecretRequest
+	18, // 34: herald.v1.SubscriptionService.ValidateSubscription:input_type -> herald.v1.ValidateSubscriptionRequest
+	3,  // 35: herald.v1.SubscriptionService.CreateSubscription:output_type -> herald.v1.Subscription
+	3,  // 36: herald.v1.SubscriptionService.GetSubscription:output_type -> herald.v1.Subscription
+	13, // 37: herald.v1.SubscriptionService.ListSubscriptions:output_type -> herald.v1.ListSubscriptionsResponse
+	3,  // 38: herald.v1.SubscriptionService.UpdateSubscription:output_type -> herald.v1.Subscription
+	25, // 39: herald.v1.SubscriptionService.DeleteSubscription:output_type -> google.protobuf.Empty
+	17, // 40: herald.v1.SubscriptionService.RotateSecret:output_type -> herald.v1.RotateSecretResponse
+	3,  // 41: herald.v1.SubscriptionService.ValidateSubscription:output_type -> herald.v1.Subscription
+	35, // [35:42] is the sub-list for method output_type
+	28, // [28:35] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_subscription_proto_init() }
@@ -1199,7 +1596,7 @@ func file_herald_v1_subscription_proto_init() {
 	if File_herald_v1_subscription_proto != nil {
 		return
 	}
-	file_herald_v1_subscription_proto_msgTypes[2].OneofWrappers = []any{
+	file_herald_v1_subscription_proto_msgTypes[3].OneofWrappers = []any{
 		(*Filter_Exact)(nil),
 		(*Filter_Prefix)(nil),
 		(*Filter_Suffix)(nil),
@@ -1213,8 +1610,8 @@ func file_herald_v1_subscription_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_subscription_proto_rawDesc), len(file_herald_v1_subscription_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   15,
+			NumEnums:      3,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

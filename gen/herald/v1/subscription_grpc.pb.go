@@ -20,11 +20,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SubscriptionService_CreateSubscription_FullMethodName = "/herald.v1.SubscriptionService/CreateSubscription"
-	SubscriptionService_GetSubscription_FullMethodName    = "/herald.v1.SubscriptionService/GetSubscription"
-	SubscriptionService_ListSubscriptions_FullMethodName  = "/herald.v1.SubscriptionService/ListSubscriptions"
-	SubscriptionService_UpdateSubscription_FullMethodName = "/herald.v1.SubscriptionService/UpdateSubscription"
-	SubscriptionService_DeleteSubscription_FullMethodName = "/herald.v1.SubscriptionService/DeleteSubscription"
+	SubscriptionService_CreateSubscription_FullMethodName   = "/herald.v1.SubscriptionService/CreateSubscription"
+	SubscriptionService_GetSubscription_FullMethodName      = "/herald.v1.SubscriptionService/GetSubscription"
+	SubscriptionService_ListSubscriptions_FullMethodName    = "/herald.v1.SubscriptionService/ListSubscriptions"
+	SubscriptionService_UpdateSubscription_FullMethodName   = "/herald.v1.SubscriptionService/UpdateSubscription"
+	SubscriptionService_DeleteSubscription_FullMethodName   = "/herald.v1.SubscriptionService/DeleteSubscription"
+	SubscriptionService_RotateSecret_FullMethodName         = "/herald.v1.SubscriptionService/RotateSecret"
+	SubscriptionService_ValidateSubscription_FullMethodName = "/herald.v1.SubscriptionService/ValidateSubscription"
 )
 
 // SubscriptionServiceClient is the client API for SubscriptionService service.
@@ -46,6 +48,13 @@ type SubscriptionServiceClient interface {
 	// DeleteSubscription deletes a subscription. Deliveries already created
 	// for it are not sent.
 	DeleteSubscription(ctx context.Context, in *DeleteSubscriptionRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// RotateSecret makes a new signing key and returns it (the only time it
+	// is returned). The old keys keep signing, next to the new one, until
+	// the overlap ends.
+	RotateSecret(ctx context.Context, in *RotateSecretRequest, opts ...grpc.CallOption) (*RotateSecretResponse, error)
+	// ValidateSubscription runs the webhook validation handshake again (for
+	// a subscription still pending validation, or after the sink changed).
+	ValidateSubscription(ctx context.Context, in *ValidateSubscriptionRequest, opts ...grpc.CallOption) (*Subscription, error)
 }
 
 type subscriptionServiceClient struct {
@@ -106,6 +115,26 @@ func (c *subscriptionServiceClient) DeleteSubscription(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *subscriptionServiceClient) RotateSecret(ctx context.Context, in *RotateSecretRequest, opts ...grpc.CallOption) (*RotateSecretResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateSecretResponse)
+	err := c.cc.Invoke(ctx, SubscriptionService_RotateSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *subscriptionServiceClient) ValidateSubscription(ctx context.Context, in *ValidateSubscriptionRequest, opts ...grpc.CallOption) (*Subscription, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Subscription)
+	err := c.cc.Invoke(ctx, SubscriptionService_ValidateSubscription_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SubscriptionServiceServer is the server API for SubscriptionService service.
 // All implementations must embed UnimplementedSubscriptionServiceServer
 // for forward compatibility.
@@ -125,6 +154,13 @@ type SubscriptionServiceServer interface {
 	// DeleteSubscription deletes a subscription. Deliveries already created
 	// for it are not sent.
 	DeleteSubscription(context.Context, *DeleteSubscriptionRequest) (*emptypb.Empty, error)
+	// RotateSecret makes a new signing key and returns it (the only time it
+	// is returned). The old keys keep signing, next to the new one, until
+	// the overlap ends.
+	RotateSecret(context.Context, *RotateSecretRequest) (*RotateSecretResponse, error)
+	// ValidateSubscription runs the webhook validation handshake again (for
+	// a subscription still pending validation, or after the sink changed).
+	ValidateSubscription(context.Context, *ValidateSubscriptionRequest) (*Subscription, error)
 	mustEmbedUnimplementedSubscriptionServiceServer()
 }
 
@@ -149,6 +185,12 @@ func (UnimplementedSubscriptionServiceServer) UpdateSubscription(context.Context
 }
 func (UnimplementedSubscriptionServiceServer) DeleteSubscription(context.Context, *DeleteSubscriptionRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteSubscription not implemented")
+}
+func (UnimplementedSubscriptionServiceServer) RotateSecret(context.Context, *RotateSecretRequest) (*RotateSecretResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateSecret not implemented")
+}
+func (UnimplementedSubscriptionServiceServer) ValidateSubscription(context.Context, *ValidateSubscriptionRequest) (*Subscription, error) {
+	return nil, status.Error(codes.Unimplemented, "method ValidateSubscription not implemented")
 }
 func (UnimplementedSubscriptionServiceServer) mustEmbedUnimplementedSubscriptionServiceServer() {}
 func (UnimplementedSubscriptionServiceServer) testEmbeddedByValue()                             {}
@@ -261,6 +303,42 @@ func _SubscriptionService_DeleteSubscription_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SubscriptionService_RotateSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SubscriptionServiceServer).RotateSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SubscriptionService_RotateSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SubscriptionServiceServer).RotateSecret(ctx, req.(*RotateSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SubscriptionService_ValidateSubscription_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ValidateSubscriptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SubscriptionServiceServer).ValidateSubscription(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SubscriptionService_ValidateSubscription_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SubscriptionServiceServer).ValidateSubscription(ctx, req.(*ValidateSubscriptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SubscriptionService_ServiceDesc is the grpc.ServiceDesc for SubscriptionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -287,6 +365,14 @@ var SubscriptionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteSubscription",
 			Handler:    _SubscriptionService_DeleteSubscription_Handler,
+		},
+		{
+			MethodName: "RotateSecret",
+			Handler:    _SubscriptionService_RotateSecret_Handler,
+		},
+		{
+			MethodName: "ValidateSubscription",
+			Handler:    _SubscriptionService_ValidateSubscription_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -2,58 +2,19 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/heraldhq/herald/internal/filter"
-	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/store"
 )
 
-// subscriptionDocument is the stored JSON form of the subscription fields
-// that have no column of their own. Its keys are part of the schema.
-type subscriptionDocument struct {
-	Source      string              `json:"source,omitempty"`
-	Types       []string            `json:"types,omitempty"`
-	Config      map[string]string   `json:"config,omitempty"`
-	Filters     []filter.Expression `json:"filters,omitempty"`
-	Sink        string              `json:"sink"`
-	Protocol    string              `json:"protocol,omitempty"`
-	Headers     map[string]string   `json:"headers,omitempty"`
-	Method      string              `json:"method,omitempty"`
-	StateReason string              `json:"state_reason,omitempty"`
-	Secrets     []string            `json:"secrets,omitempty"`
-	RetryPolicy policy.Retry        `json:"retry_policy"`
-	ContentMode policy.ContentMode  `json:"content_mode,omitempty"`
-	PausedUntil *time.Time          `json:"paused_until,omitempty"`
-}
-
 func encodeSubscription(s *store.Subscription) ([]byte, error) {
-	d := subscriptionDocument{
-		Source:      s.Source,
-		Types:       s.Types,
-		Config:      s.Config,
-		Filters:     s.Filters,
-		Sink:        s.Sink,
-		Protocol:    s.Protocol,
-		Headers:     s.Headers,
-		Method:      s.Method,
-		StateReason: s.StateReason,
-		Secrets:     s.Secrets,
-		RetryPolicy: s.RetryPolicy,
-		ContentMode: s.ContentMode,
-	}
-	if !s.PausedUntil.IsZero() {
-		t := s.PausedUntil.UTC()
-		d.PausedUntil = &t
-	}
-	b, err := json.Marshal(d)
+	b, err := store.EncodeSubscriptionDocument(s)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: encode subscription %s: %w", s.ID, err)
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return b, nil
 }
@@ -64,30 +25,14 @@ func scanSubscription(row pgx.Row) (*store.Subscription, error) {
 		state            string
 		document         []byte
 		created, updated time.Time
-		d                subscriptionDocument
 	)
 	if err := row.Scan(&s.ID, &state, &document, &created, &updated); err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(document, &d); err != nil {
-		return nil, fmt.Errorf("postgres: decode subscription %s: %w", s.ID, err)
+	if err := store.DecodeSubscriptionDocument(document, &s); err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s.Source = d.Source
-	s.Types = d.Types
-	s.Config = d.Config
-	s.Filters = d.Filters
-	s.Sink = d.Sink
-	s.Protocol = d.Protocol
-	s.Headers = d.Headers
-	s.Method = d.Method
 	s.State = store.SubscriptionState(state)
-	s.StateReason = d.StateReason
-	s.Secrets = d.Secrets
-	s.RetryPolicy = d.RetryPolicy
-	s.ContentMode = d.ContentMode
-	if d.PausedUntil != nil {
-		s.PausedUntil = d.PausedUntil.UTC()
-	}
 	s.CreatedAt = created.UTC()
 	s.UpdatedAt = updated.UTC()
 	return &s, nil

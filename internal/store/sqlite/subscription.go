@@ -3,52 +3,17 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/heraldhq/herald/internal/filter"
-	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/store"
 )
 
-// subscriptionDocument is the stored JSON form of the subscription fields
-// that have no column of their own. Its keys are part of the schema.
-type subscriptionDocument struct {
-	Source      string              `json:"source,omitempty"`
-	Types       []string            `json:"types,omitempty"`
-	Config      map[string]string   `json:"config,omitempty"`
-	Filters     []filter.Expression `json:"filters,omitempty"`
-	Sink        string              `json:"sink"`
-	Protocol    string              `json:"protocol,omitempty"`
-	Headers     map[string]string   `json:"headers,omitempty"`
-	Method      string              `json:"method,omitempty"`
-	StateReason string              `json:"state_reason,omitempty"`
-	Secrets     []string            `json:"secrets,omitempty"`
-	RetryPolicy policy.Retry        `json:"retry_policy"`
-	ContentMode policy.ContentMode  `json:"content_mode,omitempty"`
-	PausedUntil int64               `json:"paused_until,omitempty"` // Unix milliseconds
-}
-
 func encodeSubscription(s *store.Subscription) (string, error) {
-	b, err := json.Marshal(subscriptionDocument{
-		Source:      s.Source,
-		Types:       s.Types,
-		Config:      s.Config,
-		Filters:     s.Filters,
-		Sink:        s.Sink,
-		Protocol:    s.Protocol,
-		Headers:     s.Headers,
-		Method:      s.Method,
-		StateReason: s.StateReason,
-		Secrets:     s.Secrets,
-		RetryPolicy: s.RetryPolicy,
-		ContentMode: s.ContentMode,
-		PausedUntil: millis(s.PausedUntil),
-	})
+	b, err := store.EncodeSubscriptionDocument(s)
 	if err != nil {
-		return "", fmt.Errorf("sqlite: encode subscription %s: %w", s.ID, err)
+		return "", fmt.Errorf("sqlite: %w", err)
 	}
 	return string(b), nil
 }
@@ -62,28 +27,14 @@ func scanSubscription(row scanner) (*store.Subscription, error) {
 		s                store.Subscription
 		state, document  string
 		created, updated int64
-		d                subscriptionDocument
 	)
 	if err := row.Scan(&s.ID, &state, &document, &created, &updated); err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal([]byte(document), &d); err != nil {
-		return nil, fmt.Errorf("sqlite: decode subscription %s: %w", s.ID, err)
+	if err := store.DecodeSubscriptionDocument([]byte(document), &s); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	s.Source = d.Source
-	s.Types = d.Types
-	s.Config = d.Config
-	s.Filters = d.Filters
-	s.Sink = d.Sink
-	s.Protocol = d.Protocol
-	s.Headers = d.Headers
-	s.Method = d.Method
 	s.State = store.SubscriptionState(state)
-	s.StateReason = d.StateReason
-	s.Secrets = d.Secrets
-	s.RetryPolicy = d.RetryPolicy
-	s.ContentMode = d.ContentMode
-	s.PausedUntil = fromMillis(d.PausedUntil)
 	s.CreatedAt = fromMillis(created)
 	s.UpdatedAt = fromMillis(updated)
 	return &s, nil

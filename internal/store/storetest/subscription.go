@@ -42,7 +42,8 @@ func fullSubscription(id string) *store.Subscription {
 		Method:      "POST",
 		State:       store.SubscriptionDisabled,
 		StateReason: "endpoint returned 410",
-		Secrets:     []string{"whsec_bmV3ZXN0", "whsec_b2xkZXN0"},
+		Secrets:     []store.Secret{{Key: "whsec_bmV3ZXN0"}, {Key: "whsec_b2xkZXN0", ExpiresAt: at(time.Hour)}},
+		BearerToken: "token-1",
 		RetryPolicy: policy.Retry{
 			InitialInterval:    2 * time.Second,
 			BackoffCoefficient: 3,
@@ -52,10 +53,16 @@ func fullSubscription(id string) *store.Subscription {
 			PermanentStatus:    []int{404},
 			RetryableStatus:    []int{400},
 		},
-		ContentMode: policy.ContentStructured,
-		PausedUntil: at(time.Minute),
-		CreatedAt:   at(-time.Hour),
-		UpdatedAt:   at(-time.Minute),
+		ContentMode:    policy.ContentStructured,
+		MaxBatchSize:   50,
+		RateLimit:      600,
+		AllowedRate:    300,
+		MaxConcurrency: 4,
+		SkipValidation: true,
+		Validation:     &store.Validation{TokenHash: "abc", ExpiresAt: at(10 * time.Minute), RequestedRate: 600},
+		PausedUntil:    at(time.Minute),
+		CreatedAt:      at(-time.Hour),
+		UpdatedAt:      at(-time.Minute),
 	}
 }
 

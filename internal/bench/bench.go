@@ -1,0 +1,568 @@
+// Package bench measures Herald end to end: a load generator, a verifying
+// sink and a raw baseline.
+//
+// Run starts (or connects to) a Herald node, serves a loopback sink that
+// verifies every Standard Webhooks signature and records when each event
+// arrives, subscribes it, publishes 1 KiB JSON events over gRPC, waits for
+// them to be delivered and reports publish and delivery throughput and
+// latency, lost and duplicated events, and the CPU and memory used. With a
+// baseline it also measures the same sink driven by a plain signing HTTP
+// client, the ceiling of this machine, and reports Herald as a ratio of it.
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
+	"github.com/heraldhq/herald/internal/signing"
+)
+
+// Config configures a bench run.
+type Config struct {
+	// Target is the gRPC address of a running Herald to drive; empty
+	// starts one in this process (embedded Temporal, and SQLite in a
+	// temporary directory unless Store is set). A target must accept
+	// http:// sinks and reach SinkAddr.
+	Target string
+	// Store is the in-process node's database: a postgres:// URL, or empty
+	// for SQLite in a temporary directory.
+	Store string
+	// Senders and ClaimBatch tune the in-process node (0: its defaults).
+	Senders    int
+	ClaimBatch int
+	// Start starts the in-process node (see package inprocess); it is
+	// needed unless Target is set. It is a field, not an import, so that
+	// this package's tests do not link the Temporal server.
+	Start StartFunc
+
+	// Events is how many events to publish. 0 means 10,000 unless
+	// Duration is set, and then no count limit.
+	Events int
+	// Duration bounds the publishing time (0: MaxLoadTime).
+	Duration time.Duration
+	// Rate is events per second; 0 publishes as fast as Publishers go.
+	Rate float64
+	// Publishers is how many Publish calls are in flight at most; the
+	// baseline uses as many HTTP senders.
+	Publishers int
+	// Batch is how many events each Publish call carries (1 to 1000).
+	Batch int
+	// FailRate is the fraction of first attempts the sink answers 500, to
+	// measure retries (0 to 1).
+	FailRate float64
+	// DrainTimeout is how long to wait for deliveries after publishing
+	// ends; events not delivered by then are counted lost.
+	DrainTimeout time.Duration
+	// Baseline also measures a plain signing HTTP client against the sink.
+	Baseline bool
+
+	// SinkAddr is where the sink listens (default 127.0.0.1:0).
+	SinkAddr string
+	// JSON prints the result as JSON instead of a table.
+	JSON bool
+	// CPUProfile, if set, is a file for a CPU profile of the measured
+	// Herald phase (publishing and draining).
+	CPUProfile string
+	// LogLevel is the in-process node's log level (default warn).
+	LogLevel string
+	// Progress receives progress lines; nil discards them.
+	Progress io.Writer
+}
+
+// StartFunc starts a Herald node in this process.
+type StartFunc func(ctx context.Context, opts NodeOptions) (Node, error)
+
+// NodeOptions configure an in-process node.
+type NodeOptions struct {
+	// Store is a postgres:// URL, or empty for SQLite in a temporary
+	// directory.
+	Store string
+	// Senders and ClaimBatch tune the node (0: Herald's defaults).
+	Senders    int
+	ClaimBatch int
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+	// Log receives the node's log lines.
+	Log io.Writer
+}
+
+// Node is a running in-process Herald node.
+type Node interface {
+	// GRPCAddr is where its gRPC API listens.
+	GRPCAddr() string
+	// Stop stops it and removes its files; it may be called more than
+	// once.
+	Stop()
+}
+
+// MaxLoadTime bounds the publishing phase when Duration is not set.
+const MaxLoadTime = 10 * time.Minute
+
+// DefaultEvents is how many events are published when neither Events nor
+// Duration is set.
+const DefaultEvents = 10_000
+
+// DefaultConfig returns the defaults of `herald bench`.
+func DefaultConfig() Config {
+	return Config{
+		Publishers:   64,
+		Batch:        1,
+		DrainTimeout: time.Minute,
+		SinkAddr:     "127.0.0.1:0",
+		LogLevel:     "warn",
+	}
+}
+
+// RegisterFlags defines a flag for every field, defaulting to c's values.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Target, "target", c.Target, "gRPC address of a running Herald to drive (default: start one in this process)")
+	fs.StringVar(&c.Store, "store", c.Store, "in-process node's database: postgres://... URL (default: SQLite in a temporary directory)")
+	fs.IntVar(&c.Senders, "senders", c.Senders, "in-process node's first attempts in flight (0: Herald's default)")
+	fs.IntVar(&c.ClaimBatch, "claim-batch", c.ClaimBatch, "in-process node's claim batch (0: Herald's default)")
+	fs.IntVar(&c.Events, "events", c.Events, "events to publish (0: 10000, or no count limit with --duration)")
+	fs.DurationVar(&c.Duration, "duration", c.Duration, "publishing time limit (0: "+MaxLoadTime.String()+")")
+	fs.Float64Var(&c.Rate, "rate", c.Rate, "events per second (0: as fast as possible)")
+	fs.IntVar(&c.Publishers, "publishers", c.Publishers, "concurrent Publish calls (and baseline HTTP senders)")
+	fs.IntVar(&c.Batch, "batch", c.Batch, "events per Publish call (1 to 1000)")
+	fs.Float64Var(&c.FailRate, "fail-rate", c.FailRate, "fraction of first attempts the sink answers 500 (0 to 1)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long to wait for deliveries after publishing; later ones count as lost")
+	fs.BoolVar(&c.Baseline, "baseline", c.Baseline, "also measure a plain signing HTTP client against the same sink")
+	fs.StringVar(&c.SinkAddr, "sink-addr", c.SinkAddr, "where the sink listens")
+	fs.BoolVar(&c.JSON, "json", c.JSON, "print JSON instead of a table")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", c.CPUProfile, "write a CPU profile of the measured phase to this file")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "in-process node's log level: debug, info, warn or error")
+}
+
+// validate checks c and fills in derived defaults.
+func (c *Config) validate() error {
+	var errs []error
+	if c.Events < 0 || c.Duration < 0 || c.Rate < 0 || c.DrainTimeout < 0 {
+		errs = append(errs, errors.New("events, duration, rate and drain-timeout must not be negative"))
+	}
+	if c.Events == 0 && c.Duration == 0 {
+		c.Events = DefaultEvents
+	}
+	if c.Duration == 0 {
+		c.Duration = MaxLoadTime
+	}
+	if c.Publishers < 1 {
+		errs = append(errs, errors.New("publishers must be at least 1"))
+	}
+	if c.Batch < 1 || c.Batch > 1000 {
+		errs = append(errs, errors.New("batch must be 1 to 1000"))
+	}
+	if c.FailRate < 0 || c.FailRate > 1 {
+		errs = append(errs, errors.New("fail-rate must be 0 to 1"))
+	}
+	if c.Target != "" && (c.Store != "" || c.Senders != 0 || c.ClaimBatch != 0) {
+		errs = append(errs, errors.New("store, senders and claim-batch apply only to an in-process node, not with --target"))
+	}
+	if c.Target == "" && c.Start == nil {
+		errs = append(errs, errors.New("no in-process node available: set --target"))
+	}
+	if c.Store != "" && !strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
+		errs = append(errs, errors.New("store must be a postgres:// URL (SQLite is the default)"))
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = time.Minute
+	}
+	if c.SinkAddr == "" {
+		c.SinkAddr = "127.0.0.1:0"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "warn"
+	}
+	return errors.Join(errs...)
+}
+
+// Result is everything a run measured.
+type Result struct {
+	Date     time.Time `json:"date"`
+	Machine  Machine   `json:"machine"`
+	Settings Settings  `json:"settings"`
+	Herald   Herald    `json:"herald"`
+	// Baseline is set when the run had one.
+	Baseline *BaselineResult `json:"baseline,omitempty"`
+	// Ratio is Herald's delivery throughput over the baseline's (0
+	// without a baseline).
+	Ratio float64 `json:"ratio,omitempty"`
+}
+
+// Settings are the run's parameters as applied.
+type Settings struct {
+	Mode         string        `json:"mode"` // in-process sqlite, in-process postgres, or target
+	Target       string        `json:"target,omitempty"`
+	Events       int           `json:"events"` // 0: bounded by Duration
+	Duration     time.Duration `json:"duration_ns"`
+	Rate         float64       `json:"rate"`
+	Publishers   int           `json:"publishers"`
+	Batch        int           `json:"batch"`
+	EventSize    int           `json:"event_size"`
+	FailRate     float64       `json:"fail_rate"`
+	DrainTimeout time.Duration `json:"drain_timeout_ns"`
+}
+
+// Herald is what the Herald phase measured.
+type Herald struct {
+	Publish  Publish   `json:"publish"`
+	Delivery Delivery  `json:"delivery"`
+	Sink     SinkStats `json:"sink"`
+	// DeliveryRate is delivered events per second, from the first
+	// Publish call to the last event's arrival.
+	DeliveryRate float64 `json:"delivery_rate"`
+	Usage        Usage   `json:"usage"`
+}
+
+// Publish is what the load generator saw.
+type Publish struct {
+	Events     int           `json:"events"`   // events sent in Publish calls
+	Accepted   int           `json:"accepted"` // ACCEPTED with a delivery
+	Calls      int           `json:"calls"`
+	Errors     int           `json:"errors"` // failed calls
+	FirstError string        `json:"first_error,omitempty"`
+	NoMatch    int           `json:"no_match"`   // ACCEPTED without a delivery
+	Duplicates int           `json:"duplicates"` // DUPLICATE answers
+	Wall       time.Duration `json:"wall_ns"`
+	// Rate is accepted events per second of Wall.
+	Rate float64 `json:"rate"`
+	// Latency is per Publish call.
+	Latency Latency `json:"latency"`
+	// MaxLag is, at a fixed rate, the most a call started behind schedule.
+	MaxLag time.Duration `json:"max_lag_ns,omitempty"`
+}
+
+// BaselineResult is what the raw baseline measured.
+type BaselineResult struct {
+	Events   int       `json:"events"`
+	Workers  int       `json:"workers"`
+	Errors   int       `json:"errors"`
+	Delivery Delivery  `json:"delivery"`
+	Sink     SinkStats `json:"sink"`
+	// Rate is requests the sink accepted per second.
+	Rate float64 `json:"rate"`
+	// Latency is per request, from sending to the response.
+	Latency Latency `json:"latency"`
+	Usage   Usage   `json:"usage"`
+}
+
+// Run runs a bench as cfg says and writes the result to out. It stops by
+// itself: publishing is bounded by cfg.Events and cfg.Duration, and
+// draining by cfg.DrainTimeout.
+func Run(ctx context.Context, cfg Config, out io.Writer) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	progress := cfg.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(progress, "bench: "+format+"\n", args...) }
+	res := &Result{
+		Date:    time.Now().UTC().Truncate(time.Second),
+		Machine: machineInfo(),
+		Settings: Settings{
+			Target:       cfg.Target,
+			Events:       cfg.Events,
+			Duration:     cfg.Duration,
+			Rate:         cfg.Rate,
+			Publishers:   cfg.Publishers,
+			Batch:        cfg.Batch,
+			EventSize:    eventSize,
+			FailRate:     cfg.FailRate,
+			DrainTimeout: cfg.DrainTimeout,
+		},
+	}
+	runID := newRunID()
+
+	target := cfg.Target
+	scope := "this process only: load generator and sink (Herald runs elsewhere)"
+	var node Node
+	if target != "" {
+		res.Settings.Mode = "target"
+	} else {
+		res.Settings.Mode = "in-process sqlite"
+		scope = "this process: Herald, embedded Temporal, SQLite, load generator and sink"
+		if cfg.Store != "" {
+			res.Settings.Mode = "in-process postgres"
+			scope = "this process: Herald, embedded Temporal, load generator and sink (not the Postgres server)"
+		}
+		logf("starting Herald in this process (embedded Temporal, %s)", strings.TrimPrefix(res.Settings.Mode, "in-process "))
+		logOut := cfg.Progress
+		if logOut == nil {
+			logOut = os.Stderr
+		}
+		var err error
+		node, err = cfg.Start(ctx, NodeOptions{
+			Store:      cfg.Store,
+			Senders:    cfg.Senders,
+			ClaimBatch: cfg.ClaimBatch,
+			LogLevel:   cfg.LogLevel,
+			Log:        logOut,
+		})
+		if err != nil {
+			return err
+		}
+		defer node.Stop()
+		target = node.GRPCAddr()
+	}
+
+	if err := runHerald(ctx, cfg, target, runID, scope, res, logf); err != nil {
+		return err
+	}
+	if node != nil {
+		logf("stopping Herald")
+		node.Stop()
+	}
+
+	if cfg.Baseline {
+		n := res.Herald.Publish.Events
+		if n == 0 {
+			n = cfg.Events
+		}
+		logf("baseline: %d events from %d HTTP senders", n, cfg.Publishers)
+		b, err := runBaseline(ctx, cfg, n, runID)
+		if err != nil {
+			return err
+		}
+		res.Baseline = b
+		if b.Rate > 0 {
+			res.Ratio = res.Herald.DeliveryRate / b.Rate
+		}
+	}
+
+	if cfg.JSON {
+		return writeJSON(out, res)
+	}
+	return writeTable(out, res)
+}
+
+// runHerald measures Herald at target and fills res.Herald.
+func runHerald(ctx context.Context, cfg Config, target, runID, scope string, res *Result, logf func(string, ...any)) error {
+	nconn := min((cfg.Publishers+15)/16, 8)
+	clients := make([]heraldv1.PublishServiceClient, nconn)
+	var subs heraldv1.SubscriptionServiceClient
+	for i := range clients {
+		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return fmt.Errorf("connect to Herald at %s: %w", target, err)
+		}
+		defer conn.Close()
+		clients[i] = heraldv1.NewPublishServiceClient(conn)
+		if i == 0 {
+			subs = heraldv1.NewSubscriptionServiceClient(conn)
+		}
+	}
+
+	// The sink listens first, so its URL can go into the subscription, and
+	// serves once the subscription's secret is known.
+	ln, err := net.Listen("tcp", cfg.SinkAddr)
+	if err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
+	defer ln.Close()
+	source := eventSource + "/" + runID
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	sub, err := subs.CreateSubscription(cctx, &heraldv1.CreateSubscriptionRequest{Subscription: &heraldv1.Subscription{
+		Sink:     "http://" + ln.Addr().String() + "/hook",
+		Protocol: "HTTP",
+		Source:   source,
+		Types:    []string{eventType},
+		// Short waits, so that retries finish within the run.
+		RetryPolicy: &heraldv1.RetryPolicy{
+			InitialInterval:    durationpb.New(100 * time.Millisecond),
+			BackoffCoefficient: 2,
+			MaximumInterval:    durationpb.New(time.Second),
+			MaximumAttempts:    10,
+		},
+	}})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("create subscription: %w", err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_, _ = subs.DeleteSubscription(dctx, &heraldv1.DeleteSubscriptionRequest{Id: sub.GetId()})
+	}()
+	sink, err := NewSink(sub.GetSigningSecret(), cfg.FailRate)
+	if err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
+	stopSink := serve(ln, sink)
+	defer stopSink()
+
+	// A warm-up event proves the subscription is live before measuring.
+	logf("warming up")
+	if err := warmUp(ctx, clients[0], sink, source, runID); err != nil {
+		return err
+	}
+	base := sink.Delivered()
+
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	logf("publishing to %s: %s", target, describeSettings(res.Settings))
+	m := startMeter()
+	load := Load(ctx, LoadConfig{
+		Clients:    clients,
+		Events:     cfg.Events,
+		Duration:   cfg.Duration,
+		Rate:       cfg.Rate,
+		Publishers: cfg.Publishers,
+		Batch:      cfg.Batch,
+		Prefix:     runID + "-",
+		Source:     source,
+	})
+	accepted := 0
+	for _, s := range load.Sent {
+		if s.Accepted {
+			accepted++
+		}
+	}
+	logf("published %d events (%d accepted) in %s; draining (up to %s)",
+		len(load.Sent), accepted, load.End.Sub(load.Start).Round(time.Millisecond), cfg.DrainTimeout)
+	dctx, cancel := context.WithTimeout(ctx, cfg.DrainTimeout)
+	err = sink.Await(dctx, base+accepted)
+	cancel()
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	usage := m.stop(scope)
+	pprof.StopCPUProfile()
+
+	d := Account(load.Sent, sink.Receipts())
+	h := Herald{
+		Publish: Publish{
+			Events:     len(load.Sent),
+			Accepted:   accepted,
+			Calls:      load.Calls,
+			Errors:     load.CallErrors,
+			FirstError: load.FirstError,
+			NoMatch:    load.NoMatch,
+			Duplicates: load.Duplicates,
+			Wall:       load.End.Sub(load.Start),
+			Rate:       perSecond(accepted, load.End.Sub(load.Start)),
+			Latency:    Summarize(load.Latency),
+			MaxLag:     load.MaxLag,
+		},
+		Delivery: d,
+		Sink:     sink.Stats(),
+		Usage:    usage,
+	}
+	if !d.Last.IsZero() {
+		h.DeliveryRate = perSecond(d.Delivered, d.Last.Sub(load.Start))
+	}
+	res.Herald = h
+	return nil
+}
+
+// warmUp publishes one event and waits for the sink to accept it.
+func warmUp(ctx context.Context, client heraldv1.PublishServiceClient, sink *Sink, source, runID string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	ev := &cloudeventsv1.CloudEvent{
+		Id: runID + "-warmup", Source: source, SpecVersion: "1.0", Type: eventType,
+		Data: &cloudeventsv1.CloudEvent_TextData{TextData: eventData(-1)},
+	}
+	resp, err := client.Publish(ctx, &heraldv1.PublishRequest{Events: []*cloudeventsv1.CloudEvent{ev}})
+	if err != nil {
+		return fmt.Errorf("warm-up publish: %w", err)
+	}
+	if r := resp.GetResults(); len(r) != 1 || len(r[0].GetDeliveryIds()) == 0 {
+		return fmt.Errorf("warm-up publish matched no subscription (results %v)", r)
+	}
+	if err := sink.Await(ctx, 1); err != nil {
+		return fmt.Errorf("warm-up event not delivered within a minute: %w", err)
+	}
+	return nil
+}
+
+// runBaseline drives a fresh sink with a plain signing HTTP client.
+func runBaseline(ctx context.Context, cfg Config, events int, runID string) (*BaselineResult, error) {
+	secret := signing.NewSecret()
+	sink, err := NewSink(secret, 0)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.SinkAddr)
+	if err != nil {
+		return nil, fmt.Errorf("baseline sink: %w", err)
+	}
+	stopSink := serve(ln, sink)
+	defer stopSink()
+	// Give back what an in-process node left behind, so that the peak RSS
+	// measured is closer to the baseline's own.
+	debug.FreeOSMemory()
+	m := startMeter()
+	run, err := Baseline(ctx, BaselineConfig{
+		URL:     "http://" + ln.Addr().String() + "/hook",
+		Secret:  secret,
+		Events:  events,
+		Workers: cfg.Publishers,
+		Prefix:  runID + "-base-",
+		Source:  eventSource + "/" + runID,
+	})
+	if err != nil {
+		return nil, err
+	}
+	usage := m.stop("this process: baseline HTTP client and sink")
+	d := Account(run.Sent, sink.Receipts())
+	return &BaselineResult{
+		Events:   len(run.Sent),
+		Workers:  cfg.Publishers,
+		Errors:   run.Errors,
+		Delivery: d,
+		Sink:     sink.Stats(),
+		Rate:     perSecond(d.Delivered, run.End.Sub(run.Start)),
+		Latency:  Summarize(run.Latency),
+		Usage:    usage,
+	}, nil
+}
+
+// serve serves h on ln until the returned function is called.
+func serve(ln net.Listener, h http.Handler) (stop func()) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	return func() {
+		_ = srv.Close()
+		<-done
+	}
+}
+
+// newRunID returns a short random id that keeps this run's events and
+// subscription apart from any other's.
+func newRunID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "bench" + hex.EncodeToString(b)
+}

@@ -1,0 +1,104 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/heraldhq/herald/internal/filter"
+	"github.com/heraldhq/herald/internal/policy"
+)
+
+// subscriptionDocument is the stored JSON form of the subscription fields
+// that have no column of their own. Every driver stores it as is; its keys
+// are part of the schema.
+type subscriptionDocument struct {
+	Source         string              `json:"source,omitempty"`
+	Types          []string            `json:"types,omitempty"`
+	Config         map[string]string   `json:"config,omitempty"`
+	Filters        []filter.Expression `json:"filters,omitempty"`
+	Sink           string              `json:"sink"`
+	Protocol       string              `json:"protocol,omitempty"`
+	Headers        map[string]string   `json:"headers,omitempty"`
+	Method         string              `json:"method,omitempty"`
+	StateReason    string              `json:"state_reason,omitempty"`
+	Secrets        []Secret            `json:"secrets,omitempty"`
+	BearerToken    string              `json:"bearer_token,omitempty"`
+	RetryPolicy    policy.Retry        `json:"retry_policy"`
+	ContentMode    policy.ContentMode  `json:"content_mode,omitempty"`
+	MaxBatchSize   int                 `json:"max_batch_size,omitempty"`
+	RateLimit      int                 `json:"rate_limit,omitempty"`
+	AllowedRate    int                 `json:"allowed_rate,omitempty"`
+	MaxConcurrency int                 `json:"max_concurrency,omitempty"`
+	SkipValidation bool                `json:"skip_validation,omitempty"`
+	Validation     *Validation         `json:"validation,omitempty"`
+	PausedUntil    *time.Time          `json:"paused_until,omitempty"`
+}
+
+// EncodeSubscriptionDocument returns the JSON document a driver stores for
+// s's fields that have no column of their own (all but ID, State,
+// CreatedAt and UpdatedAt).
+func EncodeSubscriptionDocument(s *Subscription) ([]byte, error) {
+	d := subscriptionDocument{
+		Source:         s.Source,
+		Types:          s.Types,
+		Config:         s.Config,
+		Filters:        s.Filters,
+		Sink:           s.Sink,
+		Protocol:       s.Protocol,
+		Headers:        s.Headers,
+		Method:         s.Method,
+		StateReason:    s.StateReason,
+		Secrets:        s.Secrets,
+		BearerToken:    s.BearerToken,
+		RetryPolicy:    s.RetryPolicy,
+		ContentMode:    s.ContentMode,
+		MaxBatchSize:   s.MaxBatchSize,
+		RateLimit:      s.RateLimit,
+		AllowedRate:    s.AllowedRate,
+		MaxConcurrency: s.MaxConcurrency,
+		SkipValidation: s.SkipValidation,
+		Validation:     s.Validation,
+	}
+	if !s.PausedUntil.IsZero() {
+		t := s.PausedUntil.UTC()
+		d.PausedUntil = &t
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode subscription %s: %w", s.ID, err)
+	}
+	return b, nil
+}
+
+// DecodeSubscriptionDocument fills s's document fields from b.
+func DecodeSubscriptionDocument(b []byte, s *Subscription) error {
+	var d subscriptionDocument
+	if err := json.Unmarshal(b, &d); err != nil {
+		return fmt.Errorf("decode subscription %s: %w", s.ID, err)
+	}
+	s.Source = d.Source
+	s.Types = d.Types
+	s.Config = d.Config
+	s.Filters = d.Filters
+	s.Sink = d.Sink
+	s.Protocol = d.Protocol
+	s.Headers = d.Headers
+	s.Method = d.Method
+	s.StateReason = d.StateReason
+	s.Secrets = d.Secrets
+	s.BearerToken = d.BearerToken
+	s.RetryPolicy = d.RetryPolicy
+	s.ContentMode = d.ContentMode
+	s.MaxBatchSize = d.MaxBatchSize
+	s.RateLimit = d.RateLimit
+	s.AllowedRate = d.AllowedRate
+	s.MaxConcurrency = d.MaxConcurrency
+	s.SkipValidation = d.SkipValidation
+	s.Validation = d.Validation
+	s.PausedUntil = time.Time{}
+	if d.PausedUntil != nil {
+		s.PausedUntil = d.PausedUntil.UTC()
+	}
+	return nil
+}

@@ -1,0 +1,357 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
+	"github.com/heraldhq/herald/internal/cehttp"
+	"github.com/heraldhq/herald/internal/cevent"
+	"github.com/heraldhq/herald/internal/policy"
+	"github.com/heraldhq/herald/internal/publish"
+)
+
+// IngestPath is where the HTTP edge receives CloudEvents.
+const IngestPath = "/v1/events"
+
+// Body limits of POST /v1/events, by CloudEvents HTTP mode. Whatever the
+// mode, each event must also fit policy.MaxEventSize in its protobuf
+// encoding (413 otherwise).
+const (
+	// MaxBinaryBody is the largest binary-mode body (the event's data).
+	MaxBinaryBody = policy.MaxEventSize
+	// MaxStructuredBody is the largest structured-mode body: room for JSON
+	// escaping and base64 around an event of policy.MaxEventSize.
+	MaxStructuredBody = 2 * policy.MaxEventSize
+	// MaxBatchBody is the largest batched-mode body. A batch also holds at
+	// most policy.MaxEventsPerPublish events.
+	MaxBatchBody = 16 << 20
+)
+
+// IngestOptions configure the CloudEvents webhook receiver. The zero value
+// serves nothing (404): set APIKeys, or AllowUnauthenticated for
+// development.
+type IngestOptions struct {
+	// APIKeys are the accepted bearer tokens, sent as "Authorization:
+	// Bearer <key>" or, as the CloudEvents webhook spec also requires
+	// targets to accept, as the access_token query parameter.
+	APIKeys []string
+	// AllowUnauthenticated accepts events without a key when APIKeys is
+	// empty. Development only; ignored when APIKeys is set.
+	AllowUnauthenticated bool
+	// AllowedOrigins are the sender DNS names whose validation handshake
+	// (OPTIONS with WebHook-Request-Origin) is granted. Matching is exact
+	// and case-insensitive; there are no wildcards.
+	AllowedOrigins []string
+	// Rate is the WebHook-Allowed-Rate granted, in requests per minute;
+	// 0 grants "*" (no limit). It is advisory: it is not enforced.
+	Rate int
+	// AutoGrantCallbacks grants a handshake that carries
+	// WebHook-Request-Callback by POSTing to the callback URL, instead of
+	// in the OPTIONS response. The callback URL must be https and its host
+	// must be the origin or a subdomain of it.
+	AutoGrantCallbacks bool
+	// CallbackClient sends callback grants; nil uses a client with a
+	// CallbackTimeout timeout. Redirects are never followed.
+	CallbackClient *http.Client
+	Logger         *slog.Logger
+}
+
+// Ingest is Herald's CloudEvents webhook receiver, served at IngestPath:
+// POST takes events in binary, structured or batched mode and publishes
+// them through the same Publisher as the gRPC API; OPTIONS answers the
+// CloudEvents webhook validation handshake. Close it to stop the callback
+// grants in flight.
+//
+// Every POST that publishes answers 200 with a JSON IngestResponse, in
+// every mode (one result per event, in request order). Errors are
+// application/problem+json (RFC 9457) bodies, see Problem: 400 for a
+// malformed request or invalid events (the violations name the fields,
+// e.g. "events[0].type"), 401 without a valid key, 404 when ingest is
+// disabled, 405 for other methods, 413 when too large, 415 for an
+// unsupported event format, 503 when the publisher is closed or the store
+// fails.
+type Ingest struct {
+	publisher *publish.Publisher
+	opts      IngestOptions
+	keys      [][sha256.Size]byte
+	client    *http.Client
+
+	ctx       context.Context // ends on Close; parent of callback grants
+	cancel    context.CancelFunc
+	callbacks chan struct{} // one token per callback grant in flight
+	mu        sync.Mutex    // guards closed and adding to inFlight
+	closed    bool
+	inFlight  sync.WaitGroup
+}
+
+// NewIngest returns the receiver over p.
+func NewIngest(p *publish.Publisher, opts IngestOptions) *Ingest {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	in := &Ingest{publisher: p, opts: opts, callbacks: make(chan struct{}, MaxCallbacksInFlight)}
+	for _, k := range opts.APIKeys {
+		if k != "" {
+			in.keys = append(in.keys, sha256.Sum256([]byte(k)))
+		}
+	}
+	client := http.Client{Timeout: CallbackTimeout}
+	if opts.CallbackClient != nil {
+		client = *opts.CallbackClient
+	}
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	in.client = &client
+	in.ctx, in.cancel = context.WithCancel(context.Background())
+	return in
+}
+
+// Close cancels the callback grants in flight and waits for them.
+func (in *Ingest) Close() {
+	in.mu.Lock()
+	in.closed = true
+	in.mu.Unlock()
+	in.cancel()
+	in.inFlight.Wait()
+}
+
+// enabled reports whether the endpoint serves at all.
+func (in *Ingest) enabled() bool {
+	return len(in.keys) > 0 || in.opts.AllowUnauthenticated
+}
+
+const allowedMethods = "POST, OPTIONS"
+
+// ServeHTTP implements http.Handler.
+func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !in.enabled() {
+		writeProblem(w, http.StatusNotFound, "CloudEvents ingest is disabled: no API keys are configured", nil)
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		in.servePost(w, r)
+	case http.MethodOptions:
+		in.serveOptions(w, r)
+	default:
+		w.Header().Set("Allow", allowedMethods)
+		writeProblem(w, http.StatusMethodNotAllowed, r.Method+" is not allowed; use POST (or OPTIONS for the validation handshake)", nil)
+	}
+}
+
+// IngestResponse is the body of a successful POST.
+type IngestResponse struct {
+	Results []IngestResult `json:"results"`
+}
+
+// IngestResult is the outcome of one event.
+type IngestResult struct {
+	Source string `json:"source"`
+	ID     string `json:"id"`
+	// Status is "accepted", or "duplicate" when an event with the same
+	// source and id was published before (nothing new is delivered).
+	Status      string   `json:"status"`
+	DeliveryIDs []string `json:"delivery_ids"`
+}
+
+// Problem is an RFC 9457 problem details body.
+type Problem struct {
+	Type       string      `json:"type"`
+	Title      string      `json:"title"`
+	Status     int         `json:"status"`
+	Detail     string      `json:"detail,omitempty"`
+	Violations []Violation `json:"violations,omitempty"`
+}
+
+// Violation names one invalid field of a request.
+type Violation struct {
+	Field       string `json:"field"`
+	Description string `json:"description"`
+}
+
+func (in *Ingest) servePost(w http.ResponseWriter, r *http.Request) {
+	viaQuery, status, msg := in.authenticate(r)
+	if status != 0 {
+		if status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+		}
+		writeProblem(w, status, msg, nil)
+		return
+	}
+	events, err := cehttp.ReadRequest(r, bodyLimit(r.Header.Get("Content-Type")))
+	switch {
+	case err == nil:
+	case errors.Is(err, cehttp.ErrTooLarge):
+		writeProblem(w, http.StatusRequestEntityTooLarge, errorDetail(err), nil)
+		return
+	case errors.Is(err, cehttp.ErrUnsupportedFormat):
+		writeProblem(w, http.StatusUnsupportedMediaType, errorDetail(err)+"; use application/cloudevents+json, application/cloudevents-batch+json or binary mode", nil)
+		return
+	default: // malformed, or the body could not be read
+		writeProblem(w, http.StatusBadRequest, errorDetail(err), nil)
+		return
+	}
+	if len(events) > policy.MaxEventsPerPublish {
+		writeProblem(w, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("%d events in the batch; at most %d", len(events), policy.MaxEventsPerPublish), nil)
+		return
+	}
+	pes := make([]*cloudeventsv1.CloudEvent, len(events))
+	for i, e := range events {
+		field := "events[" + strconv.Itoa(i) + "]"
+		pe, err := cevent.ToProto(e)
+		if err != nil {
+			writeProblem(w, http.StatusBadRequest, "invalid event", []Violation{{Field: field, Description: err.Error()}})
+			return
+		}
+		if size := proto.Size(pe); size > policy.MaxEventSize {
+			writeProblem(w, http.StatusRequestEntityTooLarge, "event too large", []Violation{{Field: field,
+				Description: fmt.Sprintf("event is %d bytes; the limit is %d", size, policy.MaxEventSize)}})
+			return
+		}
+		pes[i] = pe
+	}
+	results, err := in.publisher.Publish(r.Context(), pes)
+	if err != nil {
+		in.writePublishError(w, r, err)
+		return
+	}
+	resp := IngestResponse{Results: make([]IngestResult, len(results))}
+	for i, res := range results {
+		st := "accepted"
+		if res.Duplicate {
+			st = "duplicate"
+		}
+		ids := res.DeliveryIDs
+		if ids == nil {
+			ids = []string{}
+		}
+		resp.Results[i] = IngestResult{Source: res.Source, ID: res.ID, Status: st, DeliveryIDs: ids}
+	}
+	if viaQuery {
+		w.Header().Set("Cache-Control", "private")
+	}
+	writeJSON(w, http.StatusOK, "application/json", resp)
+}
+
+func (in *Ingest) writePublishError(w http.ResponseWriter, r *http.Request, err error) {
+	var invalid *publish.InvalidError
+	switch {
+	case errors.As(err, &invalid):
+		vs := make([]Violation, len(invalid.Violations))
+		for i, v := range invalid.Violations {
+			vs[i] = Violation{Field: v.Field, Description: v.Description}
+		}
+		writeProblem(w, http.StatusBadRequest, "invalid events", vs)
+	case errors.Is(err, publish.ErrClosed):
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, http.StatusServiceUnavailable, "herald is shutting down; retry on another node", nil)
+	case r.Context().Err() != nil:
+		// The client is gone; nobody reads this.
+		writeProblem(w, http.StatusServiceUnavailable, "request canceled", nil)
+	default:
+		in.opts.Logger.Error("ingest: publish", "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, http.StatusServiceUnavailable, "events could not be stored; retry", nil)
+	}
+}
+
+// authenticate checks the request's API key. It returns the status to
+// answer (0 to go on) and whether the key came in the query.
+func (in *Ingest) authenticate(r *http.Request) (viaQuery bool, status int, msg string) {
+	if len(in.keys) == 0 {
+		return false, 0, "" // enabled without keys: AllowUnauthenticated
+	}
+	header := r.Header.Values("Authorization")
+	query := r.URL.Query()["access_token"]
+	var token string
+	switch {
+	case len(header) > 0 && len(query) > 0:
+		return false, http.StatusBadRequest, "send the API key in the Authorization header or the access_token parameter, not both"
+	case len(header) == 1:
+		scheme, t, ok := strings.Cut(header[0], " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return false, http.StatusUnauthorized, "Authorization must be \"Bearer <api key>\""
+		}
+		token = strings.TrimLeft(t, " ")
+	case len(query) == 1:
+		token, viaQuery = query[0], true
+	case len(header) == 0 && len(query) == 0:
+		return false, http.StatusUnauthorized, "an API key is required: Authorization: Bearer <api key>"
+	default:
+		return false, http.StatusBadRequest, "more than one API key in the request"
+	}
+	if !in.validKey(token) {
+		return false, http.StatusUnauthorized, "invalid API key"
+	}
+	return viaQuery, 0, ""
+}
+
+// validKey compares token with every key in constant time: hashing first
+// hides the keys' lengths, and every key is compared.
+func (in *Ingest) validKey(token string) bool {
+	if token == "" {
+		return false
+	}
+	h := sha256.Sum256([]byte(token))
+	match := 0
+	for i := range in.keys {
+		match |= subtle.ConstantTimeCompare(h[:], in.keys[i][:])
+	}
+	return match == 1
+}
+
+// bodyLimit is the body limit of the CloudEvents HTTP mode that ct
+// selects (the same detection as cehttp.ReadRequest).
+func bodyLimit(ct string) int64 {
+	switch {
+	case hasPrefixFold(ct, "application/cloudevents-batch"):
+		return MaxBatchBody
+	case hasPrefixFold(ct, "application/cloudevents"):
+		return MaxStructuredBody
+	default:
+		return MaxBinaryBody
+	}
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// errorDetail is err's message without its "cehttp: " prefixes.
+func errorDetail(err error) string {
+	return strings.ReplaceAll(err.Error(), "cehttp: ", "")
+}
+
+func writeProblem(w http.ResponseWriter, status int, detail string, vs []Violation) {
+	writeJSON(w, status, "application/problem+json", Problem{
+		Type:       "about:blank",
+		Title:      http.StatusText(status),
+		Status:     status,
+		Detail:     detail,
+		Violations: vs,
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // cannot happen: only structs of strings and ints
+		http.Error(w, "encode response: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
