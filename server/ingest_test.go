@@ -58,7 +58,8 @@ func newIngestEnv(t testing.TB, opts IngestOptions) *ingestEnv {
 	t.Cleanup(p.Close)
 	in := NewIngest(p, opts)
 	t.Cleanup(in.Close)
-	srv := httptest.NewServer(HTTPHandler(func(context.Context) error { return nil }, in))
+	svc := NewServices(p, s, cat, nil, Options{})
+	srv := httptest.NewServer(HTTPHandler(func(context.Context) error { return nil }, svc, in))
 	t.Cleanup(srv.Close)
 	return &ingestEnv{url: srv.URL + IngestPath, ingest: in, publisher: p, store: s}
 }

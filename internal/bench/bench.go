@@ -385,6 +385,9 @@ func runHerald(ctx context.Context, cfg Config, target, runID, scope string, res
 		Protocol: "HTTP",
 		Source:   source,
 		Types:    []string{eventType},
+		// The sink would grant the handshake, but it is not what is
+		// measured.
+		SkipValidation: true,
 		// Short waits, so that retries finish within the run.
 		RetryPolicy: &heraldv1.RetryPolicy{
 			InitialInterval:    durationpb.New(100 * time.Millisecond),

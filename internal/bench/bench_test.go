@@ -169,6 +169,29 @@ func TestSink_VerifiesSignatures(t *testing.T) {
 	}
 }
 
+func TestSink_GrantsValidationHandshake(t *testing.T) {
+	sink, url, _ := newTestSink(t, 0)
+	req, err := http.NewRequest(http.MethodOptions, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("WebHook-Request-Origin", "herald.example.com")
+	req.Header.Set("WebHook-Request-Rate", "120")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK ||
+		resp.Header.Get("WebHook-Allowed-Origin") != "herald.example.com" ||
+		resp.Header.Get("WebHook-Allowed-Rate") != "*" {
+		t.Errorf("handshake answer = %d %v, want 200 granting herald.example.com at any rate", resp.StatusCode, resp.Header)
+	}
+	if st := sink.Stats(); st.Handshakes != 1 || st.Accepted != 0 {
+		t.Errorf("stats = %+v, want 1 handshake and nothing accepted", st)
+	}
+}
+
 func TestSink_KeysByEventIDElseWebhookID(t *testing.T) {
 	sink, url, signer := newTestSink(t, 0)
 	send(t, url, signer, "msg_a", "evt-a")

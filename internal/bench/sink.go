@@ -39,8 +39,11 @@ type SinkStats struct {
 	// (answered 401).
 	BadSignature int `json:"bad_signature"`
 	// Malformed is the requests without a webhook-id or with an
-	// unreadable body (answered 400).
+	// unreadable body (answered 400), or with a method other than POST
+	// and OPTIONS (405).
 	Malformed int `json:"malformed"`
+	// Handshakes is the validation handshakes (OPTIONS) granted.
+	Handshakes int `json:"handshakes"`
 }
 
 // Sink is a webhook receiver that verifies every request's signature and
@@ -85,8 +88,26 @@ func NewSink(secret string, failRate float64) (*Sink, error) {
 	}, nil
 }
 
-// ServeHTTP verifies and records one request.
+// ServeHTTP verifies and records one request. It grants the CloudEvents
+// webhook validation handshake (OPTIONS) to any origin, at any rate.
 func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodOptions:
+		s.count(func(st *SinkStats) { st.Handshakes++ })
+		w.Header().Set("Allow", "POST, OPTIONS")
+		if origin := r.Header.Get("WebHook-Request-Origin"); origin != "" {
+			w.Header().Set("WebHook-Allowed-Origin", origin)
+			w.Header().Set("WebHook-Allowed-Rate", "*")
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	default:
+		s.count(func(st *SinkStats) { st.Malformed++ })
+		w.Header().Set("Allow", "POST, OPTIONS")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxSinkBody))
 	now := s.now()
 	msgID := r.Header.Get(signing.HeaderID)

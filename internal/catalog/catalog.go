@@ -75,8 +75,9 @@ type Catalog struct {
 
 type snapshot struct {
 	version int64
-	set     *filter.Set       // active subscriptions only
-	byID    map[string]*Entry // every subscription
+	set     *filter.Set // subscriptions that take new events
+
+	byID map[string]*Entry // every subscription
 }
 
 // New returns an empty catalog; call Reload before use.
@@ -124,7 +125,9 @@ func (c *Catalog) Reload(ctx context.Context) error {
 			continue
 		}
 		byID[s.ID] = en
-		if s.State == store.SubscriptionActive {
+		// Events for a sink still to consent are stored, and delivered
+		// once it does.
+		if s.State == store.SubscriptionActive || s.State == store.SubscriptionPendingValidation {
 			rules = append(rules, filter.Rule{ID: s.ID, Source: s.Source, Types: s.Types, Filters: s.Filters})
 		}
 	}
@@ -153,7 +156,8 @@ func (c *Catalog) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Match appends the active subscriptions that e matches to dst.
+// Match appends the subscriptions that take new events (active or pending
+// validation) that e matches to dst.
 func (c *Catalog) Match(e *event.Event, dst []*Entry) []*Entry {
 	snap := c.snap.Load()
 	var idsBuf [8]string

@@ -88,13 +88,17 @@ func publish(t *testing.T, n *testNode, events ...*cloudeventsv1.CloudEvent) []*
 
 func waitDeliveryState(t *testing.T, n *testNode, id string, want heraldv1.DeliveryState) *heraldv1.Delivery {
 	t.Helper()
-	var d *heraldv1.Delivery
-	heraldtest.Eventually(t, wait, "delivery "+id+" to be "+want.String(), func() bool {
-		var err error
-		d, err = n.deliveries.GetDelivery(ctx(t), &heraldv1.GetDeliveryRequest{Id: id})
-		return err == nil && d.GetState() == want
-	})
-	return d
+	deadline := time.Now().Add(wait)
+	for {
+		d, err := n.deliveries.GetDelivery(ctx(t), &heraldv1.GetDeliveryRequest{Id: id})
+		if err == nil && d.GetState() == want {
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivery %s is not %s after %s: %v (err %v)", id, want, wait, d, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func TestPublish_DeliveredOnceSignedWithEncodedHeaders(t *testing.T) {

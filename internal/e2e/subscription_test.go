@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/cehttp"
 	"github.com/heraldhq/herald/internal/heraldtest"
 	"github.com/heraldhq/herald/internal/signing"
 )
@@ -26,11 +27,11 @@ type handshakeSink struct {
 	*heraldtest.Receiver
 	mu       sync.Mutex
 	options  []http.Header
-	grant    func(h http.Header) http.Header // response headers for an OPTIONS
+	grant    func(h http.Header) (int, http.Header) // the answer to an OPTIONS
 	callback chan string
 }
 
-func newHandshakeSink(t *testing.T, grant func(h http.Header) http.Header) *handshakeSink {
+func newHandshakeSink(t *testing.T, grant func(h http.Header) (int, http.Header)) *handshakeSink {
 	s := &handshakeSink{grant: grant, callback: make(chan string, 1)}
 	s.Receiver = heraldtest.NewReceiver(t, func(_ int, r *http.Request) (int, http.Header) {
 		if r.Method != http.MethodOptions {
@@ -45,7 +46,7 @@ func newHandshakeSink(t *testing.T, grant func(h http.Header) http.Header) *hand
 			default:
 			}
 		}
-		return http.StatusOK, s.grant(r.Header)
+		return s.grant(r.Header)
 	})
 	return s
 }
@@ -76,8 +77,8 @@ func withHandshake(s *heraldv1.Subscription) { s.SkipValidation = false }
 
 func TestHandshake_GrantActivatesAndDeliveriesCarryTheOrigin(t *testing.T) {
 	n := startNode(t, nodeConfig(t, tempStore(t)))
-	sink := newHandshakeSink(t, func(h http.Header) http.Header {
-		return http.Header{"Webhook-Allowed-Origin": {h.Get("WebHook-Request-Origin")}, "Webhook-Allowed-Rate": {"600"}, "Allow": {"POST"}}
+	sink := newHandshakeSink(t, func(h http.Header) (int, http.Header) {
+		return http.StatusOK, http.Header{"Webhook-Allowed-Origin": {h.Get("WebHook-Request-Origin")}, "Webhook-Allowed-Rate": {"600"}, "Allow": {"POST"}}
 	})
 	sub := createSub(t, n, sink.URL, withHandshake, func(s *heraldv1.Subscription) { s.RateLimit = 1200 })
 	if sub.GetState() != heraldv1.SubscriptionState_SUBSCRIPTION_STATE_PENDING_VALIDATION {
@@ -105,18 +106,18 @@ func TestHandshake_NoConsentHoldsDeliveriesUntilValidated(t *testing.T) {
 	n := startNode(t, nodeConfig(t, tempStore(t)))
 	var mu sync.Mutex
 	consent := false
-	sink := newHandshakeSink(t, func(h http.Header) http.Header {
+	sink := newHandshakeSink(t, func(h http.Header) (int, http.Header) {
 		mu.Lock()
 		defer mu.Unlock()
 		if !consent {
-			return nil // 200 without WebHook-Allowed-Origin: not a grant
+			return http.StatusMethodNotAllowed, nil // does not do the handshake
 		}
-		return http.Header{"Webhook-Allowed-Origin": {"*"}}
+		return http.StatusOK, http.Header{"Webhook-Allowed-Origin": {"*"}}
 	})
 	sub := createSub(t, n, sink.URL, withHandshake)
 	heraldtest.Eventually(t, wait, "the refusal to be recorded", func() bool {
 		s, err := n.subs.GetSubscription(ctx(t), &heraldv1.GetSubscriptionRequest{Id: sub.GetId()})
-		return err == nil && strings.Contains(s.GetStateReason(), "WebHook-Allowed-Origin")
+		return err == nil && strings.Contains(s.GetStateReason(), "refused")
 	})
 	id := publish(t, n, newEvent("evt-held"))[0].GetDeliveryIds()[0]
 
@@ -135,7 +136,9 @@ func TestHandshake_NoConsentHoldsDeliveriesUntilValidated(t *testing.T) {
 
 func TestHandshake_CallbackGrantIsSingleUse(t *testing.T) {
 	n := startNode(t, nodeConfig(t, tempStore(t)))
-	sink := newHandshakeSink(t, func(http.Header) http.Header { return nil })
+	// 200 without WebHook-Allowed-Origin is no grant: Herald waits for the
+	// callback.
+	sink := newHandshakeSink(t, func(http.Header) (int, http.Header) { return http.StatusOK, nil })
 	sub := createSub(t, n, sink.URL, withHandshake)
 	var callback string
 	select {
@@ -178,8 +181,18 @@ func TestContentModes_SDKReceiverGetsEveryMode(t *testing.T) {
 	got := map[string][]cloudevents.Event{} // path -> events
 	handler := func(path string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			evs, err := cehttpsdk.NewEventsFromHTTPRequest(r) // handles all three modes
+			var evs []cloudevents.Event
+			var err error
+			if path == "/batched" {
+				evs, err = cehttpsdk.NewEventsFromHTTPRequest(r)
+			} else {
+				var e *cloudevents.Event
+				if e, err = cehttpsdk.NewEventFromHTTPRequest(r); err == nil {
+					evs = append(evs, *e)
+				}
+			}
 			if err != nil {
+				t.Logf("%s: sdk-go rejects the request: %v", path, err)
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
@@ -223,7 +236,14 @@ func TestContentModes_SDKReceiverGetsEveryMode(t *testing.T) {
 			continue
 		}
 		for _, e := range evs {
-			if e.Subject() != "Euro € 😀" || e.Extensions()["tenant"] != "acme corp" || string(e.Data()) != `{"order":42}` {
+			subject, tenant := e.Subject(), e.Extensions()["tenant"].(string)
+			if p == "/binary" {
+				// sdk-go v2.16.2 does not percent-decode ce- headers (its
+				// issue 1331): a receiver using it must decode them itself.
+				subject, _ = cehttp.DecodeHeaderValue(subject)
+				tenant, _ = cehttp.DecodeHeaderValue(tenant)
+			}
+			if subject != "Euro € 😀" || tenant != "acme corp" || string(e.Data()) != `{"order":42}` {
 				t.Errorf("%s decoded %v", p, e)
 			}
 		}

@@ -40,7 +40,7 @@ func setup(t *testing.T, types ...string) (*publish.Publisher, *countingStore) {
 	for i, typ := range types {
 		err := s.SubscriptionInsert(ctx, &store.Subscription{
 			ID: fmt.Sprintf("sub_%d", i), Types: []string{typ}, Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
-			State: store.SubscriptionActive, Secrets: []string{signing.NewSecret()}, CreatedAt: now, UpdatedAt: now,
+			State: store.SubscriptionActive, Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
 		})
 		if err != nil {
 			t.Fatal(err)
