@@ -184,13 +184,13 @@ var subscriptionStates = map[store.SubscriptionState]heraldv1.SubscriptionState{
 // subscriptionToProto renders a subscription without its secrets.
 func subscriptionToProto(s *store.Subscription) *heraldv1.Subscription {
 	p := &heraldv1.Subscription{
-		Id:          s.ID,
-		Source:      s.Source,
-		Types:       slices.Clone(s.Types),
-		Config:      maps.Clone(s.Config),
-		Filters:     filtersToProto(s.Filters),
-		Sink:        s.Sink,
-		Protocol:    s.Protocol,
+		Id:                s.ID,
+		Source:            s.Source,
+		Types:             slices.Clone(s.Types),
+		Config:            maps.Clone(s.Config),
+		Filters:           filtersToProto(s.Filters),
+		Sink:              s.Sink,
+		Protocol:          s.Protocol,
 		State:             subscriptionStates[s.State],
 		StateReason:       s.StateReason,
 		RetryPolicy:       retryToProto(s.RetryPolicy),

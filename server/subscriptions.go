@@ -3,9 +3,9 @@ package server
 import (
 	"context"
 	"errors"
-	"strings"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
