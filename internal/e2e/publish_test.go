@@ -8,12 +8,14 @@ import (
 	"testing"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/heraldhq/herald/clients/publisher"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
 	"github.com/heraldhq/herald/internal/cehttp"
@@ -291,5 +293,40 @@ func TestSubscription_SecretOnlyInCreateResponse(t *testing.T) {
 	}
 	if _, err := n.subs.GetSubscription(ctx(t), &heraldv1.GetSubscriptionRequest{Id: "sub_missing"}); status.Code(err) != codes.NotFound {
 		t.Errorf("get missing: %v, want NotFound", err)
+	}
+}
+
+func TestPublisherClient_PublishesSDKEvents(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	rcv := heraldtest.NewReceiver(t, nil)
+	createSub(t, n, rcv.URL)
+	c := publisher.New(n.conn)
+
+	e := cloudevents.NewEvent()
+	e.SetID("sdk-1")
+	e.SetSource("/orders")
+	e.SetType("com.example.order.created")
+	e.SetSubject("Euro € 😀")
+	if err := e.SetData(cloudevents.ApplicationJSON, map[string]int{"order": 1}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Publish(ctx(t), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].Duplicate || len(res[0].DeliveryIDs) != 1 {
+		t.Fatalf("results = %+v", res)
+	}
+	waitDeliveryState(t, n, res[0].DeliveryIDs[0], heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
+	if got := rcv.Requests()[0].Body; string(got) != `{"order":1}` {
+		t.Errorf("body = %s", got)
+	}
+
+	bad := cloudevents.NewEvent()
+	bad.SetID("sdk-2")
+	bad.SetSource("/orders") // no type
+	_, err = c.Publish(ctx(t), bad)
+	if v := publisher.FieldViolations(err); v["events[0].type"] == "" {
+		t.Errorf("violations = %v (err %v), want events[0].type", v, err)
 	}
 }
