@@ -145,6 +145,9 @@ func TestDelivery_DeadLetterIsFoundBySearchAttributeAndRedriven(t *testing.T) {
 		t.Fatal(err)
 	}
 	d = waitDeliveryState(t, n, id, heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
+	if d.GetAttempts() != 2 {
+		t.Errorf("attempts = %d, want 2 (the dead one and the redrive)", d.GetAttempts())
+	}
 	reqs := rcv.Requests()
 	if len(reqs) != 2 || reqs[0].Header.Get("webhook-id") != reqs[1].Header.Get("webhook-id") {
 		t.Errorf("%d requests; webhook-ids must match across the redrive", len(reqs))
