@@ -26,6 +26,10 @@ func (s *Starter) options(in DeliveryInput) client.StartWorkflowOptions {
 		ID:                       WorkflowID(in.SubscriptionID, in.DeliveryID),
 		TaskQueue:                tq,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		// The node that starts a delivery's workflow runs a worker on the
+		// same client: eager start hands it the first task directly
+		// (measured about 2x workflows/s on SQLite, temporal.md).
+		EnableEagerStart: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			AttrSubscriptionID.ValueSet(in.SubscriptionID),
 			AttrSinkHost.ValueSet(in.SinkHost),

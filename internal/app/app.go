@@ -144,7 +144,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		defer n.background.Done()
 		cat.Run(runCtx, cfg.CatalogReload)
 	}()
-	n.publisher = publish.New(n.store, cat, publish.Config{OnCommit: disp.Notify, Logger: logger})
+	n.publisher = publish.New(n.store, cat, publish.Config{Dispatcher: disp, OnCommit: disp.Notify, Logger: logger})
 
 	n.health = health.NewServer()
 	svc := server.NewServices(n.publisher, n.store, cat,

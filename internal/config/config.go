@@ -105,7 +105,7 @@ func Serve() Config {
 		TemporalNamespace: "default",
 		TaskQueue:         "herald-deliveries",
 		Senders:           64,
-		ClaimBatch:        256,
+		ClaimBatch:        2048,
 		Lease:             2 * time.Minute,
 		CatalogReload:     time.Second,
 		ShutdownTimeout:   30 * time.Second,

@@ -58,6 +58,11 @@ type Config struct {
 	BatchSize int
 	// Senders is how many requests are in flight at once (default 64).
 	Senders int
+	// Handoffs is how many failed deliveries are handed to their
+	// workflows at once (default 16), and HandoffQueue how many may wait
+	// for that (default 4096); a full queue holds the senders back.
+	Handoffs     int
+	HandoffQueue int
 	// Lease is how long a claim lasts before another dispatcher may take
 	// the delivery (default 2 minutes; longer than a request's timeout).
 	Lease time.Duration
@@ -74,6 +79,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Senders <= 0 {
 		c.Senders = 64
+	}
+	if c.Handoffs <= 0 {
+		c.Handoffs = 16
+	}
+	if c.HandoffQueue <= 0 {
+		c.HandoffQueue = 4096
 	}
 	if c.Lease <= 0 {
 		c.Lease = 2 * time.Minute
@@ -98,11 +109,23 @@ type Dispatcher struct {
 	wake    chan struct{} // new deliveries were stored
 	space   chan struct{} // a sender took a job off the queue
 	work    chan job
-	queued  atomic.Int64 // deliveries in work
+	queued  atomic.Int64 // deliveries in work, or reserved for it
 	updates chan store.DeliveryUpdate
+	failed  chan failure // failed attempts waiting for their workflow
+
+	mu     sync.RWMutex // guards closed against Enqueue
+	closed bool
 	// pauses holds the pauses this dispatcher set itself (subscription ID
 	// to time.Time), seen before the catalog reloads them from the store.
 	pauses sync.Map
+}
+
+// failure is a failed attempt on its way to its workflow.
+type failure struct {
+	dl     *store.Delivery
+	sub    *store.Subscription
+	number int
+	res    attempt.Result
 }
 
 // job is what one sender sends in one request: one delivery, or several
@@ -122,6 +145,41 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 		space:     make(chan struct{}, 1),
 		work:      make(chan job, cfg.BatchSize),
 		updates:   make(chan store.DeliveryUpdate, 4*cfg.BatchSize),
+		failed:    make(chan failure, cfg.HandoffQueue),
+	}
+}
+
+// Reserve takes room in the work queue for up to n deliveries that a
+// publisher on this node will store already claimed (in flight until the
+// returned lease) and pass to Enqueue, so that fresh deliveries skip the
+// claim query. It returns how many it reserved, maybe none.
+func (d *Dispatcher) Reserve(n int) (reserved int, leaseUntil time.Time) {
+	for {
+		cur := d.queued.Load()
+		k := min(int64(n), int64(d.cfg.BatchSize)-cur)
+		if k <= 0 {
+			return 0, time.Time{}
+		}
+		if d.queued.CompareAndSwap(cur, cur+k) {
+			return int(k), time.Now().Add(d.cfg.Lease)
+		}
+	}
+}
+
+// Enqueue hands deliveries stored as claimed (with their EventPayload) to
+// the senders, using reserved slots from Reserve; unused slots are given
+// back. After Run has returned the deliveries are left to their lease.
+func (d *Dispatcher) Enqueue(ds []*store.Delivery, reserved int) {
+	d.queued.Add(int64(len(ds) - reserved))
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		d.queued.Add(-int64(len(ds)))
+		return
+	}
+	// Room was reserved, so these sends never block.
+	for _, j := range d.jobs(ds) {
+		d.work <- j
 	}
 }
 
@@ -145,6 +203,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			d.sendLoop(ctx)
 		}()
 	}
+	var handoffs sync.WaitGroup
+	for range d.cfg.Handoffs {
+		handoffs.Add(1)
+		go func() {
+			defer handoffs.Done()
+			for f := range d.failed {
+				d.handOff(context.WithoutCancel(ctx), f)
+			}
+		}()
+	}
 	recorded := make(chan struct{})
 	go func() {
 		defer close(recorded)
@@ -152,8 +220,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}()
 
 	d.claimLoop(ctx)
+	d.mu.Lock()
+	d.closed = true
 	close(d.work)
+	d.mu.Unlock()
 	senders.Wait()
+	close(d.failed)
+	handoffs.Wait()
 	close(d.updates)
 	<-recorded
 	return nil
@@ -348,6 +421,15 @@ func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog
 			d.cfg.Logger.Error("pause sink", "subscription", sub.ID, "err", err)
 		}
 	}
+	// Starting a workflow is slow next to a send: hand it to the hand-off
+	// workers so that this sender goes on with other sinks. Until the
+	// workflow has started, the delivery stays in flight under its lease.
+	d.failed <- failure{dl: dl, sub: sub, number: number, res: res}
+}
+
+// handOff starts a failed delivery's workflow and records the attempt.
+func (d *Dispatcher) handOff(ctx context.Context, f failure) {
+	dl, sub, number, res := f.dl, f.sub, f.number, f.res
 	err := d.handoff.Start(ctx, workflows.DeliveryInput{
 		DeliveryID:     dl.ID,
 		SubscriptionID: sub.ID,

@@ -36,8 +36,19 @@ type Result struct {
 	DeliveryIDs []string
 }
 
+// Dispatcher takes fresh deliveries straight from the publisher: they are
+// stored already claimed by this node, so no claim query is needed to
+// find them. See dispatch.Dispatcher.
+type Dispatcher interface {
+	Reserve(n int) (reserved int, leaseUntil time.Time)
+	Enqueue(ds []*store.Delivery, reserved int)
+}
+
 // Config tunes the publisher. Zero fields take the defaults.
 type Config struct {
+	// Dispatcher, if set, gets fresh deliveries in memory, as far as it
+	// has room; the rest are stored pending for any node to claim.
+	Dispatcher Dispatcher
 	// MaxBatch is the most events committed in one transaction (default 1000).
 	MaxBatch int
 	// OnCommit is called after each commit that created deliveries, e.g. to
@@ -213,27 +224,95 @@ func (p *Publisher) commitLoop() {
 		for _, r := range batch {
 			all = append(all, r.params...)
 		}
+		reserved := p.claim(all)
 		results, err := p.store.EventInsertBatch(context.Background(), all)
-		created := false
+		p.handOver(all, results, err, reserved)
 		off := 0
 		for _, r := range batch {
 			if err != nil {
 				r.err = fmt.Errorf("publish: store events: %w", err)
 			} else {
 				r.results = results[off : off+len(r.params)]
-				for _, res := range r.results {
-					if !res.Duplicate && len(res.DeliveryIDs) > 0 {
-						created = true
-					}
-				}
 			}
 			off += len(r.params)
 			close(r.done)
 		}
+		created := err == nil && storedPending(all, results)
 		if created && p.cfg.OnCommit != nil {
 			p.cfg.OnCommit()
 		}
 	}
+}
+
+// claim reserves room in the dispatcher for the batch's deliveries and
+// marks that many claimed (in flight, leased), so the dispatcher gets them
+// from handOver instead of a claim query. It returns how many it reserved.
+func (p *Publisher) claim(all []store.EventInsertParams) int {
+	if p.cfg.Dispatcher == nil {
+		return 0
+	}
+	n := 0
+	for _, e := range all {
+		n += len(e.Deliveries)
+	}
+	if n == 0 {
+		return 0
+	}
+	reserved, lease := p.cfg.Dispatcher.Reserve(n)
+	left := reserved
+	for i := range all {
+		for j := range all[i].Deliveries {
+			if left == 0 {
+				return reserved
+			}
+			d := &all[i].Deliveries[j]
+			d.State, d.LeaseUntil = store.DeliveryInFlight, lease
+			left--
+		}
+	}
+	return reserved
+}
+
+// handOver passes the deliveries that were stored claimed to the
+// dispatcher, with their events.
+func (p *Publisher) handOver(all []store.EventInsertParams, results []store.EventInsertResult, err error, reserved int) {
+	if reserved == 0 {
+		return
+	}
+	var ds []*store.Delivery
+	if err == nil {
+		for i, e := range all {
+			if results[i].Duplicate {
+				continue
+			}
+			for j := range e.Deliveries {
+				d := e.Deliveries[j]
+				if d.State != store.DeliveryInFlight {
+					continue
+				}
+				d.EventSource, d.EventID, d.EventType = e.Event.Source, e.Event.ID, e.Event.Type
+				d.EventPayload, d.CreatedAt, d.UpdatedAt = e.Event.Payload, e.Event.CreatedAt, e.Event.CreatedAt
+				ds = append(ds, &d)
+			}
+		}
+	}
+	p.cfg.Dispatcher.Enqueue(ds, reserved)
+}
+
+// storedPending reports whether the batch stored a delivery for the
+// dispatchers to claim (one the local dispatcher did not take).
+func storedPending(all []store.EventInsertParams, results []store.EventInsertResult) bool {
+	for i, e := range all {
+		if results[i].Duplicate {
+			continue
+		}
+		for _, d := range e.Deliveries {
+			if d.State == store.DeliveryPending {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Close commits what is queued and stops the publisher. Publish calls that

@@ -15,6 +15,23 @@ var claimTests = []test{
 	{"SetsInFlightAndLeaseAndReturnsPayload", testClaimSetsLease},
 	{"RespectsLimitOldestNextAtFirst", testClaimLimitAndOrder},
 	{"ConcurrentClaimersNeverShareADelivery", testClaimConcurrent},
+	{"InsertedInFlightIsClaimableOnlyAfterItsLease", testClaimInsertedInFlight},
+}
+
+// testClaimInsertedInFlight: a publisher may store a delivery already
+// claimed by its node; nobody else claims it until the lease ends.
+func testClaimInsertedInFlight(t *testing.T, s store.Store) {
+	e := newEvent("/orders", "1", at(0))
+	d := newDelivery("dlv_1", "sub_a", store.DeliveryInFlight, at(0), e.CreatedAt)
+	d.LeaseUntil = at(time.Minute)
+	insert(t, s, store.EventInsertParams{Event: e, Deliveries: []store.Delivery{d}})
+	if got := claim(t, s, 10, at(30*time.Second), at(2*time.Minute)); len(got) != 0 {
+		t.Fatalf("claimed %d deliveries under a live lease", len(got))
+	}
+	got := claim(t, s, 10, at(time.Minute), at(3*time.Minute))
+	if len(got) != 1 || got[0].ID != "dlv_1" {
+		t.Fatalf("after the lease: claimed %v, want dlv_1", got)
+	}
 }
 
 var updateTests = []test{
