@@ -119,3 +119,80 @@ func TestPublish_AfterCloseFails(t *testing.T) {
 		t.Errorf("err = %v, want ErrClosed", err)
 	}
 }
+
+// fakeDispatcher takes up to room deliveries straight from the publisher.
+type fakeDispatcher struct {
+	mu       sync.Mutex
+	room     int
+	got      []*store.Delivery
+	returned int // reserved slots given back unused
+}
+
+func (f *fakeDispatcher) Reserve(n int) (int, time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := min(n, f.room)
+	f.room -= k
+	return k, time.Now().Add(time.Minute)
+}
+
+func (f *fakeDispatcher) Enqueue(ds []*store.Delivery, reserved int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.got = append(f.got, ds...)
+	f.returned += reserved - len(ds)
+}
+
+func TestPublish_HandsFreshDeliveriesToTheDispatcherAsFarAsItHasRoom(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	now := time.Now()
+	for i := range 3 {
+		if err := s.SubscriptionInsert(ctx, &store.Subscription{
+			ID: fmt.Sprintf("sub_%d", i), Types: []string{"a"}, Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
+			State: store.SubscriptionActive, Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cat := catalog.New(s, nil)
+	if err := cat.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fd := &fakeDispatcher{room: 2}
+	p := publish.New(s, cat, publish.Config{Dispatcher: fd})
+	t.Cleanup(p.Close)
+
+	res, err := p.Publish(ctx, []*cloudeventsv1.CloudEvent{ev("1", "a")}) // 3 deliveries, room for 2
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fd.got) != 2 {
+		t.Fatalf("dispatcher got %d deliveries, want 2", len(fd.got))
+	}
+	for _, d := range fd.got {
+		if d.State != store.DeliveryInFlight || d.EventID != "1" || len(d.EventPayload) == 0 {
+			t.Errorf("handed over %+v, want in flight with its event", d)
+		}
+	}
+	// The third is pending, for a claim; the two handed over are leased.
+	claimed, err := s.DeliveryClaim(ctx, store.DeliveryClaimParams{Limit: 10, Now: time.Now(), LeaseUntil: time.Now().Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claimed) != 1 || len(res[0].DeliveryIDs) != 3 {
+		t.Errorf("claimable %d of %d deliveries, want 1", len(claimed), len(res[0].DeliveryIDs))
+	}
+	// A duplicate hands nothing over and gives its reservation back.
+	fd.room = 5
+	if _, err := p.Publish(ctx, []*cloudeventsv1.CloudEvent{ev("1", "a")}); err != nil {
+		t.Fatal(err)
+	}
+	if len(fd.got) != 2 || fd.returned != 3 {
+		t.Errorf("after a duplicate: %d handed over, %d returned; want 2 and 3", len(fd.got), fd.returned)
+	}
+}
