@@ -1,6 +1,7 @@
 // Package dispatch makes the first attempt of every stored delivery: it
-// claims pending deliveries in batches, sends them, records the results in
-// batches, and hands each failure to its Temporal workflow.
+// takes fresh deliveries straight from the local publisher (stored already
+// claimed) or claims pending ones in batches, sends them, records the
+// results in batches, and hands each failure to its Temporal workflow.
 //
 // A delivery's states (store.DeliveryState):
 //
