@@ -87,6 +87,7 @@ func Delivery(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
 			return DeliveryResult{}, err
 		}
 	}
+	redriven := 0
 	for {
 		delivered, reason, err := w.retry(ctx)
 		if err != nil {
@@ -99,11 +100,23 @@ func Delivery(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
 			return DeliveryResult{}, err
 		}
 		redrives.Receive(ctx, nil)
+		if redriven++; redriven >= redrivesPerRun {
+			// Many redrives: carry on in a fresh run so the history stays
+			// small. The new run starts with the redrive.
+			next := w.in
+			next.Redrive, next.TotalAttempts, next.LastStatus = true, w.total, w.status
+			return DeliveryResult{}, workflow.NewContinueAsNewError(ctx, DeliveryWorkflowName, next)
+		}
 		if err := w.redrive(ctx); err != nil {
 			return DeliveryResult{}, err
 		}
 	}
 }
+
+// redrivesPerRun is how many redrives one run takes before the delivery
+// continues as a new run, which keeps each history well below the 4,096
+// events Temporal suggests (a series of 8 attempts adds about 80).
+var redrivesPerRun = 20
 
 // deliveryRun is the state of one Delivery workflow.
 type deliveryRun struct {

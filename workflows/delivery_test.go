@@ -2,13 +2,16 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/heraldhq/herald/internal/policy"
 )
@@ -277,4 +280,26 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+func TestDelivery_LongHistoryContinuesAsNewOnRedrive(t *testing.T) {
+	old := redrivesPerRun
+	redrivesPerRun = 1
+	t.Cleanup(func() { redrivesPerRun = old })
+	env, s := newEnv(t)
+	s.keepScript = true
+	s.results = []AttemptResult{{Outcome: policy.Permanent, StatusCode: 400}}
+	redriveWhenDead(env, time.Hour)
+	env.ExecuteWorkflow(Delivery, failedFirst(env, 500, policy.Retry{}))
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("err = %v, want continue-as-new after the redrive", err)
+	}
+	var next DeliveryInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if !next.Redrive || next.TotalAttempts != 2 || next.DeliveryID != "dlv_1" {
+		t.Errorf("next run input = %+v, want a redrive after 2 attempts", next)
+	}
 }
