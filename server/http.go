@@ -4,10 +4,13 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/heraldhq/herald/internal/metrics"
 )
 
 // HTTPHandler returns Herald's HTTP edge: /healthz (the process is up),
-// /readyz (ready reports nil when the node can take traffic), the
+// /readyz (ready reports nil when the node can take traffic), /metrics
+// (Prometheus), the
 // validation callback URL of svc's handshakes and, when ingest is not nil,
 // the CloudEvents receiver at IngestPath.
 func HTTPHandler(ready func(context.Context) error, svc *Services, ingest *Ingest) http.Handler {
@@ -16,6 +19,7 @@ func HTTPHandler(ready func(context.Context) error, svc *Services, ingest *Inges
 		mux.Handle(IngestPath, ingest)
 	}
 	mux.Handle(validationPath+"/{subscription}/{token}", svc.ValidationCallback())
+	mux.Handle("GET /metrics", metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

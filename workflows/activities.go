@@ -11,6 +11,7 @@ import (
 	"github.com/heraldhq/herald/internal/attempt"
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/handshake"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/store"
 )
@@ -173,6 +174,7 @@ type MarkDeadInput struct {
 
 // MarkDead records that a delivery is dead-lettered, and why.
 func (a *Activities) MarkDead(ctx context.Context, in MarkDeadInput) error {
+	metrics.DeadLetters.Inc()
 	return a.Store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{{
 		ID:         in.DeliveryID,
 		State:      store.DeliveryDead,

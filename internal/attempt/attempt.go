@@ -16,6 +16,7 @@ import (
 	"github.com/heraldhq/herald/internal/cevent"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/id"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/throttle"
@@ -120,6 +121,8 @@ func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, en *catalog.
 	}
 	res := a.Sender.Send(ctx, req)
 	outcome := res.Outcome(sub.RetryPolicy.WithDefaults())
+	metrics.Attempts.WithLabelValues(string(outcome)).Add(float64(len(ds)))
+	metrics.AttemptSeconds.Observe(res.Latency.Seconds())
 	for i := range out {
 		rec := &out[i].Record
 		rec.StatusCode = res.StatusCode

@@ -35,6 +35,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/attempt"
 	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/workflows"
@@ -448,6 +449,7 @@ func (d *Dispatcher) handOff(ctx context.Context, f failure) {
 	if err != nil {
 		// Leave the delivery in flight: its lease expires and it is
 		// attempted and handed off again. Record the attempt only.
+		metrics.Handoffs.WithLabelValues("error").Inc()
 		d.cfg.Logger.Error("hand off failed delivery", "delivery", dl.ID, "err", err)
 		d.updates <- store.DeliveryUpdate{
 			ID: dl.ID, State: store.DeliveryInFlight, Attempts: number,
@@ -456,6 +458,7 @@ func (d *Dispatcher) handOff(ctx context.Context, f failure) {
 		}
 		return
 	}
+	metrics.Handoffs.WithLabelValues("ok").Inc()
 	d.updates <- store.DeliveryUpdate{
 		ID: dl.ID, State: store.DeliveryRetrying, Attempts: number,
 		LastStatus: res.Record.StatusCode, LastError: res.Record.Error,

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -328,5 +329,30 @@ func TestPublisherClient_PublishesSDKEvents(t *testing.T) {
 	_, err = c.Publish(ctx(t), bad)
 	if v := publisher.FieldViolations(err); v["events[0].type"] == "" {
 		t.Errorf("violations = %v (err %v), want events[0].type", v, err)
+	}
+}
+
+func TestMetrics_CountPublishesAndAttempts(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	rcv := heraldtest.NewReceiver(t, nil)
+	createSub(t, n, rcv.URL)
+	id := publish(t, n, newEvent("evt-metrics"))[0].GetDeliveryIds()[0]
+	waitDeliveryState(t, n, id, heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
+	resp, err := http.Get("http://" + n.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`herald_events_published_total{status="accepted"}`,
+		`herald_attempts_total{outcome="delivered"}`,
+		`herald_deliveries_created_total`,
+		`herald_publish_commit_seconds_bucket`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

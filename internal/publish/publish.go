@@ -17,6 +17,7 @@ import (
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/id"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/store"
 )
@@ -149,6 +150,7 @@ func (p *Publisher) Publish(ctx context.Context, events []*cloudeventsv1.CloudEv
 		}
 	}
 	if invalid != nil {
+		metrics.EventsRejected.Inc()
 		return nil, &InvalidError{Violations: invalid}
 	}
 
@@ -225,8 +227,14 @@ func (p *Publisher) commitLoop() {
 			all = append(all, r.params...)
 		}
 		reserved := p.claim(all)
+		start := time.Now()
 		results, err := p.store.EventInsertBatch(context.Background(), all)
+		metrics.CommitSeconds.Observe(time.Since(start).Seconds())
+		metrics.CommitEvents.Observe(float64(len(all)))
 		p.handOver(all, results, err, reserved)
+		if err == nil {
+			count(results)
+		}
 		off := 0
 		for _, r := range batch {
 			if err != nil {
@@ -297,6 +305,22 @@ func (p *Publisher) handOver(all []store.EventInsertParams, results []store.Even
 		}
 	}
 	p.cfg.Dispatcher.Enqueue(ds, reserved)
+}
+
+// count adds a commit's results to the metrics.
+func count(results []store.EventInsertResult) {
+	var accepted, duplicate, deliveries int
+	for _, r := range results {
+		if r.Duplicate {
+			duplicate++
+			continue
+		}
+		accepted++
+		deliveries += len(r.DeliveryIDs)
+	}
+	metrics.EventsPublished.WithLabelValues("accepted").Add(float64(accepted))
+	metrics.EventsPublished.WithLabelValues("duplicate").Add(float64(duplicate))
+	metrics.DeliveriesCreated.Add(float64(deliveries))
 }
 
 // storedPending reports whether the batch stored a delivery for the

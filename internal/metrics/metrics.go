@@ -1,0 +1,72 @@
+// Package metrics defines Herald's Prometheus metrics and serves them.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Registry holds Herald's metrics and the Go runtime's. It is Herald's own
+// (not the default registry), so that embedded components cannot clash
+// with it.
+var Registry = prometheus.NewRegistry()
+
+var (
+	// EventsPublished counts published events by status (accepted,
+	// duplicate).
+	EventsPublished = newCounterVec("herald_events_published_total", "Events published, by status.", "status")
+	// EventsRejected counts events refused as invalid.
+	EventsRejected = newCounter("herald_events_rejected_total", "Publish calls refused as invalid.")
+	// DeliveriesCreated counts deliveries created by publishing.
+	DeliveriesCreated = newCounter("herald_deliveries_created_total", "Deliveries created, one per matching subscription.")
+	// CommitSeconds times the group-committed publish transactions.
+	CommitSeconds = newHistogram("herald_publish_commit_seconds", "Duration of a group-committed publish transaction.",
+		prometheus.ExponentialBuckets(0.0005, 2, 14))
+	// CommitEvents counts events per group commit.
+	CommitEvents = newHistogram("herald_publish_commit_events", "Events per group-committed transaction.",
+		prometheus.ExponentialBuckets(1, 2, 12))
+	// Attempts counts delivery attempts by outcome (delivered,
+	// retryable, permanent, gone).
+	Attempts = newCounterVec("herald_attempts_total", "Delivery attempts, by outcome.", "outcome")
+	// AttemptSeconds times delivery requests.
+	AttemptSeconds = newHistogram("herald_attempt_seconds", "Duration of a delivery request.",
+		prometheus.ExponentialBuckets(0.001, 2, 15))
+	// Handoffs counts failed first attempts handed to their workflow, by
+	// result (ok, error).
+	Handoffs = newCounterVec("herald_handoffs_total", "Failed deliveries handed to their Temporal workflow, by result.", "result")
+	// DeadLetters counts deliveries dead-lettered.
+	DeadLetters = newCounter("herald_dead_letters_total", "Deliveries dead-lettered.")
+)
+
+func init() {
+	Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+}
+
+// Handler serves the metrics in the Prometheus exposition format.
+func Handler() http.Handler {
+	return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{Registry: Registry})
+}
+
+func newCounter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	Registry.MustRegister(c)
+	return c
+}
+
+func newCounterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	Registry.MustRegister(c)
+	return c
+}
+
+func newHistogram(name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
+	Registry.MustRegister(h)
+	return h
+}
