@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/internal/store"
@@ -245,18 +246,36 @@ func (s *Store) DeliveryClaim(ctx context.Context, p store.DeliveryClaimParams) 
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim deliveries: %w", err)
 	}
-	defer rows.Close()
 	var ds []*store.Delivery
+	var seqs []int64
 	for rows.Next() {
-		var payload []byte
-		d, err := scanDelivery(rows, &payload)
-		if err != nil {
+		var (
+			d                                    store.Delivery
+			seq                                  int64
+			state                                string
+			nextAt, leaseUntil, created, updated int64
+		)
+		if err := rows.Scan(&d.ID, &d.SubscriptionID, &seq, &state, &d.Attempts, &d.LastStatus, &d.LastError,
+			&nextAt, &leaseUntil, &created, &updated); err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("sqlite: claim deliveries: %w", err)
 		}
-		ds = append(ds, d)
+		d.State = store.DeliveryState(state)
+		d.NextAt, d.LeaseUntil = fromMillis(nextAt), fromMillis(leaseUntil)
+		d.CreatedAt, d.UpdatedAt = fromMillis(created), fromMillis(updated)
+		ds = append(ds, &d)
+		seqs = append(seqs, seq)
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: claim deliveries: %w", err)
+	}
+	if len(ds) == 0 {
+		return nil, nil
+	}
+	if err := s.fillEvents(ctx, ds, seqs); err != nil {
+		// The claims stand: their leases expire and they are claimed again.
+		return nil, fmt.Errorf("sqlite: claim deliveries: read events: %w", err)
 	}
 	// RETURNING gives rows in no particular order.
 	sort.Slice(ds, func(i, j int) bool {
@@ -266,6 +285,53 @@ func (s *Store) DeliveryClaim(ctx context.Context, p store.DeliveryClaimParams) 
 		return ds[i].ID < ds[j].ID
 	})
 	return ds, nil
+}
+
+// fillEvents sets the event fields of ds[i] from the event with seqs[i],
+// read from the read pool (events never change once stored).
+func (s *Store) fillEvents(ctx context.Context, ds []*store.Delivery, seqs []int64) error {
+	byseq := make(map[int64][]*store.Delivery, len(ds))
+	var q strings.Builder
+	q.WriteString(claimEventsSQL)
+	args := make([]any, 0, len(ds))
+	for i, seq := range seqs {
+		if _, ok := byseq[seq]; !ok {
+			if len(args) > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteByte('?')
+			args = append(args, seq)
+		}
+		byseq[seq] = append(byseq[seq], ds[i])
+	}
+	q.WriteByte(')')
+	rows, err := s.reader.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	found := 0
+	for rows.Next() {
+		var (
+			seq             int64
+			source, id, typ string
+			payload         []byte
+		)
+		if err := rows.Scan(&seq, &source, &id, &typ, &payload); err != nil {
+			return err
+		}
+		for _, d := range byseq[seq] {
+			d.EventSource, d.EventID, d.EventType, d.EventPayload = source, id, typ, payload
+			found++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if found != len(ds) {
+		return fmt.Errorf("%d of %d events missing", len(ds)-found, len(ds))
+	}
+	return nil
 }
 
 // DeliveryUpdateBatch applies updates in one transaction.

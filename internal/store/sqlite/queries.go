@@ -40,7 +40,9 @@ d.last_status, d.last_error, d.next_at, d.lease_until, d.created_at, d.updated_a
 
 	// deliveryClaimSQL takes ?1 now, ?2 limit, ?3 lease_until. Each branch
 	// is limited on its own index before the two are merged in next_at
-	// order. The single writer connection makes the claim atomic.
+	// order. The single writer connection makes the claim atomic. The
+	// events are read afterwards from the read pool (claimEventsSQL), so
+	// the writer spends no time on them.
 	deliveryClaimSQL = `UPDATE deliveries SET state = 'in_flight', lease_until = ?3, updated_at = ?1
 WHERE pk IN (
 	SELECT pk FROM (
@@ -54,12 +56,12 @@ WHERE pk IN (
 			WHERE state = 'in_flight' AND lease_until <= ?1
 			ORDER BY next_at, id LIMIT ?2)
 		ORDER BY next_at, id LIMIT ?2))
-RETURNING id, subscription_id,
-	(SELECT source FROM events WHERE seq = deliveries.event_seq),
-	(SELECT id FROM events WHERE seq = deliveries.event_seq),
-	(SELECT type FROM events WHERE seq = deliveries.event_seq),
-	state, attempts, last_status, last_error, next_at, lease_until, created_at, updated_at,
-	(SELECT payload FROM events WHERE seq = deliveries.event_seq)`
+RETURNING id, subscription_id, event_seq,
+	state, attempts, last_status, last_error, next_at, lease_until, created_at, updated_at`
+
+	// claimEventsSQL reads the events of claimed deliveries, by seq; the
+	// caller appends one "?" per seq and ")".
+	claimEventsSQL = `SELECT seq, source, id, type, payload FROM events WHERE seq IN (`
 
 	// deliveryUpdateSQL takes ?1 state, ?2 attempts, ?3 last_status,
 	// ?4 last_error, ?5 next_at, ?6 updated_at, ?7 id, ?8 expected state
