@@ -133,8 +133,13 @@ func withDetails(c codes.Code, msg string, br *errdetails.BadRequest) error {
 	return st.Err()
 }
 
-// storeError maps a store error to a gRPC status.
+// storeError maps a store error to a gRPC status; a status error (from a
+// change that refused) passes through.
 func storeError(err error, what string) error {
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		return se.GRPCStatus().Err()
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return status.Errorf(codes.NotFound, "%s not found", what)

@@ -87,17 +87,15 @@ func (s *Services) validate(ctx context.Context, sub *store.Subscription) error 
 
 // ValidateSubscription implements herald.v1.SubscriptionService.
 func (s *Services) ValidateSubscription(ctx context.Context, req *heraldv1.ValidateSubscriptionRequest) (*heraldv1.Subscription, error) {
-	sub, err := s.store.SubscriptionGet(ctx, req.GetId())
+	sub, err := s.store.SubscriptionUpdate(ctx, req.GetId(), func(sub *store.Subscription) error {
+		if sub.State == store.SubscriptionDisabled {
+			return status.Errorf(codes.FailedPrecondition, "subscription %s is disabled (%s); enable it first", sub.ID, sub.StateReason)
+		}
+		sub.State, sub.StateReason = store.SubscriptionPendingValidation, validationReason
+		return nil
+	})
 	if err != nil {
 		return nil, storeError(err, "subscription "+req.GetId())
-	}
-	if sub.State == store.SubscriptionDisabled {
-		return nil, status.Errorf(codes.FailedPrecondition, "subscription %s is disabled (%s); enable it first", sub.ID, sub.StateReason)
-	}
-	sub.State, sub.StateReason = store.SubscriptionPendingValidation, validationReason
-	sub.UpdatedAt = time.Now()
-	if err := s.store.SubscriptionUpdate(ctx, sub); err != nil {
-		return nil, storeError(err, "subscription "+sub.ID)
 	}
 	s.reload(ctx)
 	if err := s.validate(ctx, sub); err != nil {
@@ -115,37 +113,32 @@ func (s *Services) RotateSecret(ctx context.Context, req *heraldv1.RotateSecretR
 			return nil, invalidArgument("overlap", "must be between 0 and 168h")
 		}
 	}
-	sub, err := s.store.SubscriptionGet(ctx, req.GetId())
-	if err != nil {
-		return nil, storeError(err, "subscription "+req.GetId())
-	}
 	now := time.Now()
 	expire := now.Add(overlap)
 	resp := &heraldv1.RotateSecretResponse{}
-	var next store.Secret
-	if len(sub.Secrets) > 0 && strings.HasPrefix(sub.Secrets[0].Key, signing.SigningKeyPrefix) {
-		private, public := signing.NewSigningKey()
-		next, resp.SigningPublicKey = store.Secret{Key: private}, public
-	} else {
-		next = store.Secret{Key: signing.NewSecret()}
-		resp.SigningSecret = next.Key
-	}
-	keys := []store.Secret{next}
-	for _, old := range sub.Secrets {
-		if !old.ExpiresAt.IsZero() && !old.ExpiresAt.After(now) {
-			continue // already expired: drop it
+	_, err := s.store.SubscriptionUpdate(ctx, req.GetId(), func(sub *store.Subscription) error {
+		var next store.Secret
+		if len(sub.Secrets) > 0 && strings.HasPrefix(sub.Secrets[0].Key, signing.SigningKeyPrefix) {
+			private, public := signing.NewSigningKey()
+			next, resp.SigningPublicKey = store.Secret{Key: private}, public
+		} else {
+			next = store.Secret{Key: signing.NewSecret()}
+			resp.SigningSecret = next.Key
 		}
-		if old.ExpiresAt.IsZero() || old.ExpiresAt.After(expire) {
-			old.ExpiresAt = expire
+		keys := []store.Secret{next}
+		for _, old := range sub.Secrets {
+			if old.ExpiresAt.IsZero() || old.ExpiresAt.After(expire) {
+				old.ExpiresAt = expire
+			}
+			if old.ExpiresAt.After(now) {
+				keys = append(keys, old) // still in its overlap
+			}
 		}
-		if old.ExpiresAt.After(now) {
-			keys = append(keys, old)
-		}
-	}
-	sub.Secrets = keys
-	sub.UpdatedAt = now
-	if err := s.store.SubscriptionUpdate(ctx, sub); err != nil {
-		return nil, storeError(err, "subscription "+sub.ID)
+		sub.Secrets = keys
+		return nil
+	})
+	if err != nil {
+		return nil, storeError(err, "subscription "+req.GetId())
 	}
 	s.reload(ctx)
 	resp.PreviousExpireTime = timestamppb.New(expire)
@@ -188,24 +181,24 @@ func (s *Services) UpdateSubscription(ctx context.Context, req *heraldv1.UpdateS
 	if in == nil {
 		return nil, invalidArgument("subscription", "required")
 	}
-	sub, err := s.store.SubscriptionGet(ctx, in.GetId())
+	var oldSink string
+	var oldSkip bool
+	sub, err := s.store.SubscriptionUpdate(ctx, in.GetId(), func(sub *store.Subscription) error {
+		oldSink, oldSkip = sub.Sink, sub.SkipValidation
+		if err := s.apply(sub, in, req.GetUpdateMask().GetPaths()); err != nil {
+			return err
+		}
+		switch {
+		case sub.State == store.SubscriptionDisabled:
+		case sub.SkipValidation && sub.State == store.SubscriptionPendingValidation:
+			sub.State, sub.StateReason, sub.Validation = store.SubscriptionActive, "", nil
+		case !sub.SkipValidation && (sub.Sink != oldSink || oldSkip):
+			// A new sink (or one no longer exempt) must consent again.
+			sub.State, sub.StateReason, sub.AllowedRate = store.SubscriptionPendingValidation, validationReason, 0
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, storeError(err, "subscription "+in.GetId())
-	}
-	oldSink, oldSkip := sub.Sink, sub.SkipValidation
-	if err := s.apply(sub, in, req.GetUpdateMask().GetPaths()); err != nil {
-		return nil, err
-	}
-	switch {
-	case sub.State == store.SubscriptionDisabled:
-	case sub.SkipValidation && sub.State == store.SubscriptionPendingValidation:
-		sub.State, sub.StateReason, sub.Validation = store.SubscriptionActive, "", nil
-	case !sub.SkipValidation && (sub.Sink != oldSink || oldSkip):
-		// A new sink (or one no longer exempt) must consent again.
-		sub.State, sub.StateReason, sub.AllowedRate = store.SubscriptionPendingValidation, validationReason, 0
-	}
-	sub.UpdatedAt = time.Now()
-	if err := s.store.SubscriptionUpdate(ctx, sub); err != nil {
 		return nil, storeError(err, "subscription "+in.GetId())
 	}
 	s.reload(ctx)

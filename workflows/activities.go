@@ -21,7 +21,7 @@ type Store interface {
 	DeliveryGet(ctx context.Context, id string) (*store.Delivery, error)
 	DeliveryUpdateBatch(ctx context.Context, updates []store.DeliveryUpdate) error
 	SubscriptionGet(ctx context.Context, id string) (*store.Subscription, error)
-	SubscriptionUpdate(ctx context.Context, s *store.Subscription) error
+	SubscriptionUpdate(ctx context.Context, id string, change func(*store.Subscription) error) (*store.Subscription, error)
 }
 
 // Activities are the side effects of the Delivery workflow. Each is
@@ -144,21 +144,15 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 // Pause holds back every delivery to a subscription's sink until until,
 // unless it is paused longer already.
 func Pause(ctx context.Context, s interface {
-	SubscriptionGet(ctx context.Context, id string) (*store.Subscription, error)
-	SubscriptionUpdate(ctx context.Context, s *store.Subscription) error
+	SubscriptionUpdate(ctx context.Context, id string, change func(*store.Subscription) error) (*store.Subscription, error)
 }, subID string, until time.Time) error {
-	sub, err := s.SubscriptionGet(ctx, subID)
-	if errors.Is(err, store.ErrNotFound) {
+	_, err := s.SubscriptionUpdate(ctx, subID, func(sub *store.Subscription) error {
+		if until.After(sub.PausedUntil) {
+			sub.PausedUntil = until
+		}
 		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("pause subscription: %w", err)
-	}
-	if !until.After(sub.PausedUntil) {
-		return nil
-	}
-	sub.PausedUntil = until
-	if err := s.SubscriptionUpdate(ctx, sub); err != nil && !errors.Is(err, store.ErrNotFound) {
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("pause subscription: %w", err)
 	}
 	return nil

@@ -129,8 +129,11 @@ func (a *Activities) Validate(ctx context.Context, in HandshakeInput) (ValidateR
 	if err != nil {
 		return ValidateResult{}, err
 	}
-	sub.Validation = &store.Validation{TokenHash: hash, ExpiresAt: a.now().Add(CallbackTimeout), RequestedRate: sub.RateLimit}
-	if err := a.Store.SubscriptionUpdate(ctx, sub); err != nil {
+	sub, err = a.Store.SubscriptionUpdate(ctx, sub.ID, func(sub *store.Subscription) error {
+		sub.Validation = &store.Validation{TokenHash: hash, ExpiresAt: a.now().Add(CallbackTimeout), RequestedRate: sub.RateLimit}
+		return nil
+	})
+	if err != nil {
 		return ValidateResult{}, fmt.Errorf("store callback token: %w", err)
 	}
 	req := handshake.Request{
@@ -205,15 +208,14 @@ func (a *Activities) MarkUnvalidated(ctx context.Context, in UnvalidatedInput) e
 }
 
 func (a *Activities) updateSubscription(ctx context.Context, id string, change func(*store.Subscription)) error {
-	sub, err := a.Store.SubscriptionGet(ctx, id)
+	_, err := a.Store.SubscriptionUpdate(ctx, id, func(sub *store.Subscription) error {
+		change(sub)
+		return nil
+	})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("load subscription: %w", err)
-	}
-	change(sub)
-	if err := a.Store.SubscriptionUpdate(ctx, sub); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("update subscription: %w", err)
 	}
 	a.changed(ctx)

@@ -46,7 +46,7 @@ type Store interface {
 	DeliveryClaim(ctx context.Context, p store.DeliveryClaimParams) ([]*store.Delivery, error)
 	DeliveryUpdateBatch(ctx context.Context, updates []store.DeliveryUpdate) error
 	SubscriptionGet(ctx context.Context, id string) (*store.Subscription, error)
-	SubscriptionUpdate(ctx context.Context, s *store.Subscription) error
+	SubscriptionUpdate(ctx context.Context, id string, change func(*store.Subscription) error) (*store.Subscription, error)
 }
 
 // Handoff starts the workflow that retries a failed delivery.

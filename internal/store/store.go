@@ -245,9 +245,13 @@ type Store interface {
 	SubscriptionGet(ctx context.Context, id string) (*Subscription, error)
 	// SubscriptionList returns subscriptions in ID (creation) order.
 	SubscriptionList(ctx context.Context, p SubscriptionListParams) ([]*Subscription, error)
-	// SubscriptionUpdate replaces a stored subscription (matched by ID) and
-	// sets its UpdatedAt; ErrNotFound if it does not exist.
-	SubscriptionUpdate(ctx context.Context, s *Subscription) error
+	// SubscriptionUpdate changes a stored subscription atomically: it reads
+	// the current one, applies change to it and stores the result, setting
+	// UpdatedAt, with no other update in between, so concurrent changes of
+	// different fields are never lost. It returns the stored subscription,
+	// ErrNotFound if it does not exist, or change's error (nothing is
+	// stored then).
+	SubscriptionUpdate(ctx context.Context, id string, change func(*Subscription) error) (*Subscription, error)
 	// SubscriptionDelete deletes a subscription; ErrNotFound if it does not exist.
 	SubscriptionDelete(ctx context.Context, id string) error
 	// SubscriptionsVersion returns a number that grows whenever any

@@ -96,31 +96,43 @@ func (s *Store) SubscriptionList(ctx context.Context, p store.SubscriptionListPa
 	return subs, nil
 }
 
-// SubscriptionUpdate replaces a stored subscription and sets its UpdatedAt;
-// its CreatedAt stays as stored.
-func (s *Store) SubscriptionUpdate(ctx context.Context, sub *store.Subscription) error {
-	doc, err := encodeSubscription(sub)
-	if err != nil {
-		return err
-	}
-	updated := now()
-	var created time.Time
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, subscriptionUpdateSQL, string(sub.State), doc, updated, sub.ID).Scan(&created); err != nil {
+// SubscriptionUpdate applies change to the stored subscription in one
+// write transaction and sets its UpdatedAt; its ID and CreatedAt stay as
+// stored.
+func (s *Store) SubscriptionUpdate(ctx context.Context, id string, change func(*store.Subscription) error) (*store.Subscription, error) {
+	var sub *store.Subscription
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		cur, err := scanSubscription(tx.QueryRow(ctx, subscriptionGetSQL+" FOR UPDATE", id))
+		if err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, subscriptionsVersionBumpSQL)
-		return err
+		if err := change(cur); err != nil {
+			return err
+		}
+		cur.ID = id
+		doc, err := encodeSubscription(cur)
+		if err != nil {
+			return err
+		}
+		updated := now()
+		var created time.Time
+		if err := tx.QueryRow(ctx, subscriptionUpdateSQL, string(cur.State), doc, updated, id).Scan(&created); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, subscriptionsVersionBumpSQL); err != nil {
+			return err
+		}
+		cur.CreatedAt, cur.UpdatedAt = created.UTC(), updated
+		sub = cur
+		return nil
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return store.ErrNotFound
+		return nil, store.ErrNotFound
 	}
 	if err != nil {
-		return fmt.Errorf("postgres: update subscription %s: %w", sub.ID, err)
+		return nil, fmt.Errorf("postgres: update subscription %s: %w", id, err)
 	}
-	sub.CreatedAt = created.UTC()
-	sub.UpdatedAt = updated
-	return nil
+	return sub, nil
 }
 
 // SubscriptionDelete deletes a subscription; store.ErrNotFound if it does

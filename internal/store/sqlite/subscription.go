@@ -106,33 +106,45 @@ func (s *Store) SubscriptionList(ctx context.Context, p store.SubscriptionListPa
 	return subs, nil
 }
 
-// SubscriptionUpdate replaces a stored subscription and sets its UpdatedAt;
-// its CreatedAt stays as stored.
-func (s *Store) SubscriptionUpdate(ctx context.Context, sub *store.Subscription) error {
-	doc, err := encodeSubscription(sub)
-	if err != nil {
-		return err
-	}
-	updated := time.Now().UTC().Truncate(time.Millisecond)
-	var created int64
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, subscriptionUpdateSQL,
-			string(sub.State), doc, millis(updated), sub.ID).Scan(&created)
+// SubscriptionUpdate applies change to the stored subscription in one
+// write transaction and sets its UpdatedAt; its ID and CreatedAt stay as
+// stored.
+func (s *Store) SubscriptionUpdate(ctx context.Context, id string, change func(*store.Subscription) error) (*store.Subscription, error) {
+	var sub *store.Subscription
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// The one writer connection serialises this read with every write.
+		cur, err := scanSubscription(tx.QueryRowContext(ctx, subscriptionGetSQL, id))
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, subscriptionsVersionBumpSQL)
-		return err
+		if err := change(cur); err != nil {
+			return err
+		}
+		cur.ID = id
+		doc, err := encodeSubscription(cur)
+		if err != nil {
+			return err
+		}
+		updated := time.Now().UTC().Truncate(time.Millisecond)
+		var created int64
+		if err := tx.QueryRowContext(ctx, subscriptionUpdateSQL,
+			string(cur.State), doc, millis(updated), id).Scan(&created); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, subscriptionsVersionBumpSQL); err != nil {
+			return err
+		}
+		cur.CreatedAt, cur.UpdatedAt = fromMillis(created), updated
+		sub = cur
+		return nil
 	})
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.ErrNotFound
+		return nil, store.ErrNotFound
 	}
 	if err != nil {
-		return fmt.Errorf("sqlite: update subscription %s: %w", sub.ID, err)
+		return nil, fmt.Errorf("sqlite: update subscription %s: %w", id, err)
 	}
-	sub.CreatedAt = fromMillis(created)
-	sub.UpdatedAt = updated
-	return nil
+	return sub, nil
 }
 
 // SubscriptionDelete deletes a subscription; store.ErrNotFound if it does

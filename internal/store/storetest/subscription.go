@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,8 @@ var subscriptionTests = []test{
 	{"InsertDuplicateIDFails", testSubscriptionInsertDuplicate},
 	{"UpdateReplacesFieldsKeepsCreatedAtSetsUpdatedAt", testSubscriptionUpdate},
 	{"UpdateMissingIsErrNotFound", testSubscriptionUpdateMissing},
+	{"UpdateChangeErrorStoresNothing", testSubscriptionUpdateChangeError},
+	{"ConcurrentUpdatesAreNotLost", testSubscriptionUpdateConcurrent},
 	{"DeleteRemovesIt", testSubscriptionDelete},
 	{"DeleteMissingIsErrNotFound", testSubscriptionDeleteMissing},
 	{"ListIsInIDOrderAndPages", testSubscriptionList},
@@ -132,11 +135,17 @@ func testSubscriptionUpdate(t *testing.T, s store.Store) {
 	subscriptionInsert(t, s, minimalSubscription("sub_1"))
 	// Drivers keep at least milliseconds.
 	before := time.Now().Truncate(time.Millisecond)
-	changed := fullSubscription("sub_1")
-	changed.CreatedAt = time.Time{}
-	changed.UpdatedAt = time.Time{}
-	if err := s.SubscriptionUpdate(t.Context(), changed); err != nil {
+	changed, err := s.SubscriptionUpdate(t.Context(), "sub_1", func(sub *store.Subscription) error {
+		*sub = *fullSubscription("sub_1")
+		sub.ID = "ignored" // the ID cannot change
+		sub.CreatedAt, sub.UpdatedAt = time.Time{}, time.Time{}
+		return nil
+	})
+	if err != nil {
 		t.Fatalf("SubscriptionUpdate: %v", err)
+	}
+	if changed.ID != "sub_1" {
+		t.Errorf("SubscriptionUpdate changed the ID to %q", changed.ID)
 	}
 	if !changed.CreatedAt.Equal(t0) {
 		t.Errorf("SubscriptionUpdate set CreatedAt to %v, want the stored %v", changed.CreatedAt, t0)
@@ -152,8 +161,63 @@ func testSubscriptionUpdate(t *testing.T, s store.Store) {
 }
 
 func testSubscriptionUpdateMissing(t *testing.T, s store.Store) {
-	if err := s.SubscriptionUpdate(t.Context(), minimalSubscription("sub_1")); !errors.Is(err, store.ErrNotFound) {
+	_, err := s.SubscriptionUpdate(t.Context(), "sub_1", func(*store.Subscription) error { return nil })
+	if !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("SubscriptionUpdate(missing) error = %v, want ErrNotFound", err)
+	}
+}
+
+// testSubscriptionUpdateChangeError: a change that fails stores nothing.
+func testSubscriptionUpdateChangeError(t *testing.T, s store.Store) {
+	subscriptionInsert(t, s, minimalSubscription("sub_1"))
+	boom := errors.New("boom")
+	_, err := s.SubscriptionUpdate(t.Context(), "sub_1", func(sub *store.Subscription) error {
+		sub.Sink = "https://changed.example/"
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("error = %v, want the change's", err)
+	}
+	got, err := s.SubscriptionGet(t.Context(), "sub_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Sink == "https://changed.example/" {
+		t.Error("a failed change was stored")
+	}
+}
+
+// testSubscriptionUpdateConcurrent: concurrent changes of one subscription
+// are applied one after another; none is lost.
+func testSubscriptionUpdateConcurrent(t *testing.T, s store.Store) {
+	subscriptionInsert(t, s, minimalSubscription("sub_1"))
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.SubscriptionUpdate(t.Context(), "sub_1", func(sub *store.Subscription) error {
+				sub.MaxConcurrency++
+				return nil
+			})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.SubscriptionGet(t.Context(), "sub_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.MaxConcurrency != n {
+		t.Errorf("after %d concurrent increments MaxConcurrency = %d: updates were lost", n, got.MaxConcurrency)
 	}
 }
 
@@ -222,7 +286,10 @@ func testSubscriptionsVersion(t *testing.T, s store.Store) {
 		do   func() error
 	}{
 		{"insert", func() error { return s.SubscriptionInsert(ctx, minimalSubscription("sub_1")) }},
-		{"update", func() error { return s.SubscriptionUpdate(ctx, fullSubscription("sub_1")) }},
+		{"update", func() error {
+			_, err := s.SubscriptionUpdate(ctx, "sub_1", func(sub *store.Subscription) error { sub.Sink = "https://b.example/"; return nil })
+			return err
+		}},
 		{"second insert", func() error { return s.SubscriptionInsert(ctx, minimalSubscription("sub_2")) }},
 		{"delete", func() error { return s.SubscriptionDelete(ctx, "sub_1") }},
 	}
