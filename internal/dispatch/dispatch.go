@@ -62,7 +62,8 @@ type Config struct {
 	Senders int
 	// Handoffs is how many failed deliveries are handed to their
 	// workflows at once (default 16), and HandoffQueue how many may wait
-	// for that (default 4096); a full queue holds the senders back.
+	// for that (default 4096). When the queue is full, a failed delivery is
+	// tried again after a few seconds instead of holding its sender.
 	Handoffs     int
 	HandoffQueue int
 	// Lease is how long a claim lasts before another dispatcher may take
@@ -426,8 +427,25 @@ func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog
 	// Starting a workflow is slow next to a send: hand it to the hand-off
 	// workers so that this sender goes on with other sinks. Until the
 	// workflow has started, the delivery stays in flight under its lease.
-	d.failed <- failure{dl: dl, sub: sub, number: number, res: res}
+	select {
+	case d.failed <- failure{dl: dl, sub: sub, number: number, res: res}:
+	default:
+		// Temporal is not keeping up. Rather than hold this sender (and so
+		// every other sink's deliveries), record the attempt and try the
+		// delivery again later as a first attempt.
+		metrics.Handoffs.WithLabelValues("deferred").Inc()
+		d.updates <- store.DeliveryUpdate{
+			ID: dl.ID, State: store.DeliveryPending, Attempts: number,
+			LastStatus: res.Record.StatusCode, LastError: res.Record.Error,
+			NextAt: time.Now().Add(handoffBackoff), ExpectState: store.DeliveryInFlight,
+			Attempt: &res.Record,
+		}
+	}
 }
+
+// handoffBackoff is how long a failed delivery waits to be tried again when
+// the hand-off queue is full.
+const handoffBackoff = 5 * time.Second
 
 // handOff starts a failed delivery's workflow and records the attempt.
 func (d *Dispatcher) handOff(ctx context.Context, f failure) {

@@ -1,0 +1,101 @@
+package dispatch_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
+	"github.com/heraldhq/herald/internal/attempt"
+	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/delivery"
+	"github.com/heraldhq/herald/internal/dispatch"
+	"github.com/heraldhq/herald/internal/heraldtest"
+	"github.com/heraldhq/herald/internal/signing"
+	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/store/sqlite"
+	"github.com/heraldhq/herald/internal/throttle"
+	"github.com/heraldhq/herald/workflows"
+)
+
+// stuckHandoff is a Temporal that never answers.
+type stuckHandoff struct{ ctx context.Context }
+
+func (h stuckHandoff) Start(context.Context, workflows.DeliveryInput) error {
+	<-h.ctx.Done()
+	return h.ctx.Err()
+}
+
+// TestDispatch_FailingSinkNeverDelaysAnotherSink: one sink fails every
+// request and Temporal is stuck, so hand-offs never finish; the other
+// sink still gets every delivery.
+func TestDispatch_FailingSinkNeverDelaysAnotherSink(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	bad := heraldtest.NewReceiver(t, func(int, *http.Request) (int, http.Header) { return http.StatusInternalServerError, nil })
+	good := heraldtest.NewReceiver(t, nil)
+	now := time.Now()
+	for id, sink := range map[string]string{"sub_bad": bad.URL, "sub_good": good.URL} {
+		if err := s.SubscriptionInsert(ctx, &store.Subscription{
+			ID: id, Sink: sink, Protocol: "HTTP", State: store.SubscriptionActive, SkipValidation: true,
+			Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cat := catalog.New(s, nil)
+	if err := cat.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Many failing deliveries first, then the good sink's.
+	const perSink = 40
+	var params []store.EventInsertParams
+	for i := range 2 * perSink {
+		sub := "sub_bad"
+		if i >= perSink {
+			sub = "sub_good"
+		}
+		pe := &cloudeventsv1.CloudEvent{Id: fmt.Sprint(i), Source: "/t", SpecVersion: "1.0", Type: "t"}
+		payload, _ := proto.Marshal(pe)
+		params = append(params, store.EventInsertParams{
+			Event: store.Event{Source: "/t", ID: fmt.Sprint(i), Type: "t", Payload: payload, CreatedAt: now},
+			Deliveries: []store.Delivery{{ID: fmt.Sprintf("dlv_%03d", i), SubscriptionID: sub,
+				State: store.DeliveryPending, NextAt: now.Add(time.Duration(i) * time.Millisecond)}},
+		})
+	}
+	if _, err := s.EventInsertBatch(ctx, params); err != nil {
+		t.Fatal(err)
+	}
+
+	d := dispatch.New(dispatch.Config{Senders: 4, BatchSize: 16, Handoffs: 1, HandoffQueue: 2},
+		s, cat, &attempt.Attempter{Sender: delivery.NewSender(), Throttle: throttle.New()}, stuckHandoff{ctx})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = d.Run(ctx)
+	}()
+	good.WaitFor(t, perSink, time.Minute)
+	cancel()
+	<-done
+
+	// The failing deliveries were tried and are waiting, none lost.
+	for i := range perSink {
+		dl, err := s.DeliveryGet(context.Background(), fmt.Sprintf("dlv_%03d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dl.State == store.DeliveryDelivered || dl.State == store.DeliveryDead {
+			t.Errorf("%s is %s", dl.ID, dl.State)
+		}
+	}
+}
