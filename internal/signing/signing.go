@@ -73,16 +73,27 @@ func NewSigningKey() (signingKey, publicKey string) {
 
 // PublicKey returns the "whpk_" public key of a "whsk_" signing key.
 func PublicKey(signingKey string) (string, error) {
-	raw, ok := strings.CutPrefix(signingKey, SigningKeyPrefix)
-	if !ok {
+	if !strings.HasPrefix(signingKey, SigningKeyPrefix) {
 		return "", errors.New("signing: not a whsk_ signing key")
 	}
-	b, err := b64.DecodeString(raw)
-	if err != nil || len(b) != ed25519.PrivateKeySize {
-		return "", errors.New("signing: malformed whsk_ signing key")
+	b, err := decodeEd25519(signingKey, SigningKeyPrefix, ed25519.PrivateKeySize, "signing key")
+	if err != nil {
+		return "", err
 	}
 	pub := ed25519.PrivateKey(b).Public().(ed25519.PublicKey)
 	return PublicKeyPrefix + b64.EncodeToString(pub), nil
+}
+
+// decodeEd25519 decodes an Ed25519 key: prefix, then base64 of size bytes.
+func decodeEd25519(key, prefix string, size int, what string) ([]byte, error) {
+	raw, err := b64.DecodeString(key[len(prefix):])
+	if err != nil {
+		return nil, fmt.Errorf("signing: %s is not base64: %w", what, err)
+	}
+	if len(raw) != size {
+		return nil, fmt.Errorf("signing: %s is %d bytes, want %d", what, len(raw), size)
+	}
+	return raw, nil
 }
 
 // hmacKey is one v1 secret, with a pool of keyed HMAC states so that
@@ -149,12 +160,9 @@ func NewSigner(keys ...string) (*Signer, error) {
 			}
 			s.hmacKeys = append(s.hmacKeys, hk)
 		case strings.HasPrefix(k, SigningKeyPrefix):
-			raw, err := b64.DecodeString(k[len(SigningKeyPrefix):])
+			raw, err := decodeEd25519(k, SigningKeyPrefix, ed25519.PrivateKeySize, "signing key")
 			if err != nil {
-				return nil, fmt.Errorf("signing: signing key is not base64: %w", err)
-			}
-			if len(raw) != ed25519.PrivateKeySize {
-				return nil, fmt.Errorf("signing: signing key is %d bytes, want %d", len(raw), ed25519.PrivateKeySize)
+				return nil, err
 			}
 			s.edKeys = append(s.edKeys, ed25519.PrivateKey(raw))
 		default:
@@ -231,12 +239,9 @@ func NewVerifier(keys ...string) (*Verifier, error) {
 			}
 			v.hmacKeys = append(v.hmacKeys, hk)
 		case strings.HasPrefix(k, PublicKeyPrefix):
-			raw, err := b64.DecodeString(k[len(PublicKeyPrefix):])
+			raw, err := decodeEd25519(k, PublicKeyPrefix, ed25519.PublicKeySize, "public key")
 			if err != nil {
-				return nil, fmt.Errorf("signing: public key is not base64: %w", err)
-			}
-			if len(raw) != ed25519.PublicKeySize {
-				return nil, fmt.Errorf("signing: public key is %d bytes, want %d", len(raw), ed25519.PublicKeySize)
+				return nil, err
 			}
 			v.edKeys = append(v.edKeys, ed25519.PublicKey(raw))
 		default:
