@@ -79,6 +79,13 @@ func Delivery(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
 		after:     in.RetryAfter,
 		start:     in.SeriesStart,
 	}
+	// Version 1 skips search attribute updates that change nothing (each
+	// costs a visibility write); histories from before keep replaying.
+	w.fewerUpserts = workflow.GetVersion(ctx, "fewer-upserts", workflow.DefaultVersion, 1) >= 1
+	w.shown = StateRetrying // set by Starter.Start
+	if in.Redrive {
+		w.shown = StateRedriving // set by Starter.Redrive
+	}
 	redrives := workflow.GetSignalChannel(ctx, RedriveSignal)
 	if in.Redrive {
 		// A signal-with-start delivers its signal too: it is this redrive.
@@ -129,13 +136,19 @@ type deliveryRun struct {
 	lastError string
 	after     time.Duration // the last Retry-After
 	start     time.Time     // start of the current series
+	// shown is the HeraldDeliveryState last set; with fewerUpserts,
+	// updates that would not change what operators see are skipped.
+	shown        string
+	fewerUpserts bool
 }
 
 // retry makes attempts until the delivery is delivered (true) or must be
 // dead-lettered (false, with the reason).
 func (w *deliveryRun) retry(ctx workflow.Context) (bool, string, error) {
-	if err := w.upsert(ctx, StateRetrying); err != nil {
-		return false, "", err
+	if !w.fewerUpserts || w.shown != StateRetrying {
+		if err := w.upsert(ctx, StateRetrying); err != nil {
+			return false, "", err
+		}
 	}
 	for {
 		switch w.outcome {
@@ -189,6 +202,9 @@ func (w *deliveryRun) retry(ctx workflow.Context) (bool, string, error) {
 		w.series++
 		w.total++
 		w.outcome, w.status, w.lastError, w.after = res.Outcome, res.StatusCode, res.Error, res.RetryAfter
+		if w.fewerUpserts && res.Outcome == policy.Delivered {
+			continue // the delivered state is set next, with these counts
+		}
 		if err := w.upsert(ctx, StateRetrying); err != nil {
 			return false, "", err
 		}
@@ -256,6 +272,7 @@ func (w *deliveryRun) redrive(ctx workflow.Context) error {
 }
 
 func (w *deliveryRun) upsert(ctx workflow.Context, state string) error {
+	w.shown = state
 	return workflow.UpsertTypedSearchAttributes(ctx,
 		AttrDeliveryState.ValueSet(state),
 		AttrAttempts.ValueSet(int64(w.total)),
