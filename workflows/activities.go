@@ -105,7 +105,7 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 	if err != nil {
 		return AttemptResult{}, temporal.NewNonRetryableApplicationError("bad signing key", "BadSecret", err)
 	}
-	results, wait, ok := a.Attempter.Do(ctx, []*store.Delivery{d}, en, in.Number)
+	results, wait, ok := a.Attempter.Do(ctx, []*store.Delivery{d}, nil, en, in.Number)
 	if !ok {
 		// The sink's rate or concurrency limit: wait without spending an
 		// attempt.

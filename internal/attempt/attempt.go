@@ -59,22 +59,29 @@ func Limits(sub *store.Subscription) throttle.Limits {
 // to wait: callers reschedule rather than hold a goroutine. More than one
 // delivery is sent as one batch (the subscription's content mode must be
 // batched).
-func (a *Attempter) Do(ctx context.Context, ds []*store.Delivery, en *catalog.Entry, n int) ([]Result, time.Duration, bool) {
+//
+// events, if not nil, holds the deliveries' events already decoded (nil
+// entries are decoded from EventPayload); they are only read.
+func (a *Attempter) Do(ctx context.Context, ds []*store.Delivery, events []*event.Event, en *catalog.Entry, n int) ([]Result, time.Duration, bool) {
 	release, wait, ok := a.Throttle.TryAcquire(en.Subscription.ID, Limits(en.Subscription), time.Now())
 	if !ok {
 		return nil, wait, false
 	}
 	defer release()
-	return a.send(ctx, ds, en, n), 0, true
+	return a.send(ctx, ds, events, en, n), 0, true
 }
 
-func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, en *catalog.Entry, n int) []Result {
+func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*event.Event, en *catalog.Entry, n int) []Result {
 	start := time.Now()
 	out := make([]Result, len(ds))
 	events := make([]*event.Event, len(ds))
 	ok := true
 	for i, d := range ds {
 		out[i].Record = store.Attempt{DeliveryID: d.ID, Number: n, StartedAt: start}
+		if i < len(known) && known[i] != nil {
+			events[i] = known[i]
+			continue
+		}
 		e, err := decode(d.EventPayload)
 		if err != nil {
 			out[i].Outcome = policy.Permanent

@@ -33,6 +33,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
+
 	"github.com/heraldhq/herald/internal/attempt"
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/metrics"
@@ -118,6 +120,9 @@ type Dispatcher struct {
 
 	mu     sync.RWMutex // guards closed against Enqueue
 	closed bool
+	// decoded holds the events of deliveries handed over by the publisher
+	// (*store.Delivery to *event.Event), so they need no decoding.
+	decoded sync.Map
 	// pauses holds the pauses this dispatcher set itself (subscription ID
 	// to time.Time), seen before the catalog reloads them from the store.
 	pauses sync.Map
@@ -171,14 +176,20 @@ func (d *Dispatcher) Reserve(n int) (reserved int, leaseUntil time.Time) {
 
 // Enqueue hands deliveries stored as claimed (with their EventPayload) to
 // the senders, using reserved slots from Reserve; unused slots are given
-// back. After Run has returned the deliveries are left to their lease.
-func (d *Dispatcher) Enqueue(ds []*store.Delivery, reserved int) {
+// back. events[i], if not nil, is ds[i]'s event already decoded; it is
+// only read. After Run has returned the deliveries are left to their lease.
+func (d *Dispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, reserved int) {
 	d.queued.Add(int64(len(ds) - reserved))
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {
 		d.queued.Add(-int64(len(ds)))
 		return
+	}
+	for i, e := range events {
+		if e != nil {
+			d.decoded.Store(ds[i], e)
+		}
 	}
 	// Room was reserved, so these sends never block.
 	for _, j := range d.jobs(ds) {
@@ -343,6 +354,12 @@ func (d *Dispatcher) reschedule(j job, at time.Time, why string) {
 // first makes the first attempt of a job's deliveries (or a re-attempt
 // after a lost lease) and records or hands off the results.
 func (d *Dispatcher) first(ctx context.Context, j job) {
+	events := make([]*event.Event, len(j))
+	for i, dl := range j {
+		if e, ok := d.decoded.LoadAndDelete(dl); ok {
+			events[i] = e.(*event.Event)
+		}
+	}
 	dl := j[0]
 	en, err := d.entry(ctx, dl.SubscriptionID)
 	if err != nil {
@@ -375,7 +392,7 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 	}
 
 	number := dl.Attempts + 1
-	results, wait, ok := d.attempter.Do(ctx, j, en, number)
+	results, wait, ok := d.attempter.Do(ctx, j, events, en, number)
 	if !ok {
 		// The sink's rate or concurrency limit: try again later, and keep
 		// this sender for other sinks.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"google.golang.org/protobuf/proto"
 
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
@@ -42,7 +43,9 @@ type Result struct {
 // find them. See dispatch.Dispatcher.
 type Dispatcher interface {
 	Reserve(n int) (reserved int, leaseUntil time.Time)
-	Enqueue(ds []*store.Delivery, reserved int)
+	// Enqueue takes the deliveries stored claimed, with their events
+	// decoded (events[i] is ds[i]'s; the dispatcher only reads it).
+	Enqueue(ds []*store.Delivery, events []*event.Event, reserved int)
 }
 
 // Config tunes the publisher. Zero fields take the defaults.
@@ -75,6 +78,7 @@ type Publisher struct {
 
 type commitReq struct {
 	params  []store.EventInsertParams
+	events  []*event.Event // params[i]'s event, decoded
 	results []store.EventInsertResult
 	err     error
 	done    chan struct{}
@@ -113,6 +117,7 @@ func (p *Publisher) Publish(ctx context.Context, events []*cloudeventsv1.CloudEv
 	}
 	now := time.Now()
 	params := make([]store.EventInsertParams, len(events))
+	decoded := make([]*event.Event, len(events))
 	var invalid []Violation
 	var matched []*catalog.Entry
 	for i, pe := range events {
@@ -128,6 +133,7 @@ func (p *Publisher) Publish(ctx context.Context, events []*cloudeventsv1.CloudEv
 		if err != nil {
 			return nil, fmt.Errorf("publish: encode event: %w", err)
 		}
+		decoded[i] = &e
 		matched = p.catalog.Match(&e, matched[:0])
 		deliveries := make([]store.Delivery, len(matched))
 		for j, en := range matched {
@@ -154,7 +160,7 @@ func (p *Publisher) Publish(ctx context.Context, events []*cloudeventsv1.CloudEv
 		return nil, &InvalidError{Violations: invalid}
 	}
 
-	stored, err := p.commit(ctx, params)
+	stored, err := p.commit(ctx, params, decoded)
 	if err != nil {
 		return nil, err
 	}
@@ -171,8 +177,8 @@ func (p *Publisher) Publish(ctx context.Context, events []*cloudeventsv1.CloudEv
 }
 
 // commit queues params for the next group commit and waits for it.
-func (p *Publisher) commit(ctx context.Context, params []store.EventInsertParams) ([]store.EventInsertResult, error) {
-	req := &commitReq{params: params, done: make(chan struct{})}
+func (p *Publisher) commit(ctx context.Context, params []store.EventInsertParams, events []*event.Event) ([]store.EventInsertResult, error) {
+	req := &commitReq{params: params, events: events, done: make(chan struct{})}
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
@@ -198,6 +204,7 @@ func (p *Publisher) commitLoop() {
 	defer close(p.done)
 	var batch []*commitReq
 	var all []store.EventInsertParams
+	var allEvents []*event.Event
 	for {
 		var first *commitReq
 		select {
@@ -222,16 +229,17 @@ func (p *Publisher) commitLoop() {
 				break gather
 			}
 		}
-		all = all[:0]
+		all, allEvents = all[:0], allEvents[:0]
 		for _, r := range batch {
 			all = append(all, r.params...)
+			allEvents = append(allEvents, r.events...)
 		}
 		reserved := p.claim(all)
 		start := time.Now()
 		results, err := p.store.EventInsertBatch(context.Background(), all)
 		metrics.CommitSeconds.Observe(time.Since(start).Seconds())
 		metrics.CommitEvents.Observe(float64(len(all)))
-		p.handOver(all, results, err, reserved)
+		p.handOver(all, allEvents, results, err, reserved)
 		if err == nil {
 			count(results)
 		}
@@ -283,11 +291,12 @@ func (p *Publisher) claim(all []store.EventInsertParams) int {
 
 // handOver passes the deliveries that were stored claimed to the
 // dispatcher, with their events.
-func (p *Publisher) handOver(all []store.EventInsertParams, results []store.EventInsertResult, err error, reserved int) {
+func (p *Publisher) handOver(all []store.EventInsertParams, events []*event.Event, results []store.EventInsertResult, err error, reserved int) {
 	if reserved == 0 {
 		return
 	}
 	var ds []*store.Delivery
+	var evs []*event.Event
 	if err == nil {
 		for i, e := range all {
 			if results[i].Duplicate {
@@ -301,10 +310,11 @@ func (p *Publisher) handOver(all []store.EventInsertParams, results []store.Even
 				d.EventSource, d.EventID, d.EventType = e.Event.Source, e.Event.ID, e.Event.Type
 				d.EventPayload, d.CreatedAt, d.UpdatedAt = e.Event.Payload, e.Event.CreatedAt, e.Event.CreatedAt
 				ds = append(ds, &d)
+				evs = append(evs, events[i])
 			}
 		}
 	}
-	p.cfg.Dispatcher.Enqueue(ds, reserved)
+	p.cfg.Dispatcher.Enqueue(ds, evs, reserved)
 }
 
 // count adds a commit's results to the metrics.

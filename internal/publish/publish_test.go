@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
+
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/publish"
@@ -136,9 +138,14 @@ func (f *fakeDispatcher) Reserve(n int) (int, time.Time) {
 	return k, time.Now().Add(time.Minute)
 }
 
-func (f *fakeDispatcher) Enqueue(ds []*store.Delivery, reserved int) {
+func (f *fakeDispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, reserved int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	for i, d := range ds {
+		if events[i] == nil || events[i].ID() != d.EventID {
+			panic("Enqueue without the delivery's decoded event")
+		}
+	}
 	f.got = append(f.got, ds...)
 	f.returned += reserved - len(ds)
 }
