@@ -120,6 +120,11 @@ type Dispatcher struct {
 
 	mu     sync.RWMutex // guards closed against Enqueue
 	closed bool
+	// room is closed and replaced when a sender takes a job while a
+	// Reserve is waiting (waiters > 0).
+	roomMu  sync.Mutex
+	room    chan struct{}
+	waiters atomic.Int32
 	// decoded holds the events of deliveries handed over by the publisher
 	// (*store.Delivery to *event.Event), so they need no decoding.
 	decoded sync.Map
@@ -154,22 +159,51 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 		work:      make(chan job, cfg.BatchSize),
 		updates:   make(chan store.DeliveryUpdate, 4*cfg.BatchSize),
 		failed:    make(chan failure, cfg.HandoffQueue),
+		room:      make(chan struct{}),
 	}
 }
 
 // Reserve takes room in the work queue for up to n deliveries that a
 // publisher on this node will store already claimed (in flight until the
 // returned lease) and pass to Enqueue, so that fresh deliveries skip the
-// claim query. It returns how many it reserved, maybe none.
-func (d *Dispatcher) Reserve(n int) (reserved int, leaseUntil time.Time) {
+// claim query. While the queue is full it waits up to wait for senders to
+// make room: a little back-pressure on publishing costs less than storing
+// deliveries for a claim. It returns how many it reserved, maybe none.
+func (d *Dispatcher) Reserve(n int, wait time.Duration) (reserved int, leaseUntil time.Time) {
+	reserved = d.tryReserve(n)
+	if reserved < n && wait > 0 {
+		d.waiters.Add(1)
+		deadline := time.NewTimer(wait)
+		for reserved < n {
+			d.roomMu.Lock()
+			room := d.room
+			d.roomMu.Unlock()
+			// Check again after taking the channel, so no wake-up is missed.
+			if reserved += d.tryReserve(n - reserved); reserved == n {
+				break
+			}
+			select {
+			case <-room:
+				continue
+			case <-deadline.C:
+			}
+			break
+		}
+		deadline.Stop()
+		d.waiters.Add(-1)
+	}
+	return reserved, time.Now().Add(d.cfg.Lease)
+}
+
+func (d *Dispatcher) tryReserve(n int) int {
 	for {
 		cur := d.queued.Load()
 		k := min(int64(n), int64(d.cfg.BatchSize)-cur)
 		if k <= 0 {
-			return 0, time.Time{}
+			return 0
 		}
 		if d.queued.CompareAndSwap(cur, cur+k) {
-			return int(k), time.Now().Add(d.cfg.Lease)
+			return int(k)
 		}
 	}
 }
@@ -326,6 +360,12 @@ func (d *Dispatcher) sendLoop(ctx context.Context) {
 		select {
 		case d.space <- struct{}{}:
 		default:
+		}
+		if d.waiters.Load() > 0 {
+			d.roomMu.Lock()
+			close(d.room)
+			d.room = make(chan struct{})
+			d.roomMu.Unlock()
 		}
 		if ctx.Err() != nil {
 			d.reschedule(j, time.Now(), "")

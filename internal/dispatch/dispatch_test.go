@@ -99,3 +99,18 @@ func TestDispatch_FailingSinkNeverDelaysAnotherSink(t *testing.T) {
 		}
 	}
 }
+
+func TestReserve_TakesOnlyTheRoomThereIs(t *testing.T) {
+	d := dispatch.New(dispatch.Config{BatchSize: 4}, nil, nil, nil, nil)
+	got, lease := d.Reserve(5, 10*time.Millisecond) // waits, then gives what there is
+	if got != 4 || lease.IsZero() {
+		t.Fatalf("Reserve(5) = %d, %v; want 4 with a lease", got, lease)
+	}
+	if got, _ := d.Reserve(1, 0); got != 0 {
+		t.Errorf("Reserve on a full queue = %d, want 0", got)
+	}
+	d.Enqueue(nil, nil, 4) // nothing stored claimed after all: all 4 back
+	if got, _ := d.Reserve(3, 0); got != 3 {
+		t.Errorf("Reserve after giving room back = %d, want 3", got)
+	}
+}

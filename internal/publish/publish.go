@@ -42,7 +42,8 @@ type Result struct {
 // stored already claimed by this node, so no claim query is needed to
 // find them. See dispatch.Dispatcher.
 type Dispatcher interface {
-	Reserve(n int) (reserved int, leaseUntil time.Time)
+	// Reserve takes room for up to n deliveries, waiting up to wait for it.
+	Reserve(n int, wait time.Duration) (reserved int, leaseUntil time.Time)
 	// Enqueue takes the deliveries stored claimed, with their events
 	// decoded (events[i] is ds[i]'s; the dispatcher only reads it).
 	Enqueue(ds []*store.Delivery, events []*event.Event, reserved int)
@@ -260,6 +261,12 @@ func (p *Publisher) commitLoop() {
 	}
 }
 
+// reserveWait bounds how long a commit waits for room in the local
+// dispatcher before storing the rest of its deliveries for a claim
+// (measured: +10% throughput and a quarter of the latency with 100-event
+// calls, docs/benchmarks.md).
+const reserveWait = 20 * time.Millisecond
+
 // claim reserves room in the dispatcher for the batch's deliveries and
 // marks that many claimed (in flight, leased), so the dispatcher gets them
 // from handOver instead of a claim query. It returns how many it reserved.
@@ -274,7 +281,7 @@ func (p *Publisher) claim(all []store.EventInsertParams) int {
 	if n == 0 {
 		return 0
 	}
-	reserved, lease := p.cfg.Dispatcher.Reserve(n)
+	reserved, lease := p.cfg.Dispatcher.Reserve(n, reserveWait)
 	left := reserved
 	for i := range all {
 		for j := range all[i].Deliveries {
