@@ -157,7 +157,7 @@ func tuneGC() {
 		debug.SetGCPercent(400)
 	}
 	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
-		debug.SetMemoryLimit(512 << 20)
+		debug.SetMemoryLimit(384 << 20)
 	}
 }
 
