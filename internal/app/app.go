@@ -81,11 +81,11 @@ func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 
 // Start starts a node on the given listeners (see Listen) and returns once
 // it serves. Stop it with Stop.
-func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, logger *slog.Logger) (n *Node, err error) {
-	n = &Node{cfg: cfg, logger: logger, grpcLn: grpcLn, httpLn: httpLn}
+func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, logger *slog.Logger) (_ *Node, err error) {
+	n := &Node{cfg: cfg, logger: logger, grpcLn: grpcLn, httpLn: httpLn}
 	defer func() {
 		if err != nil {
-			n.closeAll()
+			n.closeAll() // n, not the nil result
 		}
 	}()
 	if n.store, err = OpenStore(ctx, cfg); err != nil {

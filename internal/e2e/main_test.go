@@ -181,3 +181,31 @@ func freeAddr(t *testing.T) string {
 func tempStore(t *testing.T) string {
 	return filepath.Join(t.TempDir(), "herald.db")
 }
+
+func TestStart_UnreachableTemporalIsAClearError(t *testing.T) {
+	cfg := nodeConfig(t, tempStore(t))
+	cfg.TemporalAddr = freeAddr(t) // nothing listens there
+	grpcLn, httpLn, err := app.Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	node, err := app.Start(ctx, cfg, grpcLn, httpLn, slog.New(slog.DiscardHandler))
+	if err == nil {
+		node.Stop(ctx)
+		t.Fatal("Start succeeded without Temporal")
+	}
+	if !strings.Contains(err.Error(), "connect to Temporal at "+cfg.TemporalAddr) {
+		t.Errorf("error %q does not say what failed", err)
+	}
+	// The failed start released its listeners.
+	for _, addr := range []string{grpcLn.Addr().String(), httpLn.Addr().String()} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("listener %s not released: %v", addr, err)
+			continue
+		}
+		ln.Close()
+	}
+}
