@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"net/url"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -94,15 +93,11 @@ func (s *Services) redrive(ctx context.Context, d *store.Delivery) error {
 	if sub.State != store.SubscriptionActive {
 		return status.Errorf(codes.FailedPrecondition, "subscription %s is disabled (%s); enable it before redriving", sub.ID, sub.StateReason)
 	}
-	host := ""
-	if u, err := url.Parse(sub.Sink); err == nil {
-		host = u.Host
-	}
 	err = s.workflows.Redrive(ctx, workflows.DeliveryInput{
 		DeliveryID:     d.ID,
 		SubscriptionID: d.SubscriptionID,
 		EventType:      d.EventType,
-		SinkHost:       host,
+		SinkHost:       workflows.SinkHost(sub.Sink),
 		SeriesStart:    time.Now(),
 		TotalAttempts:  d.Attempts,
 		LastStatus:     d.LastStatus,

@@ -28,7 +28,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -511,7 +510,7 @@ func (d *Dispatcher) handOff(ctx context.Context, f failure) {
 		DeliveryID:     dl.ID,
 		SubscriptionID: sub.ID,
 		EventType:      dl.EventType,
-		SinkHost:       sinkHost(sub.Sink),
+		SinkHost:       workflows.SinkHost(sub.Sink),
 		SeriesStart:    dl.CreatedAt,
 		Attempts:       number,
 		TotalAttempts:  number,
@@ -568,14 +567,6 @@ func (d *Dispatcher) entry(ctx context.Context, id string) (*catalog.Entry, erro
 		return nil, err
 	}
 	return catalog.NewEntry(sub)
-}
-
-func sinkHost(sink string) string {
-	u, err := url.Parse(sink)
-	if err != nil {
-		return ""
-	}
-	return u.Host
 }
 
 // recordLoop writes results in batches: whatever arrived while the last
