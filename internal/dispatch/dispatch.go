@@ -165,15 +165,22 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 // Reserve takes room in the work queue for up to n deliveries that a
 // publisher on this node will store already claimed (in flight until the
 // returned lease) and pass to Enqueue, so that fresh deliveries skip the
-// claim query. While the queue is full it waits up to wait for senders to
-// make room: a little back-pressure on publishing costs less than storing
-// deliveries for a claim. It returns how many it reserved, maybe none.
-func (d *Dispatcher) Reserve(n int, wait time.Duration) (reserved int, leaseUntil time.Time) {
+// claim query. It returns how many it reserved, maybe none.
+//
+// While the queue is full it waits for senders to make room, as long as
+// they make some at least once every stall and for at most maxWait in all.
+// Senders that keep taking work mean the node is saturated: a publisher
+// that waits for them costs less than storing deliveries for a claim, which
+// writes them twice. Senders that stall (held by slow sinks) would only add
+// latency, so Reserve stops waiting for them.
+func (d *Dispatcher) Reserve(n int, stall, maxWait time.Duration) (reserved int, leaseUntil time.Time) {
 	reserved = d.tryReserve(n)
-	if reserved < n && wait > 0 {
+	if reserved < n && stall > 0 && maxWait > 0 {
 		d.waiters.Add(1)
-		deadline := time.NewTimer(wait)
-		for reserved < n {
+		deadline := time.NewTimer(maxWait)
+		stalled := time.NewTimer(stall)
+	wait:
+		for {
 			d.roomMu.Lock()
 			room := d.room
 			d.roomMu.Unlock()
@@ -183,12 +190,15 @@ func (d *Dispatcher) Reserve(n int, wait time.Duration) (reserved int, leaseUnti
 			}
 			select {
 			case <-room:
-				continue
+				stalled.Reset(stall)
+			case <-stalled.C:
+				break wait
 			case <-deadline.C:
+				break wait
 			}
-			break
 		}
 		deadline.Stop()
+		stalled.Stop()
 		d.waiters.Add(-1)
 	}
 	return reserved, time.Now().Add(d.cfg.Lease)
@@ -212,7 +222,11 @@ func (d *Dispatcher) tryReserve(n int) int {
 // back. events[i], if not nil, is ds[i]'s event already decoded; it is
 // only read. After Run has returned the deliveries are left to their lease.
 func (d *Dispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, reserved int) {
-	d.queued.Add(int64(len(ds) - reserved))
+	if unused := reserved - len(ds); unused > 0 {
+		d.freed(unused)
+	} else {
+		d.queued.Add(int64(-unused))
+	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {
@@ -227,6 +241,22 @@ func (d *Dispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, reserv
 	// Room was reserved, so these sends never block.
 	for _, j := range d.jobs(ds) {
 		d.work <- j
+	}
+}
+
+// freed gives back n places in the work queue and tells the claim loop and
+// any waiting Reserve.
+func (d *Dispatcher) freed(n int) {
+	d.queued.Add(-int64(n))
+	select {
+	case d.space <- struct{}{}:
+	default:
+	}
+	if d.waiters.Load() > 0 {
+		d.roomMu.Lock()
+		close(d.room)
+		d.room = make(chan struct{})
+		d.roomMu.Unlock()
 	}
 }
 
@@ -355,17 +385,7 @@ func (d *Dispatcher) jobs(claimed []*store.Delivery) []job {
 // is done it releases what is left instead of sending it.
 func (d *Dispatcher) sendLoop(ctx context.Context) {
 	for j := range d.work {
-		d.queued.Add(-int64(len(j)))
-		select {
-		case d.space <- struct{}{}:
-		default:
-		}
-		if d.waiters.Load() > 0 {
-			d.roomMu.Lock()
-			close(d.room)
-			d.room = make(chan struct{})
-			d.roomMu.Unlock()
-		}
+		d.freed(len(j))
 		if ctx.Err() != nil {
 			d.reschedule(j, time.Now(), "")
 			continue

@@ -102,15 +102,59 @@ func TestDispatch_FailingSinkNeverDelaysAnotherSink(t *testing.T) {
 
 func TestReserve_TakesOnlyTheRoomThereIs(t *testing.T) {
 	d := dispatch.New(dispatch.Config{BatchSize: 4}, nil, nil, nil, nil)
-	got, lease := d.Reserve(5, 10*time.Millisecond) // waits, then gives what there is
+	got, lease := d.Reserve(5, 10*time.Millisecond, time.Second) // waits, then gives what there is
 	if got != 4 || lease.IsZero() {
 		t.Fatalf("Reserve(5) = %d, %v; want 4 with a lease", got, lease)
 	}
-	if got, _ := d.Reserve(1, 0); got != 0 {
+	if got, _ := d.Reserve(1, 0, 0); got != 0 {
 		t.Errorf("Reserve on a full queue = %d, want 0", got)
 	}
 	d.Enqueue(nil, nil, 4) // nothing stored claimed after all: all 4 back
-	if got, _ := d.Reserve(3, 0); got != 3 {
+	if got, _ := d.Reserve(3, 0, 0); got != 3 {
 		t.Errorf("Reserve after giving room back = %d, want 3", got)
+	}
+}
+
+// While room is being made, Reserve waits for all it asked for, even
+// longer than one stall interval in all.
+func TestReserve_WaitsWhileRoomIsMade(t *testing.T) {
+	d := dispatch.New(dispatch.Config{BatchSize: 8}, nil, nil, nil, nil)
+	if got, _ := d.Reserve(8, 0, 0); got != 8 {
+		t.Fatalf("Reserve(8) on an empty queue = %d", got)
+	}
+	const stall = 400 * time.Millisecond
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// One place every stall/4: eight places take two stall intervals.
+		for range 8 {
+			time.Sleep(stall / 4)
+			d.Enqueue(nil, nil, 1)
+		}
+	}()
+	got, _ := d.Reserve(8, stall, time.Minute)
+	<-done
+	if got != 8 {
+		t.Errorf("Reserve(8) while room is made = %d, want 8", got)
+	}
+}
+
+// When senders make no room, Reserve gives up after one stall interval
+// rather than its whole maximum wait.
+func TestReserve_StopsWaitingWhenSendersStall(t *testing.T) {
+	d := dispatch.New(dispatch.Config{BatchSize: 2}, nil, nil, nil, nil)
+	d.Reserve(2, 0, 0)
+	result := make(chan int, 1)
+	go func() {
+		got, _ := d.Reserve(1, 10*time.Millisecond, time.Hour)
+		result <- got
+	}()
+	select {
+	case got := <-result:
+		if got != 0 {
+			t.Errorf("Reserve on a stalled full queue = %d, want 0", got)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Reserve waited for its maximum instead of giving up on a stall")
 	}
 }

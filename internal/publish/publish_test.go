@@ -130,7 +130,7 @@ type fakeDispatcher struct {
 	returned int // reserved slots given back unused
 }
 
-func (f *fakeDispatcher) Reserve(n int, _ time.Duration) (int, time.Time) {
+func (f *fakeDispatcher) Reserve(n int, _, _ time.Duration) (int, time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k := min(n, f.room)

@@ -334,7 +334,9 @@ func (s *Store) fillEvents(ctx context.Context, ds []*store.Delivery, seqs []int
 	return nil
 }
 
-// DeliveryUpdateBatch applies updates in one transaction.
+// DeliveryUpdateBatch applies updates in one transaction, in order, with
+// multi-row statements: each takes a run of updates to distinct
+// deliveries, so a delivery updated twice in a batch is updated twice.
 func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.DeliveryUpdate) error {
 	if len(updates) == 0 {
 		return nil
@@ -346,50 +348,86 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 	}
 	now := millis(time.Now())
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		update := s.txStmt(ctx, tx, deliveryUpdateSQL)
-		var exists, attempt *sql.Stmt
-		for _, u := range updates {
-			res, err := update.ExecContext(ctx, string(u.State), u.Attempts, u.LastStatus,
-				u.LastError, millis(u.NextAt), now, u.ID, string(u.ExpectState))
-			if err != nil {
-				return err
+		args := make([]any, 0, maxRows*7+1)
+		seen := make(map[string]bool, min(len(updates), maxRows))
+		for rest := updates; len(rest) > 0; {
+			clear(seen)
+			run := 0
+			for run < len(rest) && run < maxRows && !seen[rest[run].ID] {
+				seen[rest[run].ID] = true
+				run++
 			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				// Not in ExpectState, or missing.
-				if exists == nil {
-					exists = s.txStmt(ctx, tx, deliveryExistsSQL)
-				}
-				var one int
-				err := exists.QueryRowContext(ctx, u.ID).Scan(&one)
-				if errors.Is(err, sql.ErrNoRows) {
-					return fmt.Errorf("delivery %s: %w", u.ID, store.ErrNotFound)
-				}
-				if err != nil {
+			for _, n := range chunks(run) {
+				if err := s.updateDeliveries(ctx, tx, rest[:n], now, args); err != nil {
 					return err
 				}
+				rest = rest[n:]
 			}
-			if a := u.Attempt; a != nil {
-				if attempt == nil {
-					attempt = s.txStmt(ctx, tx, attemptUpsertSQL)
-				}
+		}
+		var attempts []*store.DeliveryUpdate
+		for i := range updates {
+			if updates[i].Attempt != nil {
+				attempts = append(attempts, &updates[i])
+			}
+		}
+		for _, n := range chunks(len(attempts)) {
+			args = args[:0]
+			for _, u := range attempts[:n] {
+				a := u.Attempt
 				body := a.ResponseBody
 				if body == nil {
 					body = []byte{}
 				}
-				if _, err := attempt.ExecContext(ctx, u.ID, a.Number, millis(a.StartedAt),
-					a.StatusCode, int64(a.Latency), a.Error, body); err != nil {
-					return err
-				}
+				args = append(args, u.ID, a.Number, millis(a.StartedAt), a.StatusCode, int64(a.Latency), a.Error, body)
 			}
+			if _, err := s.txStmt(ctx, tx, attemptUpsertManySQL(n)).ExecContext(ctx, args...); err != nil {
+				return err
+			}
+			attempts = attempts[n:]
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: update deliveries: %w", err)
+	}
+	return nil
+}
+
+// updateDeliveries applies updates to distinct deliveries in one
+// statement; an update whose delivery is missing fails with ErrNotFound.
+// args is scratch space.
+func (s *Store) updateDeliveries(ctx context.Context, tx *sql.Tx, updates []store.DeliveryUpdate, now int64, args []any) error {
+	args = args[:0]
+	for _, u := range updates {
+		args = append(args, u.ID, string(u.State), u.Attempts, u.LastStatus, u.LastError,
+			millis(u.NextAt), string(u.ExpectState))
+	}
+	args = append(args, now)
+	updated, err := queryStrings(ctx, s.txStmt(ctx, tx, deliveryUpdateManySQL(len(updates))), args...)
+	if err != nil {
+		return err
+	}
+	if len(updated) == len(updates) {
+		return nil
+	}
+	// Some were not in their ExpectState, or are missing.
+	done := make(map[string]bool, len(updated))
+	for _, id := range updated {
+		done[id] = true
+	}
+	exists := s.txStmt(ctx, tx, deliveryExistsSQL)
+	for _, u := range updates {
+		if done[u.ID] {
+			continue
+		}
+		var one int
+		err := exists.QueryRowContext(ctx, u.ID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("delivery %s: %w", u.ID, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -63,22 +63,8 @@ RETURNING id, subscription_id, event_seq,
 	// caller appends one "?" per seq and ")".
 	claimEventsSQL = `SELECT seq, source, id, type, payload FROM events WHERE seq IN (`
 
-	// deliveryUpdateSQL takes ?1 state, ?2 attempts, ?3 last_status,
-	// ?4 last_error, ?5 next_at, ?6 updated_at, ?7 id, ?8 expected state
-	// or ''. A delivery that leaves in_flight loses its lease.
-	deliveryUpdateSQL = `UPDATE deliveries SET state = ?1, attempts = ?2, last_status = ?3,
-	last_error = ?4, next_at = ?5, updated_at = ?6,
-	lease_until = CASE WHEN ?1 = 'in_flight' THEN lease_until ELSE 0 END
-WHERE id = ?7 AND (?8 = '' OR state = ?8)`
 	deliveryExistsSQL = `SELECT 1 FROM deliveries WHERE id = ?`
 
-	attemptUpsertSQL = `INSERT INTO attempts
-	(delivery_id, number, started_at, status_code, latency, error, response_body)
-VALUES (?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (delivery_id, number) DO UPDATE SET
-	started_at = excluded.started_at, status_code = excluded.status_code,
-	latency = excluded.latency, error = excluded.error,
-	response_body = excluded.response_body`
 	attemptListSQL = `SELECT delivery_id, number, started_at, status_code, latency, error, response_body
 FROM attempts WHERE delivery_id = ? ORDER BY number`
 
@@ -91,6 +77,32 @@ FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = ?`
 func eventInsertSQL(n int) string {
 	return multiRowSQL(`INSERT INTO events (source, id, type, created_at, payload) VALUES `,
 		"(?, ?, ?, ?, ?)", n, ` ON CONFLICT (source, id) DO NOTHING RETURNING seq, source, id`)
+}
+
+// deliveryUpdateManySQL applies n updates given as rows of (id, state,
+// attempts, last_status, last_error, next_at, expected state or ”), all
+// then updated_at, and returns the IDs it updated. A delivery that
+// leaves in_flight loses its lease. The rows must name distinct deliveries.
+func deliveryUpdateManySQL(n int) string {
+	return multiRowSQL(`WITH u (id, state, attempts, last_status, last_error, next_at, expect) AS (VALUES `,
+		"(?, ?, ?, ?, ?, ?, ?)", n, `)
+UPDATE deliveries SET state = u.state, attempts = u.attempts, last_status = u.last_status,
+	last_error = u.last_error, next_at = u.next_at, updated_at = ?,
+	lease_until = CASE WHEN u.state = 'in_flight' THEN deliveries.lease_until ELSE 0 END
+FROM u WHERE deliveries.id = u.id AND (u.expect = '' OR deliveries.state = u.expect)
+RETURNING deliveries.id`)
+}
+
+// attemptUpsertManySQL records n attempts; recording an attempt number
+// that exists replaces it.
+func attemptUpsertManySQL(n int) string {
+	return multiRowSQL(`INSERT INTO attempts
+	(delivery_id, number, started_at, status_code, latency, error, response_body) VALUES `,
+		"(?, ?, ?, ?, ?, ?, ?)", n, `
+ON CONFLICT (delivery_id, number) DO UPDATE SET
+	started_at = excluded.started_at, status_code = excluded.status_code,
+	latency = excluded.latency, error = excluded.error,
+	response_body = excluded.response_body`)
 }
 
 // deliveryInsertSQL inserts n deliveries.

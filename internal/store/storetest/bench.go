@@ -16,9 +16,14 @@ import (
 //     1 KiB payloads, the publish path's group commit.
 //   - ClaimUpdate: claim 256 deliveries, then complete them in one
 //     DeliveryUpdateBatch with an attempt each, the dispatcher's loop.
+//   - SuccessPath: store 1,000 events with one delivery each already
+//     claimed (as the publisher does for its local dispatcher), then
+//     record all 1,000 delivered with their attempt: every store write a
+//     successful delivery makes.
 func Bench(b *testing.B, open func(tb testing.TB) store.Store) {
 	b.Run("EventInsertBatch", func(b *testing.B) { benchEventInsertBatch(b, open(b)) })
 	b.Run("ClaimUpdate", func(b *testing.B) { benchClaimUpdate(b, open(b)) })
+	b.Run("SuccessPath", func(b *testing.B) { benchSuccessPath(b, open(b)) })
 }
 
 const (
@@ -97,4 +102,34 @@ func benchClaimUpdate(b *testing.B, s store.Store) {
 		}
 	}
 	b.ReportMetric(float64(b.N*benchClaim)/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+func benchSuccessPath(b *testing.B, s store.Store) {
+	const n = 1000
+	payload := make([]byte, benchPayload)
+	now := time.Now().Truncate(time.Millisecond)
+	seq := 0
+	updates := make([]store.DeliveryUpdate, n)
+	attempts := make([]store.Attempt, n)
+	for b.Loop() {
+		b.StopTimer()
+		params := benchBatch(&seq, n, payload, now)
+		for i := range params {
+			d := &params[i].Deliveries[0]
+			d.State, d.LeaseUntil = store.DeliveryInFlight, now.Add(time.Minute)
+			attempts[i] = store.Attempt{Number: 1, StartedAt: now, StatusCode: 200, Latency: time.Millisecond}
+			updates[i] = store.DeliveryUpdate{
+				ID: d.ID, State: store.DeliveryDelivered, Attempts: 1, LastStatus: 200,
+				ExpectState: store.DeliveryInFlight, Attempt: &attempts[i],
+			}
+		}
+		b.StartTimer()
+		if _, err := s.EventInsertBatch(b.Context(), params); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.DeliveryUpdateBatch(b.Context(), updates); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "deliveries/s")
 }

@@ -41,6 +41,8 @@ var updateTests = []test{
 	{"ExpectStateMatchApplies", testUpdateExpectStateMatch},
 	{"SameAttemptNumberReplacesAttempt", testUpdateAttemptReplace},
 	{"MissingDeliveryIsErrNotFoundAndAppliesNothing", testUpdateMissing},
+	{"SameDeliveryTwiceAppliesInOrder", testUpdateSameDeliveryTwice},
+	{"LargeBatchAppliesEachUpdateOnItsOwnTerms", testUpdateLargeBatch},
 }
 
 var readTests = []test{
@@ -277,6 +279,79 @@ func testUpdateMissing(t *testing.T, s store.Store) {
 	}
 	if got := get(t, s, deliveryID(1)); got.State != store.DeliveryPending {
 		t.Errorf("state = %s, want pending: a failed batch must apply nothing", got.State)
+	}
+}
+
+// testUpdateSameDeliveryTwice: a batch may name a delivery twice (a retry
+// recorded right after the first attempt); the later update wins and both
+// attempts are kept.
+func testUpdateSameDeliveryTwice(t *testing.T, s store.Store) {
+	insertPending(t, s, 1, at(0), at(0))
+	first := store.Attempt{Number: 1, StartedAt: at(time.Second), StatusCode: 500, Latency: time.Second, Error: "HTTP 500"}
+	second := store.Attempt{Number: 2, StartedAt: at(2 * time.Second), StatusCode: 200, Latency: time.Millisecond}
+	update(t, s,
+		store.DeliveryUpdate{ID: deliveryID(1), State: store.DeliveryRetrying, Attempts: 1, LastStatus: 500, Attempt: &first},
+		store.DeliveryUpdate{ID: deliveryID(2), State: store.DeliveryDelivered, Attempts: 1, LastStatus: 200},
+		store.DeliveryUpdate{ID: deliveryID(1), State: store.DeliveryDelivered, Attempts: 2, LastStatus: 200,
+			ExpectState: store.DeliveryRetrying, Attempt: &second},
+	)
+	for _, id := range []string{deliveryID(1), deliveryID(2)} {
+		if got := get(t, s, id); got.State != store.DeliveryDelivered {
+			t.Errorf("%s state = %s, want delivered", id, got.State)
+		}
+	}
+	if got := get(t, s, deliveryID(1)); got.Attempts != 2 {
+		t.Errorf("attempts = %d, want 2 (the later update)", got.Attempts)
+	}
+	as, err := s.AttemptList(t.Context(), deliveryID(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(as) != 2 {
+		t.Fatalf("AttemptList returned %d attempts, want 2", len(as))
+	}
+	first.DeliveryID, second.DeliveryID = deliveryID(1), deliveryID(1)
+	checkAttempt(t, as[0], first)
+	checkAttempt(t, as[1], second)
+}
+
+// testUpdateLargeBatch: a batch bigger than any one statement a driver
+// might use, where every other update expects a state its delivery is not
+// in.
+func testUpdateLargeBatch(t *testing.T, s store.Store) {
+	const n = 300
+	nextAts := make([]time.Time, n)
+	for i := range nextAts {
+		nextAts[i] = at(0)
+	}
+	ids := insertPending(t, s, 1, nextAts...)
+	updates := make([]store.DeliveryUpdate, n)
+	for i, id := range ids {
+		expect := store.DeliveryPending
+		if i%2 == 1 {
+			expect = store.DeliveryInFlight // does not match: stays pending
+		}
+		updates[i] = store.DeliveryUpdate{
+			ID: id, State: store.DeliveryDelivered, Attempts: 1, LastStatus: 200 + i%2, ExpectState: expect,
+			Attempt: &store.Attempt{Number: 1, StartedAt: at(time.Second), StatusCode: 200 + i%2},
+		}
+	}
+	update(t, s, updates...)
+	for i, id := range ids {
+		want := store.DeliveryDelivered
+		if i%2 == 1 {
+			want = store.DeliveryPending
+		}
+		if got := get(t, s, id); got.State != want {
+			t.Errorf("%s state = %s, want %s", id, got.State, want)
+		}
+		as, err := s.AttemptList(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(as) != 1 || as[0].StatusCode != 200+i%2 {
+			t.Errorf("%s attempts = %+v, want one with status %d", id, as, 200+i%2)
+		}
 	}
 }
 
