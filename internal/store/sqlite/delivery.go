@@ -81,7 +81,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 				if payload == nil {
 					payload = []byte{}
 				}
-				args = append(args, e.Source, e.ID, e.Type, millis(created), payload)
+				args = append(args, e.Source, e.ID, e.Type, millis(created), deliveryIDs(params[i].Deliveries), payload)
 			}
 			rows, err := s.txStmt(ctx, tx, eventInsertSQL(n)).QueryContext(ctx, args...)
 			if err != nil {
@@ -163,11 +163,14 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 			if idsStmt == nil {
 				idsStmt = s.txStmt(ctx, tx, eventDeliveryIDsSQL)
 			}
-			ids, err := queryStrings(ctx, idsStmt, params[i].Event.Source, params[i].Event.ID)
-			if err != nil {
+			var ids string
+			if err := idsStmt.QueryRowContext(ctx, params[i].Event.Source, params[i].Event.ID).Scan(&ids); err != nil {
 				return err
 			}
-			results[i] = store.EventInsertResult{Duplicate: true, DeliveryIDs: ids}
+			results[i] = store.EventInsertResult{Duplicate: true, DeliveryIDs: strings.Fields(ids)}
+			if results[i].DeliveryIDs == nil {
+				results[i].DeliveryIDs = []string{}
+			}
 		}
 		return nil
 	})
@@ -190,6 +193,18 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 		}
 	}
 	return results, nil
+}
+
+// deliveryIDs is how an event row keeps its deliveries' IDs.
+func deliveryIDs(ds []store.Delivery) string {
+	var b strings.Builder
+	for i, d := range ds {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(d.ID)
+	}
+	return b.String()
 }
 
 func queryStrings(ctx context.Context, st *sql.Stmt, args ...any) ([]string, error) {
@@ -455,8 +470,10 @@ func (s *Store) DeliveryList(ctx context.Context, p store.DeliveryListParams) ([
 	if p.SubscriptionID != "" {
 		args = append(args, p.SubscriptionID)
 	}
-	if p.State != "" {
-		args = append(args, string(p.State))
+	switch p.State {
+	case "", store.DeliveryPending, store.DeliveryInFlight, store.DeliveryDelivered, store.DeliveryRetrying, store.DeliveryDead:
+	default:
+		return nil, fmt.Errorf("sqlite: list deliveries: unknown state %q", p.State)
 	}
 	if !p.CreatedFrom.IsZero() {
 		args = append(args, millis(p.CreatedFrom))
@@ -468,7 +485,7 @@ func (s *Store) DeliveryList(ctx context.Context, p store.DeliveryListParams) ([
 		args = append(args, p.After)
 	}
 	args = append(args, p.Limit)
-	query := deliveryListSQL(p.SubscriptionID != "", p.State != "",
+	query := deliveryListSQL(p.SubscriptionID != "", p.State,
 		!p.CreatedFrom.IsZero(), !p.CreatedTo.IsZero(), p.After != "")
 	rows, err := s.reader.QueryContext(ctx, query, args...)
 	if err != nil {

@@ -2,6 +2,8 @@ package sqlite
 
 import (
 	"strings"
+
+	"github.com/heraldhq/herald/internal/store"
 )
 
 // This file holds every SQL statement the driver runs. The schema is in
@@ -28,10 +30,9 @@ const (
 	subscriptionsVersionBumpSQL = `UPDATE subscriptions_version SET version = version + 1 WHERE singleton = 1`
 	subscriptionsVersionSQL     = `SELECT version FROM subscriptions_version WHERE singleton = 1`
 
-	// eventDeliveryIDsSQL lists a stored event's deliveries in the order
-	// they were inserted.
-	eventDeliveryIDsSQL = `SELECT d.id FROM events e JOIN deliveries d ON d.event_seq = e.seq
-WHERE e.source = ? AND e.id = ? ORDER BY d.pk`
+	// eventDeliveryIDsSQL returns a stored event's delivery IDs,
+	// space-separated in the order they were inserted.
+	eventDeliveryIDsSQL = `SELECT delivery_ids FROM events WHERE source = ? AND id = ?`
 
 	// deliveryColumns are read by scanDelivery, with the event's columns
 	// from events e.
@@ -75,8 +76,8 @@ FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = ?`
 // eventInsertSQL inserts n events, skipping those stored already, and
 // returns the inserted ones' seq, source and id.
 func eventInsertSQL(n int) string {
-	return multiRowSQL(`INSERT INTO events (source, id, type, created_at, payload) VALUES `,
-		"(?, ?, ?, ?, ?)", n, ` ON CONFLICT (source, id) DO NOTHING RETURNING seq, source, id`)
+	return multiRowSQL(`INSERT INTO events (source, id, type, created_at, delivery_ids, payload) VALUES `,
+		"(?, ?, ?, ?, ?, ?)", n, ` ON CONFLICT (source, id) DO NOTHING RETURNING seq, source, id`)
 }
 
 // deliveryUpdateManySQL applies n updates given as rows of (id, state,
@@ -128,16 +129,29 @@ func multiRowSQL(head, row string, n int, tail string) string {
 
 // deliveryListSQL builds DeliveryList's query with a condition for each
 // filter that is set, in the order the arguments are given: subscription,
-// state, created from, created to, after; the limit is the last argument.
-func deliveryListSQL(subscription, state, from, to, after bool) string {
+// created from, created to, after; the limit is the last argument. A state
+// is written into the query, so that SQLite can pick the partial index
+// that holds it; it must be a store.DeliveryState.
+func deliveryListSQL(subscription bool, state store.DeliveryState, from, to, after bool) string {
 	var b strings.Builder
 	b.WriteString(`SELECT ` + deliveryColumns + `
-FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE 1`)
+FROM deliveries d`)
+	// Without statistics SQLite would walk every delivery in ID order to
+	// find the few pending or in flight; their claim indexes hold exactly
+	// them.
+	switch {
+	case subscription:
+	case state == store.DeliveryPending:
+		b.WriteString(` INDEXED BY deliveries_pending`)
+	case state == store.DeliveryInFlight:
+		b.WriteString(` INDEXED BY deliveries_in_flight`)
+	}
+	b.WriteString(` JOIN events e ON e.seq = d.event_seq WHERE 1`)
 	if subscription {
 		b.WriteString(` AND d.subscription_id = ?`)
 	}
-	if state {
-		b.WriteString(` AND d.state = ?`)
+	if state != "" {
+		b.WriteString(` AND d.state = '` + string(state) + `'`)
 	}
 	if from {
 		b.WriteString(` AND d.created_at >= ?`)

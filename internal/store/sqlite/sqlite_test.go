@@ -1,7 +1,10 @@
 package sqlite_test
 
 import (
+	"database/sql"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/heraldhq/herald/internal/store"
@@ -11,7 +14,12 @@ import (
 
 func open(tb testing.TB) store.Store {
 	tb.Helper()
-	s, err := sqlite.Open(tb.Context(), filepath.Join(tb.TempDir(), "herald.db"))
+	return openAt(tb, filepath.Join(tb.TempDir(), "herald.db"))
+}
+
+func openAt(tb testing.TB, path string) store.Store {
+	tb.Helper()
+	s, err := sqlite.Open(tb.Context(), path)
 	if err != nil {
 		tb.Fatalf("Open: %v", err)
 	}
@@ -29,4 +37,51 @@ func TestStore(t *testing.T) {
 
 func BenchmarkStore(b *testing.B) {
 	storetest.Bench(b, open)
+}
+
+// TestMigrationKeepsDuplicateDeliveryIDs opens a database made by the
+// first schema: after the later migrations, a duplicate of an event stored
+// then still reports that event's deliveries, in order.
+func TestMigrationKeepsDuplicateDeliveryIDs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "herald.db")
+	init, err := os.ReadFile("migrations/001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`,
+		string(init),
+		`INSERT INTO schema_migrations VALUES (1, '001_init.sql', 0)`,
+		`INSERT INTO events (seq, source, id, type, created_at, payload) VALUES (7, '/old', 'e1', 't', 1, x'')`,
+		`INSERT INTO deliveries (id, subscription_id, event_seq, state, attempts, last_status, last_error, next_at, lease_until, created_at, updated_at)
+		 VALUES ('dlv_b', 'sub_1', 7, 'delivered', 1, 200, '', 0, 0, 1, 1), ('dlv_a', 'sub_2', 7, 'dead', 8, 500, '', 0, 0, 1, 1)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%.40s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s := openAt(t, path)
+	res, err := s.EventInsertBatch(t.Context(), []store.EventInsertParams{{
+		Event:      store.Event{Source: "/old", ID: "e1", Type: "t"},
+		Deliveries: []store.Delivery{{ID: "dlv_new", SubscriptionID: "sub_1", State: store.DeliveryPending}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Duplicate || strings.Join(res[0].DeliveryIDs, ",") != "dlv_b,dlv_a" {
+		t.Errorf("result = %+v, want a duplicate with [dlv_b dlv_a]", res[0])
+	}
+	dead, err := s.DeliveryList(t.Context(), store.DeliveryListParams{State: store.DeliveryDead, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 1 || dead[0].ID != "dlv_a" {
+		t.Errorf("dead deliveries = %v, want [dlv_a]", dead)
+	}
 }
