@@ -2,9 +2,12 @@ package sqlite_test
 
 import (
 	"database/sql"
+	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/heraldhq/herald/internal/store"
@@ -83,5 +86,44 @@ func TestMigrationKeepsDuplicateDeliveryIDs(t *testing.T) {
 	}
 	if len(dead) != 1 || dead[0].ID != "dlv_a" {
 		t.Errorf("dead deliveries = %v, want [dlv_a]", dead)
+	}
+}
+
+// TestConcurrentWritesFailAlone: writes that queue together share a
+// transaction; one that fails must undo only itself.
+func TestConcurrentWritesFailAlone(t *testing.T) {
+	s := open(t)
+	const n = 40
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			if i%2 == 1 {
+				errs[i] = s.DeliveryUpdateBatch(t.Context(), []store.DeliveryUpdate{
+					{ID: "dlv_missing", State: store.DeliveryDelivered},
+				})
+				return
+			}
+			_, errs[i] = s.EventInsertBatch(t.Context(), []store.EventInsertParams{{
+				Event: store.Event{Source: "/concurrent", ID: strconv.Itoa(i), Type: "t"},
+				Deliveries: []store.Delivery{{ID: "dlv_" + strconv.Itoa(i), SubscriptionID: "sub_1", State: store.DeliveryPending}},
+			}})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i%2 == 1 {
+			if !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("update of a missing delivery: err = %v, want ErrNotFound", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("insert %d: %v", i, err)
+			continue
+		}
+		if _, err := s.DeliveryGet(t.Context(), "dlv_"+strconv.Itoa(i)); err != nil {
+			t.Errorf("delivery of insert %d: %v", i, err)
+		}
 	}
 }
