@@ -105,7 +105,7 @@ func TestConcurrentWritesFailAlone(t *testing.T) {
 				return
 			}
 			_, errs[i] = s.EventInsertBatch(t.Context(), []store.EventInsertParams{{
-				Event: store.Event{Source: "/concurrent", ID: strconv.Itoa(i), Type: "t"},
+				Event:      store.Event{Source: "/concurrent", ID: strconv.Itoa(i), Type: "t"},
 				Deliveries: []store.Delivery{{ID: "dlv_" + strconv.Itoa(i), SubscriptionID: "sub_1", State: store.DeliveryPending}},
 			}})
 		})
