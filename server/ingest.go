@@ -189,6 +189,8 @@ func (in *Ingest) servePost(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, status, msg, nil)
 		return
 	}
+	// Announced while the body is read, so a group commit can wait for it.
+	defer in.publisher.Arriving()()
 	events, err := cehttp.ReadRequest(r, bodyLimit(r.Header.Get("Content-Type")))
 	switch {
 	case err == nil:

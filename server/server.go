@@ -69,7 +69,10 @@ func NewServices(p *publish.Publisher, s store.Store, c *catalog.Catalog, w Work
 // NewGRPCServer returns a gRPC server with Herald's services, the standard
 // health service and reflection (so grpcurl needs no .proto files).
 func NewGRPCServer(svc *Services, hs *health.Server, opts ...grpc.ServerOption) *grpc.Server {
-	opts = append([]grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20)}, opts...)
+	opts = append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(64 << 20),
+		grpc.StatsHandler(arrivals{svc.publisher}),
+	}, opts...)
 	g := grpc.NewServer(opts...)
 	heraldv1.RegisterPublishServiceServer(g, svc)
 	heraldv1.RegisterSubscriptionServiceServer(g, svc)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -57,6 +58,10 @@ type Config struct {
 	Dispatcher Dispatcher
 	// MaxBatch is the most events committed in one transaction (default 1000).
 	MaxBatch int
+	// GatherWait is how long a commit waits for calls announced by Arriving
+	// that have not queued yet (default 1ms): one commit, and one sync,
+	// then serves them too.
+	GatherWait time.Duration
 	// OnCommit is called after each commit that created deliveries, e.g. to
 	// wake the dispatcher. It must not block.
 	OnCommit func()
@@ -70,6 +75,8 @@ type Publisher struct {
 	store   Store
 	catalog *catalog.Catalog
 	cfg     Config
+
+	arriving atomic.Int64 // calls announced by Arriving and not ended
 
 	mu      sync.RWMutex // held for reading while queueing a request
 	closed  bool
@@ -91,6 +98,9 @@ func New(s Store, c *catalog.Catalog, cfg Config) *Publisher {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 1000
 	}
+	if cfg.GatherWait <= 0 {
+		cfg.GatherWait = time.Millisecond
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -104,6 +114,16 @@ func New(s Store, c *catalog.Catalog, cfg Config) *Publisher {
 	}
 	go p.commitLoop()
 	return p
+}
+
+// Arriving announces a Publish call on its way, e.g. an RPC whose request
+// is still being received; call end once the call has returned. While
+// announced calls are missing from a commit, it waits up to GatherWait for
+// them. A single caller is never kept waiting: its commit finds every
+// announced call in it.
+func (p *Publisher) Arriving() (end func()) {
+	p.arriving.Add(1)
+	return func() { p.arriving.Add(-1) }
 }
 
 // Publish validates every event, then stores the valid batch and returns
@@ -221,15 +241,32 @@ func (p *Publisher) commitLoop() {
 		}
 		batch = append(batch[:0], first)
 		n := len(first.params)
+		var wait *time.Timer
 	gather:
 		for n < p.cfg.MaxBatch {
 			select {
 			case r := <-p.reqs:
 				batch = append(batch, r)
 				n += len(r.params)
+				continue
 			default:
+			}
+			if p.arriving.Load() <= int64(len(batch)) {
+				break
+			}
+			if wait == nil {
+				wait = time.NewTimer(p.cfg.GatherWait)
+			}
+			select {
+			case r := <-p.reqs:
+				batch = append(batch, r)
+				n += len(r.params)
+			case <-wait.C:
 				break gather
 			}
+		}
+		if wait != nil {
+			wait.Stop()
 		}
 		all, allEvents = all[:0], allEvents[:0]
 		for _, r := range batch {

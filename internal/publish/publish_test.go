@@ -32,6 +32,11 @@ func (c *countingStore) EventInsertBatch(ctx context.Context, p []store.EventIns
 
 func setup(t *testing.T, types ...string) (*publish.Publisher, *countingStore) {
 	t.Helper()
+	return setupWith(t, publish.Config{}, types...)
+}
+
+func setupWith(t *testing.T, cfg publish.Config, types ...string) (*publish.Publisher, *countingStore) {
+	t.Helper()
 	ctx := context.Background()
 	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
 	if err != nil {
@@ -53,7 +58,7 @@ func setup(t *testing.T, types ...string) (*publish.Publisher, *countingStore) {
 		t.Fatal(err)
 	}
 	cs := &countingStore{Store: s}
-	p := publish.New(cs, cat, publish.Config{})
+	p := publish.New(cs, cat, cfg)
 	t.Cleanup(p.Close)
 	return p, cs
 }
@@ -100,6 +105,55 @@ func TestPublish_ConcurrentCallsShareTransactions(t *testing.T) {
 	}
 	if n := cs.txs.Load(); n >= calls {
 		t.Errorf("%d transactions for %d concurrent calls, want fewer (group commit)", n, calls)
+	}
+}
+
+// A commit waits for a call announced by Arriving, however late it comes
+// within GatherWait, and takes it into the same transaction.
+func TestPublish_CommitWaitsForArrivingCalls(t *testing.T) {
+	p, cs := setupWith(t, publish.Config{GatherWait: time.Hour}, "a")
+	endA, endB := p.Arriving(), p.Arriving()
+	done := make(chan error, 2)
+	go func() {
+		defer endA()
+		_, err := p.Publish(context.Background(), []*cloudeventsv1.CloudEvent{ev("a", "a")})
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // A is queued and its commit waits for B
+	go func() {
+		defer endB()
+		_, err := p.Publish(context.Background(), []*cloudeventsv1.CloudEvent{ev("b", "a")})
+		done <- err
+	}()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := cs.txs.Load(); n != 1 {
+		t.Errorf("%d transactions for two announced calls, want 1", n)
+	}
+}
+
+// An announced call that ended without publishing (say, its request was
+// malformed) holds no commit back.
+func TestPublish_EndedArrivalsDoNotHoldCommits(t *testing.T) {
+	p, _ := setupWith(t, publish.Config{GatherWait: time.Hour}, "a")
+	p.Arriving()() // announced, then gone
+	done := make(chan error, 1)
+	go func() {
+		end := p.Arriving()
+		defer end()
+		_, err := p.Publish(context.Background(), []*cloudeventsv1.CloudEvent{ev("1", "a")})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a lone call waited for an arrival that had ended")
 	}
 }
 

@@ -1,0 +1,47 @@
+package server
+
+import (
+	"context"
+
+	"google.golang.org/grpc/stats"
+
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/publish"
+)
+
+// arrivals announces Publish RPCs to the publisher from the moment they
+// begin, before their request has been received and decoded, so that a
+// group commit can wait for them (publish.Publisher.Arriving).
+type arrivals struct {
+	publisher *publish.Publisher
+}
+
+type arrivalKey struct{}
+
+// arrival is one Publish RPC's announcement.
+type arrival struct{ end func() }
+
+func (a arrivals) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if info.FullMethodName != heraldv1.PublishService_Publish_FullMethodName {
+		return ctx
+	}
+	return context.WithValue(ctx, arrivalKey{}, &arrival{})
+}
+
+func (a arrivals) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	ar, ok := ctx.Value(arrivalKey{}).(*arrival)
+	if !ok {
+		return
+	}
+	switch s.(type) {
+	case *stats.Begin:
+		ar.end = a.publisher.Arriving()
+	case *stats.End:
+		if ar.end != nil {
+			ar.end()
+		}
+	}
+}
+
+func (arrivals) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (arrivals) HandleConn(context.Context, stats.ConnStats)                       {}
