@@ -107,6 +107,7 @@ func run(ctx context.Context, args []string, dev bool) error {
 		}
 		defer temporal.Stop()
 		cfg.TemporalAddr = temporal.FrontendAddr()
+		cfg.EmbeddedTemporal = true
 	}
 
 	node, err := app.Start(ctx, cfg, grpcLn, httpLn, logger)

@@ -130,10 +130,11 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.cancel = cancel
 	disp := dispatch.New(dispatch.Config{
-		BatchSize: cfg.ClaimBatch,
-		Senders:   cfg.Senders,
-		Lease:     cfg.Lease,
-		Logger:    logger.With("component", "dispatch"),
+		BatchSize:    cfg.ClaimBatch,
+		Senders:      cfg.Senders,
+		Lease:        cfg.Lease,
+		PaceHandoffs: cfg.EmbeddedTemporal,
+		Logger:       logger.With("component", "dispatch"),
 	}, n.store, cat, attempter, &workflows.Starter{Client: n.temporal, TaskQueue: cfg.TaskQueue})
 	n.background.Add(2)
 	go func() {

@@ -31,6 +31,10 @@ type Config struct {
 	// TemporalAddr is the Temporal frontend. In dev mode Herald runs an
 	// embedded Temporal server there.
 	TemporalAddr string
+	// EmbeddedTemporal is set when the Temporal server runs in this process
+	// (dev mode): hand-offs to it are then paced while first attempts keep
+	// the CPU busy (dispatch.Config.PaceHandoffs).
+	EmbeddedTemporal bool
 	// TemporalNamespace is the namespace delivery workflows run in.
 	TemporalNamespace string
 	// TaskQueue is the task queue of Herald's workers.

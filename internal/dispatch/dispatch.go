@@ -67,6 +67,11 @@ type Config struct {
 	// tried again after a few seconds instead of holding its sender.
 	Handoffs     int
 	HandoffQueue int
+	// PaceHandoffs slows hand-offs to 2 per second while the process is
+	// short of CPU and still making first attempts. Set it when the
+	// Temporal server runs in this process (dev mode), so that its work
+	// for a burst of failures does not take the success path's CPU.
+	PaceHandoffs bool
 	// Lease is how long a claim lasts before another dispatcher may take
 	// the delivery (default 2 minutes; longer than a request's timeout).
 	Lease time.Duration
@@ -118,6 +123,7 @@ type Dispatcher struct {
 	catalog   *catalog.Catalog
 	attempter *attempt.Attempter
 	handoff   Handoff
+	pacer     *pacer // nil unless Config.PaceHandoffs
 
 	wake    chan struct{} // new deliveries were stored
 	space   chan struct{} // a sender took a job off the queue
@@ -156,6 +162,10 @@ type job []*store.Delivery
 // New returns a dispatcher.
 func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handoff) *Dispatcher {
 	cfg.setDefaults()
+	var p *pacer
+	if cfg.PaceHandoffs {
+		p = newPacer()
+	}
 	return &Dispatcher{
 		cfg:       cfg,
 		store:     s,
@@ -168,6 +178,7 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 		updates:   make(chan store.DeliveryUpdate, 4*cfg.BatchSize),
 		failed:    make(chan failure, cfg.HandoffQueue),
 		room:      make(chan struct{}),
+		pacer:     p,
 	}
 }
 
@@ -295,9 +306,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		go func() {
 			defer handoffs.Done()
 			for f := range d.failed {
+				if d.pacer != nil {
+					d.pacer.wait(ctx)
+				}
 				d.handOff(context.WithoutCancel(ctx), f)
 			}
 		}()
+	}
+	if d.pacer != nil {
+		go d.pacer.run(ctx)
 	}
 	recorded := make(chan struct{})
 	go func() {
@@ -422,6 +439,9 @@ func (d *Dispatcher) reschedule(j job, at time.Time, why string) {
 // first makes the first attempt of a job's deliveries (or a re-attempt
 // after a lost lease) and records or hands off the results.
 func (d *Dispatcher) first(ctx context.Context, j job) {
+	if d.pacer != nil {
+		d.pacer.attempts.Add(int64(len(j)))
+	}
 	events := make([]*event.Event, len(j))
 	for i, dl := range j {
 		if e, ok := d.decoded.LoadAndDelete(dl); ok {

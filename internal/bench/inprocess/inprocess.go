@@ -74,6 +74,7 @@ func Start(ctx context.Context, opts bench.NodeOptions) (bench.Node, error) {
 		return nil, err
 	}
 	cfg.TemporalAddr = n.temporal.FrontendAddr()
+	cfg.EmbeddedTemporal = true
 	if err := cfg.Finish(); err != nil {
 		n.Stop()
 		return nil, err
