@@ -199,11 +199,26 @@ type Result struct {
 	Machine  Machine   `json:"machine"`
 	Settings Settings  `json:"settings"`
 	Herald   Herald    `json:"herald"`
-	// Baseline is set when the run had one.
+	// Baseline is set when the run had one: measured right after Herald.
 	Baseline *BaselineResult `json:"baseline,omitempty"`
-	// Ratio is Herald's delivery throughput over the baseline's (0
-	// without a baseline).
+	// BaselineBefore is the same measured right before Herald (with a
+	// fixed event count): the machine's speed can drift within a run.
+	BaselineBefore *BaselineResult `json:"baseline_before,omitempty"`
+	// Ratio is Herald's delivery throughput over the baseline's, the mean
+	// of the two baselines when there are both (0 without a baseline).
 	Ratio float64 `json:"ratio,omitempty"`
+}
+
+// baselineRate is the baseline's rate: the mean of the runs before and
+// after Herald, or the one there is.
+func (r *Result) baselineRate() float64 {
+	switch {
+	case r.Baseline == nil:
+		return 0
+	case r.BaselineBefore == nil:
+		return r.Baseline.Rate
+	}
+	return (r.Baseline.Rate + r.BaselineBefore.Rate) / 2
 }
 
 // Settings are the run's parameters as applied.
@@ -291,6 +306,14 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		},
 	}
 	runID := newRunID()
+	if cfg.Baseline && cfg.Events > 0 {
+		logf("baseline before Herald: %d events from %d HTTP senders", cfg.Events, cfg.Publishers)
+		b, err := runBaseline(ctx, cfg, cfg.Events, newRunID())
+		if err != nil {
+			return err
+		}
+		res.BaselineBefore = b
+	}
 
 	target := cfg.Target
 	scope := "this process only: load generator and sink (Herald runs elsewhere)"
@@ -343,8 +366,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			return err
 		}
 		res.Baseline = b
-		if b.Rate > 0 {
-			res.Ratio = res.Herald.DeliveryRate / b.Rate
+		if r := res.baselineRate(); r > 0 {
+			res.Ratio = res.Herald.DeliveryRate / r
 		}
 	}
 

@@ -314,3 +314,17 @@ func TestEventData_IsOneKiBOfJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestResult_RatioUsesBothBaselines(t *testing.T) {
+	r := &Result{Baseline: &BaselineResult{Rate: 30000}}
+	if got := r.baselineRate(); got != 30000 {
+		t.Errorf("one baseline: rate %v, want 30000", got)
+	}
+	r.BaselineBefore = &BaselineResult{Rate: 40000}
+	if got := r.baselineRate(); got != 35000 {
+		t.Errorf("before and after: rate %v, want their mean 35000", got)
+	}
+	if got := (&Result{}).baselineRate(); got != 0 {
+		t.Errorf("no baseline: rate %v, want 0", got)
+	}
+}

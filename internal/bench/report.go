@@ -73,7 +73,10 @@ func writeTable(out io.Writer, res *Result) error {
 		return err
 	}
 	if b != nil {
-		fmt.Fprintf(&w, "\nHerald delivers at %.1f%% of the baseline (%s vs %s).\n", 100*res.Ratio, rate(h.DeliveryRate), rate(b.Rate))
+		if bb := res.BaselineBefore; bb != nil {
+			fmt.Fprintf(&w, "\nBaseline before Herald %s, after %s (the column above): the ratio uses their mean.", rate(bb.Rate), rate(b.Rate))
+		}
+		fmt.Fprintf(&w, "\nHerald delivers at %.1f%% of the baseline (%s vs %s).\n", 100*res.Ratio, rate(h.DeliveryRate), rate(res.baselineRate()))
 		fmt.Fprintf(&w, "The baseline's publish-to-delivered is from its request's start to the sink.\n")
 	}
 	if h.Publish.FirstError != "" {
