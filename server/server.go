@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -72,6 +73,10 @@ func NewGRPCServer(svc *Services, hs *health.Server, opts ...grpc.ServerOption) 
 	opts = append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(64 << 20),
 		grpc.StatsHandler(arrivals{svc.publisher}),
+		// A fixed pool of stream workers instead of a goroutine per RPC:
+		// +5% single-event and up to +14% 100-event Publish throughput in
+		// paired runs (docs/benchmarks.md).
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	}, opts...)
 	g := grpc.NewServer(opts...)
 	heraldv1.RegisterPublishServiceServer(g, svc)
