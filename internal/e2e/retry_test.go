@@ -44,7 +44,11 @@ func failFirst(n int, status int, header http.Header) heraldtest.Respond {
 }
 
 func TestDelivery_FailingReceiverIsRetriedByItsWorkflow(t *testing.T) {
-	n := startNode(t, nodeConfig(t, tempStore(t)))
+	cfg := nodeConfig(t, tempStore(t))
+	// The Temporal server runs in this test process, as in dev mode: the
+	// hand-off goes through the pacer.
+	cfg.EmbeddedTemporal = true
+	n := startNode(t, cfg)
 	const failures = 2
 	rcv := heraldtest.NewReceiver(t, failFirst(failures, http.StatusInternalServerError, nil))
 	sub := createSub(t, n, rcv.URL)
