@@ -244,26 +244,26 @@ func (p *Publisher) commitLoop() {
 		var wait *time.Timer
 	gather:
 		for n < p.cfg.MaxBatch {
+			var r *commitReq
 			select {
-			case r := <-p.reqs:
-				batch = append(batch, r)
-				n += len(r.params)
-				continue
+			case r = <-p.reqs:
 			default:
+				// Nothing queued: wait a little only for calls announced
+				// and not in this batch yet.
+				if p.arriving.Load() <= int64(len(batch)) {
+					break gather
+				}
+				if wait == nil {
+					wait = time.NewTimer(p.cfg.GatherWait)
+				}
+				select {
+				case r = <-p.reqs:
+				case <-wait.C:
+					break gather
+				}
 			}
-			if p.arriving.Load() <= int64(len(batch)) {
-				break
-			}
-			if wait == nil {
-				wait = time.NewTimer(p.cfg.GatherWait)
-			}
-			select {
-			case r := <-p.reqs:
-				batch = append(batch, r)
-				n += len(r.params)
-			case <-wait.C:
-				break gather
-			}
+			batch = append(batch, r)
+			n += len(r.params)
 		}
 		if wait != nil {
 			wait.Stop()
