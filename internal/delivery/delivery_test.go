@@ -413,20 +413,6 @@ func TestCheckHeader(t *testing.T) {
 	}
 }
 
-func TestWithClient_StillDoesNotFollowRedirects(t *testing.T) {
-	srv, _ := recorder(t, func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/elsewhere", http.StatusFound)
-	})
-	hc := &http.Client{Timeout: time.Hour}
-	req, _ := testRequest(t, srv.URL)
-	if res := NewSender(WithClient(hc)).Send(context.Background(), req); res.StatusCode != http.StatusFound {
-		t.Errorf("Send = %+v, want 302", res)
-	}
-	if hc.CheckRedirect != nil || hc.Timeout != time.Hour {
-		t.Error("WithClient modified the caller's client")
-	}
-}
-
 func TestWithUserAgent(t *testing.T) {
 	srv, got := recorder(t, nil)
 	req, _ := testRequest(t, srv.URL)
