@@ -363,25 +363,29 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 	}
 	now := millis(time.Now())
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		args := make([]any, 0, maxRows*7+1)
+		args := make([]any, 0, maxRows*12+1)
 		seen := make(map[string]bool, min(len(updates), maxRows))
+		// Runs of updates to distinct deliveries that all record a first
+		// attempt, or all do not, go in one statement each.
 		for rest := updates; len(rest) > 0; {
 			clear(seen)
 			run := 0
-			for run < len(rest) && run < maxRows && !seen[rest[run].ID] {
+			first := recordsFirst(&rest[0])
+			for run < len(rest) && run < maxRows && !seen[rest[run].ID] && recordsFirst(&rest[run]) == first {
 				seen[rest[run].ID] = true
 				run++
 			}
 			for _, n := range chunks(run) {
-				if err := s.updateDeliveries(ctx, tx, rest[:n], now, args); err != nil {
+				if err := s.updateDeliveries(ctx, tx, rest[:n], first, now, args); err != nil {
 					return err
 				}
 				rest = rest[n:]
 			}
 		}
+		// First attempts went into the deliveries' rows.
 		var attempts []*store.DeliveryUpdate
 		for i := range updates {
-			if updates[i].Attempt != nil {
+			if updates[i].Attempt != nil && !recordsFirst(&updates[i]) {
 				attempts = append(attempts, &updates[i])
 			}
 		}
@@ -389,11 +393,7 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 			args = args[:0]
 			for _, u := range attempts[:n] {
 				a := u.Attempt
-				body := a.ResponseBody
-				if body == nil {
-					body = []byte{}
-				}
-				args = append(args, u.ID, a.Number, millis(a.StartedAt), a.StatusCode, int64(a.Latency), a.Error, body)
+				args = append(args, u.ID, a.Number, millis(a.StartedAt), a.StatusCode, int64(a.Latency), a.Error, nonNil(a.ResponseBody))
 			}
 			if _, err := s.txStmt(ctx, tx, attemptUpsertManySQL(n)).ExecContext(ctx, args...); err != nil {
 				return err
@@ -408,24 +408,40 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 	return nil
 }
 
+// recordsFirst reports whether u records a delivery's first attempt,
+// which is kept in the delivery's row.
+func recordsFirst(u *store.DeliveryUpdate) bool {
+	return u.Attempt != nil && u.Attempt.Number == 1
+}
+
 // updateDeliveries applies updates to distinct deliveries in one
 // statement; an update whose delivery is missing fails with ErrNotFound.
-// args is scratch space.
-func (s *Store) updateDeliveries(ctx context.Context, tx *sql.Tx, updates []store.DeliveryUpdate, now int64, args []any) error {
+// If first, every update records a first attempt, and the statement
+// stores it too; otherwise none does. args is scratch space.
+func (s *Store) updateDeliveries(ctx context.Context, tx *sql.Tx, updates []store.DeliveryUpdate, first bool, now int64, args []any) error {
 	args = args[:0]
 	for _, u := range updates {
 		args = append(args, u.ID, string(u.State), u.Attempts, u.LastStatus, u.LastError,
 			millis(u.NextAt), string(u.ExpectState))
+		if first {
+			a := u.Attempt
+			args = append(args, millis(a.StartedAt), a.StatusCode, int64(a.Latency), a.Error, nonNil(a.ResponseBody))
+		}
 	}
 	args = append(args, now)
-	updated, err := queryStrings(ctx, s.txStmt(ctx, tx, deliveryUpdateManySQL(len(updates))), args...)
+	query := deliveryUpdateManySQL(len(updates))
+	if first {
+		query = deliveryUpdateFirstManySQL(len(updates))
+	}
+	updated, err := queryStrings(ctx, s.txStmt(ctx, tx, query), args...)
 	if err != nil {
 		return err
 	}
 	if len(updated) == len(updates) {
 		return nil
 	}
-	// Some were not in their ExpectState, or are missing.
+	// Some were not in their ExpectState, or are missing. Their attempts
+	// are recorded all the same.
 	done := make(map[string]bool, len(updated))
 	for _, id := range updated {
 		done[id] = true
@@ -443,8 +459,24 @@ func (s *Store) updateDeliveries(ctx context.Context, tx *sql.Tx, updates []stor
 		if err != nil {
 			return err
 		}
+		if first {
+			a := u.Attempt
+			if _, err := s.txStmt(ctx, tx, firstAttemptSQL).ExecContext(ctx, millis(a.StartedAt), a.StatusCode,
+				int64(a.Latency), a.Error, nonNil(a.ResponseBody), u.ID); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// nonNil returns b, or an empty slice for nil: SQLite stores a nil []byte
+// as NULL.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }
 
 // DeliveryGet returns a delivery with its event payload, or

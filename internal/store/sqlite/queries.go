@@ -66,8 +66,18 @@ RETURNING id, subscription_id, event_seq,
 
 	deliveryExistsSQL = `SELECT 1 FROM deliveries WHERE id = ?`
 
-	attemptListSQL = `SELECT delivery_id, number, started_at, status_code, latency, error, response_body
-FROM attempts WHERE delivery_id = ? ORDER BY number`
+	// attemptListSQL reads the first attempt from the delivery's row and
+	// the later ones from attempts.
+	attemptListSQL = `SELECT id, 1, first_started_at, first_status_code, first_latency, first_error, first_response_body
+FROM deliveries WHERE id = ?1 AND first_started_at IS NOT NULL
+UNION ALL
+SELECT delivery_id, number, started_at, status_code, latency, error, response_body
+FROM attempts WHERE delivery_id = ?1
+ORDER BY 2`
+
+	// firstAttemptSQL records a delivery's first attempt in its row.
+	firstAttemptSQL = `UPDATE deliveries SET first_started_at = ?, first_status_code = ?,
+	first_latency = ?, first_error = ?, first_response_body = ? WHERE id = ?`
 
 	deliveryGetSQL = `SELECT ` + deliveryColumns + `, e.payload
 FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = ?`
@@ -87,12 +97,28 @@ func eventInsertSQL(n int) string {
 func deliveryUpdateManySQL(n int) string {
 	return multiRowSQL(`WITH u (id, state, attempts, last_status, last_error, next_at, expect) AS (VALUES `,
 		"(?, ?, ?, ?, ?, ?, ?)", n, `)
-UPDATE deliveries SET state = u.state, attempts = u.attempts, last_status = u.last_status,
-	last_error = u.last_error, next_at = u.next_at, updated_at = ?,
-	lease_until = CASE WHEN u.state = 'in_flight' THEN deliveries.lease_until ELSE 0 END
+UPDATE deliveries SET `+deliveryUpdateSet+`
 FROM u WHERE deliveries.id = u.id AND (u.expect = '' OR deliveries.state = u.expect)
 RETURNING deliveries.id`)
 }
+
+// deliveryUpdateFirstManySQL is deliveryUpdateManySQL with each row's
+// first attempt (started_at, status_code, latency, error, response_body)
+// after its expected state.
+func deliveryUpdateFirstManySQL(n int) string {
+	return multiRowSQL(`WITH u (id, state, attempts, last_status, last_error, next_at, expect,
+	a_started_at, a_status_code, a_latency, a_error, a_response_body) AS (VALUES `,
+		"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", n, `)
+UPDATE deliveries SET `+deliveryUpdateSet+`,
+	first_started_at = u.a_started_at, first_status_code = u.a_status_code,
+	first_latency = u.a_latency, first_error = u.a_error, first_response_body = u.a_response_body
+FROM u WHERE deliveries.id = u.id AND (u.expect = '' OR deliveries.state = u.expect)
+RETURNING deliveries.id`)
+}
+
+const deliveryUpdateSet = `state = u.state, attempts = u.attempts, last_status = u.last_status,
+	last_error = u.last_error, next_at = u.next_at, updated_at = ?,
+	lease_until = CASE WHEN u.state = 'in_flight' THEN deliveries.lease_until ELSE 0 END`
 
 // attemptUpsertManySQL records n attempts; recording an attempt number
 // that exists replaces it.

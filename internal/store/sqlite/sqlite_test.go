@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/store/sqlite"
@@ -45,7 +46,11 @@ func BenchmarkStore(b *testing.B) {
 // TestMigrationKeepsDuplicateDeliveryIDs opens a database made by the
 // first schema: after the later migrations, a duplicate of an event stored
 // then still reports that event's deliveries, in order.
-func TestMigrationKeepsDuplicateDeliveryIDs(t *testing.T) {
+// TestMigrationsKeepOldData opens a schema-1 database: a duplicate event
+// still reports its deliveries in order (migration 2), and attempts made
+// before keep their order and fields, the first one moved into its
+// delivery's row (migration 3).
+func TestMigrationsKeepOldData(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "herald.db")
 	init, err := os.ReadFile("migrations/001_init.sql")
 	if err != nil {
@@ -62,6 +67,8 @@ func TestMigrationKeepsDuplicateDeliveryIDs(t *testing.T) {
 		`INSERT INTO events (seq, source, id, type, created_at, payload) VALUES (7, '/old', 'e1', 't', 1, x'')`,
 		`INSERT INTO deliveries (id, subscription_id, event_seq, state, attempts, last_status, last_error, next_at, lease_until, created_at, updated_at)
 		 VALUES ('dlv_b', 'sub_1', 7, 'delivered', 1, 200, '', 0, 0, 1, 1), ('dlv_a', 'sub_2', 7, 'dead', 8, 500, '', 0, 0, 1, 1)`,
+		`INSERT INTO attempts (delivery_id, number, started_at, status_code, latency, error, response_body)
+		 VALUES ('dlv_a', 2, 2000, 503, 7, 'busy', x'6f6b'), ('dlv_a', 1, 1000, 500, 5, 'boom', x'6e6f')`,
 	} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%.40s: %v", q, err)
@@ -86,6 +93,28 @@ func TestMigrationKeepsDuplicateDeliveryIDs(t *testing.T) {
 	}
 	if len(dead) != 1 || dead[0].ID != "dlv_a" {
 		t.Errorf("dead deliveries = %v, want [dlv_a]", dead)
+	}
+
+	as, err := s.AttemptList(t.Context(), "dlv_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Attempt{
+		{DeliveryID: "dlv_a", Number: 1, StartedAt: time.UnixMilli(1000), StatusCode: 500, Latency: 5, Error: "boom", ResponseBody: []byte("no")},
+		{DeliveryID: "dlv_a", Number: 2, StartedAt: time.UnixMilli(2000), StatusCode: 503, Latency: 7, Error: "busy", ResponseBody: []byte("ok")},
+	}
+	if len(as) != len(want) {
+		t.Fatalf("AttemptList = %d attempts, want %d", len(as), len(want))
+	}
+	for i, a := range as {
+		w := want[i]
+		if a.DeliveryID != w.DeliveryID || a.Number != w.Number || !a.StartedAt.Equal(w.StartedAt) || a.StatusCode != w.StatusCode ||
+			a.Latency != w.Latency || a.Error != w.Error || string(a.ResponseBody) != string(w.ResponseBody) {
+			t.Errorf("attempt %d = %+v, want %+v", i, *a, w)
+		}
+	}
+	if as, err := s.AttemptList(t.Context(), "dlv_b"); err != nil || len(as) != 0 {
+		t.Errorf("AttemptList(no attempts) = %v, %v; want none", as, err)
 	}
 }
 
