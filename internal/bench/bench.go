@@ -81,6 +81,10 @@ type Config struct {
 	// CPUProfile, if set, is a file for a CPU profile of the measured
 	// Herald phase (publishing and draining).
 	CPUProfile string
+	// MemProfile, if set, is a file for an allocation profile written at
+	// the end of the measured Herald phase (it counts from process start,
+	// so the setup's allocations are in it too).
+	MemProfile string
 	// LogLevel is the in-process node's log level (default warn).
 	LogLevel string
 	// Progress receives progress lines; nil discards them.
@@ -148,6 +152,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.SinkAddr, "sink-addr", c.SinkAddr, "where the sink listens")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print JSON instead of a table")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", c.CPUProfile, "write a CPU profile of the measured phase to this file")
+	fs.StringVar(&c.MemProfile, "memprofile", c.MemProfile, "write an allocation profile to this file after the measured phase")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "in-process node's log level: debug, info, warn or error")
 }
 
@@ -481,6 +486,11 @@ func runHerald(ctx context.Context, cfg Config, target, runID, scope string, res
 	}
 	usage := m.stop(scope)
 	pprof.StopCPUProfile()
+	if cfg.MemProfile != "" {
+		if err := writeAllocs(cfg.MemProfile); err != nil {
+			return err
+		}
+	}
 
 	d := Account(load.Sent, sink.Receipts())
 	h := Herald{
@@ -591,4 +601,17 @@ func newRunID() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return "bench" + hex.EncodeToString(b)
+}
+
+// writeAllocs writes the process's allocation profile to path.
+func writeAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
