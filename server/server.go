@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"runtime"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -67,16 +66,24 @@ func NewServices(p *publish.Publisher, s store.Store, c *catalog.Catalog, w Work
 	return &Services{publisher: p, store: s, catalog: c, workflows: w, opts: opts}
 }
 
+// streamWorkers is the size of the gRPC server's pool of stream workers,
+// room for this many RPCs at once before calls start goroutines of their
+// own.
+const streamWorkers = 256
+
 // NewGRPCServer returns a gRPC server with Herald's services, the standard
 // health service and reflection (so grpcurl needs no .proto files).
 func NewGRPCServer(svc *Services, hs *health.Server, opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(64 << 20),
 		grpc.StatsHandler(arrivals{svc.publisher}),
-		// A fixed pool of stream workers instead of a goroutine per RPC:
-		// +5% single-event and up to +14% 100-event Publish throughput in
-		// paired runs (docs/benchmarks.md).
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		// A pool of stream workers instead of a goroutine per RPC. It must
+		// cover the calls in flight: Publish handlers wait for their group
+		// commit, and a call that finds every worker busy gets a new
+		// goroutine whose stack grows on the way down (~43,000
+		// instructions per single-event call with a pool of GOMAXPROCS;
+		// docs/benchmarks.md, items 13 and 17).
+		grpc.NumStreamWorkers(streamWorkers),
 	}, opts...)
 	g := grpc.NewServer(opts...)
 	heraldv1.RegisterPublishServiceServer(g, svc)
