@@ -73,7 +73,7 @@ FROM deliveries WHERE id = ?1 AND first_started_at IS NOT NULL
 UNION ALL
 SELECT delivery_id, number, started_at, status_code, latency, error, response_body
 FROM attempts WHERE delivery_id = ?1
-ORDER BY 2`
+ORDER BY 2` // the attempt number
 
 	// firstAttemptSQL records a delivery's first attempt in its row.
 	firstAttemptSQL = `UPDATE deliveries SET first_started_at = ?, first_status_code = ?,
@@ -97,9 +97,7 @@ func eventInsertSQL(n int) string {
 func deliveryUpdateManySQL(n int) string {
 	return multiRowSQL(`WITH u (id, state, attempts, last_status, last_error, next_at, expect) AS (VALUES `,
 		"(?, ?, ?, ?, ?, ?, ?)", n, `)
-UPDATE deliveries SET `+deliveryUpdateSet+`
-FROM u WHERE deliveries.id = u.id AND (u.expect = '' OR deliveries.state = u.expect)
-RETURNING deliveries.id`)
+UPDATE deliveries SET `+deliveryUpdateSet+deliveryUpdateWhere)
 }
 
 // deliveryUpdateFirstManySQL is deliveryUpdateManySQL with each row's
@@ -111,14 +109,20 @@ func deliveryUpdateFirstManySQL(n int) string {
 		"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", n, `)
 UPDATE deliveries SET `+deliveryUpdateSet+`,
 	first_started_at = u.a_started_at, first_status_code = u.a_status_code,
-	first_latency = u.a_latency, first_error = u.a_error, first_response_body = u.a_response_body
-FROM u WHERE deliveries.id = u.id AND (u.expect = '' OR deliveries.state = u.expect)
-RETURNING deliveries.id`)
+	first_latency = u.a_latency, first_error = u.a_error, first_response_body = u.a_response_body`+
+		deliveryUpdateWhere)
 }
 
-const deliveryUpdateSet = `state = u.state, attempts = u.attempts, last_status = u.last_status,
+// deliveryUpdateSet and deliveryUpdateWhere are the parts the two
+// statements above share.
+const (
+	deliveryUpdateSet = `state = u.state, attempts = u.attempts, last_status = u.last_status,
 	last_error = u.last_error, next_at = u.next_at, updated_at = ?,
 	lease_until = CASE WHEN u.state = 'in_flight' THEN deliveries.lease_until ELSE 0 END`
+	deliveryUpdateWhere = `
+FROM u WHERE deliveries.id = u.id AND (u.expect = '' OR deliveries.state = u.expect)
+RETURNING deliveries.id`
+)
 
 // attemptUpsertManySQL records n attempts; recording an attempt number
 // that exists replaces it.
