@@ -110,7 +110,7 @@ func deliveryUpdateFirstManySQL(n int) string {
 UPDATE deliveries SET `+deliveryUpdateSet+`,
 	first_started_at = u.a_started_at, first_status_code = u.a_status_code,
 	first_latency = u.a_latency, first_error = u.a_error, first_response_body = u.a_response_body`+
-		deliveryUpdateWhere)
+			deliveryUpdateWhere)
 }
 
 // deliveryUpdateSet and deliveryUpdateWhere are the parts the two
