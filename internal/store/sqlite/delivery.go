@@ -424,8 +424,7 @@ func (s *Store) updateDeliveries(ctx context.Context, tx *sql.Tx, updates []stor
 		args = append(args, u.ID, string(u.State), u.Attempts, u.LastStatus, u.LastError,
 			millis(u.NextAt), string(u.ExpectState))
 		if first {
-			a := u.Attempt
-			args = append(args, millis(a.StartedAt), a.StatusCode, int64(a.Latency), a.Error, nonNil(a.ResponseBody))
+			args = appendFirstAttempt(args, u.Attempt)
 		}
 	}
 	args = append(args, now)
@@ -446,28 +445,44 @@ func (s *Store) updateDeliveries(ctx context.Context, tx *sql.Tx, updates []stor
 	for _, id := range updated {
 		done[id] = true
 	}
-	exists := s.txStmt(ctx, tx, deliveryExistsSQL)
 	for _, u := range updates {
 		if done[u.ID] {
 			continue
 		}
-		var one int
-		err := exists.QueryRowContext(ctx, u.ID).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("delivery %s: %w", u.ID, store.ErrNotFound)
-		}
+		found, err := s.recordFirstOrExists(ctx, tx, u, first)
 		if err != nil {
 			return err
 		}
-		if first {
-			a := u.Attempt
-			if _, err := s.txStmt(ctx, tx, firstAttemptSQL).ExecContext(ctx, millis(a.StartedAt), a.StatusCode,
-				int64(a.Latency), a.Error, nonNil(a.ResponseBody), u.ID); err != nil {
-				return err
-			}
+		if !found {
+			return fmt.Errorf("delivery %s: %w", u.ID, store.ErrNotFound)
 		}
 	}
 	return nil
+}
+
+// recordFirstOrExists reports whether u's delivery exists, recording u's
+// first attempt in its row on the way if first.
+func (s *Store) recordFirstOrExists(ctx context.Context, tx *sql.Tx, u store.DeliveryUpdate, first bool) (bool, error) {
+	if first {
+		res, err := s.txStmt(ctx, tx, firstAttemptSQL).ExecContext(ctx, append(appendFirstAttempt(nil, u.Attempt), u.ID)...)
+		if err != nil {
+			return false, err
+		}
+		n, err := res.RowsAffected()
+		return n > 0, err
+	}
+	var one int
+	err := s.txStmt(ctx, tx, deliveryExistsSQL).QueryRowContext(ctx, u.ID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// appendFirstAttempt appends a first attempt's values for the first_*
+// columns, in their order, to args.
+func appendFirstAttempt(args []any, a *store.Attempt) []any {
+	return append(args, millis(a.StartedAt), a.StatusCode, int64(a.Latency), a.Error, nonNil(a.ResponseBody))
 }
 
 // nonNil returns b, or an empty slice for nil: SQLite stores a nil []byte
