@@ -268,17 +268,24 @@ func checkAttempt(t testing.TB, got *store.Attempt, want store.Attempt) {
 	}
 }
 
+// testUpdateMissing: an update of a missing delivery fails the batch,
+// with or without an attempt to record.
 func testUpdateMissing(t *testing.T, s store.Store) {
 	insertPending(t, s, 1, at(0))
-	err := s.DeliveryUpdateBatch(t.Context(), []store.DeliveryUpdate{
-		{ID: deliveryID(1), State: store.DeliveryDelivered, Attempts: 1, LastStatus: 200},
-		{ID: "dlv_missing", State: store.DeliveryDelivered, Attempts: 1, LastStatus: 200},
-	})
-	if !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("DeliveryUpdateBatch error = %v, want ErrNotFound", err)
-	}
-	if got := get(t, s, deliveryID(1)); got.State != store.DeliveryPending {
-		t.Errorf("state = %s, want pending: a failed batch must apply nothing", got.State)
+	for _, attempt := range []*store.Attempt{nil, {Number: 1, StartedAt: at(time.Second), StatusCode: 200}} {
+		err := s.DeliveryUpdateBatch(t.Context(), []store.DeliveryUpdate{
+			{ID: deliveryID(1), State: store.DeliveryDelivered, Attempts: 1, LastStatus: 200, Attempt: attempt},
+			{ID: "dlv_missing", State: store.DeliveryDelivered, Attempts: 1, LastStatus: 200, Attempt: attempt},
+		})
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("DeliveryUpdateBatch (attempt %v) error = %v, want ErrNotFound", attempt, err)
+		}
+		if got := get(t, s, deliveryID(1)); got.State != store.DeliveryPending {
+			t.Errorf("state = %s, want pending: a failed batch must apply nothing", got.State)
+		}
+		if as, err := s.AttemptList(t.Context(), deliveryID(1)); err != nil || len(as) != 0 {
+			t.Errorf("attempts = %v, %v; want none: a failed batch must record nothing", as, err)
+		}
 	}
 }
 
