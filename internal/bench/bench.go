@@ -23,6 +23,7 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"time"
 
@@ -85,6 +86,10 @@ type Config struct {
 	// the end of the measured Herald phase (it counts from process start,
 	// so the setup's allocations are in it too).
 	MemProfile string
+	// Trace, if set, is a file for a runtime execution trace of the
+	// measured Herald phase (go tool trace): where goroutines waited and
+	// when the CPUs were idle.
+	Trace string
 	// LogLevel is the in-process node's log level (default warn).
 	LogLevel string
 	// Progress receives progress lines; nil discards them.
@@ -153,6 +158,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print JSON instead of a table")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", c.CPUProfile, "write a CPU profile of the measured phase to this file")
 	fs.StringVar(&c.MemProfile, "memprofile", c.MemProfile, "write an allocation profile to this file after the measured phase")
+	fs.StringVar(&c.Trace, "trace", c.Trace, "write a runtime execution trace of the measured phase to this file (go tool trace)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "in-process node's log level: debug, info, warn or error")
 }
 
@@ -458,6 +464,17 @@ func runHerald(ctx context.Context, cfg Config, target, runID, scope string, res
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if cfg.Trace != "" {
+		f, err := os.Create(cfg.Trace)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
+	}
 	logf("publishing to %s: %s", target, describeSettings(res.Settings))
 	m := startMeter()
 	load := Load(ctx, LoadConfig{
@@ -486,6 +503,7 @@ func runHerald(ctx context.Context, cfg Config, target, runID, scope string, res
 	}
 	usage := m.stop(scope)
 	pprof.StopCPUProfile()
+	trace.Stop()
 	if cfg.MemProfile != "" {
 		if err := writeAllocs(cfg.MemProfile); err != nil {
 			return err
