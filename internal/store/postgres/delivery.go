@@ -250,6 +250,7 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 		}
 	}
 	var b pgx.Batch
+	b.Queue(customPlansSQL)
 	b.Queue(deliveriesExistingSQL, ids)
 	if len(ids) == len(updates) {
 		queueUpdatesAsArrays(&b, updates)
@@ -261,6 +262,9 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		br := tx.SendBatch(ctx, &b)
 		defer br.Close()
+		if _, err := br.Exec(); err != nil { // customPlansSQL
+			return err
+		}
 		// The existence check runs first, so a missing delivery is reported
 		// as such rather than as the attempt's foreign key violation.
 		rows, _ := br.Query()
@@ -276,7 +280,7 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 				return fmt.Errorf("delivery %s: %w", id, store.ErrNotFound)
 			}
 		}
-		for range b.Len() - 1 {
+		for range b.Len() - 2 {
 			if _, err := br.Exec(); err != nil {
 				return err
 			}

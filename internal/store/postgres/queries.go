@@ -92,6 +92,17 @@ FROM unnest($1::text[], $2::text[], $3::integer[], $4::integer[], $5::text[], $6
 WHERE d.id = u.id AND (u.expect = '' OR d.state = u.expect)`
 	deliveriesExistingSQL = `SELECT id FROM deliveries WHERE id = ANY($1)`
 
+	// customPlansSQL makes the rest of a transaction plan each statement
+	// for its arguments. pgx prepares a statement once per connection, and
+	// after five executions PostgreSQL may switch it to a generic plan,
+	// kept until the table is next analyzed. One made while deliveries was
+	// new and small scans the table whole, and went on doing so as it grew
+	// until autovacuum first analyzed it: the lookups of one result batch
+	// then took up to a second (docs/benchmarks.md, item 18). It is set
+	// only where the arguments are small: a custom plan copies them, and
+	// an event batch's payloads are megabytes.
+	customPlansSQL = `SET LOCAL plan_cache_mode = force_custom_plan`
+
 	attemptUpsertSQL = `INSERT INTO attempts
 	(delivery_id, number, started_at, status_code, latency, error, response_body)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
