@@ -232,8 +232,7 @@ func (s *Store) DeliveryClaim(ctx context.Context, p store.DeliveryClaimParams) 
 	return ds, nil
 }
 
-// DeliveryUpdateBatch applies updates in one transaction, sent as one
-// pipelined batch.
+// DeliveryUpdateBatch applies updates in one transaction.
 func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.DeliveryUpdate) error {
 	if len(updates) == 0 {
 		return nil
@@ -249,43 +248,13 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 			ids = append(ids, u.ID)
 		}
 	}
-	var b pgx.Batch
-	b.Queue(customPlansSQL)
-	b.Queue(deliveriesExistingSQL, ids)
-	if len(ids) == len(updates) {
-		queueUpdatesAsArrays(&b, updates)
-	} else {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if len(ids) == len(updates) {
+			return updateAsArrays(ctx, tx, updates)
+		}
 		// A delivery updated twice: one statement per row keeps the
 		// updates' order.
-		queueUpdatesByRow(&b, updates)
-	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		br := tx.SendBatch(ctx, &b)
-		defer br.Close()
-		if _, err := br.Exec(); err != nil { // customPlansSQL
-			return err
-		}
-		// The existence check runs first, so a missing delivery is reported
-		// as such rather than as the attempt's foreign key violation.
-		rows, _ := br.Query()
-		found, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		if len(found) != len(ids) {
-			for _, f := range found {
-				delete(distinct, f)
-			}
-			for id := range distinct {
-				return fmt.Errorf("delivery %s: %w", id, store.ErrNotFound)
-			}
-		}
-		for range b.Len() - 2 {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
-		}
-		return br.Close()
+		return updateByRow(ctx, tx, updates, ids)
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: update deliveries: %w", err)
@@ -293,8 +262,83 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 	return nil
 }
 
-// queueUpdatesByRow queues one statement per update and attempt.
-func queueUpdatesByRow(b *pgx.Batch, updates []store.DeliveryUpdate) {
+// updateAsArrays applies updates to distinct deliveries in one statement,
+// then records their attempts in another. The update returns the
+// deliveries it changed; only those it did not change (not in their
+// ExpectState, or missing) are looked up, so the common batch costs no
+// lookup of its own.
+func updateAsArrays(ctx context.Context, tx pgx.Tx, updates []store.DeliveryUpdate) error {
+	n := len(updates)
+	var (
+		ids, states, lastErrors, expects = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		attempts, lastStatuses           = make([]int32, n), make([]int32, n)
+		nextAts                          = make([]time.Time, n)
+		a                                attemptArrays
+	)
+	for i, u := range updates {
+		ids[i], states[i], lastErrors[i], expects[i] = u.ID, string(u.State), u.LastError, string(u.ExpectState)
+		attempts[i], lastStatuses[i], nextAts[i] = int32(u.Attempts), int32(u.LastStatus), u.NextAt
+		if u.Attempt != nil {
+			a.add(u.ID, u.Attempt)
+		}
+	}
+	rows, _ := tx.Query(ctx, deliveryUpdateManySQL, ids, states, attempts, lastStatuses, lastErrors, nextAts, expects, now())
+	updated, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	if len(updated) < n {
+		if err := requireExisting(ctx, tx, ids, updated); err != nil {
+			return err
+		}
+	}
+	if len(a.ids) > 0 {
+		_, err := tx.Exec(ctx, attemptUpsertManySQL, a.ids, a.numbers, a.started, a.statuses, a.latencies, a.errors, a.bodies)
+		return err
+	}
+	return nil
+}
+
+// requireExisting fails with ErrNotFound if any of ids, other than those
+// known to exist, names no delivery.
+func requireExisting(ctx context.Context, tx pgx.Tx, ids, exist []string) error {
+	missing := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		missing[id] = true
+	}
+	for _, id := range exist {
+		delete(missing, id)
+	}
+	check := make([]string, 0, len(missing))
+	for _, id := range ids {
+		if missing[id] {
+			check = append(check, id)
+		}
+	}
+	rows, _ := tx.Query(ctx, deliveriesExistingSQL, check)
+	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, id := range found {
+		delete(missing, id)
+	}
+	for _, id := range check {
+		if missing[id] {
+			return fmt.Errorf("delivery %s: %w", id, store.ErrNotFound)
+		}
+	}
+	return nil
+}
+
+// updateByRow applies one statement per update and attempt, in order,
+// after checking that every delivery exists, so that a missing one is
+// reported as such rather than as the attempt's foreign key violation.
+func updateByRow(ctx context.Context, tx pgx.Tx, updates []store.DeliveryUpdate, ids []string) error {
+	if err := requireExisting(ctx, tx, ids, nil); err != nil {
+		return err
+	}
+	var b pgx.Batch
 	updated := now()
 	for _, u := range updates {
 		b.Queue(deliveryUpdateSQL, string(u.State), u.Attempts, u.LastStatus, u.LastError,
@@ -303,40 +347,27 @@ func queueUpdatesByRow(b *pgx.Batch, updates []store.DeliveryUpdate) {
 			b.Queue(attemptUpsertSQL, u.ID, a.Number, a.StartedAt, a.StatusCode, int64(a.Latency), a.Error, responseBody(a))
 		}
 	}
+	return tx.SendBatch(ctx, &b).Close()
 }
 
-// queueUpdatesAsArrays queues one statement for the updates and one for
-// their attempts; the updates' IDs must be distinct.
-func queueUpdatesAsArrays(b *pgx.Batch, updates []store.DeliveryUpdate) {
-	n := len(updates)
-	var (
-		ids, states, lastErrors, expects = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		attempts, lastStatuses           = make([]int32, n), make([]int32, n)
-		nextAts                          = make([]time.Time, n)
+// attemptArrays holds attempts as one array per column, the arguments of
+// attemptUpsertManySQL.
+type attemptArrays struct {
+	ids, errors       []string
+	numbers, statuses []int32
+	started           []time.Time
+	latencies         []int64
+	bodies            [][]byte
+}
 
-		aIDs, aErrors       []string
-		aNumbers, aStatuses []int32
-		aStarted            []time.Time
-		aLatencies          []int64
-		aBodies             [][]byte
-	)
-	for i, u := range updates {
-		ids[i], states[i], lastErrors[i], expects[i] = u.ID, string(u.State), u.LastError, string(u.ExpectState)
-		attempts[i], lastStatuses[i], nextAts[i] = int32(u.Attempts), int32(u.LastStatus), u.NextAt
-		if a := u.Attempt; a != nil {
-			aIDs = append(aIDs, u.ID)
-			aNumbers = append(aNumbers, int32(a.Number))
-			aStarted = append(aStarted, a.StartedAt)
-			aStatuses = append(aStatuses, int32(a.StatusCode))
-			aLatencies = append(aLatencies, int64(a.Latency))
-			aErrors = append(aErrors, a.Error)
-			aBodies = append(aBodies, responseBody(a))
-		}
-	}
-	b.Queue(deliveryUpdateManySQL, ids, states, attempts, lastStatuses, lastErrors, nextAts, expects, now())
-	if len(aIDs) > 0 {
-		b.Queue(attemptUpsertManySQL, aIDs, aNumbers, aStarted, aStatuses, aLatencies, aErrors, aBodies)
-	}
+func (a *attemptArrays) add(deliveryID string, at *store.Attempt) {
+	a.ids = append(a.ids, deliveryID)
+	a.numbers = append(a.numbers, int32(at.Number))
+	a.started = append(a.started, at.StartedAt)
+	a.statuses = append(a.statuses, int32(at.StatusCode))
+	a.latencies = append(a.latencies, int64(at.Latency))
+	a.errors = append(a.errors, at.Error)
+	a.bodies = append(a.bodies, responseBody(at))
 }
 
 func responseBody(a *store.Attempt) []byte {

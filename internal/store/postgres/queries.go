@@ -84,24 +84,15 @@ WHERE id = $7 AND ($8 = '' OR state = $8)`
 	// deliveryUpdateManySQL is deliveryUpdateSQL for arrays of distinct
 	// deliveries: $1 id, $2 state, $3 attempts, $4 last_status,
 	// $5 last_error, $6 next_at, $7 expected state or '', and $8 updated_at.
+	// It returns the IDs of the deliveries it changed.
 	deliveryUpdateManySQL = `UPDATE deliveries d SET state = u.state, attempts = u.attempts,
 	last_status = u.last_status, last_error = u.last_error, next_at = u.next_at, updated_at = $8,
 	lease_until = CASE WHEN u.state = 'in_flight' THEN d.lease_until ELSE '0001-01-01 00:00:00+00' END
 FROM unnest($1::text[], $2::text[], $3::integer[], $4::integer[], $5::text[], $6::timestamptz[], $7::text[])
 	AS u (id, state, attempts, last_status, last_error, next_at, expect)
-WHERE d.id = u.id AND (u.expect = '' OR d.state = u.expect)`
+WHERE d.id = u.id AND (u.expect = '' OR d.state = u.expect)
+RETURNING d.id`
 	deliveriesExistingSQL = `SELECT id FROM deliveries WHERE id = ANY($1)`
-
-	// customPlansSQL makes the rest of a transaction plan each statement
-	// for its arguments. pgx prepares a statement once per connection, and
-	// after five executions PostgreSQL may switch it to a generic plan,
-	// kept until the table is next analyzed. One made while deliveries was
-	// new and small scans the table whole, and went on doing so as it grew
-	// until autovacuum first analyzed it: the lookups of one result batch
-	// then took up to a second (docs/benchmarks.md, item 18). It is set
-	// only where the arguments are small: a custom plan copies them, and
-	// an event batch's payloads are megabytes.
-	customPlansSQL = `SET LOCAL plan_cache_mode = force_custom_plan`
 
 	attemptUpsertSQL = `INSERT INTO attempts
 	(delivery_id, number, started_at, status_code, latency, error, response_body)
