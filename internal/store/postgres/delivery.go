@@ -302,16 +302,13 @@ func updateAsArrays(ctx context.Context, tx pgx.Tx, updates []store.DeliveryUpda
 // requireExisting fails with ErrNotFound if any of ids, other than those
 // known to exist, names no delivery.
 func requireExisting(ctx context.Context, tx pgx.Tx, ids, exist []string) error {
-	missing := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		missing[id] = true
-	}
+	known := make(map[string]bool, len(ids))
 	for _, id := range exist {
-		delete(missing, id)
+		known[id] = true
 	}
-	check := make([]string, 0, len(missing))
+	var check []string
 	for _, id := range ids {
-		if missing[id] {
+		if !known[id] {
 			check = append(check, id)
 		}
 	}
@@ -321,10 +318,10 @@ func requireExisting(ctx context.Context, tx pgx.Tx, ids, exist []string) error 
 		return err
 	}
 	for _, id := range found {
-		delete(missing, id)
+		known[id] = true
 	}
 	for _, id := range check {
-		if missing[id] {
+		if !known[id] {
 			return fmt.Errorf("delivery %s: %w", id, store.ErrNotFound)
 		}
 	}
