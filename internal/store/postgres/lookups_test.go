@@ -2,15 +2,10 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/url"
-	"os"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/heraldhq/herald/internal/store"
 )
@@ -22,48 +17,16 @@ import (
 // PostgreSQL lists the statements each session prepared, so the store gets
 // a pool of one connection and the test asks it.
 func TestResultBatchesLookUpOnlyWhatDidNotApply(t *testing.T) {
-	dsn := os.Getenv("HERALD_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/postgres"
-	}
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip("PostgreSQL is unreachable: ", err)
-	}
-	defer admin.Close(ctx)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "herald_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	q.Set("pool_max_conns", "1")
-	u.RawQuery = q.Encode()
-	s, err := Open(ctx, u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := OpenTestStore(t, url.Values{"pool_max_conns": {"1"}})
 
-	// Far more batches than the five custom plans after which PostgreSQL
-	// may settle on a generic one.
+	// Batches of one delivery each, whose updates all apply.
 	const batches = 12
 	now := time.Now()
 	for i := range batches {
 		id := fmt.Sprintf("dlv_%02d", i)
 		_, err := s.EventInsertBatch(ctx, []store.EventInsertParams{{
-			Event:      store.Event{Source: "/plans", ID: id, Type: "t", Payload: []byte("{}"), CreatedAt: now},
+			Event:      store.Event{Source: "/lookups", ID: id, Type: "t", Payload: []byte("{}"), CreatedAt: now},
 			Deliveries: []store.Delivery{{ID: id, SubscriptionID: "sub_1", State: store.DeliveryInFlight, NextAt: now, LeaseUntil: now.Add(time.Minute)}},
 		}})
 		if err != nil {
@@ -95,7 +58,7 @@ func TestResultBatchesLookUpOnlyWhatDidNotApply(t *testing.T) {
 	}
 
 	// Delivered already: the update does not apply, the attempt is kept.
-	err = s.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{{ID: "dlv_00", State: store.DeliveryDelivered, Attempts: 2, LastStatus: 204,
+	err := s.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{{ID: "dlv_00", State: store.DeliveryDelivered, Attempts: 2, LastStatus: 204,
 		ExpectState: store.DeliveryInFlight, Attempt: &store.Attempt{Number: 2, StartedAt: now, StatusCode: 204}}})
 	if err != nil {
 		t.Fatal(err)
