@@ -263,40 +263,79 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 }
 
 // updateAsArrays applies updates to distinct deliveries in one statement,
-// then records their attempts in another. The update returns the
-// deliveries it changed; only those it did not change (not in their
-// ExpectState, or missing) are looked up, so the common batch costs no
-// lookup of its own.
+// which keeps first attempts in the deliveries' rows, then records later
+// attempts in another. The update returns the deliveries it changed; only
+// those it did not change (not in their ExpectState, or missing) are
+// looked at again, so the common batch costs no lookup of its own.
 func updateAsArrays(ctx context.Context, tx pgx.Tx, updates []store.DeliveryUpdate) error {
 	n := len(updates)
 	var (
 		ids, states, lastErrors, expects = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		attempts, lastStatuses           = make([]int32, n), make([]int32, n)
 		nextAts                          = make([]time.Time, n)
-		a                                attemptArrays
+		first                            = make([]bool, n)
+		f                                attemptArrays // first attempts, one per update (zero where first is false)
+		later                            attemptArrays
+		none                             store.Attempt
 	)
 	for i, u := range updates {
 		ids[i], states[i], lastErrors[i], expects[i] = u.ID, string(u.State), u.LastError, string(u.ExpectState)
 		attempts[i], lastStatuses[i], nextAts[i] = int32(u.Attempts), int32(u.LastStatus), u.NextAt
-		if u.Attempt != nil {
-			a.add(u.ID, u.Attempt)
+		switch {
+		case recordsFirst(&u):
+			first[i] = true
+			f.add(u.ID, u.Attempt)
+		case u.Attempt != nil:
+			later.add(u.ID, u.Attempt)
+			f.add(u.ID, &none)
+		default:
+			f.add(u.ID, &none)
 		}
 	}
-	rows, _ := tx.Query(ctx, deliveryUpdateManySQL, ids, states, attempts, lastStatuses, lastErrors, nextAts, expects, now())
+	rows, _ := tx.Query(ctx, deliveryUpdateManySQL, ids, states, attempts, lastStatuses, lastErrors, nextAts, expects, now(),
+		first, f.started, f.statuses, f.latencies, f.errors, f.bodies)
 	updated, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return err
 	}
 	if len(updated) < n {
-		if err := requireExisting(ctx, tx, ids, updated); err != nil {
-			return err
+		// Some were not in their ExpectState, or are missing. Their
+		// attempts are recorded all the same.
+		done := make(map[string]bool, len(updated))
+		for _, id := range updated {
+			done[id] = true
+		}
+		var rest attemptArrays
+		for i, u := range updates {
+			if first[i] && !done[u.ID] {
+				rest.add(u.ID, u.Attempt)
+			}
+		}
+		if len(rest.ids) > 0 {
+			rows, _ := tx.Query(ctx, firstAttemptManySQL, rest.ids, rest.started, rest.statuses, rest.latencies, rest.errors, rest.bodies)
+			recorded, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return err
+			}
+			updated = append(updated, recorded...)
+		}
+		if len(updated) < n {
+			if err := requireExisting(ctx, tx, ids, updated); err != nil {
+				return err
+			}
 		}
 	}
-	if len(a.ids) > 0 {
-		_, err := tx.Exec(ctx, attemptUpsertManySQL, a.ids, a.numbers, a.started, a.statuses, a.latencies, a.errors, a.bodies)
+	if len(later.ids) > 0 {
+		_, err := tx.Exec(ctx, attemptUpsertManySQL, later.ids, later.numbers, later.started, later.statuses, later.latencies, later.errors, later.bodies)
 		return err
 	}
 	return nil
+}
+
+// recordsFirst reports whether u records a delivery's first attempt,
+// which is kept in the delivery's row.
+func recordsFirst(u *store.DeliveryUpdate) bool {
+	return u.Attempt != nil && u.Attempt.Number == 1
 }
 
 // requireExisting fails with ErrNotFound if any of ids, other than those
@@ -340,7 +379,10 @@ func updateByRow(ctx context.Context, tx pgx.Tx, updates []store.DeliveryUpdate,
 	for _, u := range updates {
 		b.Queue(deliveryUpdateSQL, string(u.State), u.Attempts, u.LastStatus, u.LastError,
 			u.NextAt, updated, u.ID, string(u.ExpectState))
-		if a := u.Attempt; a != nil {
+		switch a := u.Attempt; {
+		case recordsFirst(&u):
+			b.Queue(firstAttemptSQL, u.ID, a.StartedAt, a.StatusCode, int64(a.Latency), a.Error, responseBody(a))
+		case a != nil:
 			b.Queue(attemptUpsertSQL, u.ID, a.Number, a.StartedAt, a.StatusCode, int64(a.Latency), a.Error, responseBody(a))
 		}
 	}

@@ -83,17 +83,41 @@ RETURNING ` + deliveryColumns + `, e.payload`
 WHERE id = $7 AND ($8 = '' OR state = $8)`
 	// deliveryUpdateManySQL is deliveryUpdateSQL for arrays of distinct
 	// deliveries: $1 id, $2 state, $3 attempts, $4 last_status,
-	// $5 last_error, $6 next_at, $7 expected state or '', and $8 updated_at.
-	// It returns the IDs of the deliveries it changed.
+	// $5 last_error, $6 next_at, $7 expected state or '', and $8 updated_at;
+	// where $9 is true, $10-$14 are the first attempt to keep in the row
+	// (started_at, status_code, latency, error, response_body). It returns
+	// the IDs of the deliveries it changed.
 	deliveryUpdateManySQL = `UPDATE deliveries d SET state = u.state, attempts = u.attempts,
 	last_status = u.last_status, last_error = u.last_error, next_at = u.next_at, updated_at = $8,
-	lease_until = CASE WHEN u.state = 'in_flight' THEN d.lease_until ELSE '0001-01-01 00:00:00+00' END
-FROM unnest($1::text[], $2::text[], $3::integer[], $4::integer[], $5::text[], $6::timestamptz[], $7::text[])
-	AS u (id, state, attempts, last_status, last_error, next_at, expect)
+	lease_until = CASE WHEN u.state = 'in_flight' THEN d.lease_until ELSE '0001-01-01 00:00:00+00' END,
+	first_started_at = CASE WHEN u.first THEN u.a_started_at ELSE d.first_started_at END,
+	first_status_code = CASE WHEN u.first THEN u.a_status_code ELSE d.first_status_code END,
+	first_latency = CASE WHEN u.first THEN u.a_latency ELSE d.first_latency END,
+	first_error = CASE WHEN u.first THEN u.a_error ELSE d.first_error END,
+	first_response_body = CASE WHEN u.first THEN u.a_response_body ELSE d.first_response_body END
+FROM unnest($1::text[], $2::text[], $3::integer[], $4::integer[], $5::text[], $6::timestamptz[], $7::text[],
+		$9::boolean[], $10::timestamptz[], $11::integer[], $12::bigint[], $13::text[], $14::bytea[])
+	AS u (id, state, attempts, last_status, last_error, next_at, expect,
+		first, a_started_at, a_status_code, a_latency, a_error, a_response_body)
 WHERE d.id = u.id AND (u.expect = '' OR d.state = u.expect)
+RETURNING d.id`
+	// firstAttemptSQL records a delivery's first attempt in its row:
+	// $1 id, then started_at, status_code, latency, error, response_body.
+	firstAttemptSQL = `UPDATE deliveries SET first_started_at = $2, first_status_code = $3,
+	first_latency = $4, first_error = $5, first_response_body = $6 WHERE id = $1`
+	// firstAttemptManySQL is firstAttemptSQL for arrays of distinct
+	// deliveries. It returns the IDs of the deliveries it changed.
+	firstAttemptManySQL = `UPDATE deliveries d SET first_started_at = u.started_at,
+	first_status_code = u.status_code, first_latency = u.latency, first_error = u.error,
+	first_response_body = u.response_body
+FROM unnest($1::text[], $2::timestamptz[], $3::integer[], $4::bigint[], $5::text[], $6::bytea[])
+	AS u (id, started_at, status_code, latency, error, response_body)
+WHERE d.id = u.id
 RETURNING d.id`
 	deliveriesExistingSQL = `SELECT id FROM deliveries WHERE id = ANY($1)`
 
+	// attemptUpsertSQL records a later attempt (number 2 and up); the
+	// first is kept in its delivery's row.
 	attemptUpsertSQL = `INSERT INTO attempts
 	(delivery_id, number, started_at, status_code, latency, error, response_body)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -110,8 +134,14 @@ ON CONFLICT (delivery_id, number) DO UPDATE SET
 	started_at = excluded.started_at, status_code = excluded.status_code,
 	latency = excluded.latency, error = excluded.error,
 	response_body = excluded.response_body`
-	attemptListSQL = `SELECT delivery_id, number, started_at, status_code, latency, error, response_body
-FROM attempts WHERE delivery_id = $1 ORDER BY number`
+	// attemptListSQL reads the first attempt from the delivery's row and
+	// the later ones from attempts.
+	attemptListSQL = `SELECT id, 1, first_started_at, first_status_code, first_latency, first_error, first_response_body
+FROM deliveries WHERE id = $1 AND first_started_at IS NOT NULL
+UNION ALL
+SELECT delivery_id, number, started_at, status_code, latency, error, response_body
+FROM attempts WHERE delivery_id = $1
+ORDER BY 2` // the attempt number
 
 	deliveryGetSQL = `SELECT ` + deliveryColumns + `, e.payload
 FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = $1`

@@ -59,11 +59,25 @@ func requireServer(tb testing.TB) {
 // tests of package postgres_test share it.
 func OpenTestStore(tb testing.TB, query url.Values) (*Store, string) {
 	tb.Helper()
+	schema, dsn := newTestSchema(tb, query)
+	s, err := Open(context.Background(), dsn)
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s, schema
+}
+
+// newTestSchema creates a schema dropped when the test ends, and returns
+// its name and a DSN whose search_path is that schema, with query's
+// parameters added.
+func newTestSchema(tb testing.TB, query url.Values) (schema, dsn string) {
+	tb.Helper()
 	requireServer(tb)
 	ctx := context.Background()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	schema := "herald_test_" + hex.EncodeToString(b[:])
+	schema = "herald_test_" + hex.EncodeToString(b[:])
 
 	admin, err := pgx.Connect(ctx, serverDSN())
 	if err != nil {
@@ -95,10 +109,5 @@ func OpenTestStore(tb testing.TB, query url.Values) (*Store, string) {
 	}
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	s, err := Open(ctx, u.String())
-	if err != nil {
-		tb.Fatalf("Open: %v", err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	return s, schema
+	return schema, u.String()
 }
