@@ -35,7 +35,7 @@ func setup(t *testing.T, types ...string) (*publish.Publisher, *countingStore) {
 	return setupWith(t, publish.Config{}, types...)
 }
 
-func setupWith(t *testing.T, cfg publish.Config, types ...string) (*publish.Publisher, *countingStore) {
+func setupWith(t testing.TB, cfg publish.Config, types ...string) (*publish.Publisher, *countingStore) {
 	t.Helper()
 	ctx := context.Background()
 	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
