@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,12 +14,9 @@ import (
 
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
 	"github.com/heraldhq/herald/internal/attempt"
-	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/dispatch"
-	"github.com/heraldhq/herald/internal/signing"
 	"github.com/heraldhq/herald/internal/store"
-	"github.com/heraldhq/herald/internal/store/sqlite"
 	"github.com/heraldhq/herald/internal/throttle"
 )
 
@@ -30,28 +26,14 @@ import (
 // results. An op is one delivery, from claim to its recorded result.
 func BenchmarkDispatchClaimComplete(b *testing.B) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "herald.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
 	var got atomic.Int64
 	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		got.Add(1)
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer sink.Close()
+	s, cat := newStore(b, map[string]string{"sub_bench": sink.URL})
 	now := time.Now()
-	if err := s.SubscriptionInsert(ctx, &store.Subscription{
-		ID: "sub_bench", Sink: sink.URL, Protocol: "HTTP", State: store.SubscriptionActive, SkipValidation: true,
-		Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
-	}); err != nil {
-		b.Fatal(err)
-	}
-	cat := catalog.New(s, nil)
-	if err := cat.Reload(ctx); err != nil {
-		b.Fatal(err)
-	}
 
 	data := `{"pad":"` + strings.Repeat("x", 1010) + `"}`
 	for i := 0; i < b.N; i += 1000 {

@@ -31,31 +31,41 @@ func (h stuckHandoff) Start(context.Context, workflows.DeliveryInput) error {
 	return h.ctx.Err()
 }
 
+// newStore opens a SQLite store with an active subscription (validated
+// already) for each ID in sinks, to its sink URL, and a catalog of them.
+func newStore(tb testing.TB, sinks map[string]string) (*sqlite.Store, *catalog.Catalog) {
+	tb.Helper()
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "herald.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	now := time.Now()
+	for id, sink := range sinks {
+		if err := s.SubscriptionInsert(ctx, &store.Subscription{
+			ID: id, Sink: sink, Protocol: "HTTP", State: store.SubscriptionActive, SkipValidation: true,
+			Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
+		}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	cat := catalog.New(s, nil)
+	if err := cat.Reload(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	return s, cat
+}
+
 // TestDispatch_FailingSinkNeverDelaysAnotherSink: one sink fails every
 // request and Temporal is stuck, so hand-offs never finish; the other
 // sink still gets every delivery.
 func TestDispatch_FailingSinkNeverDelaysAnotherSink(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
 	bad := heraldtest.NewReceiver(t, func(int, *http.Request) (int, http.Header) { return http.StatusInternalServerError, nil })
 	good := heraldtest.NewReceiver(t, nil)
+	s, cat := newStore(t, map[string]string{"sub_bad": bad.URL, "sub_good": good.URL})
 	now := time.Now()
-	for id, sink := range map[string]string{"sub_bad": bad.URL, "sub_good": good.URL} {
-		if err := s.SubscriptionInsert(ctx, &store.Subscription{
-			ID: id, Sink: sink, Protocol: "HTTP", State: store.SubscriptionActive, SkipValidation: true,
-			Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cat := catalog.New(s, nil)
-	if err := cat.Reload(ctx); err != nil {
-		t.Fatal(err)
-	}
 
 	// Many failing deliveries first, then the good sink's.
 	const perSink = 40

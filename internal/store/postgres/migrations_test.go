@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/store/storetest"
 )
 
 // TestMigrationsKeepOldData opens a schema-1 database: attempts made
@@ -61,16 +62,7 @@ func TestMigrationsKeepOldData(t *testing.T) {
 		{DeliveryID: "dlv_a", Number: 1, StartedAt: base.Add(time.Second), StatusCode: 500, Latency: 5, Error: "boom", ResponseBody: []byte("no")},
 		{DeliveryID: "dlv_a", Number: 2, StartedAt: base.Add(2 * time.Second), StatusCode: 503, Latency: 7, Error: "busy", ResponseBody: []byte("ok")},
 	}
-	if len(as) != len(want) {
-		t.Fatalf("AttemptList = %d attempts, want %d", len(as), len(want))
-	}
-	for i, a := range as {
-		w := want[i]
-		if a.DeliveryID != w.DeliveryID || a.Number != w.Number || !a.StartedAt.Equal(w.StartedAt) || a.StatusCode != w.StatusCode ||
-			a.Latency != w.Latency || a.Error != w.Error || string(a.ResponseBody) != string(w.ResponseBody) {
-			t.Errorf("attempt %d = %+v, want %+v", i, *a, w)
-		}
-	}
+	storetest.CheckAttempts(t, as, want)
 	if as, err := s.AttemptList(ctx, "dlv_b"); err != nil || len(as) != 0 {
 		t.Errorf("AttemptList(no attempts) = %v, %v; want none", as, err)
 	}

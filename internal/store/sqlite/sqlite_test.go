@@ -103,16 +103,7 @@ func TestMigrationsKeepOldData(t *testing.T) {
 		{DeliveryID: "dlv_a", Number: 1, StartedAt: time.UnixMilli(1000), StatusCode: 500, Latency: 5, Error: "boom", ResponseBody: []byte("no")},
 		{DeliveryID: "dlv_a", Number: 2, StartedAt: time.UnixMilli(2000), StatusCode: 503, Latency: 7, Error: "busy", ResponseBody: []byte("ok")},
 	}
-	if len(as) != len(want) {
-		t.Fatalf("AttemptList = %d attempts, want %d", len(as), len(want))
-	}
-	for i, a := range as {
-		w := want[i]
-		if a.DeliveryID != w.DeliveryID || a.Number != w.Number || !a.StartedAt.Equal(w.StartedAt) || a.StatusCode != w.StatusCode ||
-			a.Latency != w.Latency || a.Error != w.Error || string(a.ResponseBody) != string(w.ResponseBody) {
-			t.Errorf("attempt %d = %+v, want %+v", i, *a, w)
-		}
-	}
+	storetest.CheckAttempts(t, as, want)
 	if as, err := s.AttemptList(t.Context(), "dlv_b"); err != nil || len(as) != 0 {
 		t.Errorf("AttemptList(no attempts) = %v, %v; want none", as, err)
 	}

@@ -259,6 +259,19 @@ func testUpdateAttemptReplace(t *testing.T, s store.Store) {
 	}
 }
 
+// CheckAttempts fails t unless got, as AttemptList returned it, holds
+// exactly want's attempts in order. Drivers' own tests use it too, e.g.
+// to check attempts a migration moved.
+func CheckAttempts(t testing.TB, got []*store.Attempt, want []store.Attempt) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("AttemptList returned %d attempts, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		checkAttempt(t, got[i], w)
+	}
+}
+
 func checkAttempt(t testing.TB, got *store.Attempt, want store.Attempt) {
 	t.Helper()
 	if got.DeliveryID != want.DeliveryID || got.Number != want.Number || !got.StartedAt.Equal(want.StartedAt) ||
@@ -484,10 +497,5 @@ func testAttemptList(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(as) != len(attempts) {
-		t.Fatalf("AttemptList returned %d attempts, want %d", len(as), len(attempts))
-	}
-	for i, w := range attempts {
-		checkAttempt(t, as[i], w)
-	}
+	CheckAttempts(t, as, attempts)
 }
