@@ -15,8 +15,8 @@ import (
 
 type eventKey struct{ source, id string }
 
-// EventInsertBatch inserts events and their deliveries in one transaction.
-// Results are in params order.
+// EventInsertBatch inserts events and their deliveries atomically, in one
+// statement. Results are in params order.
 func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsertParams) ([]store.EventInsertResult, error) {
 	results := make([]store.EventInsertResult, len(params))
 	if len(params) == 0 {
@@ -50,83 +50,64 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 		return cmp.Or(cmp.Compare(ea.Source, eb.Source), cmp.Compare(ea.ID, eb.ID))
 	})
 
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// Events: skip the stored ones and learn the new ones' seq.
-		var (
-			sources  = make([]string, len(unique))
-			ids      = make([]string, len(unique))
-			types    = make([]string, len(unique))
-			created  = make([]time.Time, len(unique))
-			payloads = make([][]byte, len(unique))
-		)
-		for j, i := range unique {
-			e := &params[i].Event
-			sources[j], ids[j], types[j], payloads[j] = e.Source, e.ID, e.Type, e.Payload
-			created[j] = e.CreatedAt
-			if created[j].IsZero() {
-				created[j] = now
-			}
-			if payloads[j] == nil {
-				payloads[j] = []byte{}
-			}
+	// One statement inserts the events not stored yet and the deliveries
+	// of those it inserted, atomically, in one round trip.
+	var (
+		sources  = make([]string, len(unique))
+		ids      = make([]string, len(unique))
+		types    = make([]string, len(unique))
+		created  = make([]time.Time, len(unique))
+		payloads = make([][]byte, len(unique))
+		d        deliveryColumnsArrays
+	)
+	for j, i := range unique {
+		e := &params[i].Event
+		sources[j], ids[j], types[j], payloads[j] = e.Source, e.ID, e.Type, e.Payload
+		created[j] = e.CreatedAt
+		if created[j].IsZero() {
+			created[j] = now
 		}
-		seqs := make(map[int]int64, len(unique)) // params index -> seq, for events inserted now
-		rows, _ := tx.Query(ctx, eventInsertSQL, sources, ids, types, created, payloads)
-		var (
-			seq int64
-			k   eventKey
-		)
-		_, err := pgx.ForEachRow(rows, []any{&seq, &k.source, &k.id}, func() error {
-			seqs[first[k]] = seq
+		if payloads[j] == nil {
+			payloads[j] = []byte{}
+		}
+		for pos := range params[i].Deliveries {
+			d.add(&params[i].Deliveries[pos], pos, e, now)
+		}
+	}
+	rows, _ := s.pool.Query(ctx, eventInsertSQL, sources, ids, types, created, payloads,
+		d.id, d.subscriptionID, d.eventSource, d.eventID, d.position, d.state, d.attempts,
+		d.lastStatus, d.lastError, d.nextAt, d.leaseUntil, d.createdAt, d.updatedAt)
+	inserted := make(map[eventKey]bool, len(unique))
+	var k eventKey
+	if _, err := pgx.ForEachRow(rows, []any{&k.source, &k.id}, func() error {
+		inserted[k] = true
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("postgres: insert events: %w", err)
+	}
+
+	// Events stored before: report the deliveries they made then. The
+	// statement above waited for any transaction still inserting one.
+	var dupSources, dupIDs []string
+	for _, i := range unique {
+		e := &params[i].Event
+		if !inserted[eventKey{e.Source, e.ID}] {
+			dupSources = append(dupSources, e.Source)
+			dupIDs = append(dupIDs, e.ID)
+			results[i] = store.EventInsertResult{Duplicate: true, DeliveryIDs: []string{}}
+		}
+	}
+	if len(dupIDs) > 0 {
+		rows, _ := s.pool.Query(ctx, eventDeliveryIDsSQL, dupSources, dupIDs)
+		var id string
+		_, err := pgx.ForEachRow(rows, []any{&k.source, &k.id, &id}, func() error {
+			r := &results[first[k]]
+			r.DeliveryIDs = append(r.DeliveryIDs, id)
 			return nil
 		})
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("postgres: insert events: %w", err)
 		}
-
-		// Deliveries of the new events.
-		var d deliveryColumnsArrays
-		var dupSources, dupIDs []string
-		for _, i := range unique {
-			seq, ok := seqs[i]
-			if !ok {
-				dupSources = append(dupSources, params[i].Event.Source)
-				dupIDs = append(dupIDs, params[i].Event.ID)
-				continue
-			}
-			for pos := range params[i].Deliveries {
-				d.add(&params[i].Deliveries[pos], seq, pos, &params[i].Event, now)
-			}
-		}
-		if len(d.id) > 0 {
-			if _, err := tx.Exec(ctx, deliveryInsertSQL, d.id, d.subscriptionID, d.eventSeq, d.position,
-				d.state, d.attempts, d.lastStatus, d.lastError, d.nextAt, d.leaseUntil, d.createdAt, d.updatedAt); err != nil {
-				return err
-			}
-		}
-
-		// Events stored before: report the deliveries they made then.
-		if len(dupIDs) > 0 {
-			for _, i := range unique {
-				if _, ok := seqs[i]; !ok {
-					results[i] = store.EventInsertResult{Duplicate: true, DeliveryIDs: []string{}}
-				}
-			}
-			rows, _ := tx.Query(ctx, eventDeliveryIDsSQL, dupSources, dupIDs)
-			var id string
-			_, err := pgx.ForEachRow(rows, []any{&k.source, &k.id, &id}, func() error {
-				r := &results[first[k]]
-				r.DeliveryIDs = append(r.DeliveryIDs, id)
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("postgres: insert events: %w", err)
 	}
 
 	for i := range params {
@@ -146,16 +127,16 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 	return results, nil
 }
 
-// deliveryColumnsArrays holds deliveries as one array per column, the
-// arguments of deliveryInsertSQL.
+// deliveryColumnsArrays holds deliveries as one array per column, with
+// their event's source and id, the deliveries' arguments of
+// eventInsertSQL.
 type deliveryColumnsArrays struct {
-	id, subscriptionID, state, lastError     []string
-	eventSeq                                 []int64
-	position, attempts, lastStatus           []int32
-	nextAt, leaseUntil, createdAt, updatedAt []time.Time
+	id, subscriptionID, eventSource, eventID, state, lastError []string
+	position, attempts, lastStatus                             []int32
+	nextAt, leaseUntil, createdAt, updatedAt                   []time.Time
 }
 
-func (a *deliveryColumnsArrays) add(d *store.Delivery, seq int64, position int, e *store.Event, now time.Time) {
+func (a *deliveryColumnsArrays) add(d *store.Delivery, position int, e *store.Event, now time.Time) {
 	created := d.CreatedAt
 	if created.IsZero() {
 		created = e.CreatedAt
@@ -169,7 +150,8 @@ func (a *deliveryColumnsArrays) add(d *store.Delivery, seq int64, position int, 
 	}
 	a.id = append(a.id, d.ID)
 	a.subscriptionID = append(a.subscriptionID, d.SubscriptionID)
-	a.eventSeq = append(a.eventSeq, seq)
+	a.eventSource = append(a.eventSource, e.Source)
+	a.eventID = append(a.eventID, e.ID)
 	a.position = append(a.position, int32(position))
 	a.state = append(a.state, string(d.State))
 	a.attempts = append(a.attempts, int32(d.Attempts))

@@ -33,18 +33,30 @@ const (
 	subscriptionsVersionBumpSQL = `UPDATE subscriptions_version SET version = version + 1`
 	subscriptionsVersionSQL     = `SELECT version FROM subscriptions_version`
 
-	// eventInsertSQL inserts events from parallel arrays, skipping those
-	// stored already, and returns the inserted ones.
-	eventInsertSQL = `INSERT INTO events (source, id, type, created_at, payload)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[])
-ON CONFLICT (source, id) DO NOTHING
-RETURNING seq, source, id`
-
-	deliveryInsertSQL = `INSERT INTO deliveries (id, subscription_id, event_seq, position, state,
-	attempts, last_status, last_error, next_at, lease_until, created_at, updated_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::integer[], $5::text[],
-	$6::integer[], $7::integer[], $8::text[], $9::timestamptz[], $10::timestamptz[],
-	$11::timestamptz[], $12::timestamptz[])`
+	// eventInsertSQL inserts events from parallel arrays ($1-$5), skipping
+	// those stored already, and the deliveries ($6-$18, each with its
+	// event's source and id) of the events it inserted, and returns the
+	// inserted events' source and id. One statement is one implicit
+	// transaction and one round trip; the deliveries' foreign key is
+	// checked at its end, when the events are in.
+	eventInsertSQL = `WITH e AS (
+	INSERT INTO events (source, id, type, created_at, payload)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[])
+	ON CONFLICT (source, id) DO NOTHING
+	RETURNING seq, source, id
+), d AS (
+	INSERT INTO deliveries (id, subscription_id, event_seq, position, state,
+		attempts, last_status, last_error, next_at, lease_until, created_at, updated_at)
+	SELECT u.id, u.subscription_id, e.seq, u.position, u.state,
+		u.attempts, u.last_status, u.last_error, u.next_at, u.lease_until, u.created_at, u.updated_at
+	FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::integer[], $11::text[],
+		$12::integer[], $13::integer[], $14::text[], $15::timestamptz[], $16::timestamptz[],
+		$17::timestamptz[], $18::timestamptz[])
+		AS u (id, subscription_id, event_source, event_id, position, state,
+			attempts, last_status, last_error, next_at, lease_until, created_at, updated_at)
+	JOIN e ON e.source = u.event_source AND e.id = u.event_id
+)
+SELECT source, id FROM e`
 
 	// eventDeliveryIDsSQL lists stored events' deliveries, each event's in
 	// the order they were inserted.

@@ -18,6 +18,7 @@ var eventTests = []test{
 	{"EventWithoutDeliveries", testEventInsertNoDeliveries},
 	{"EmptyBatch", testEventInsertEmpty},
 	{"LargeBatchStoresEveryDelivery", testEventInsertLarge},
+	{"FailedBatchStoresNothing", testEventInsertFailedBatch},
 }
 
 func testEventInsertFillsEventFields(t *testing.T, s store.Store) {
@@ -143,6 +144,33 @@ func testEventInsertNoDeliveries(t *testing.T, s store.Store) {
 	res = insert(t, s, store.EventInsertParams{Event: e, Deliveries: []store.Delivery{newDelivery("dlv_a", "sub_a", store.DeliveryPending, t0, t0)}})
 	if !res[0].Duplicate || len(res[0].DeliveryIDs) != 0 {
 		t.Errorf("second insert = %+v, want duplicate, no deliveries", res[0])
+	}
+}
+
+// testEventInsertFailedBatch: a batch that fails (here, a delivery ID
+// already taken) stores none of its events or deliveries, so that the
+// events can be published again.
+func testEventInsertFailedBatch(t *testing.T, s store.Store) {
+	insert(t, s, store.EventInsertParams{Event: newEvent("/orders", "1", t0),
+		Deliveries: []store.Delivery{newDelivery("dlv_taken", "sub_a", store.DeliveryPending, t0, t0)}})
+	_, err := s.EventInsertBatch(t.Context(), []store.EventInsertParams{
+		{Event: newEvent("/orders", "2", t0), Deliveries: []store.Delivery{newDelivery("dlv_new", "sub_a", store.DeliveryPending, t0, t0)}},
+		{Event: newEvent("/orders", "3", t0), Deliveries: []store.Delivery{newDelivery("dlv_taken", "sub_b", store.DeliveryPending, t0, t0)}},
+	})
+	if err == nil {
+		t.Fatal("EventInsertBatch with a delivery ID already stored succeeded, want an error")
+	}
+	if _, err := s.DeliveryGet(t.Context(), "dlv_new"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the failed batch stored a delivery: DeliveryGet error = %v, want ErrNotFound", err)
+	}
+	res := insert(t, s,
+		store.EventInsertParams{Event: newEvent("/orders", "2", t0), Deliveries: []store.Delivery{newDelivery("dlv_2", "sub_a", store.DeliveryPending, t0, t0)}},
+		store.EventInsertParams{Event: newEvent("/orders", "3", t0), Deliveries: []store.Delivery{newDelivery("dlv_3", "sub_a", store.DeliveryPending, t0, t0)}},
+	)
+	for i, r := range res {
+		if r.Duplicate {
+			t.Errorf("event %d after the failed batch: Duplicate = true, want false (the failed batch stored it)", i+2)
+		}
 	}
 }
 
