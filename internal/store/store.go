@@ -215,6 +215,12 @@ type DeliveryUpdate struct {
 	Attempt *Attempt
 }
 
+// RecordsFirstAttempt reports whether u records its delivery's first
+// attempt (number 1), which both drivers keep in the delivery's own row.
+func (u *DeliveryUpdate) RecordsFirstAttempt() bool {
+	return u.Attempt != nil && u.Attempt.Number == 1
+}
+
 // DeliveryListParams filters and pages DeliveryList. Zero fields do not filter.
 type DeliveryListParams struct {
 	SubscriptionID string

@@ -263,16 +263,13 @@ func updateAsArrays(ctx context.Context, tx pgx.Tx, updates []store.DeliveryUpda
 	for i, u := range updates {
 		ids[i], states[i], lastErrors[i], expects[i] = u.ID, string(u.State), u.LastError, string(u.ExpectState)
 		attempts[i], lastStatuses[i], nextAts[i] = int32(u.Attempts), int32(u.LastStatus), u.NextAt
-		switch {
-		case recordsFirst(&u):
-			first[i] = true
-			f.add(u.ID, u.Attempt)
-		case u.Attempt != nil:
+		fa := &none
+		if u.RecordsFirstAttempt() {
+			first[i], fa = true, u.Attempt
+		} else if u.Attempt != nil {
 			later.add(u.ID, u.Attempt)
-			f.add(u.ID, &none)
-		default:
-			f.add(u.ID, &none)
 		}
+		f.add(u.ID, fa)
 	}
 	rows, _ := tx.Query(ctx, deliveryUpdateManySQL, ids, states, attempts, lastStatuses, lastErrors, nextAts, expects, now(),
 		first, f.started, f.statuses, f.latencies, f.errors, f.bodies)
@@ -312,12 +309,6 @@ func updateAsArrays(ctx context.Context, tx pgx.Tx, updates []store.DeliveryUpda
 		return err
 	}
 	return nil
-}
-
-// recordsFirst reports whether u records a delivery's first attempt,
-// which is kept in the delivery's row.
-func recordsFirst(u *store.DeliveryUpdate) bool {
-	return u.Attempt != nil && u.Attempt.Number == 1
 }
 
 // requireExisting fails with ErrNotFound if any of ids, other than those
@@ -362,7 +353,7 @@ func updateByRow(ctx context.Context, tx pgx.Tx, updates []store.DeliveryUpdate,
 		b.Queue(deliveryUpdateSQL, string(u.State), u.Attempts, u.LastStatus, u.LastError,
 			u.NextAt, updated, u.ID, string(u.ExpectState))
 		switch a := u.Attempt; {
-		case recordsFirst(&u):
+		case u.RecordsFirstAttempt():
 			b.Queue(firstAttemptSQL, u.ID, a.StartedAt, a.StatusCode, int64(a.Latency), a.Error, responseBody(a))
 		case a != nil:
 			b.Queue(attemptUpsertSQL, u.ID, a.Number, a.StartedAt, a.StatusCode, int64(a.Latency), a.Error, responseBody(a))

@@ -370,8 +370,8 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 		for rest := updates; len(rest) > 0; {
 			clear(seen)
 			run := 0
-			first := recordsFirst(&rest[0])
-			for run < len(rest) && run < maxRows && !seen[rest[run].ID] && recordsFirst(&rest[run]) == first {
+			first := rest[0].RecordsFirstAttempt()
+			for run < len(rest) && run < maxRows && !seen[rest[run].ID] && rest[run].RecordsFirstAttempt() == first {
 				seen[rest[run].ID] = true
 				run++
 			}
@@ -385,7 +385,7 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 		// First attempts went into the deliveries' rows.
 		var attempts []*store.DeliveryUpdate
 		for i := range updates {
-			if updates[i].Attempt != nil && !recordsFirst(&updates[i]) {
+			if updates[i].Attempt != nil && !updates[i].RecordsFirstAttempt() {
 				attempts = append(attempts, &updates[i])
 			}
 		}
@@ -406,12 +406,6 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 		return fmt.Errorf("sqlite: update deliveries: %w", err)
 	}
 	return nil
-}
-
-// recordsFirst reports whether u records a delivery's first attempt,
-// which is kept in the delivery's row.
-func recordsFirst(u *store.DeliveryUpdate) bool {
-	return u.Attempt != nil && u.Attempt.Number == 1
 }
 
 // updateDeliveries applies updates to distinct deliveries in one
