@@ -111,3 +111,16 @@ func newTestSchema(tb testing.TB, query url.Values) (schema, dsn string) {
 	u.RawQuery = q.Encode()
 	return schema, u.String()
 }
+
+// plans returns how many times the store's connections ran statement
+// query on a generic and on a custom plan, as pg_prepared_statements
+// counts them (per connection: give the store a pool of one).
+func plans(tb testing.TB, s *Store, query string) (generic, custom int64) {
+	tb.Helper()
+	err := s.pool.QueryRow(context.Background(), `SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0)
+FROM pg_prepared_statements WHERE statement = $1`, query).Scan(&generic, &custom)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return generic, custom
+}
