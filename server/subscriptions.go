@@ -50,6 +50,13 @@ func (s *Services) CreateSubscription(ctx context.Context, req *heraldv1.CreateS
 	if err := s.apply(sub, in, nil); err != nil {
 		return nil, err
 	}
+	var generated string
+	if sub.BearerToken == "" && !in.GetSinkCredential().GetOmitBearerToken() && !setsAuthorization(sub.Headers) {
+		// The CloudEvents webhook spec requires an access token on every
+		// delivery (section 3).
+		generated = delivery.NewBearerToken()
+		sub.BearerToken = generated
+	}
 	if !sub.SkipValidation {
 		sub.State, sub.StateReason = store.SubscriptionPendingValidation, validationReason
 	}
@@ -62,7 +69,18 @@ func (s *Services) CreateSubscription(ctx context.Context, req *heraldv1.CreateS
 	}
 	out := subscriptionToProto(sub)
 	out.SigningSecret, out.SigningPublicKey = secret, public
+	out.GeneratedBearerToken = generated
 	return out, nil
+}
+
+// setsAuthorization reports whether static headers set Authorization.
+func setsAuthorization(headers map[string]string) bool {
+	for k := range headers {
+		if strings.EqualFold(k, "Authorization") {
+			return true
+		}
+	}
+	return false
 }
 
 // validationReason is the state reason of a subscription whose handshake

@@ -13,6 +13,7 @@ import (
 
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
 	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/cehttp"
 	"github.com/heraldhq/herald/internal/cevent"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/id"
@@ -73,45 +74,40 @@ func (a *Attempter) Do(ctx context.Context, ds []*store.Delivery, events []*even
 
 func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*event.Event, en *catalog.Entry, n int) []Result {
 	start := time.Now()
+	sub := en.Subscription
+	batched := sub.ContentMode == policy.ContentBatched
 	out := make([]Result, len(ds))
-	events := make([]*event.Event, len(ds))
-	ok := true
+	// sent[k] is the index in ds of events[k]: an event that cannot be
+	// sent fails alone, and the rest of a batch is still sent.
+	events := make([]*event.Event, 0, len(ds))
+	sent := make([]int, 0, len(ds))
 	for i, d := range ds {
 		out[i].Record = store.Attempt{DeliveryID: d.ID, Number: n, StartedAt: start}
-		if i < len(known) && known[i] != nil {
-			events[i] = known[i]
-			continue
+		e, err := eventOf(d, known, i)
+		if err == nil && batched {
+			err = cehttp.CheckEvent(e)
 		}
-		e, err := decode(d.EventPayload)
 		if err != nil {
 			out[i].Outcome = policy.Permanent
 			out[i].Record.Error = err.Error()
-			ok = false
 			continue
 		}
-		events[i] = e
+		events = append(events, e)
+		sent = append(sent, i)
 	}
-	if !ok {
-		// An event Herald itself stored cannot be decoded: nothing to send.
-		for i := range out {
-			if out[i].Outcome == "" {
-				out[i].Outcome = policy.Retryable
-				out[i].Record.Error = "another event of the batch could not be decoded"
-			}
-		}
+	if len(events) == 0 {
 		return out
 	}
-	sub := en.Subscription
 	signer, err := en.Signer(start)
 	if err != nil {
-		for i := range out {
+		for _, i := range sent {
 			out[i].Outcome = policy.Permanent
 			out[i].Record.Error = err.Error()
 		}
 		return out
 	}
 	req := &delivery.Request{
-		WebhookID:   id.WebhookID(ds[0].ID),
+		WebhookID:   id.WebhookID(ds[sent[0]].ID),
 		Sink:        sub.Sink,
 		Signer:      signer,
 		Headers:     sub.Headers,
@@ -121,16 +117,16 @@ func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*eve
 	if !sub.SkipValidation {
 		req.Origin = a.Origin
 	}
-	if sub.ContentMode == policy.ContentBatched {
+	if batched {
 		req.Batch = events
 	} else {
 		req.Event = events[0]
 	}
 	res := a.Sender.Send(ctx, req)
 	outcome := res.Outcome(sub.RetryPolicy.WithDefaults())
-	metrics.Attempts.WithLabelValues(string(outcome)).Add(float64(len(ds)))
+	metrics.Attempts.WithLabelValues(string(outcome)).Add(float64(len(sent)))
 	metrics.AttemptSeconds.Observe(res.Latency.Seconds())
-	for i := range out {
+	for _, i := range sent {
 		rec := &out[i].Record
 		rec.StatusCode = res.StatusCode
 		rec.Latency = res.Latency
@@ -143,6 +139,15 @@ func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*eve
 		out[i].PauseSink = res.RetryAfter > 0 && policy.PausesSink(res.StatusCode)
 	}
 	return out
+}
+
+// eventOf is ds[i]'s event: known[i] if the caller had it decoded, or
+// decoded from the delivery's stored payload.
+func eventOf(d *store.Delivery, known []*event.Event, i int) (*event.Event, error) {
+	if i < len(known) && known[i] != nil {
+		return known[i], nil
+	}
+	return decode(d.EventPayload)
 }
 
 func decode(payload []byte) (*event.Event, error) {

@@ -294,7 +294,7 @@ func TestReadRequest_Rejects(t *testing.T) {
 		want   error
 	}{
 		{"invalid UTF-8 in header", binary("ce-subject", "%C0%A0"), "", ErrMalformed},
-		{"malformed escape", binary("ce-subject", "100%"), "", ErrMalformed},
+		{"bare percent before invalid UTF-8", binary("ce-subject", "100%\xff"), "", ErrMalformed},
 		{"missing specversion", binary("ce-specversion", ""), "", ErrMalformed},
 		{"specversion 0.3", http.Header{"Ce-Specversion": {"0.3"}, "Ce-Id": {"1"}, "Ce-Source": {"/s"}, "Ce-Type": {"t"}}, "", ErrMalformed},
 		{"missing id", binary("ce-id", ""), "", ErrMalformed},

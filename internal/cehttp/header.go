@@ -2,7 +2,6 @@ package cehttp
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 	"unicode/utf8"
 )
@@ -49,15 +48,16 @@ func EncodeHeaderValue(s string) string {
 // Errors returned by DecodeHeaderValue, wrapped with detail.
 var (
 	errQuotedString = errors.New("malformed quoted-string")
-	errEscape       = errors.New("malformed percent-encoding")
 	errUTF8         = errors.New("not valid UTF-8")
 )
 
 // DecodeHeaderValue reverses EncodeHeaderValue as the CloudEvents HTTP
 // binding requires of a receiver: an RFC 7230 quoted-string is unquoted
 // first, then one round of percent-decoding is applied (upper- or
-// lower-case hex). It fails on a malformed quoted-string or %-escape and on
-// a result that is not valid UTF-8 (such as the overlong %C0%A0).
+// lower-case hex). A '%' not followed by two hex digits is taken
+// literally, so that senders which do not percent-encode interoperate
+// where the value is unambiguous. It fails on a malformed quoted-string
+// and on a result that is not valid UTF-8 (such as the overlong %C0%A0).
 func DecodeHeaderValue(s string) (string, error) {
 	if strings.HasPrefix(s, `"`) {
 		u, err := unquote(s)
@@ -82,12 +82,17 @@ func DecodeHeaderValue(s string) (string, error) {
 			continue
 		}
 		if i+2 >= len(s) {
-			return "", fmt.Errorf("%w at offset %d", errEscape, i)
+			b = append(b, c) // a bare '%' at the end
+			continue
 		}
 		hi, ok1 := unhex(s[i+1])
 		lo, ok2 := unhex(s[i+2])
 		if !ok1 || !ok2 {
-			return "", fmt.Errorf("%w at offset %d", errEscape, i)
+			// A '%' that starts no escape is taken literally: senders
+			// that do not percent-encode (sdk-go among them) send a
+			// value such as "100% sure" as it is.
+			b = append(b, c)
+			continue
 		}
 		b = append(b, hi<<4|lo)
 		i += 2

@@ -49,6 +49,14 @@ func TestDecodeHeaderValue(t *testing.T) {
 		{"only one round of decoding", "%2520", "%20"},
 		{"quoted then percent-decoded once", `"%2541"`, "%41"},
 		{"raw valid UTF-8 accepted", "Euro €", "Euro €"},
+		// Senders that do not percent-encode (sdk-go among them): a '%'
+		// that starts no escape is literal, valid escapes still decode.
+		{"bare percent before a space", "100% sure", "100% sure"},
+		{"percent at end", "abc%", "abc%"},
+		{"one hex digit at end", "abc%4", "abc%4"},
+		{"non-hex digits", "%zz", "%zz"},
+		{"half non-hex", "%4g", "%4g"},
+		{"bare percent then a valid escape", "50%%20off", "50% off"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,10 +80,7 @@ func TestDecodeHeaderValue_Rejects(t *testing.T) {
 		{"truncated sequence", "%E2%82"},
 		{"encoded surrogate", "%ED%A0%80"},
 		{"raw invalid UTF-8", "\xff"},
-		{"percent at end", "abc%"},
-		{"one hex digit", "abc%4"},
-		{"non-hex digits", "%zz"},
-		{"half non-hex", "%4g"},
+		{"bare percent then invalid UTF-8", "100%\xff"},
 		{"unterminated quoted-string", `"abc`},
 		{"lone quote", `"`},
 		{"quote inside quoted-string", `"a"b"`},

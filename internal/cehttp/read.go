@@ -111,30 +111,7 @@ func readStructured(body []byte) (event.Event, error) {
 	if !utf8.Valid(body) {
 		return event.Event{}, fmt.Errorf("%w: body is not valid UTF-8", ErrMalformed)
 	}
-	return decodeJSON(body)
-}
-
-// decodeJSON decodes one event in the JSON format. sdk-go lower-cases
-// attribute names, so the names are checked here first: the spec allows
-// only lower-case.
-func decodeJSON(m []byte) (event.Event, error) {
-	var attrs map[string]json.RawMessage
-	if err := json.Unmarshal(m, &attrs); err != nil {
-		return event.Event{}, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	for name := range attrs {
-		if name != strings.ToLower(name) {
-			return event.Event{}, fmt.Errorf("%w: attribute name %q is not lower-case", ErrMalformed, name)
-		}
-	}
-	var e event.Event
-	if err := json.Unmarshal(m, &e); err != nil {
-		return event.Event{}, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if err := validate(&e); err != nil {
-		return event.Event{}, err
-	}
-	return e, nil
+	return UnmarshalJSON(body)
 }
 
 func readBatch(body []byte) ([]event.Event, error) {
@@ -147,7 +124,7 @@ func readBatch(body []byte) ([]event.Event, error) {
 	}
 	events := make([]event.Event, len(raw))
 	for i, m := range raw {
-		e, err := decodeJSON(m)
+		e, err := UnmarshalJSON(m)
 		if err != nil {
 			return nil, fmt.Errorf("batch event %d: %w", i, err)
 		}

@@ -8,13 +8,13 @@ package cehttp
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -59,10 +59,15 @@ func context1(e *event.Event) (*event.EventContextV1, error) {
 }
 
 // WriteBinary writes e into h in binary mode and returns the body to send
-// (e's data, not copied). Content-Type is set from datacontenttype (and left
-// unset when e has none); every other attribute, extensions included, is a
-// ce-<name> header holding the attribute's canonical string form,
-// percent-encoded. Existing ce- headers in h are not removed.
+// (e's data, not copied). Content-Type is datacontenttype, or for an event
+// without one the type its data implies (see ImpliedContentType); every
+// other attribute, extensions included, is a ce-<name> header holding the
+// attribute's canonical string form, percent-encoded. Existing ce- headers
+// in h are not removed.
+//
+// The body is empty when e has no data; the CloudEvents webhook spec
+// requires a payload, so such events are sent in structured mode (see
+// NeedsPayload).
 func WriteBinary(h http.Header, e *event.Event) (body []byte, err error) {
 	ec, err := context1(e)
 	if err != nil {
@@ -75,10 +80,7 @@ func WriteBinary(h http.Header, e *event.Event) (body []byte, err error) {
 
 	// One backing array for every single-value slice saves an allocation
 	// per header.
-	n := 4 + len(ec.Extensions)
-	if ec.DataContentType != nil {
-		n++
-	}
+	n := 5 + len(ec.Extensions)
 	if ec.Subject != nil {
 		n++
 	}
@@ -106,6 +108,8 @@ func WriteBinary(h http.Header, e *event.Event) (body []byte, err error) {
 			return nil, fmt.Errorf("%w: datacontenttype %q is not a valid header value", ErrInvalidEvent, *ec.DataContentType)
 		}
 		set(headerContentType, *ec.DataContentType)
+	} else {
+		set(headerContentType, ImpliedContentType(e))
 	}
 	if ec.Subject != nil {
 		set(headerSubject, EncodeHeaderValue(*ec.Subject))
@@ -148,23 +152,12 @@ func formatValue(v any) (string, error) {
 }
 
 // WriteStructured encodes e in structured mode: it returns the
-// application/cloudevents+json content type and the JSON body, written by
-// sdk-go's JSON format.
+// application/cloudevents+json content type and the JSON body (see
+// MarshalJSON).
 func WriteStructured(e *event.Event) (contentType string, body []byte, err error) {
-	if _, err := context1(e); err != nil {
-		return "", nil, err
-	}
-	if e.Source() == "" {
-		return "", nil, fmt.Errorf("%w: source is required", ErrInvalidEvent)
-	}
-	for name := range e.Extensions() {
-		if err := checkExtensionName(name); err != nil {
-			return "", nil, err
-		}
-	}
-	body, err = json.Marshal(e)
+	body, err = MarshalJSON(e)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+		return "", nil, err
 	}
 	return ContentTypeStructured, body, nil
 }
@@ -244,7 +237,7 @@ func WriteBatch(events []*event.Event) (contentType string, body []byte, err err
 	var b bytes.Buffer
 	b.WriteByte('[')
 	for i, e := range events {
-		_, one, err := WriteStructured(e)
+		one, err := MarshalJSON(e)
 		if err != nil {
 			return "", nil, fmt.Errorf("event %d: %w", i, err)
 		}
@@ -255,4 +248,58 @@ func WriteBatch(events []*event.Event) (contentType string, body []byte, err err
 	}
 	b.WriteByte(']')
 	return ContentTypeBatch, b.Bytes(), nil
+}
+
+// ImpliedContentType is the Content-Type a binary-mode request carries
+// for e: its datacontenttype, or for an event without one what its data
+// implies. The JSON event format treats an absent datacontenttype as
+// application/json, so String data that is JSON is application/json;
+// other String data is text/plain; charset=utf-8 and Binary data
+// application/octet-stream.
+func ImpliedContentType(e *event.Event) string {
+	if ct := e.DataContentType(); ct != "" {
+		return ct
+	}
+	switch {
+	case e.DataBase64:
+		return "application/octet-stream"
+	case len(e.DataEncoded) == 0 || dataAsJSONValue(e.DataEncoded):
+		return "application/json"
+	case utf8.Valid(e.DataEncoded):
+		return "text/plain; charset=utf-8"
+	}
+	return "application/octet-stream"
+}
+
+// NeedsPayload reports whether e has no data to be a binary-mode body. The
+// CloudEvents webhook spec (section 2.1) permits no request without a
+// payload, so Herald sends such an event in structured mode, whose body
+// is the event itself.
+func NeedsPayload(e *event.Event) bool {
+	return len(e.DataEncoded) == 0
+}
+
+// CheckEvent reports whether e can be written in every mode: what
+// WriteBinary, WriteStructured and WriteBatch would refuse, without
+// writing anything.
+func CheckEvent(e *event.Event) error {
+	ec, err := context1(e)
+	if err != nil {
+		return err
+	}
+	if ec.Source.String() == "" {
+		return fmt.Errorf("%w: source is required", ErrInvalidEvent)
+	}
+	if ec.DataContentType != nil && !validFieldValue(*ec.DataContentType) {
+		return fmt.Errorf("%w: datacontenttype %q is not a valid header value", ErrInvalidEvent, *ec.DataContentType)
+	}
+	for name, v := range ec.Extensions {
+		if err := checkExtensionName(name); err != nil {
+			return err
+		}
+		if _, err := formatValue(v); err != nil {
+			return fmt.Errorf("%w: extension %q: %v", ErrInvalidEvent, name, err)
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@
 package cevent
 
 import (
+	"encoding/json"
 	"fmt"
 	"mime"
 	"strings"
@@ -78,13 +79,15 @@ func FromProto(pe *cloudeventsv1.CloudEvent) (event.Event, error) {
 			}
 		}
 	}
+	// DataBase64 marks Binary data (as sdk-go's JSON format does), so the
+	// JSON event format writes it as data_base64.
 	switch d := pe.GetData().(type) {
 	case *cloudeventsv1.CloudEvent_BinaryData:
-		e.DataEncoded = d.BinaryData
+		e.DataEncoded, e.DataBase64 = nonNil(d.BinaryData), true
 	case *cloudeventsv1.CloudEvent_TextData:
 		e.DataEncoded = []byte(d.TextData)
 	case *cloudeventsv1.CloudEvent_ProtoData:
-		e.DataEncoded = d.ProtoData.GetValue()
+		e.DataEncoded, e.DataBase64 = nonNil(d.ProtoData.GetValue()), true
 		if e.DataContentType() == "" {
 			e.SetDataContentType("application/protobuf")
 		}
@@ -137,9 +140,19 @@ type (
 	attrValue_CeTimestamp = cloudeventsv1.CloudEvent_CloudEventAttributeValue_CeTimestamp
 )
 
-// ToProto converts an event.Event to the protobuf format. Data whose
-// content type is text or JSON (and that is valid UTF-8) becomes text_data,
-// other data binary_data.
+// nonNil keeps empty data apart from no data.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// ToProto converts an event.Event to the protobuf format. Binary data
+// (e.DataBase64, as from JSON data_base64) becomes binary_data. Other data
+// becomes text_data when it is valid UTF-8 and its content type is text,
+// JSON or XML, or when it has no content type and is JSON (which the JSON
+// format then implies); anything else is binary_data.
 func ToProto(e event.Event) (*cloudeventsv1.CloudEvent, error) {
 	pe := &cloudeventsv1.CloudEvent{
 		Id:          e.ID(),
@@ -171,7 +184,9 @@ func ToProto(e event.Event) (*cloudeventsv1.CloudEvent, error) {
 		pe.Attributes = nil
 	}
 	if data := e.Data(); data != nil {
-		if IsText(e.DataContentType()) && utf8.Valid(data) {
+		ct := e.DataContentType()
+		text := !e.DataBase64 && utf8.Valid(data) && (IsText(ct) || ct == "" && json.Valid(data))
+		if text {
 			pe.Data = &cloudeventsv1.CloudEvent_TextData{TextData: string(data)}
 		} else {
 			pe.Data = &cloudeventsv1.CloudEvent_BinaryData{BinaryData: data}

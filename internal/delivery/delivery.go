@@ -4,12 +4,16 @@
 // A Sender makes exactly one HTTP attempt per Send: it never follows
 // redirects and never retries (retries belong to the delivery workflow).
 // The request is a POST of the event in CloudEvents binary mode (or
-// structured mode), signed per Standard Webhooks.
+// structured or batched mode), signed per Standard Webhooks. An event
+// without data is sent in structured mode whatever the subscription's
+// mode, since a webhook request must carry a payload.
 package delivery
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -166,6 +170,18 @@ func newTransport(c config) *http.Transport {
 	}
 }
 
+// BearerTokenPrefix starts every bearer token Herald generates, so that
+// secret scanners can find a leaked one.
+const BearerTokenPrefix = "hbt_"
+
+// NewBearerToken returns a new access token for a sink: BearerTokenPrefix
+// and 256 random bits, base64url.
+func NewBearerToken() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return BearerTokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
 // CloseIdleConnections closes the Sender's idle keep-alive connections.
 func (s *Sender) CloseIdleConnections() {
 	if c, ok := s.rt.(interface{ CloseIdleConnections() }); ok {
@@ -294,7 +310,13 @@ func (s *Sender) build(ctx context.Context, r *Request) (*http.Request, error) {
 	}
 	var body []byte
 	var err error
-	switch r.Mode {
+	mode := r.Mode
+	if (mode == policy.ContentBinary || mode == "") && cehttp.NeedsPayload(r.Event) {
+		// A webhook must carry a payload: an event without data goes in
+		// structured mode, whose body is the event itself.
+		mode = policy.ContentStructured
+	}
+	switch mode {
 	case policy.ContentBinary, "":
 		body, err = cehttp.WriteBinary(h, r.Event)
 	case policy.ContentStructured:

@@ -374,3 +374,35 @@ func TestSubscription_UpdateReenablesADisabledSubscription(t *testing.T) {
 		t.Errorf("state = %v sink %q: the mask must leave other fields alone", got.GetState(), got.GetSink())
 	}
 }
+
+// TestSigning_DefaultBearerTokenIsGeneratedAndSent: the CloudEvents
+// webhook spec requires an access token on every delivery, so a
+// subscription created without one gets a generated token, shown once;
+// omit_bearer_token sends none.
+func TestSigning_DefaultBearerTokenIsGeneratedAndSent(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	withToken := heraldtest.NewReceiver(t, nil)
+	without := heraldtest.NewReceiver(t, nil)
+	sub := createSub(t, n, withToken.URL)
+	tok := sub.GetGeneratedBearerToken()
+	if !strings.HasPrefix(tok, "hbt_") || !sub.GetHasSinkCredential() {
+		t.Fatalf("create returned generated_bearer_token %q, has_sink_credential %v", tok, sub.GetHasSinkCredential())
+	}
+	got, err := n.subs.GetSubscription(ctx(t), &heraldv1.GetSubscriptionRequest{Id: sub.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetGeneratedBearerToken() != "" {
+		t.Error("GetSubscription shows the generated token")
+	}
+	createSub(t, n, without.URL, func(s *heraldv1.Subscription) {
+		s.SinkCredential = &heraldv1.SinkCredential{OmitBearerToken: true}
+	})
+	publish(t, n, newEvent("evt-token"))
+	if a := withToken.WaitFor(t, 1, wait)[0].Header.Get("Authorization"); a != "Bearer "+tok {
+		t.Errorf("Authorization = %q, want the generated token", a)
+	}
+	if a, ok := without.WaitFor(t, 1, wait)[0].Header["Authorization"]; ok {
+		t.Errorf("omit_bearer_token still sent Authorization %q", a)
+	}
+}

@@ -2,6 +2,7 @@ package publish
 
 import (
 	"fmt"
+	"mime"
 	"net/url"
 	"strings"
 
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
+	"github.com/heraldhq/herald/internal/cehttp"
 	"github.com/heraldhq/herald/internal/cevent"
 	"github.com/heraldhq/herald/internal/policy"
 )
@@ -96,6 +98,15 @@ func Validate(field string, pe *cloudeventsv1.CloudEvent) (event.Event, []Violat
 		return event.Event{}, vs
 	}
 	if err := e.Validate(); err != nil {
+		add("", "%v", err)
+	}
+	if ct := e.DataContentType(); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || !strings.Contains(mt, "/") {
+			add(".attributes[datacontenttype]", "must be a media type such as application/json (RFC 2046)")
+		}
+	}
+	// What is accepted must be deliverable in every content mode.
+	if err := cehttp.CheckEvent(&e); err != nil && len(vs) == 0 {
 		add("", "%v", err)
 	}
 	return e, vs

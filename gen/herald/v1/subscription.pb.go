@@ -248,8 +248,11 @@ type Subscription struct {
 	SigningPublicKey string `protobuf:"bytes,24,opt,name=signing_public_key,json=signingPublicKey,proto3" json:"signing_public_key,omitempty"`
 	// Output only. Whether sink_credential holds a bearer token.
 	HasSinkCredential bool `protobuf:"varint,25,opt,name=has_sink_credential,json=hasSinkCredential,proto3" json:"has_sink_credential,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Output only. The bearer token Herald generated for the sink, present
+	// only in the CreateSubscription response (see SinkCredential).
+	GeneratedBearerToken string `protobuf:"bytes,26,opt,name=generated_bearer_token,json=generatedBearerToken,proto3" json:"generated_bearer_token,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Subscription) Reset() {
@@ -457,14 +460,28 @@ func (x *Subscription) GetHasSinkCredential() bool {
 	return false
 }
 
-// SinkCredential is what Herald presents to the sink.
+func (x *Subscription) GetGeneratedBearerToken() string {
+	if x != nil {
+		return x.GeneratedBearerToken
+	}
+	return ""
+}
+
+// SinkCredential is what Herald presents to the sink. The CloudEvents
+// webhook spec requires every delivery to carry an access token, so a
+// subscription created without one gets a generated token ("hbt_...",
+// returned once as generated_bearer_token), unless omit_bearer_token is
+// set or protocol_settings.headers sets Authorization itself.
 type SinkCredential struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Sent as "Authorization: Bearer <token>", as CloudEvents webhook
 	// receivers must support.
-	BearerToken   string `protobuf:"bytes,1,opt,name=bearer_token,json=bearerToken,proto3" json:"bearer_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	BearerToken string `protobuf:"bytes,1,opt,name=bearer_token,json=bearerToken,proto3" json:"bearer_token,omitempty"`
+	// Send no Authorization header: the Standard Webhooks signature alone
+	// authenticates Herald to the sink. Only read by CreateSubscription.
+	OmitBearerToken bool `protobuf:"varint,2,opt,name=omit_bearer_token,json=omitBearerToken,proto3" json:"omit_bearer_token,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SinkCredential) Reset() {
@@ -502,6 +519,13 @@ func (x *SinkCredential) GetBearerToken() string {
 		return x.BearerToken
 	}
 	return ""
+}
+
+func (x *SinkCredential) GetOmitBearerToken() bool {
+	if x != nil {
+		return x.OmitBearerToken
+	}
+	return false
 }
 
 // HttpSettings are the CloudEvents Subscriptions API settings for the HTTP
@@ -1380,7 +1404,7 @@ var File_herald_v1_subscription_proto protoreflect.FileDescriptor
 
 const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\n" +
-	"\x1cherald/v1/subscription.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\t\n" +
+	"\x1cherald/v1/subscription.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\t\n" +
 	"\fSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x14\n" +
@@ -1410,12 +1434,14 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\x11signing_algorithm\x18\x16 \x01(\x0e2\x1b.herald.v1.SigningAlgorithmR\x10signingAlgorithm\x12B\n" +
 	"\x0fsink_credential\x18\x17 \x01(\v2\x19.herald.v1.SinkCredentialR\x0esinkCredential\x12,\n" +
 	"\x12signing_public_key\x18\x18 \x01(\tR\x10signingPublicKey\x12.\n" +
-	"\x13has_sink_credential\x18\x19 \x01(\bR\x11hasSinkCredential\x1a9\n" +
+	"\x13has_sink_credential\x18\x19 \x01(\bR\x11hasSinkCredential\x124\n" +
+	"\x16generated_bearer_token\x18\x1a \x01(\tR\x14generatedBearerToken\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"3\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"_\n" +
 	"\x0eSinkCredential\x12!\n" +
-	"\fbearer_token\x18\x01 \x01(\tR\vbearerToken\"\xa2\x01\n" +
+	"\fbearer_token\x18\x01 \x01(\tR\vbearerToken\x12*\n" +
+	"\x11omit_bearer_token\x18\x02 \x01(\bR\x0fomitBearerToken\"\xa2\x01\n" +
 	"\fHttpSettings\x12>\n" +
 	"\aheaders\x18\x01 \x03(\v2$.herald.v1.HttpSettings.HeadersEntryR\aheaders\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x1a:\n" +
