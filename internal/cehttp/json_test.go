@@ -351,4 +351,3 @@ func needsPercentEncoding(e *event.Event) bool {
 	}
 	return false
 }
-
