@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/delivery"
+	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/workflows"
 )
@@ -83,8 +85,9 @@ func (s *Services) RedriveDelivery(ctx context.Context, req *heraldv1.RedriveDel
 // redrive hands a dead delivery back to its workflow and records it as
 // retrying.
 func (s *Services) redrive(ctx context.Context, d *store.Delivery) error {
-	if d.State != store.DeliveryDead {
-		return status.Errorf(codes.FailedPrecondition, "delivery %s is %s; only dead deliveries can be redriven", d.ID, d.State)
+	update, err := lifecycle.Redriven(d)
+	if err != nil {
+		return status.Error(codes.FailedPrecondition, err.Error())
 	}
 	sub, err := s.store.SubscriptionGet(ctx, d.SubscriptionID)
 	if err != nil {
@@ -97,7 +100,7 @@ func (s *Services) redrive(ctx context.Context, d *store.Delivery) error {
 		DeliveryID:     d.ID,
 		SubscriptionID: d.SubscriptionID,
 		EventType:      d.EventType,
-		SinkHost:       workflows.SinkHost(sub.Sink),
+		SinkHost:       delivery.SinkHost(sub.Sink),
 		SeriesStart:    time.Now(),
 		TotalAttempts:  d.Attempts,
 		LastStatus:     d.LastStatus,
@@ -106,10 +109,7 @@ func (s *Services) redrive(ctx context.Context, d *store.Delivery) error {
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "redrive: %v", err)
 	}
-	err = s.store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{{
-		ID: d.ID, State: store.DeliveryRetrying, Attempts: d.Attempts,
-		LastStatus: d.LastStatus, LastError: d.LastError, ExpectState: store.DeliveryDead,
-	}})
+	err = s.store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{update})
 	if err != nil {
 		return storeError(err, "delivery "+d.ID)
 	}

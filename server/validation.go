@@ -27,7 +27,7 @@ func (s *Services) ValidationCallback() http.Handler {
 		subID, token := r.PathValue("subscription"), r.PathValue("token")
 		sub, err := s.store.SubscriptionGet(r.Context(), subID)
 		if err != nil || sub.Validation == nil || time.Now().After(sub.Validation.ExpiresAt) ||
-			subtle.ConstantTimeCompare([]byte(workflows.TokenHash(token)), []byte(sub.Validation.TokenHash)) != 1 {
+			subtle.ConstantTimeCompare([]byte(handshake.CallbackTokenHash(token)), []byte(sub.Validation.TokenHash)) != 1 {
 			http.NotFound(w, r)
 			return
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/heraldhq/herald/internal/attempt"
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/handshake"
+	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/store"
@@ -84,22 +85,18 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 	}
 	sub, err := a.Store.SubscriptionGet(ctx, in.SubscriptionID)
 	if errors.Is(err, store.ErrNotFound) {
-		return AttemptResult{Outcome: policy.Permanent, Error: "subscription deleted"}, nil
+		sub, err = nil, nil
 	}
 	if err != nil {
 		return AttemptResult{}, fmt.Errorf("load subscription: %w", err)
 	}
-	if sub.State == store.SubscriptionDisabled {
-		return AttemptResult{Outcome: policy.Permanent, Error: "subscription disabled: " + sub.StateReason}, nil
-	}
 	now := a.now()
-	switch {
-	case sub.State == store.SubscriptionPendingValidation:
-		// Wait for the sink's consent without spending an attempt; the
-		// maximum age still applies.
-		return AttemptResult{PausedUntil: now.Add(policy.ValidationRecheck)}, nil
-	case sub.PausedUntil.After(now):
-		return AttemptResult{PausedUntil: sub.PausedUntil}, nil
+	switch gate := lifecycle.Gate(sub, time.Time{}, now); gate.Verdict {
+	case lifecycle.Drop:
+		return AttemptResult{Outcome: policy.Permanent, Error: gate.Reason}, nil
+	case lifecycle.Wait:
+		// Wait without spending an attempt; the maximum age still applies.
+		return AttemptResult{PausedUntil: gate.Until}, nil
 	}
 	en, err := catalog.NewEntry(sub)
 	if err != nil {
@@ -112,23 +109,13 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 		return AttemptResult{PausedUntil: now.Add(wait)}, nil
 	}
 	res := results[0]
-	state := store.DeliveryRetrying
-	if res.Outcome == policy.Delivered {
-		state = store.DeliveryDelivered
-	}
-	err = a.Store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{{
-		ID:         d.ID,
-		State:      state,
-		Attempts:   in.Number,
-		LastStatus: res.Record.StatusCode,
-		LastError:  res.Record.Error,
-		Attempt:    &res.Record,
-	}})
+	err = a.Store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{
+		lifecycle.Attempted(d.ID, &res.Record, res.Outcome == policy.Delivered)})
 	if err != nil {
 		return AttemptResult{}, fmt.Errorf("record attempt: %w", err)
 	}
 	if res.PauseSink {
-		if err := Pause(ctx, a.Store, sub.ID, res.Record.StartedAt.Add(res.RetryAfter)); err != nil {
+		if err := lifecycle.Pause(ctx, a.Store, sub.ID, res.Record.StartedAt.Add(res.RetryAfter)); err != nil {
 			return AttemptResult{}, err
 		}
 		a.changed(ctx)
@@ -139,23 +126,6 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 		Error:      res.Record.Error,
 		RetryAfter: res.RetryAfter,
 	}, nil
-}
-
-// Pause holds back every delivery to a subscription's sink until until,
-// unless it is paused longer already.
-func Pause(ctx context.Context, s interface {
-	SubscriptionUpdate(ctx context.Context, id string, change func(*store.Subscription) error) (*store.Subscription, error)
-}, subID string, until time.Time) error {
-	_, err := s.SubscriptionUpdate(ctx, subID, func(sub *store.Subscription) error {
-		if until.After(sub.PausedUntil) {
-			sub.PausedUntil = until
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("pause subscription: %w", err)
-	}
-	return nil
 }
 
 // MarkDeadInput dead-letters a delivery.
@@ -169,13 +139,8 @@ type MarkDeadInput struct {
 // MarkDead records that a delivery is dead-lettered, and why.
 func (a *Activities) MarkDead(ctx context.Context, in MarkDeadInput) error {
 	metrics.DeadLetters.Inc()
-	return a.Store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{{
-		ID:         in.DeliveryID,
-		State:      store.DeliveryDead,
-		Attempts:   in.Attempts,
-		LastStatus: in.LastStatus,
-		LastError:  in.Reason,
-	}})
+	return a.Store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{
+		lifecycle.DeadLettered(in.DeliveryID, in.Attempts, in.LastStatus, in.Reason)})
 }
 
 // MarkRetrying records that a delivery is being retried again (a redrive).
@@ -184,13 +149,7 @@ func (a *Activities) MarkRetrying(ctx context.Context, deliveryID string) error 
 	if err != nil {
 		return fmt.Errorf("load delivery: %w", err)
 	}
-	return a.Store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{{
-		ID:         d.ID,
-		State:      store.DeliveryRetrying,
-		Attempts:   d.Attempts,
-		LastStatus: d.LastStatus,
-		LastError:  d.LastError,
-	}})
+	return a.Store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{lifecycle.Resumed(d)})
 }
 
 // DisableInput disables a subscription.

@@ -2,10 +2,6 @@ package workflows
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -125,7 +121,7 @@ func (a *Activities) Validate(ctx context.Context, in HandshakeInput) (ValidateR
 	if err != nil {
 		return ValidateResult{}, fmt.Errorf("load subscription: %w", err)
 	}
-	token, hash, err := newToken()
+	token, hash, err := handshake.NewCallbackToken()
 	if err != nil {
 		return ValidateResult{}, err
 	}
@@ -155,22 +151,6 @@ func (a *Activities) Validate(ctx context.Context, in HandshakeInput) (ValidateR
 		return ValidateResult{}, err
 	}
 	return ValidateResult{Outcome: res.Outcome.String(), AllowedRate: res.AllowedRate, StatusCode: res.StatusCode, Reason: res.Reason}, nil
-}
-
-// newToken returns a random callback token and its SHA-256, hex.
-func newToken() (token, hash string, err error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", "", err
-	}
-	token = base64.RawURLEncoding.EncodeToString(b)
-	return token, TokenHash(token), nil
-}
-
-// TokenHash is how a callback token is stored and compared.
-func TokenHash(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
 }
 
 // ValidatedInput activates a subscription after the sink consented.

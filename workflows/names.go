@@ -5,7 +5,6 @@ package workflows
 
 import (
 	"fmt"
-	"net/url"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
@@ -52,16 +51,6 @@ const (
 	StateDead      = "dead"
 	StateRedriving = "redriving"
 )
-
-// SinkHost is the HeraldSinkHost value of a sink URL: its host, or "" if
-// the URL does not parse.
-func SinkHost(sink string) string {
-	u, err := url.Parse(sink)
-	if err != nil {
-		return ""
-	}
-	return u.Host
-}
 
 // WorkflowID is the ID of a delivery's workflow. One delivery has at most
 // one workflow running.

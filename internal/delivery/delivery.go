@@ -19,6 +19,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,6 +169,17 @@ func newTransport(c config) *http.Transport {
 		// body is kept as sent.
 		DisableCompression: true,
 	}
+}
+
+// SinkHost is the host (and port, if the URL names one) of a sink URL, as
+// operators search for it (HeraldSinkHost), or "" if the URL does not
+// parse.
+func SinkHost(sink string) string {
+	u, err := url.Parse(sink)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
 
 // BearerTokenPrefix starts every bearer token Herald generates, so that

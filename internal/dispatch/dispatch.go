@@ -3,20 +3,8 @@
 // claimed) or claims pending ones in batches, sends them, records the
 // results in batches, and hands each failure to its Temporal workflow.
 //
-// A delivery's states (store.DeliveryState):
-//
-//	          publish
-//	             |
-//	             v
-//	+------> pending ----claim----> in_flight ---2xx---> delivered
-//	|         ^  |                  |    |                   ^
-//	|  release|  |lease expired     |    | failed            |
-//	|         +--+------------------+    v                   |
-//	|                                retrying --2xx (workflow)+
-//	|                                 |    ^
-//	|        attempts/age exhausted,  |    | redrive (workflow)
-//	|        permanent, 410 Gone      v    |
-//	+-- (paused sink: NextAt later)   dead-+
+// A delivery's states and transitions are package lifecycle's; the
+// dispatcher makes the transitions of a claimed (in-flight) delivery.
 //
 // Only the first attempt runs here; a failed first attempt starts the
 // delivery's workflow (package workflows), which owns every later attempt.
@@ -36,6 +24,8 @@ import (
 
 	"github.com/heraldhq/herald/internal/attempt"
 	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/delivery"
+	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/store"
@@ -424,15 +414,7 @@ func (d *Dispatcher) sendLoop(ctx context.Context) {
 // spending an attempt.
 func (d *Dispatcher) reschedule(j job, at time.Time, why string) {
 	for _, dl := range j {
-		u := store.DeliveryUpdate{
-			ID: dl.ID, State: store.DeliveryPending, Attempts: dl.Attempts,
-			LastStatus: dl.LastStatus, LastError: dl.LastError,
-			NextAt: at, ExpectState: store.DeliveryInFlight,
-		}
-		if why != "" {
-			u.LastError = why
-		}
-		d.updates <- u
+		d.updates <- lifecycle.Rescheduled(dl, at, why)
 	}
 }
 
@@ -456,26 +438,18 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 		return
 	}
 	now := time.Now()
-	switch {
-	case en == nil || en.Subscription.State == store.SubscriptionDisabled:
-		reason := "subscription deleted"
-		if en != nil {
-			reason = "subscription disabled: " + en.Subscription.StateReason
-		}
-		for _, dl := range j {
-			d.updates <- store.DeliveryUpdate{
-				ID: dl.ID, State: store.DeliveryDead, Attempts: dl.Attempts,
-				LastError: reason, ExpectState: store.DeliveryInFlight,
-			}
-		}
-		return
-	case en.Subscription.State == store.SubscriptionPendingValidation:
-		d.waitForValidation(j, en.Subscription, now)
-		return
+	var sub *store.Subscription
+	if en != nil {
+		sub = en.Subscription
 	}
-	sub := en.Subscription
-	if until := d.pausedUntil(sub); until.After(now) {
-		d.reschedule(j, until, "")
+	switch gate := lifecycle.Gate(sub, d.localPause(dl.SubscriptionID), now); gate.Verdict {
+	case lifecycle.Drop:
+		for _, dl := range j {
+			d.updates <- lifecycle.Killed(dl, gate.Reason)
+		}
+		return
+	case lifecycle.Wait:
+		d.wait(j, sub, gate, now)
 		return
 	}
 
@@ -492,20 +466,20 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 	}
 }
 
-// waitForValidation holds deliveries to a subscription that has not been
-// validated yet, until their subscription's maximum age.
-func (d *Dispatcher) waitForValidation(j job, sub *store.Subscription, now time.Time) {
+// wait holds deliveries that Gate says must wait, until its time, within
+// their subscription's maximum age.
+func (d *Dispatcher) wait(j job, sub *store.Subscription, gate lifecycle.Decision, now time.Time) {
 	maxAge := sub.RetryPolicy.WithDefaults().MaximumAge
 	for _, dl := range j {
-		if now.Sub(dl.CreatedAt) > maxAge {
-			d.updates <- store.DeliveryUpdate{
-				ID: dl.ID, State: store.DeliveryDead, Attempts: dl.Attempts,
-				LastError:   "the sink did not consent to deliveries (validation handshake) within the maximum age",
-				ExpectState: store.DeliveryInFlight,
-			}
+		if gate.Reason == lifecycle.ReasonAwaitingConsent && now.Sub(dl.CreatedAt) > maxAge {
+			d.updates <- lifecycle.Killed(dl, lifecycle.ReasonNoConsent)
 			continue
 		}
-		d.reschedule(job{dl}, now.Add(policy.ValidationRecheck), "waiting for the sink to consent (validation handshake)")
+		why := ""
+		if gate.Reason == lifecycle.ReasonAwaitingConsent {
+			why = gate.Reason
+		}
+		d.updates <- lifecycle.Rescheduled(dl, gate.Until, why)
 	}
 }
 
@@ -513,11 +487,7 @@ func (d *Dispatcher) waitForValidation(j job, sub *store.Subscription, now time.
 func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog.Entry, number int, res attempt.Result) {
 	sub := en.Subscription
 	if res.Outcome == policy.Delivered {
-		d.updates <- store.DeliveryUpdate{
-			ID: dl.ID, State: store.DeliveryDelivered, Attempts: number,
-			LastStatus: res.Record.StatusCode, ExpectState: store.DeliveryInFlight,
-			Attempt: &res.Record,
-		}
+		d.updates <- lifecycle.FirstDelivered(dl, &res.Record)
 		return
 	}
 	if res.PauseSink {
@@ -525,7 +495,7 @@ func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog
 		if prev, ok := d.pauses.Load(sub.ID); !ok || until.After(prev.(time.Time)) {
 			d.pauses.Store(sub.ID, until)
 		}
-		if err := workflows.Pause(ctx, d.store, sub.ID, until); err != nil {
+		if err := lifecycle.Pause(ctx, d.store, sub.ID, until); err != nil {
 			d.cfg.Logger.Error("pause sink", "subscription", sub.ID, "err", err)
 		}
 	}
@@ -539,12 +509,7 @@ func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog
 		// every other sink's deliveries), record the attempt and try the
 		// delivery again later as a first attempt.
 		metrics.Handoffs.WithLabelValues("deferred").Inc()
-		d.updates <- store.DeliveryUpdate{
-			ID: dl.ID, State: store.DeliveryPending, Attempts: number,
-			LastStatus: res.Record.StatusCode, LastError: res.Record.Error,
-			NextAt: time.Now().Add(handoffBackoff), ExpectState: store.DeliveryInFlight,
-			Attempt: &res.Record,
-		}
+		d.updates <- lifecycle.Deferred(dl, &res.Record, time.Now().Add(handoffBackoff))
 	}
 }
 
@@ -559,7 +524,7 @@ func (d *Dispatcher) handOff(ctx context.Context, f failure) {
 		DeliveryID:     dl.ID,
 		SubscriptionID: sub.ID,
 		EventType:      dl.EventType,
-		SinkHost:       workflows.SinkHost(sub.Sink),
+		SinkHost:       delivery.SinkHost(sub.Sink),
 		SeriesStart:    dl.CreatedAt,
 		Attempts:       number,
 		TotalAttempts:  number,
@@ -574,31 +539,20 @@ func (d *Dispatcher) handOff(ctx context.Context, f failure) {
 		// attempted and handed off again. Record the attempt only.
 		metrics.Handoffs.WithLabelValues("error").Inc()
 		d.cfg.Logger.Error("hand off failed delivery", "delivery", dl.ID, "err", err)
-		d.updates <- store.DeliveryUpdate{
-			ID: dl.ID, State: store.DeliveryInFlight, Attempts: number,
-			LastStatus: res.Record.StatusCode, LastError: res.Record.Error,
-			ExpectState: store.DeliveryInFlight, Attempt: &res.Record,
-		}
+		d.updates <- lifecycle.Kept(dl, &res.Record)
 		return
 	}
 	metrics.Handoffs.WithLabelValues("ok").Inc()
-	d.updates <- store.DeliveryUpdate{
-		ID: dl.ID, State: store.DeliveryRetrying, Attempts: number,
-		LastStatus: res.Record.StatusCode, LastError: res.Record.Error,
-		ExpectState: store.DeliveryInFlight, Attempt: &res.Record,
-	}
+	d.updates <- lifecycle.HandedOff(dl, &res.Record)
 }
 
-// pausedUntil is when the sink's pause ends: the later of the stored
-// pause and the one this dispatcher set itself.
-func (d *Dispatcher) pausedUntil(sub *store.Subscription) time.Time {
-	until := sub.PausedUntil
-	if v, ok := d.pauses.Load(sub.ID); ok {
-		if t := v.(time.Time); t.After(until) {
-			until = t
-		}
+// localPause is the pause this dispatcher set itself on a subscription's
+// sink, which the catalog may not have reloaded yet.
+func (d *Dispatcher) localPause(subID string) time.Time {
+	if v, ok := d.pauses.Load(subID); ok {
+		return v.(time.Time)
 	}
-	return until
+	return time.Time{}
 }
 
 // entry finds a subscription in the catalog, or in the store if the

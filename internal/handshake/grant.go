@@ -1,6 +1,10 @@
 package handshake
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -62,4 +66,22 @@ func ParseGrant(r *http.Request, requestedRate int) (rate int, err error) {
 		return requestedRate, nil
 	}
 	return rate, nil
+}
+
+// NewCallbackToken returns a random token for a callback URL and the hash
+// (CallbackTokenHash) that is stored to check it.
+func NewCallbackToken() (token, hash string, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", err
+	}
+	token = base64.RawURLEncoding.EncodeToString(b)
+	return token, CallbackTokenHash(token), nil
+}
+
+// CallbackTokenHash is how a callback token is stored and compared: its
+// SHA-256, hex.
+func CallbackTokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
 }
