@@ -1,0 +1,704 @@
+// Package scheduler decides when each webhook request may start, so that
+// no sink can slow another: requests wait in per-origin queues and share a
+// node-wide in-flight budget fairly, each origin's concurrency adapts to
+// how it answers, a subscription's rate limit is a wait for its token, and
+// an origin that stops answering is cut off by a circuit breaker.
+//
+// An origin is a sink's scheme, host and port. A caller Acquires a slot
+// for one request, sends it while holding the Grant, and reports how the
+// origin answered with Grant.Done. Acquire blocks while the request waits
+// its turn; it never spins and holds no other resource meanwhile.
+//
+// The rules, in the order they apply:
+//   - The node holds at most Config.MaxInFlight requests in flight. Freed
+//     slots go round robin to origins that have requests waiting, so a busy
+//     origin cannot take the turn of a quiet one.
+//   - Each origin holds at most its limit in flight. The limit starts at
+//     Config.OriginConcurrency, grows while the origin answers and
+//     requests are waiting for it (doubling at first, then by one per
+//     limit's worth of answers), and halves on a timeout, a connection
+//     failure, a 429 or a 503 (AIMD).
+//   - A key (a subscription) holds at most its Limits.Concurrency in flight
+//     and starts at most Limits.PerMinute requests a minute; a request over
+//     its rate waits for its token in the queue. Keys of one origin take
+//     turns.
+//   - After Config.BreakerThreshold consecutive timeouts or connection
+//     failures the origin's breaker opens for a backoff (doubling from
+//     Config.BreakerOpen to Config.BreakerMaxOpen): waiting and new requests
+//     are refused with the time to try again. Then one probe request is let
+//     through; an answer closes the breaker, a failure opens it again.
+//   - A request that cannot start before its Request.Deadline (its lease),
+//     whose origin has more waiting than its share of Config.MaxQueued, or
+//     that waits when the scheduler closes, is refused (*Refused), so that
+//     the caller puts it back rather than holding it.
+package scheduler
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Config tunes a Scheduler. Zero fields take the defaults.
+type Config struct {
+	// MaxInFlight is the most requests in flight on the node (default
+	// 4096).
+	MaxInFlight int
+	// MaxQueued is how many requests may wait on the node; an origin may
+	// hold at most its share of it (MaxQueued / origins waiting, at least
+	// 64) (default 16384).
+	MaxQueued int
+	// OriginConcurrency is the in-flight limit an origin starts with
+	// (default 16); MaxOriginConcurrency the most it grows to (default
+	// 1024).
+	OriginConcurrency    int
+	MaxOriginConcurrency int
+	// BreakerThreshold is how many timeouts or connection failures in a
+	// row open an origin's breaker (default 5).
+	BreakerThreshold int
+	// BreakerOpen is how long the breaker first stays open (default 1s),
+	// doubling each time the probe fails, up to BreakerMaxOpen (default
+	// 10s).
+	BreakerOpen    time.Duration
+	BreakerMaxOpen time.Duration
+	// OnRecover, if set, is called (in its own goroutine) when an origin
+	// answers again after timeouts or connection failures: e.g. to wake
+	// retries waiting for it.
+	OnRecover func(origin string)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 4096
+	}
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = 16384
+	}
+	if c.OriginConcurrency <= 0 {
+		c.OriginConcurrency = 16
+	}
+	if c.MaxOriginConcurrency <= 0 {
+		c.MaxOriginConcurrency = 1024
+	}
+	c.OriginConcurrency = min(c.OriginConcurrency, c.MaxOriginConcurrency)
+	if c.BreakerThreshold <= 0 {
+		c.BreakerThreshold = 5
+	}
+	if c.BreakerOpen <= 0 {
+		c.BreakerOpen = time.Second
+	}
+	if c.BreakerMaxOpen <= 0 {
+		c.BreakerMaxOpen = 10 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Limits are one key's limits; zero fields mean no limit.
+type Limits struct {
+	PerMinute   int // requests started per minute
+	Concurrency int // requests in flight at once
+}
+
+// Request is one request asking to start.
+type Request struct {
+	Origin string // scheme://host:port of the sink
+	Key    string // the subscription; its limits apply
+	Limits Limits
+	// Deadline, if set, is the latest time the request may start.
+	Deadline time.Time
+}
+
+// Signal is how an origin answered a request, as the scheduler reads it.
+type Signal int
+
+const (
+	// Answered: a response that says nothing about the origin's capacity
+	// (2xx, most 4xx and 5xx).
+	Answered Signal = iota
+	// Overloaded: 429 or 503: the origin asks for less.
+	Overloaded
+	// Unreachable: a timeout or a connection failure: nothing answered.
+	Unreachable
+)
+
+// Why a request was refused.
+const (
+	ReasonBreakerOpen = "the sink's origin is not answering (circuit breaker open)"
+	ReasonDeadline    = "it could not start before its lease ended"
+	ReasonQueueFull   = "too many requests are waiting for the sink's origin"
+	ReasonClosed      = "the node is shutting down"
+)
+
+// Refused is Acquire's error when a request may not wait for its turn.
+// The caller should put the request back until Until (or at once when
+// Until is zero) without counting an attempt.
+type Refused struct {
+	Reason string
+	Until  time.Time
+}
+
+func (r *Refused) Error() string { return "scheduler: request refused: " + r.Reason }
+
+// Scheduler decides when requests start. Create with New. Safe for
+// concurrent use.
+type Scheduler struct {
+	cfg Config
+
+	mu       sync.Mutex
+	closed   bool
+	inFlight int
+	queued   int
+	active   int // origins with requests waiting
+	origins  map[string]*origin
+	// ring holds origins that may have a request to start, in turn order.
+	// An origin leaves it when it has none that may start now, and comes
+	// back when that may have changed: a request of it ends, a new one
+	// waits, or its timer (a rate token, a deadline, the breaker) comes.
+	ring   []*origin
+	timers timerHeap
+	timer  *time.Timer
+	wakeAt time.Time // when timer fires; zero if stopped
+}
+
+// origin is one sink origin's state.
+type origin struct {
+	name      string
+	inFlight  int
+	waiting   int
+	limit     float64
+	slowStart bool
+	lastDecr  time.Time
+	idleSince time.Time
+	keys      map[string]*key
+	turns     []*key // keys with requests waiting, in turn order
+	inRing    bool
+
+	// The breaker: closed, open until openUntil, or half-open (tripped and
+	// the open time over): one probe at a time.
+	failures  int
+	tripped   bool
+	openUntil time.Time
+	openFor   time.Duration // the next open period
+}
+
+// key is one subscription's state within its origin.
+type key struct {
+	name      string
+	origin    *origin
+	limits    Limits
+	limiter   *rate.Limiter // nil: no rate limit
+	inFlight  int
+	waiters   []*waiter // first come, first served
+	notBefore time.Time // the next rate token's time
+}
+
+type waiter struct {
+	key      *key
+	deadline time.Time
+	ready    chan error // nil: granted
+	done     bool       // granted or refused
+}
+
+// New returns a Scheduler.
+func New(cfg Config) *Scheduler {
+	cfg.setDefaults()
+	return &Scheduler{cfg: cfg, origins: map[string]*origin{}}
+}
+
+// Grant is a started request's slot. Call Done when the request has ended.
+type Grant struct {
+	s    *Scheduler
+	key  *key
+	once sync.Once
+}
+
+// Done ends the request and reports how its origin answered. Only the
+// first call counts.
+func (g *Grant) Done(sig Signal) {
+	g.once.Do(func() { g.s.done(g.key, sig) })
+}
+
+// Acquire waits until req may start and returns its Grant; or a *Refused
+// error when it may not wait (see the package doc); or ctx's error.
+func (s *Scheduler) Acquire(ctx context.Context, req Request) (*Grant, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, &Refused{Reason: ReasonClosed}
+	}
+	now := s.cfg.Now()
+	o := s.origin(req.Origin)
+	if now.Before(o.openUntil) {
+		s.mu.Unlock()
+		return nil, &Refused{Reason: ReasonBreakerOpen, Until: o.openUntil}
+	}
+	if !req.Deadline.IsZero() && !now.Before(req.Deadline) {
+		s.mu.Unlock()
+		return nil, &Refused{Reason: ReasonDeadline}
+	}
+	k := o.key(req.Key, req.Limits)
+	if len(k.waiters) == 0 && s.mayStart(o, k, now) {
+		s.start(o, k)
+		s.mu.Unlock()
+		return &Grant{s: s, key: k}, nil
+	}
+	if o.waiting >= s.share(o) {
+		s.mu.Unlock()
+		return nil, &Refused{Reason: ReasonQueueFull}
+	}
+	w := &waiter{key: k, deadline: req.Deadline, ready: make(chan error, 1)}
+	s.enqueue(w, now)
+	s.dispatch(now)
+	s.mu.Unlock()
+
+	select {
+	case err := <-w.ready:
+		if err != nil {
+			return nil, err
+		}
+		return &Grant{s: s, key: k}, nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	if !w.done {
+		s.unqueue(w)
+		s.mu.Unlock()
+		return nil, ctx.Err()
+	}
+	s.mu.Unlock()
+	if err := <-w.ready; err == nil {
+		// Granted just as ctx ended: give the slot back unused.
+		(&Grant{s: s, key: k}).Done(Answered)
+	}
+	return nil, ctx.Err()
+}
+
+// Close refuses every waiting request, and every later Acquire; requests
+// in flight end normally.
+func (s *Scheduler) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for _, o := range s.origins {
+		s.refuseAll(o, &Refused{Reason: ReasonClosed})
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+}
+
+// Stats is a snapshot of the scheduler.
+type Stats struct {
+	InFlight int // requests in flight
+	Queued   int // requests waiting
+	Origins  int // origins known
+	Open     int // origins whose breaker is open or half-open
+}
+
+// Stats returns a snapshot.
+func (s *Scheduler) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{InFlight: s.inFlight, Queued: s.queued, Origins: len(s.origins)}
+	for _, o := range s.origins {
+		if o.tripped {
+			st.Open++
+		}
+	}
+	return st
+}
+
+// OriginStats is one origin's state.
+type OriginStats struct {
+	InFlight int
+	Waiting  int
+	Limit    int
+	// Open is true while the breaker is open or half-open; OpenUntil is
+	// when it lets a probe through.
+	Open      bool
+	OpenUntil time.Time
+	// Failures is the timeouts and connection failures in a row.
+	Failures int
+}
+
+// Origin returns an origin's state (zero if unknown).
+func (s *Scheduler) Origin(name string) OriginStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.origins[name]
+	if !ok {
+		return OriginStats{}
+	}
+	return OriginStats{InFlight: o.inFlight, Waiting: o.waiting, Limit: int(o.limit),
+		Open: o.tripped, OpenUntil: o.openUntil, Failures: o.failures}
+}
+
+// origin returns origin name's state, creating it.
+func (s *Scheduler) origin(name string) *origin {
+	o, ok := s.origins[name]
+	if ok {
+		return o
+	}
+	if len(s.origins) >= forgetAt {
+		s.forgetIdle()
+	}
+	o = &origin{name: name, limit: float64(s.cfg.OriginConcurrency), slowStart: true,
+		openFor: s.cfg.BreakerOpen, keys: map[string]*key{}}
+	s.origins[name] = o
+	return o
+}
+
+// forgetAt is how many origins are known before idle ones are forgotten.
+const forgetAt = 4096
+
+// forgetIdle drops origins that have been idle and healthy for a while.
+func (s *Scheduler) forgetIdle() {
+	now := s.cfg.Now()
+	for name, o := range s.origins {
+		if o.inFlight == 0 && o.waiting == 0 && !o.tripped && o.failures == 0 && now.Sub(o.idleSince) > time.Minute {
+			delete(s.origins, name)
+		}
+	}
+}
+
+// key returns the state of key name, with limits l.
+func (o *origin) key(name string, l Limits) *key {
+	k, ok := o.keys[name]
+	if !ok {
+		k = &key{name: name, origin: o}
+		o.keys[name] = k
+	}
+	if k.limits != l {
+		k.limits, k.limiter = l, nil
+		if l.PerMinute > 0 {
+			// A burst of one request keeps requests evenly spaced.
+			k.limiter = rate.NewLimiter(rate.Limit(float64(l.PerMinute)/60), 1)
+		}
+	}
+	return k
+}
+
+// forget drops k if nothing of it needs keeping: no request waits or is in
+// flight, and its rate limiter (if any) has its token back.
+func (o *origin) forget(k *key, now time.Time) {
+	if len(k.waiters) == 0 && k.inFlight == 0 && (k.limiter == nil || k.limiter.TokensAt(now) >= 1) {
+		delete(o.keys, k.name)
+	}
+}
+
+// share is how many requests origin o may have waiting: its share of
+// MaxQueued among the origins with requests waiting, at least 64.
+func (s *Scheduler) share(o *origin) int {
+	active := s.active
+	if o.waiting == 0 {
+		active++
+	}
+	return max(64, s.cfg.MaxQueued/active)
+}
+
+// full reports whether o may start no request at all now, whichever key.
+func (s *Scheduler) full(o *origin, now time.Time) bool {
+	switch {
+	case s.inFlight >= s.cfg.MaxInFlight:
+		return true
+	case now.Before(o.openUntil):
+		return true
+	case o.tripped: // half-open: one probe at a time
+		return o.inFlight > 0
+	}
+	return o.inFlight >= int(o.limit)
+}
+
+// mayStart reports whether a request of k may start now; over its rate,
+// it sets k.notBefore and a timer for then.
+func (s *Scheduler) mayStart(o *origin, k *key, now time.Time) bool {
+	if s.full(o, now) {
+		return false
+	}
+	if k.limits.Concurrency > 0 && k.inFlight >= k.limits.Concurrency {
+		return false
+	}
+	if k.limiter != nil {
+		r := k.limiter.ReserveN(now, 1)
+		if d := r.DelayFrom(now); d > 0 {
+			r.CancelAt(now)
+			if at := now.Add(d); !at.Equal(k.notBefore) {
+				k.notBefore = at
+				s.after(at, o)
+			}
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Scheduler) start(o *origin, k *key) {
+	s.inFlight++
+	o.inFlight++
+	k.inFlight++
+}
+
+func (s *Scheduler) enqueue(w *waiter, now time.Time) {
+	k := w.key
+	o := k.origin
+	if len(k.waiters) == 0 {
+		o.turns = append(o.turns, k)
+	}
+	k.waiters = append(k.waiters, w)
+	if o.waiting == 0 {
+		s.active++
+	}
+	o.waiting++
+	s.queued++
+	s.ready(o)
+	if !w.deadline.IsZero() {
+		s.after(w.deadline, o)
+	}
+}
+
+// unqueue takes w out of its key's queue (granted, refused or given up).
+func (s *Scheduler) unqueue(w *waiter) {
+	w.done = true
+	k := w.key
+	o := k.origin
+	for i, x := range k.waiters {
+		if x == w {
+			k.waiters = append(k.waiters[:i:i], k.waiters[i+1:]...)
+			break
+		}
+	}
+	if len(k.waiters) == 0 {
+		for i, x := range o.turns {
+			if x == k {
+				o.turns = append(o.turns[:i:i], o.turns[i+1:]...)
+				break
+			}
+		}
+	}
+	o.waiting--
+	s.queued--
+	if o.waiting == 0 {
+		s.active--
+		o.idleSince = s.cfg.Now()
+	}
+}
+
+func (s *Scheduler) refuse(w *waiter, r *Refused) {
+	s.unqueue(w)
+	w.ready <- r
+}
+
+func (s *Scheduler) refuseAll(o *origin, r *Refused) {
+	for len(o.turns) > 0 {
+		k := o.turns[0]
+		for len(k.waiters) > 0 {
+			s.refuse(k.waiters[0], r)
+		}
+	}
+}
+
+// ready puts o at the back of the ring, if it has requests waiting.
+func (s *Scheduler) ready(o *origin) {
+	if !o.inRing && o.waiting > 0 {
+		o.inRing = true
+		s.ring = append(s.ring, o)
+	}
+}
+
+// dispatch starts every waiting request that may start, origins taking
+// turns, one request per turn. Called with s.mu held whenever a request
+// may have become able to start.
+func (s *Scheduler) dispatch(now time.Time) {
+	for len(s.ring) > 0 && s.inFlight < s.cfg.MaxInFlight {
+		o := s.ring[0]
+		s.ring[0] = nil
+		s.ring = s.ring[1:]
+		o.inRing = false
+		if w := s.next(o, now); w != nil {
+			s.unqueue(w)
+			s.start(o, w.key)
+			w.ready <- nil
+			s.ready(o)
+		}
+	}
+}
+
+// next returns the first waiter of o that may start now, keys taking
+// turns, or nil. Waiters past their deadline are refused on the way.
+func (s *Scheduler) next(o *origin, now time.Time) *waiter {
+	for range len(o.turns) {
+		if s.full(o, now) {
+			return nil
+		}
+		k := o.turns[0]
+		o.turns = append(o.turns[1:], k) // its turn is taken either way
+		for len(k.waiters) > 0 && !k.waiters[0].deadline.IsZero() && !now.Before(k.waiters[0].deadline) {
+			s.refuse(k.waiters[0], &Refused{Reason: ReasonDeadline})
+		}
+		if len(k.waiters) > 0 && s.mayStart(o, k, now) {
+			return k.waiters[0]
+		}
+		if len(o.turns) == 0 {
+			return nil
+		}
+	}
+	return nil
+}
+
+// done ends a request of k.
+func (s *Scheduler) done(k *key, sig Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := k.origin
+	now := s.cfg.Now()
+	saturated := o.waiting > 0 && o.inFlight >= int(o.limit)
+	s.inFlight--
+	o.inFlight--
+	k.inFlight--
+	if o.inFlight == 0 && o.waiting == 0 {
+		o.idleSince = now
+	}
+	recovered := false
+	switch sig {
+	case Answered, Overloaded:
+		recovered = sig == Answered && (o.failures > 0 || o.tripped)
+		o.failures, o.tripped, o.openFor = 0, false, s.cfg.BreakerOpen
+		if sig == Overloaded {
+			s.decrease(o, now)
+		} else if saturated {
+			s.increase(o)
+		}
+	case Unreachable:
+		o.failures++
+		s.decrease(o, now)
+		if o.tripped || o.failures >= s.cfg.BreakerThreshold {
+			s.trip(o, now)
+		}
+	}
+	o.forget(k, now)
+	if recovered && s.cfg.OnRecover != nil {
+		go s.cfg.OnRecover(o.name)
+	}
+	s.ready(o)
+	s.dispatch(now)
+}
+
+// increase grows o's limit: by one per answer in slow start, by one per
+// limit's worth of answers after.
+func (s *Scheduler) increase(o *origin) {
+	if o.slowStart {
+		o.limit++
+	} else {
+		o.limit += 1 / o.limit
+	}
+	o.limit = math.Min(o.limit, float64(s.cfg.MaxOriginConcurrency))
+}
+
+// decrease halves o's limit, at most once per decreaseEvery: requests sent
+// together that fail together count once.
+func (s *Scheduler) decrease(o *origin, now time.Time) {
+	o.slowStart = false
+	if now.Sub(o.lastDecr) < decreaseEvery {
+		return
+	}
+	o.lastDecr = now
+	o.limit = math.Max(1, o.limit/2)
+}
+
+const decreaseEvery = 200 * time.Millisecond
+
+// trip opens o's breaker and refuses what waits for it.
+func (s *Scheduler) trip(o *origin, now time.Time) {
+	o.tripped = true
+	o.openUntil = now.Add(o.openFor)
+	o.openFor = min(2*o.openFor, s.cfg.BreakerMaxOpen)
+	s.refuseAll(o, &Refused{Reason: ReasonBreakerOpen, Until: o.openUntil})
+	s.after(o.openUntil, o)
+}
+
+// after makes o ready again at t: a rate token, a deadline or the end of
+// its breaker's open time.
+func (s *Scheduler) after(t time.Time, o *origin) {
+	heap.Push(&s.timers, timed{at: t, origin: o})
+	if s.wakeAt.IsZero() || t.Before(s.wakeAt) {
+		s.arm(t)
+	}
+}
+
+func (s *Scheduler) arm(t time.Time) {
+	s.wakeAt = t
+	d := t.Sub(s.cfg.Now())
+	if s.timer == nil {
+		s.timer = time.AfterFunc(d, s.tick)
+		return
+	}
+	s.timer.Reset(d)
+}
+
+// tick readies the origins whose time has come and dispatches.
+func (s *Scheduler) tick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	now := s.cfg.Now()
+	s.wakeAt = time.Time{}
+	for len(s.timers) > 0 && !s.timers[0].at.After(now) {
+		o := heap.Pop(&s.timers).(timed).origin
+		s.expire(o, now)
+		s.ready(o)
+	}
+	s.dispatch(now)
+	if len(s.timers) > 0 {
+		s.arm(s.timers[0].at)
+	}
+}
+
+// expire refuses o's waiters past their deadline.
+func (s *Scheduler) expire(o *origin, now time.Time) {
+	for _, k := range append([]*key(nil), o.turns...) {
+		for _, w := range append([]*waiter(nil), k.waiters...) {
+			if !w.deadline.IsZero() && !now.Before(w.deadline) {
+				s.refuse(w, &Refused{Reason: ReasonDeadline})
+			}
+		}
+	}
+}
+
+// timed is a time at which an origin must be looked at again.
+type timed struct {
+	at     time.Time
+	origin *origin
+}
+
+// timerHeap is a min-heap of timed, earliest first.
+type timerHeap []timed
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timed)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = timed{}
+	*h = old[:len(old)-1]
+	return x
+}
+
+// AsRefused returns err as a *Refused, if it is one.
+func AsRefused(err error) (*Refused, bool) {
+	var r *Refused
+	ok := errors.As(err, &r)
+	return r, ok
+}

@@ -1,0 +1,278 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// waitFor polls cond until it holds; a liveness bound, never a speed
+// assertion.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// acquireAsync starts Acquire in a goroutine and returns its result.
+func acquireAsync(s *Scheduler, req Request) <-chan result {
+	ch := make(chan result, 1)
+	go func() {
+		g, err := s.Acquire(context.Background(), req)
+		ch <- result{g, err}
+	}()
+	return ch
+}
+
+type result struct {
+	g   *Grant
+	err error
+}
+
+func mustAcquire(t *testing.T, s *Scheduler, req Request) *Grant {
+	t.Helper()
+	g, err := s.Acquire(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Acquire(%+v): %v", req, err)
+	}
+	return g
+}
+
+func TestAcquire_OriginAtItsLimitDoesNotHoldOthers(t *testing.T) {
+	s := New(Config{OriginConcurrency: 2})
+	a := Request{Origin: "http://a", Key: "sub_a"}
+	g1, g2 := mustAcquire(t, s, a), mustAcquire(t, s, a)
+	waiting := acquireAsync(s, a)
+	waitFor(t, "a's third request to wait", func() bool { return s.Origin("http://a").Waiting == 1 })
+	// Another origin starts at once, while a's request waits.
+	g := mustAcquire(t, s, Request{Origin: "http://b", Key: "sub_b"})
+	g.Done(Answered)
+	select {
+	case <-waiting:
+		t.Fatal("a's third request started while a was at its limit")
+	default:
+	}
+	g1.Done(Answered)
+	r := <-waiting
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	r.g.Done(Answered)
+	g2.Done(Answered)
+	if st := s.Stats(); st.InFlight != 0 || st.Queued != 0 {
+		t.Errorf("stats after all done = %+v", st)
+	}
+}
+
+// TestDispatch_OriginsTakeTurnsForTheBudget: with the node's budget full,
+// freed slots go round robin between origins, so an origin with one
+// request waiting is served before a busy origin's backlog.
+func TestDispatch_OriginsTakeTurnsForTheBudget(t *testing.T) {
+	s := New(Config{MaxInFlight: 1, OriginConcurrency: 100})
+	hold := mustAcquire(t, s, Request{Origin: "http://busy", Key: "k"})
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	start := func(origin string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g, err := s.Acquire(context.Background(), Request{Origin: origin, Key: "k"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			order = append(order, origin)
+			mu.Unlock()
+			g.Done(Answered)
+		}()
+	}
+	for range 5 {
+		start("http://busy")
+	}
+	waitFor(t, "busy's backlog", func() bool { return s.Origin("http://busy").Waiting == 5 })
+	start("http://quiet")
+	waitFor(t, "quiet's request", func() bool { return s.Origin("http://quiet").Waiting == 1 })
+	hold.Done(Answered)
+	wg.Wait()
+	// busy was first in the ring, so it takes the first turn, then quiet.
+	if len(order) != 6 || order[1] != "http://quiet" {
+		t.Errorf("order = %v, want quiet second", order)
+	}
+}
+
+func TestBreaker_OpensAfterFailuresThenProbes(t *testing.T) {
+	recovered := make(chan string, 1)
+	req := Request{Origin: "http://hang", Key: "sub"}
+	s2 := New(Config{OriginConcurrency: 3, BreakerThreshold: 3, BreakerOpen: 100 * time.Millisecond,
+		OnRecover: func(o string) { recovered <- o }})
+	g := []*Grant{mustAcquire(t, s2, req), mustAcquire(t, s2, req), mustAcquire(t, s2, req)}
+	waiting := acquireAsync(s2, req)
+	waitFor(t, "a waiting request", func() bool { return s2.Origin(req.Origin).Waiting == 1 })
+	for _, x := range g {
+		x.Done(Unreachable)
+	}
+	// The third failure opens the breaker: the waiting request is refused
+	// with the time to come back.
+	r := <-waiting
+	ref, ok := AsRefused(r.err)
+	if !ok || ref.Reason != ReasonBreakerOpen || ref.Until.IsZero() {
+		t.Fatalf("waiting request got %v, want refused with the breaker open", r.err)
+	}
+	if _, err := s2.Acquire(context.Background(), req); err == nil {
+		t.Fatal("a new request started while the breaker was open")
+	}
+	if !s2.Origin(req.Origin).Open {
+		t.Error("origin stats do not show the breaker open")
+	}
+	// After the open time one probe goes; a second request waits for it.
+	time.Sleep(time.Until(ref.Until))
+	probe := mustAcquire(t, s2, req)
+	second := acquireAsync(s2, req)
+	waitFor(t, "a request behind the probe", func() bool { return s2.Origin(req.Origin).Waiting == 1 })
+	probe.Done(Answered)
+	if r := <-second; r.err != nil {
+		t.Fatalf("request after a good probe: %v", r.err)
+	} else {
+		r.g.Done(Answered)
+	}
+	if got := <-recovered; got != req.Origin {
+		t.Errorf("OnRecover(%q), want %q", got, req.Origin)
+	}
+	if st := s2.Origin(req.Origin); st.Open || st.Failures != 0 {
+		t.Errorf("after recovery: %+v", st)
+	}
+}
+
+func TestBreaker_FailedProbeOpensItAgainForLonger(t *testing.T) {
+	s := New(Config{OriginConcurrency: 1, BreakerThreshold: 1, BreakerOpen: 50 * time.Millisecond, BreakerMaxOpen: time.Second})
+	req := Request{Origin: "http://down", Key: "sub"}
+	mustAcquire(t, s, req).Done(Unreachable)
+	first := s.Origin(req.Origin).OpenUntil
+	time.Sleep(time.Until(first))
+	opened := time.Now()
+	mustAcquire(t, s, req).Done(Unreachable)
+	st := s.Origin(req.Origin)
+	if !st.Open || st.OpenUntil.Sub(opened) < 100*time.Millisecond-5*time.Millisecond {
+		t.Errorf("after a failed probe: open %v until +%s, want open for about twice as long", st.Open, st.OpenUntil.Sub(opened))
+	}
+}
+
+func TestRate_RequestsWaitForTheirToken(t *testing.T) {
+	s := New(Config{})
+	req := Request{Origin: "http://r", Key: "sub", Limits: Limits{PerMinute: 1200}} // one per 50 ms
+	start := time.Now()
+	for range 5 {
+		mustAcquire(t, s, req).Done(Answered)
+	}
+	// Four waits of 50 ms: the limiter never lets them go sooner.
+	if d := time.Since(start); d < 190*time.Millisecond {
+		t.Errorf("5 requests at 20/s took %s, want at least 200ms", d)
+	}
+	// Another key on the same origin is not held by this one's rate.
+	other := acquireAsync(s, Request{Origin: "http://r", Key: "other"})
+	if r := <-other; r.err != nil {
+		t.Fatal(r.err)
+	}
+}
+
+func TestKey_ConcurrencyLimitLetsOtherKeysOfTheOriginGo(t *testing.T) {
+	s := New(Config{OriginConcurrency: 10})
+	limited := Request{Origin: "http://o", Key: "limited", Limits: Limits{Concurrency: 1}}
+	g := mustAcquire(t, s, limited)
+	waiting := acquireAsync(s, limited)
+	waitFor(t, "the limited key to wait", func() bool { return s.Origin("http://o").Waiting == 1 })
+	mustAcquire(t, s, Request{Origin: "http://o", Key: "free"}).Done(Answered)
+	g.Done(Answered)
+	if r := <-waiting; r.err != nil {
+		t.Fatal(r.err)
+	}
+}
+
+func TestAcquire_DeadlineRefusesAWaiter(t *testing.T) {
+	s := New(Config{OriginConcurrency: 1})
+	g := mustAcquire(t, s, Request{Origin: "http://slow", Key: "k"})
+	defer g.Done(Answered)
+	_, err := s.Acquire(context.Background(), Request{Origin: "http://slow", Key: "k", Deadline: time.Now().Add(20 * time.Millisecond)})
+	if r, ok := AsRefused(err); !ok || r.Reason != ReasonDeadline {
+		t.Fatalf("err = %v, want refused at its deadline", err)
+	}
+	if _, err := s.Acquire(context.Background(), Request{Origin: "http://slow", Key: "k", Deadline: time.Now().Add(-time.Second)}); err == nil {
+		t.Fatal("a request past its deadline started")
+	}
+}
+
+func TestAcquire_AnOriginMayHoldOnlyItsShareOfTheQueue(t *testing.T) {
+	s := New(Config{OriginConcurrency: 1, MaxQueued: 64})
+	g := mustAcquire(t, s, Request{Origin: "http://hot", Key: "k"})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, _ = s.Acquire(ctx, Request{Origin: "http://hot", Key: "k"}) }()
+	}
+	waitFor(t, "64 waiting", func() bool { return s.Origin("http://hot").Waiting == 64 })
+	_, err := s.Acquire(ctx, Request{Origin: "http://hot", Key: "k"})
+	if r, ok := AsRefused(err); !ok || r.Reason != ReasonQueueFull {
+		t.Errorf("65th = %v, want refused: queue full", err)
+	}
+	cancel()
+	wg.Wait()
+	if st := s.Stats(); st.Queued != 0 {
+		t.Errorf("cancelled waiters still queued: %+v", st)
+	}
+	g.Done(Answered)
+}
+
+func TestLimit_GrowsWhileSaturatedAndHalvesOnOverload(t *testing.T) {
+	s := New(Config{OriginConcurrency: 2, MaxOriginConcurrency: 8})
+	req := Request{Origin: "http://o", Key: "k"}
+	// Keep the origin saturated: a request waits behind every answer.
+	for range 20 {
+		gs := []*Grant{}
+		for range max(2, s.Origin(req.Origin).Limit) {
+			gs = append(gs, mustAcquire(t, s, req))
+		}
+		w := acquireAsync(s, req)
+		waitFor(t, "a waiter", func() bool { return s.Origin(req.Origin).Waiting == 1 })
+		for _, g := range gs {
+			g.Done(Answered)
+		}
+		(<-w).g.Done(Answered)
+	}
+	if l := s.Origin(req.Origin).Limit; l != 8 {
+		t.Fatalf("limit after saturated answers = %d, want the maximum 8", l)
+	}
+	mustAcquire(t, s, req).Done(Overloaded)
+	if l := s.Origin(req.Origin).Limit; l != 4 {
+		t.Errorf("limit after a 429 = %d, want 4", l)
+	}
+}
+
+func TestClose_RefusesWaitersAndLaterRequests(t *testing.T) {
+	s := New(Config{OriginConcurrency: 1})
+	g := mustAcquire(t, s, Request{Origin: "http://o", Key: "k"})
+	w := acquireAsync(s, Request{Origin: "http://o", Key: "k"})
+	waitFor(t, "a waiter", func() bool { return s.Stats().Queued == 1 })
+	s.Close()
+	if r := <-w; !isReason(r.err, ReasonClosed) {
+		t.Errorf("waiter got %v, want refused: closed", r.err)
+	}
+	if _, err := s.Acquire(context.Background(), Request{Origin: "http://p", Key: "k"}); !isReason(err, ReasonClosed) {
+		t.Errorf("Acquire after Close = %v", err)
+	}
+	g.Done(Answered)
+}
+
+func isReason(err error, reason string) bool {
+	var r *Refused
+	return errors.As(err, &r) && r.Reason == reason
+}
