@@ -14,6 +14,7 @@ import (
 	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
+	"github.com/heraldhq/herald/internal/scheduler"
 	"github.com/heraldhq/herald/internal/store"
 )
 
@@ -102,11 +103,25 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 	if err != nil {
 		return AttemptResult{}, temporal.NewNonRetryableApplicationError("bad signing key", "BadSecret", err)
 	}
-	results, wait, ok := a.Attempter.Do(ctx, []*store.Delivery{d}, nil, en, in.Number)
-	if !ok {
-		// The sink's rate or concurrency limit: wait without spending an
-		// attempt.
-		return AttemptResult{PausedUntil: now.Add(wait)}, nil
+	// Wait for this request's turn among the sink's, but not so long that
+	// the activity would time out while sending.
+	startBy := time.Time{}
+	if deadline, ok := ctx.Deadline(); ok {
+		startBy = deadline.Add(-policy.RequestTimeout - attemptMargin)
+	}
+	results, err := a.Attempter.Do(ctx, []*store.Delivery{d}, nil, en, in.Number, startBy)
+	if err != nil {
+		if ctx.Err() != nil {
+			return AttemptResult{}, err
+		}
+		// Not sent: the sink's origin is cut off by its circuit breaker,
+		// has too many requests waiting, or this node is stopping. Wait
+		// without spending an attempt.
+		until := now.Add(time.Second)
+		if r, ok := scheduler.AsRefused(err); ok && r.Until.After(until) {
+			until = r.Until
+		}
+		return AttemptResult{PausedUntil: until}, nil
 	}
 	res := results[0]
 	err = a.Store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{
@@ -127,6 +142,10 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 		RetryAfter: res.RetryAfter,
 	}, nil
 }
+
+// attemptMargin is the time an Attempt activity keeps, after its
+// request's timeout, to record the result before the activity times out.
+const attemptMargin = 5 * time.Second
 
 // MarkDeadInput dead-letters a delivery.
 type MarkDeadInput struct {

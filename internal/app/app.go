@@ -27,10 +27,10 @@ import (
 	"github.com/heraldhq/herald/internal/dispatch"
 	"github.com/heraldhq/herald/internal/handshake"
 	"github.com/heraldhq/herald/internal/publish"
+	"github.com/heraldhq/herald/internal/scheduler"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/store/postgres"
 	"github.com/heraldhq/herald/internal/store/sqlite"
-	"github.com/heraldhq/herald/internal/throttle"
 	"github.com/heraldhq/herald/server"
 	"github.com/heraldhq/herald/workflows"
 )
@@ -42,6 +42,7 @@ type Node struct {
 	logger *slog.Logger
 
 	store      store.Store
+	scheduler  *scheduler.Scheduler
 	temporal   client.Client
 	worker     worker.Worker
 	publisher  *publish.Publisher
@@ -107,10 +108,20 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		return nil, fmt.Errorf("register search attributes: %w", err)
 	}
 
+	sched := scheduler.New(scheduler.Config{
+		MaxInFlight:          cfg.MaxInFlight,
+		MaxQueued:            cfg.Queue + cfg.MaxInFlight,
+		OriginConcurrency:    cfg.OriginConcurrency,
+		MaxOriginConcurrency: cfg.MaxOriginConcurrency,
+		BreakerThreshold:     cfg.BreakerThreshold,
+		BreakerOpen:          cfg.BreakerOpen,
+		BreakerMaxOpen:       cfg.BreakerMaxOpen,
+	})
+	n.scheduler = sched
 	attempter := &attempt.Attempter{
-		Sender:   delivery.NewSender(),
-		Throttle: throttle.New(),
-		Origin:   cfg.Origin,
+		Sender:    delivery.NewSender(delivery.WithMaxConnsPerHost(cfg.MaxOriginConcurrency)),
+		Scheduler: sched,
+		Origin:    cfg.Origin,
 	}
 	n.worker = worker.New(n.temporal, cfg.TaskQueue, worker.Options{})
 	workflows.Register(n.worker, &workflows.Activities{
@@ -131,7 +142,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 	n.cancel = cancel
 	disp := dispatch.New(dispatch.Config{
 		BatchSize:    cfg.ClaimBatch,
-		Senders:      cfg.Senders,
+		Queue:        cfg.Queue,
 		Lease:        cfg.Lease,
 		PaceHandoffs: cfg.EmbeddedTemporal,
 		Logger:       logger.With("component", "dispatch"),
@@ -255,6 +266,10 @@ func (n *Node) closeAll() {
 	}
 	if n.cancel != nil {
 		n.cancel()
+	}
+	if n.scheduler != nil {
+		// Requests still waiting for their turn are put back, not sent.
+		n.scheduler.Close()
 	}
 	n.background.Wait()
 	if n.worker != nil {

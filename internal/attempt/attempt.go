@@ -1,10 +1,11 @@
-// Package attempt makes one attempt of stored deliveries: it decodes the
-// events, keeps to the sink's limits, sends them to the subscription's
-// sink, and classifies the result.
+// Package attempt makes one attempt of stored deliveries: it waits for the
+// scheduler to let the request start, decodes the events, sends them to
+// the subscription's sink, and classifies the result.
 package attempt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -19,8 +20,8 @@ import (
 	"github.com/heraldhq/herald/internal/id"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
+	"github.com/heraldhq/herald/internal/scheduler"
 	"github.com/heraldhq/herald/internal/store"
-	"github.com/heraldhq/herald/internal/throttle"
 )
 
 // Sender sends one webhook request.
@@ -29,10 +30,11 @@ type Sender interface {
 }
 
 // Attempter makes attempts. Share one per node, so that every attempt to a
-// sink, first or retry, counts against the same limits.
+// sink, first or retry, waits its turn in the same scheduler and counts
+// against the same limits.
 type Attempter struct {
-	Sender   Sender
-	Throttle *throttle.Throttle
+	Sender    Sender
+	Scheduler *scheduler.Scheduler
 	// Origin is sent as WebHook-Request-Origin to sinks that went through
 	// the validation handshake.
 	Origin string
@@ -50,29 +52,50 @@ type Result struct {
 }
 
 // Limits returns the sink limits of a subscription.
-func Limits(sub *store.Subscription) throttle.Limits {
-	return throttle.Limits{PerMinute: sub.EffectiveRate(), Concurrency: sub.MaxConcurrency}
+func Limits(sub *store.Subscription) scheduler.Limits {
+	return scheduler.Limits{PerMinute: sub.EffectiveRate(), Concurrency: sub.MaxConcurrency}
 }
 
-// Do sends ds (each with its EventPayload) to en's sink as attempt number
-// n of the first delivery, if the sink's rate and concurrency limits allow
-// a request now. Otherwise it sends nothing and returns false with how long
-// to wait: callers reschedule rather than hold a goroutine. More than one
-// delivery is sent as one batch (the subscription's content mode must be
-// batched).
+// Acquire waits until the scheduler lets a request to en's sink start:
+// after its turn among the requests to the sink's origin, within the
+// subscription's rate and concurrency limits. If it may not start by
+// deadline (zero: no deadline), or the origin's circuit breaker is open,
+// or the scheduler is closing, it returns the *scheduler.Refused (or
+// ctx's error): callers put the deliveries back without counting an
+// attempt. Send the request with Send.
+func (a *Attempter) Acquire(ctx context.Context, en *catalog.Entry, deadline time.Time) (*scheduler.Grant, error) {
+	sub := en.Subscription
+	return a.Scheduler.Acquire(ctx, scheduler.Request{
+		Origin:   delivery.Origin(sub.Sink),
+		Key:      sub.ID,
+		Limits:   Limits(sub),
+		Deadline: deadline,
+	})
+}
+
+// Send sends ds (each with its EventPayload) to en's sink as attempt
+// number n of the first delivery, under grant (from Acquire), which it
+// ends. More than one delivery is sent as one batch (the subscription's
+// content mode must be batched).
 //
 // events, if not nil, holds the deliveries' events already decoded (nil
 // entries are decoded from EventPayload); they are only read.
-func (a *Attempter) Do(ctx context.Context, ds []*store.Delivery, events []*event.Event, en *catalog.Entry, n int) ([]Result, time.Duration, bool) {
-	release, wait, ok := a.Throttle.TryAcquire(en.Subscription.ID, Limits(en.Subscription), time.Now())
-	if !ok {
-		return nil, wait, false
-	}
-	defer release()
-	return a.send(ctx, ds, events, en, n), 0, true
+func (a *Attempter) Send(ctx context.Context, grant *scheduler.Grant, ds []*store.Delivery, events []*event.Event, en *catalog.Entry, n int) []Result {
+	results, sig := a.send(ctx, ds, events, en, n)
+	grant.Done(sig)
+	return results
 }
 
-func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*event.Event, en *catalog.Entry, n int) []Result {
+// Do is Acquire, then Send.
+func (a *Attempter) Do(ctx context.Context, ds []*store.Delivery, events []*event.Event, en *catalog.Entry, n int, deadline time.Time) ([]Result, error) {
+	grant, err := a.Acquire(ctx, en, deadline)
+	if err != nil {
+		return nil, err
+	}
+	return a.Send(context.WithoutCancel(ctx), grant, ds, events, en, n), nil
+}
+
+func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*event.Event, en *catalog.Entry, n int) ([]Result, scheduler.Signal) {
 	start := time.Now()
 	sub := en.Subscription
 	batched := sub.ContentMode == policy.ContentBatched
@@ -96,7 +119,7 @@ func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*eve
 		sent = append(sent, i)
 	}
 	if len(events) == 0 {
-		return out
+		return out, scheduler.Answered
 	}
 	signer, err := en.Signer(start)
 	if err != nil {
@@ -104,7 +127,7 @@ func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*eve
 			out[i].Outcome = policy.Permanent
 			out[i].Record.Error = err.Error()
 		}
-		return out
+		return out, scheduler.Answered
 	}
 	req := &delivery.Request{
 		WebhookID:   id.WebhookID(ds[sent[0]].ID),
@@ -138,7 +161,19 @@ func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*eve
 		out[i].RetryAfter = res.RetryAfter
 		out[i].PauseSink = res.RetryAfter > 0 && policy.PausesSink(res.StatusCode)
 	}
-	return out
+	return out, signal(res)
+}
+
+// signal is how the scheduler reads a result: no response at all is an
+// unreachable origin, 429 and 503 an overloaded one.
+func signal(res delivery.Result) scheduler.Signal {
+	switch {
+	case res.StatusCode == 0 && !errors.Is(res.Err, delivery.ErrInvalidRequest):
+		return scheduler.Unreachable
+	case res.StatusCode == 429 || res.StatusCode == 503:
+		return scheduler.Overloaded
+	}
+	return scheduler.Answered
 }
 
 // eventOf is ds[i]'s event: known[i] if the caller had it decoded, or

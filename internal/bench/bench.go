@@ -46,9 +46,10 @@ type Config struct {
 	// Store is the in-process node's database: a postgres:// URL, or empty
 	// for SQLite in a temporary directory.
 	Store string
-	// Senders and ClaimBatch tune the in-process node (0: its defaults).
-	Senders    int
-	ClaimBatch int
+	// MaxInFlight and ClaimBatch tune the in-process node (0: its
+	// defaults).
+	MaxInFlight int
+	ClaimBatch  int
 	// Start starts the in-process node (see package inprocess); it is
 	// needed unless Target is set. It is a field, not an import, so that
 	// this package's tests do not link the Temporal server.
@@ -104,9 +105,9 @@ type NodeOptions struct {
 	// Store is a postgres:// URL, or empty for SQLite in a temporary
 	// directory.
 	Store string
-	// Senders and ClaimBatch tune the node (0: Herald's defaults).
-	Senders    int
-	ClaimBatch int
+	// MaxInFlight and ClaimBatch tune the node (0: Herald's defaults).
+	MaxInFlight int
+	ClaimBatch  int
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// Log receives the node's log lines.
@@ -144,7 +145,7 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Target, "target", c.Target, "gRPC address of a running Herald to drive (default: start one in this process)")
 	fs.StringVar(&c.Store, "store", c.Store, "in-process node's database: postgres://... URL (default: SQLite in a temporary directory)")
-	fs.IntVar(&c.Senders, "senders", c.Senders, "in-process node's first attempts in flight (0: Herald's default)")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "in-process node's webhook requests in flight at most (0: Herald's default)")
 	fs.IntVar(&c.ClaimBatch, "claim-batch", c.ClaimBatch, "in-process node's claim batch (0: Herald's default)")
 	fs.IntVar(&c.Events, "events", c.Events, "events to publish (0: 10000, or no count limit with --duration)")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "publishing time limit (0: "+MaxLoadTime.String()+")")
@@ -183,8 +184,8 @@ func (c *Config) validate() error {
 	if c.FailRate < 0 || c.FailRate > 1 {
 		errs = append(errs, errors.New("fail-rate must be 0 to 1"))
 	}
-	if c.Target != "" && (c.Store != "" || c.Senders != 0 || c.ClaimBatch != 0) {
-		errs = append(errs, errors.New("store, senders and claim-batch apply only to an in-process node, not with --target"))
+	if c.Target != "" && (c.Store != "" || c.MaxInFlight != 0 || c.ClaimBatch != 0) {
+		errs = append(errs, errors.New("store, max-in-flight and claim-batch apply only to an in-process node, not with --target"))
 	}
 	if c.Target == "" && c.Start == nil {
 		errs = append(errs, errors.New("no in-process node available: set --target"))
@@ -345,11 +346,11 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		}
 		var err error
 		node, err = cfg.Start(ctx, NodeOptions{
-			Store:      cfg.Store,
-			Senders:    cfg.Senders,
-			ClaimBatch: cfg.ClaimBatch,
-			LogLevel:   cfg.LogLevel,
-			Log:        logOut,
+			Store:       cfg.Store,
+			MaxInFlight: cfg.MaxInFlight,
+			ClaimBatch:  cfg.ClaimBatch,
+			LogLevel:    cfg.LogLevel,
+			Log:         logOut,
 		})
 		if err != nil {
 			return err

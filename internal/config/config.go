@@ -50,8 +50,23 @@ type Config struct {
 	// PublicURL is the base URL at which sinks reach the HTTP edge, for
 	// validation callbacks. Default: http://<http-addr>.
 	PublicURL string
-	// Senders is how many first attempts are in flight at once.
-	Senders int
+	// MaxInFlight is the most webhook requests in flight on the node, first
+	// attempts and retries together.
+	MaxInFlight int
+	// Queue is the most claimed deliveries waiting for their request to
+	// start.
+	Queue int
+	// OriginConcurrency is the in-flight limit each sink origin starts
+	// with; it adapts to how the origin answers, up to
+	// MaxOriginConcurrency.
+	OriginConcurrency    int
+	MaxOriginConcurrency int
+	// BreakerThreshold is how many timeouts or connection failures in a
+	// row open an origin's circuit breaker, which stays open for
+	// BreakerOpen at first, doubling up to BreakerMaxOpen.
+	BreakerThreshold int
+	BreakerOpen      time.Duration
+	BreakerMaxOpen   time.Duration
 	// ClaimBatch is the most deliveries claimed at once.
 	ClaimBatch int
 	// Lease is how long a claimed delivery stays claimed before another
@@ -83,6 +98,23 @@ type Config struct {
 	AutoGrantCallbacks bool
 }
 
+// Defaults every component shares. Each component's own zero-value
+// fallback takes these same values (TestDefaults_ComponentsAgree).
+const (
+	DefaultTaskQueue            = "herald-deliveries"
+	DefaultMaxInFlight          = 4096
+	DefaultQueue                = 8192
+	DefaultOriginConcurrency    = 16
+	DefaultMaxOriginConcurrency = 1024
+	DefaultBreakerThreshold     = 5
+	DefaultBreakerOpen          = time.Second
+	DefaultBreakerMaxOpen       = 10 * time.Second
+	DefaultClaimBatch           = 2048
+	DefaultLease                = 2 * time.Minute
+	DefaultCatalogReload        = time.Second
+	DefaultShutdownTimeout      = 30 * time.Second
+)
+
 // Dev returns the defaults of `herald dev`: everything on loopback, with
 // files under ./.herald.
 func Dev() Config {
@@ -102,18 +134,24 @@ func Serve() Config {
 		origin = "localhost"
 	}
 	return Config{
-		Origin:            strings.ToLower(origin),
-		GRPCAddr:          "127.0.0.1:50051",
-		HTTPAddr:          "127.0.0.1:8080",
-		TemporalAddr:      "127.0.0.1:7233",
-		TemporalNamespace: "default",
-		TaskQueue:         "herald-deliveries",
-		Senders:           64,
-		ClaimBatch:        2048,
-		Lease:             2 * time.Minute,
-		CatalogReload:     time.Second,
-		ShutdownTimeout:   30 * time.Second,
-		LogLevel:          "info",
+		Origin:               strings.ToLower(origin),
+		GRPCAddr:             "127.0.0.1:50051",
+		HTTPAddr:             "127.0.0.1:8080",
+		TemporalAddr:         "127.0.0.1:7233",
+		TemporalNamespace:    "default",
+		TaskQueue:            DefaultTaskQueue,
+		MaxInFlight:          DefaultMaxInFlight,
+		Queue:                DefaultQueue,
+		OriginConcurrency:    DefaultOriginConcurrency,
+		MaxOriginConcurrency: DefaultMaxOriginConcurrency,
+		BreakerThreshold:     DefaultBreakerThreshold,
+		BreakerOpen:          DefaultBreakerOpen,
+		BreakerMaxOpen:       DefaultBreakerMaxOpen,
+		ClaimBatch:           DefaultClaimBatch,
+		Lease:                DefaultLease,
+		CatalogReload:        DefaultCatalogReload,
+		ShutdownTimeout:      DefaultShutdownTimeout,
+		LogLevel:             "info",
 	}
 }
 
@@ -129,7 +167,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.BoolVar(&c.AllowInsecureSinks, "allow-insecure-sinks", c.AllowInsecureSinks, "accept http:// sinks")
 	fs.StringVar(&c.Origin, "origin", c.Origin, "Herald's DNS name in webhook validation handshakes (WebHook-Request-Origin)")
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "base URL at which sinks reach the HTTP edge (default http://<http-addr>)")
-	fs.IntVar(&c.Senders, "senders", c.Senders, "first attempts in flight at once")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "webhook requests in flight on the node at most, first attempts and retries")
+	fs.IntVar(&c.Queue, "queue", c.Queue, "claimed deliveries waiting for their request to start, at most")
+	fs.IntVar(&c.OriginConcurrency, "origin-concurrency", c.OriginConcurrency, "in-flight limit a sink origin starts with (it adapts)")
+	fs.IntVar(&c.MaxOriginConcurrency, "max-origin-concurrency", c.MaxOriginConcurrency, "in-flight limit a sink origin may grow to")
+	fs.IntVar(&c.BreakerThreshold, "breaker-threshold", c.BreakerThreshold, "timeouts or connection failures in a row that open an origin's circuit breaker")
+	fs.DurationVar(&c.BreakerOpen, "breaker-open", c.BreakerOpen, "how long an origin's breaker first stays open")
+	fs.DurationVar(&c.BreakerMaxOpen, "breaker-max-open", c.BreakerMaxOpen, "the longest an origin's breaker stays open before a probe")
 	fs.IntVar(&c.ClaimBatch, "claim-batch", c.ClaimBatch, "most deliveries claimed at once")
 	fs.DurationVar(&c.Lease, "lease", c.Lease, "how long a claimed delivery stays claimed")
 	fs.DurationVar(&c.CatalogReload, "catalog-reload", c.CatalogReload, "how often subscriptions are reloaded")
@@ -185,8 +229,14 @@ func (c *Config) Finish() error {
 	if c.TemporalNamespace == "" || c.TaskQueue == "" {
 		errs = append(errs, errors.New("temporal-namespace and task-queue are required"))
 	}
-	if c.Senders <= 0 || c.ClaimBatch <= 0 {
-		errs = append(errs, errors.New("senders and claim-batch must be positive"))
+	if c.MaxInFlight <= 0 || c.Queue <= 0 || c.ClaimBatch <= 0 {
+		errs = append(errs, errors.New("max-in-flight, queue and claim-batch must be positive"))
+	}
+	if c.OriginConcurrency <= 0 || c.MaxOriginConcurrency < c.OriginConcurrency {
+		errs = append(errs, errors.New("origin-concurrency must be positive and at most max-origin-concurrency"))
+	}
+	if c.BreakerThreshold <= 0 || c.BreakerOpen <= 0 || c.BreakerMaxOpen < c.BreakerOpen {
+		errs = append(errs, errors.New("breaker-threshold and breaker-open must be positive, breaker-max-open at least breaker-open"))
 	}
 	if c.Lease < policy.RequestTimeout+5*time.Second {
 		// A lease shorter than a request's timeout would let a second node

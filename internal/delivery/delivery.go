@@ -132,6 +132,11 @@ func WithMaxIdleConnsPerHost(n int) Option {
 	return func(c *config) { c.maxIdlePerHost = n }
 }
 
+// ConnectTimeout bounds dialing a sink and its TLS handshake, apart from
+// the request's own timeout: a sink that does not accept connections
+// fails fast.
+const ConnectTimeout = 5 * time.Second
+
 // NewSender returns a Sender with the given options.
 func NewSender(opts ...Option) *Sender {
 	c := config{
@@ -154,7 +159,7 @@ func NewSender(opts ...Option) *Sender {
 }
 
 func newTransport(c config) *http.Transport {
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{Timeout: ConnectTimeout, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           dialer.DialContext,
@@ -163,7 +168,7 @@ func newTransport(c config) *http.Transport {
 		MaxIdleConnsPerHost:   c.maxIdlePerHost,
 		MaxConnsPerHost:       c.maxConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
+		TLSHandshakeTimeout:   ConnectTimeout,
 		ExpectContinueTimeout: time.Second,
 		// Delivery bodies are not compressed, and a receiver's response
 		// body is kept as sent.
@@ -180,6 +185,25 @@ func SinkHost(sink string) string {
 		return ""
 	}
 	return u.Host
+}
+
+// Origin is the origin of a sink URL, "scheme://host:port" with the
+// scheme's default port made explicit and the host lower-cased: requests
+// to one origin share its connections and its limits. A URL that does not
+// parse is its own origin.
+func Origin(sink string) string {
+	u, err := url.Parse(sink)
+	if err != nil || u.Host == "" {
+		return sink
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return strings.ToLower(u.Scheme) + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
 // BearerTokenPrefix starts every bearer token Herald generates, so that

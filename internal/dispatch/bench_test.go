@@ -16,8 +16,8 @@ import (
 	"github.com/heraldhq/herald/internal/attempt"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/dispatch"
+	"github.com/heraldhq/herald/internal/scheduler"
 	"github.com/heraldhq/herald/internal/store"
-	"github.com/heraldhq/herald/internal/throttle"
 )
 
 // BenchmarkDispatchClaimComplete is the dispatcher's side of deliveries
@@ -54,7 +54,7 @@ func BenchmarkDispatchClaimComplete(b *testing.B) {
 	}
 
 	d := dispatch.New(dispatch.Config{BatchSize: 2048}, s, cat,
-		&attempt.Attempter{Sender: delivery.NewSender(), Throttle: throttle.New()}, stuckHandoff{ctx})
+		&attempt.Attempter{Sender: delivery.NewSender(), Scheduler: scheduler.New(scheduler.Config{})}, stuckHandoff{ctx})
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	b.ResetTimer()

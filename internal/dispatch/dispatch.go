@@ -1,7 +1,8 @@
 // Package dispatch makes the first attempt of every stored delivery: it
 // takes fresh deliveries straight from the local publisher (stored already
-// claimed) or claims pending ones in batches, sends them, records the
-// results in batches, and hands each failure to its Temporal workflow.
+// claimed) or claims pending ones in batches, sends each when the
+// scheduler lets it start, records the results in batches, and hands each
+// failure to its Temporal workflow.
 //
 // A delivery's states and transitions are package lifecycle's; the
 // dispatcher makes the transitions of a claimed (in-flight) delivery.
@@ -10,6 +11,8 @@
 // delivery's workflow (package workflows), which owns every later attempt.
 // A claim is a lease: if the process dies, the lease expires and another
 // dispatcher claims the delivery again, so a delivery is sent at least once.
+// A delivery whose request cannot start in time to finish within its lease
+// is put back rather than sent, so two nodes never send it at once.
 package dispatch
 
 import (
@@ -28,6 +31,7 @@ import (
 	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
+	"github.com/heraldhq/herald/internal/scheduler"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/workflows"
 )
@@ -49,12 +53,15 @@ type Handoff interface {
 type Config struct {
 	// BatchSize is the most deliveries claimed at once (default 256).
 	BatchSize int
-	// Senders is how many requests are in flight at once (default 64).
-	Senders int
+	// Queue is the most deliveries claimed (or taken from the publisher)
+	// and waiting for the scheduler to let their request start (default
+	// 8192). How many requests are in flight is the scheduler's
+	// (scheduler.Config.MaxInFlight), not this.
+	Queue int
 	// Handoffs is how many failed deliveries are handed to their
 	// workflows at once (default 16), and HandoffQueue how many may wait
 	// for that (default 4096). When the queue is full, a failed delivery is
-	// tried again after a few seconds instead of holding its sender.
+	// tried again after a few seconds instead of holding its request slot.
 	Handoffs     int
 	HandoffQueue int
 	// PaceHandoffs slows hand-offs to 2 per second while the process is
@@ -65,6 +72,10 @@ type Config struct {
 	// Lease is how long a claim lasts before another dispatcher may take
 	// the delivery (default 2 minutes; longer than a request's timeout).
 	Lease time.Duration
+	// RequestTimeout is how long one request may take (default
+	// policy.RequestTimeout). A delivery whose request cannot start while
+	// RequestTimeout and a margin are left of its lease is put back.
+	RequestTimeout time.Duration
 	// PollInterval is how often the store is polled when nothing woke the
 	// dispatcher (default 200ms): it picks up other nodes' deliveries,
 	// expired leases and paused sinks.
@@ -82,8 +93,8 @@ func (c *Config) setDefaults() {
 	if c.BatchSize <= 0 {
 		c.BatchSize = 256
 	}
-	if c.Senders <= 0 {
-		c.Senders = 64
+	if c.Queue <= 0 {
+		c.Queue = 8192
 	}
 	if c.Handoffs <= 0 {
 		c.Handoffs = 16
@@ -93,6 +104,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Lease <= 0 {
 		c.Lease = 2 * time.Minute
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = policy.RequestTimeout
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 200 * time.Millisecond
@@ -107,6 +121,12 @@ func (c *Config) setDefaults() {
 
 // Dispatcher claims and sends first attempts. Create with New, start with
 // Run.
+//
+// Each job (one request: a delivery, or a batch of them) waits in a
+// goroutine of its own for the scheduler to let its request start; at
+// most Config.Queue deliveries wait so, and the scheduler bounds the
+// requests in flight and each origin's share of them. A sink that hangs
+// holds its own origin's share, never the node.
 type Dispatcher struct {
 	cfg       Config
 	store     Store
@@ -116,22 +136,20 @@ type Dispatcher struct {
 	pacer     *pacer // nil unless Config.PaceHandoffs
 
 	wake    chan struct{} // new deliveries were stored
-	space   chan struct{} // a sender took a job off the queue
-	work    chan job
-	queued  atomic.Int64 // deliveries in work, or reserved for it
+	space   chan struct{} // a job left the queue
+	queued  atomic.Int64  // deliveries waiting to start, or reserved for that
+	jobs    sync.WaitGroup
 	updates chan store.DeliveryUpdate
 	failed  chan failure // failed attempts waiting for their workflow
 
-	mu     sync.RWMutex // guards closed against Enqueue
+	mu     sync.RWMutex // guards closed and runCtx against Enqueue
 	closed bool
-	// room is closed and replaced when a sender takes a job while a
+	runCtx context.Context // Run's: jobs wait for their turn under it
+	// room is closed and replaced when a job leaves the queue while a
 	// Reserve is waiting (waiters > 0).
 	roomMu  sync.Mutex
 	room    chan struct{}
 	waiters atomic.Int32
-	// decoded holds the events of deliveries handed over by the publisher
-	// (*store.Delivery to *event.Event), so they need no decoding.
-	decoded sync.Map
 	// pauses holds the pauses this dispatcher set itself (subscription ID
 	// to time.Time), seen before the catalog reloads them from the store.
 	pauses sync.Map
@@ -145,9 +163,13 @@ type failure struct {
 	res    attempt.Result
 }
 
-// job is what one sender sends in one request: one delivery, or several
-// for a subscription in batched mode.
-type job []*store.Delivery
+// job is one request's deliveries: one delivery, or several for a
+// subscription in batched mode, with the events the publisher had decoded
+// (nil entries are decoded from the payload).
+type job struct {
+	ds     []*store.Delivery
+	events []*event.Event
+}
 
 // New returns a dispatcher.
 func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handoff) *Dispatcher {
@@ -164,7 +186,6 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 		handoff:   h,
 		wake:      make(chan struct{}, 1),
 		space:     make(chan struct{}, 1),
-		work:      make(chan job, cfg.BatchSize),
 		updates:   make(chan store.DeliveryUpdate, 4*cfg.BatchSize),
 		failed:    make(chan failure, cfg.HandoffQueue),
 		room:      make(chan struct{}),
@@ -172,17 +193,17 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 	}
 }
 
-// Reserve takes room in the work queue for up to n deliveries that a
-// publisher on this node will store already claimed (in flight until the
-// returned lease) and pass to Enqueue, so that fresh deliveries skip the
-// claim query. It returns how many it reserved, maybe none.
+// Reserve takes room in the queue for up to n deliveries that a publisher
+// on this node will store already claimed (in flight until the returned
+// lease) and pass to Enqueue, so that fresh deliveries skip the claim
+// query. It returns how many it reserved, maybe none.
 //
-// While the queue is full it waits for senders to make room, as long as
-// they make some at least once every stall and for at most maxWait in all.
-// Senders that keep taking work mean the node is saturated: a publisher
-// that waits for them costs less than storing deliveries for a claim, which
-// writes them twice. Senders that stall (held by slow sinks) would only add
-// latency, so Reserve stops waiting for them.
+// While the queue is full it waits for requests to start and make room,
+// as long as they make some at least once every stall and for at most
+// maxWait in all. A queue that keeps moving means the node is saturated:
+// a publisher that waits for it costs less than storing deliveries for a
+// claim, which writes them twice. A queue that stalls (its sinks slow)
+// would only add latency, so Reserve stops waiting for it.
 func (d *Dispatcher) Reserve(n int, stall, maxWait time.Duration) (reserved int, leaseUntil time.Time) {
 	reserved = d.tryReserve(n)
 	if reserved < n && stall > 0 && maxWait > 0 {
@@ -217,7 +238,7 @@ func (d *Dispatcher) Reserve(n int, stall, maxWait time.Duration) (reserved int,
 func (d *Dispatcher) tryReserve(n int) int {
 	for {
 		cur := d.queued.Load()
-		k := min(int64(n), int64(d.cfg.BatchSize)-cur)
+		k := min(int64(n), int64(d.cfg.Queue)-cur)
 		if k <= 0 {
 			return 0
 		}
@@ -228,9 +249,10 @@ func (d *Dispatcher) tryReserve(n int) int {
 }
 
 // Enqueue hands deliveries stored as claimed (with their EventPayload) to
-// the senders, using reserved slots from Reserve; unused slots are given
-// back. events[i], if not nil, is ds[i]'s event already decoded; it is
-// only read. After Run has returned the deliveries are left to their lease.
+// the dispatcher, using places reserved with Reserve; unused places are
+// given back. events[i], if not nil, is ds[i]'s event already decoded; it
+// is only read. After Run has returned the deliveries are left to their
+// lease.
 func (d *Dispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, reserved int) {
 	if unused := reserved - len(ds); unused > 0 {
 		d.freed(unused)
@@ -243,19 +265,11 @@ func (d *Dispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, reserv
 		d.queued.Add(-int64(len(ds)))
 		return
 	}
-	for i, e := range events {
-		if e != nil {
-			d.decoded.Store(ds[i], e)
-		}
-	}
-	// Room was reserved, so these sends never block.
-	for _, j := range d.jobs(ds) {
-		d.work <- j
-	}
+	d.start(d.group(ds, events))
 }
 
-// freed gives back n places in the work queue and tells the claim loop and
-// any waiting Reserve.
+// freed gives back n places in the queue and tells the claim loop and any
+// waiting Reserve.
 func (d *Dispatcher) freed(n int) {
 	d.queued.Add(-int64(n))
 	select {
@@ -279,17 +293,12 @@ func (d *Dispatcher) Notify() {
 }
 
 // Run dispatches until ctx is done, then finishes the requests in flight,
-// releases claimed deliveries it did not send, and records every result
-// before it returns.
+// puts back the claimed deliveries whose request had not started, and
+// records every result before it returns.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	var senders sync.WaitGroup
-	for range d.cfg.Senders {
-		senders.Add(1)
-		go func() {
-			defer senders.Done()
-			d.sendLoop(ctx)
-		}()
-	}
+	d.mu.Lock()
+	d.runCtx = ctx
+	d.mu.Unlock()
 	var handoffs sync.WaitGroup
 	for range d.cfg.Handoffs {
 		handoffs.Add(1)
@@ -315,9 +324,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.claimLoop(ctx)
 	d.mu.Lock()
 	d.closed = true
-	close(d.work)
 	d.mu.Unlock()
-	senders.Wait()
+	d.jobs.Wait()
 	close(d.failed)
 	handoffs.Wait()
 	close(d.updates)
@@ -325,16 +333,32 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	return nil
 }
 
-// claimLoop keeps the work queue filled: it claims as many deliveries as
-// there is room for, at once while the store has more, and otherwise when
-// woken by a commit or by the poll interval.
+// start runs each job in a goroutine of its own, which waits for its turn
+// and sends. Call it with d.mu held for reading and d.closed false.
+func (d *Dispatcher) start(jobs []job) {
+	ctx := d.runCtx
+	if ctx == nil { // Enqueue before Run
+		ctx = context.Background()
+	}
+	for _, j := range jobs {
+		d.jobs.Add(1)
+		go func() {
+			defer d.jobs.Done()
+			d.first(ctx, j)
+		}()
+	}
+}
+
+// claimLoop keeps the queue filled: it claims as many deliveries as there
+// is room for, at once while the store has more, and otherwise when woken
+// by a commit or by the poll interval.
 func (d *Dispatcher) claimLoop(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		room := d.cfg.BatchSize - int(d.queued.Load())
+		room := min(d.cfg.Queue-int(d.queued.Load()), d.cfg.BatchSize)
 		if room < d.cfg.BatchSize/4 {
-			// Full: wait for a sender to take a job.
+			// Full: wait for a job to leave the queue.
 			select {
 			case <-ctx.Done():
 				return
@@ -352,9 +376,9 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 			d.cfg.Logger.Error("claim deliveries", "err", err)
 		}
 		d.queued.Add(int64(len(claimed)))
-		for _, j := range d.jobs(claimed) {
-			d.work <- j
-		}
+		d.mu.RLock()
+		d.start(d.group(claimed, nil))
+		d.mu.RUnlock()
 		if len(claimed) == room {
 			continue // likely more waiting
 		}
@@ -368,69 +392,60 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 	}
 }
 
-// jobs groups claimed deliveries into requests: deliveries to a batched
-// subscription share requests of up to its batch size; every other
-// delivery is a request of its own.
-func (d *Dispatcher) jobs(claimed []*store.Delivery) []job {
-	out := make([]job, 0, len(claimed))
+// group makes deliveries into jobs: deliveries to a batched subscription
+// share requests of up to its batch size; every other delivery is a
+// request of its own. events, if not nil, are the deliveries' decoded
+// events.
+func (d *Dispatcher) group(ds []*store.Delivery, events []*event.Event) []job {
+	out := make([]job, 0, len(ds))
 	var batches map[string]int // subscription -> index in out of its open batch
-	for _, dl := range claimed {
+	for i, dl := range ds {
+		var e *event.Event
+		if events != nil {
+			e = events[i]
+		}
 		en, ok := d.catalog.Get(dl.SubscriptionID)
-		if !ok || en.Subscription.ContentMode != policy.ContentBatched {
-			out = append(out, job{dl})
-			continue
+		if ok && en.Subscription.ContentMode == policy.ContentBatched {
+			size := en.Subscription.MaxBatchSize
+			if size <= 0 {
+				size = policy.DefaultMaxBatchSize
+			}
+			if batches == nil {
+				batches = map[string]int{}
+			}
+			if k, ok := batches[dl.SubscriptionID]; ok && len(out[k].ds) < size {
+				out[k].ds = append(out[k].ds, dl)
+				out[k].events = append(out[k].events, e)
+				continue
+			}
+			batches[dl.SubscriptionID] = len(out)
 		}
-		size := en.Subscription.MaxBatchSize
-		if size <= 0 {
-			size = policy.DefaultMaxBatchSize
-		}
-		if batches == nil {
-			batches = map[string]int{}
-		}
-		if i, ok := batches[dl.SubscriptionID]; ok && len(out[i]) < size {
-			out[i] = append(out[i], dl)
-			continue
-		}
-		batches[dl.SubscriptionID] = len(out)
-		out = append(out, job{dl})
+		out = append(out, job{ds: []*store.Delivery{dl}, events: []*event.Event{e}})
 	}
 	return out
 }
 
-// sendLoop makes first attempts until the work channel closes. After ctx
-// is done it releases what is left instead of sending it.
-func (d *Dispatcher) sendLoop(ctx context.Context) {
-	for j := range d.work {
-		d.freed(len(j))
-		if ctx.Err() != nil {
-			d.reschedule(j, time.Now(), "")
-			continue
-		}
-		d.first(context.WithoutCancel(ctx), j)
-	}
-}
-
 // reschedule puts claimed deliveries back to pending until at, without
 // spending an attempt.
-func (d *Dispatcher) reschedule(j job, at time.Time, why string) {
-	for _, dl := range j {
+func (d *Dispatcher) reschedule(ds []*store.Delivery, at time.Time, why string) {
+	for _, dl := range ds {
 		d.updates <- lifecycle.Rescheduled(dl, at, why)
 	}
 }
 
-// first makes the first attempt of a job's deliveries (or a re-attempt
-// after a lost lease) and records or hands off the results.
+// first waits for a job's turn and makes the first attempt of its
+// deliveries (or a re-attempt after a lost lease), then records or hands
+// off the results. Whatever happens, the job leaves the queue.
 func (d *Dispatcher) first(ctx context.Context, j job) {
-	if d.pacer != nil {
-		d.pacer.attempts.Add(int64(len(j)))
-	}
-	events := make([]*event.Event, len(j))
-	for i, dl := range j {
-		if e, ok := d.decoded.LoadAndDelete(dl); ok {
-			events[i] = e.(*event.Event)
+	left := false
+	leave := func() {
+		if !left {
+			left = true
+			d.freed(len(j.ds))
 		}
 	}
-	dl := j[0]
+	defer leave()
+	dl := j.ds[0]
 	en, err := d.entry(ctx, dl.SubscriptionID)
 	if err != nil {
 		// The store is failing: leave the deliveries to their lease.
@@ -444,33 +459,86 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 	}
 	switch gate := lifecycle.Gate(sub, d.localPause(dl.SubscriptionID), now); gate.Verdict {
 	case lifecycle.Drop:
-		for _, dl := range j {
+		for _, dl := range j.ds {
 			d.updates <- lifecycle.Killed(dl, gate.Reason)
 		}
 		return
 	case lifecycle.Wait:
-		d.wait(j, sub, gate, now)
+		d.wait(j.ds, sub, gate, now)
 		return
 	}
 
-	number := dl.Attempts + 1
-	results, wait, ok := d.attempter.Do(ctx, j, events, en, number)
-	if !ok {
-		// The sink's rate or concurrency limit: try again later, and keep
-		// this sender for other sinks.
-		d.reschedule(j, now.Add(wait), "")
+	grant, err := d.attempter.Acquire(ctx, en, d.startBy(j.ds))
+	leave()
+	if err != nil {
+		d.refused(j.ds, sub, err)
 		return
 	}
-	for i, dl := range j {
+	if d.pacer != nil {
+		d.pacer.attempts.Add(int64(len(j.ds)))
+	}
+	ctx = context.WithoutCancel(ctx)
+	number := dl.Attempts + 1
+	results := d.attempter.Send(ctx, grant, j.ds, j.events, en, number)
+	for i, dl := range j.ds {
 		d.record(ctx, dl, en, number, results[i])
+	}
+}
+
+// startBy is the latest time a job's request may start: a request timeout
+// and a margin before the first of its leases ends, so that no other node
+// claims a delivery while it is being sent.
+func (d *Dispatcher) startBy(ds []*store.Delivery) time.Time {
+	var end time.Time
+	for _, dl := range ds {
+		if !dl.LeaseUntil.IsZero() && (end.IsZero() || dl.LeaseUntil.Before(end)) {
+			end = dl.LeaseUntil
+		}
+	}
+	if end.IsZero() {
+		return time.Time{}
+	}
+	return end.Add(-d.cfg.RequestTimeout - leaseMargin)
+}
+
+// leaseMargin is the time kept between a request's timeout and the end of
+// its lease, for recording the result.
+const leaseMargin = 2 * time.Second
+
+// spillDelay is how long deliveries wait in the store when their origin
+// has its share of the queue already.
+const spillDelay = time.Second
+
+// refused puts back deliveries whose request the scheduler did not let
+// start. With its breaker open, an origin's deliveries wait in the store
+// until it may be tried again (within their maximum age); with its queue
+// full they come back a little later; otherwise (a lease running out, a
+// shutdown) they are claimable at once, by any node.
+func (d *Dispatcher) refused(ds []*store.Delivery, sub *store.Subscription, err error) {
+	now := time.Now()
+	r, ok := scheduler.AsRefused(err)
+	switch {
+	case ok && r.Reason == scheduler.ReasonBreakerOpen:
+		maxAge := sub.RetryPolicy.WithDefaults().MaximumAge
+		for _, dl := range ds {
+			if now.Sub(dl.CreatedAt) > maxAge {
+				d.updates <- lifecycle.Killed(dl, "maximum age reached while "+r.Reason)
+				continue
+			}
+			d.updates <- lifecycle.Rescheduled(dl, r.Until, r.Reason)
+		}
+	case ok && r.Reason == scheduler.ReasonQueueFull:
+		d.reschedule(ds, now.Add(spillDelay), "")
+	default:
+		d.reschedule(ds, now, "")
 	}
 }
 
 // wait holds deliveries that Gate says must wait, until its time, within
 // their subscription's maximum age.
-func (d *Dispatcher) wait(j job, sub *store.Subscription, gate lifecycle.Decision, now time.Time) {
+func (d *Dispatcher) wait(ds []*store.Delivery, sub *store.Subscription, gate lifecycle.Decision, now time.Time) {
 	maxAge := sub.RetryPolicy.WithDefaults().MaximumAge
-	for _, dl := range j {
+	for _, dl := range ds {
 		if gate.Reason == lifecycle.ReasonAwaitingConsent && now.Sub(dl.CreatedAt) > maxAge {
 			d.updates <- lifecycle.Killed(dl, lifecycle.ReasonNoConsent)
 			continue
@@ -500,14 +568,14 @@ func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog
 		}
 	}
 	// Starting a workflow is slow next to a send: hand it to the hand-off
-	// workers so that this sender goes on with other sinks. Until the
+	// workers, so that this request's slot is free for other deliveries. Until the
 	// workflow has started, the delivery stays in flight under its lease.
 	select {
 	case d.failed <- failure{dl: dl, sub: sub, number: number, res: res}:
 	default:
-		// Temporal is not keeping up. Rather than hold this sender (and so
-		// every other sink's deliveries), record the attempt and try the
-		// delivery again later as a first attempt.
+		// Temporal is not keeping up. Rather than hold this request's
+		// slot, record the attempt and try the delivery again later as a
+		// first attempt.
 		metrics.Handoffs.WithLabelValues("deferred").Inc()
 		d.updates <- lifecycle.Deferred(dl, &res.Record, time.Now().Add(handoffBackoff))
 	}

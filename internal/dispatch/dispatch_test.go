@@ -16,10 +16,10 @@ import (
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/dispatch"
 	"github.com/heraldhq/herald/internal/heraldtest"
+	"github.com/heraldhq/herald/internal/scheduler"
 	"github.com/heraldhq/herald/internal/signing"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/store/sqlite"
-	"github.com/heraldhq/herald/internal/throttle"
 	"github.com/heraldhq/herald/workflows"
 )
 
@@ -57,22 +57,28 @@ func newStore(tb testing.TB, sinks map[string]string) (*sqlite.Store, *catalog.C
 	return s, cat
 }
 
-// TestDispatch_FailingSinkNeverDelaysAnotherSink: one sink fails every
-// request and Temporal is stuck, so hand-offs never finish; the other
-// sink still gets every delivery.
-func TestDispatch_FailingSinkNeverDelaysAnotherSink(t *testing.T) {
+// TestDispatch_HangingSinkNeverDelaysAnotherSink: one sink accepts
+// connections and never answers, and its deliveries come first; Temporal
+// is stuck too, so nothing is handed off. The other sink still gets every
+// one of its deliveries while every request to the hanging sink is still
+// held, and the hanging sink never holds more than its origin's limit.
+func TestDispatch_HangingSinkNeverDelaysAnotherSink(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	bad := heraldtest.NewReceiver(t, func(int, *http.Request) (int, http.Header) { return http.StatusInternalServerError, nil })
+	release := make(chan struct{})
+	hanging := heraldtest.NewReceiver(t, func(int, *http.Request) (int, http.Header) {
+		<-release
+		return http.StatusNoContent, nil
+	})
 	good := heraldtest.NewReceiver(t, nil)
-	s, cat := newStore(t, map[string]string{"sub_bad": bad.URL, "sub_good": good.URL})
+	s, cat := newStore(t, map[string]string{"sub_bad": hanging.URL, "sub_good": good.URL})
 	now := time.Now()
 
-	// Many failing deliveries first, then the good sink's.
-	const perSink = 40
+	// Many deliveries to the hanging sink first, then the good sink's.
+	const bad, perGood = 200, 40
 	var params []store.EventInsertParams
-	for i := range 2 * perSink {
+	for i := range bad + perGood {
 		sub := "sub_bad"
-		if i >= perSink {
+		if i >= bad {
 			sub = "sub_good"
 		}
 		pe := &cloudeventsv1.CloudEvent{Id: fmt.Sprint(i), Source: "/t", SpecVersion: "1.0", Type: "t"}
@@ -87,31 +93,41 @@ func TestDispatch_FailingSinkNeverDelaysAnotherSink(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	d := dispatch.New(dispatch.Config{Senders: 4, BatchSize: 16, Handoffs: 1, HandoffQueue: 2},
-		s, cat, &attempt.Attempter{Sender: delivery.NewSender(), Throttle: throttle.New()}, stuckHandoff{ctx})
+	// A small node: 20 requests in flight in all, 16 per origin.
+	sched := scheduler.New(scheduler.Config{MaxInFlight: 20, OriginConcurrency: 16})
+	d := dispatch.New(dispatch.Config{BatchSize: 64, Handoffs: 1, HandoffQueue: 2},
+		s, cat, &attempt.Attempter{Sender: delivery.NewSender(), Scheduler: sched}, stuckHandoff{ctx})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_ = d.Run(ctx)
 	}()
-	good.WaitFor(t, perSink, time.Minute)
+	good.WaitFor(t, perGood, time.Minute)
+	if n := len(hanging.Requests()); n == 0 || n > 16 {
+		t.Errorf("the hanging sink got %d requests, want 1 to its origin's limit of 16", n)
+	}
+	if st := sched.Origin(delivery.Origin(hanging.URL)); st.InFlight != len(hanging.Requests()) {
+		t.Errorf("hanging origin: %d in flight, %d received: a request to it ended", st.InFlight, len(hanging.Requests()))
+	}
 	cancel()
+	sched.Close()
+	close(release) // the hanging requests end, and Run with them
 	<-done
 
-	// The failing deliveries were tried and are waiting, none lost.
-	for i := range perSink {
+	// None of the hanging sink's deliveries was lost or finished.
+	for i := range bad {
 		dl, err := s.DeliveryGet(context.Background(), fmt.Sprintf("dlv_%03d", i))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if dl.State == store.DeliveryDelivered || dl.State == store.DeliveryDead {
-			t.Errorf("%s is %s", dl.ID, dl.State)
+		if dl.State == store.DeliveryDead {
+			t.Errorf("%s is dead", dl.ID)
 		}
 	}
 }
 
 func TestReserve_TakesOnlyTheRoomThereIs(t *testing.T) {
-	d := dispatch.New(dispatch.Config{BatchSize: 4}, nil, nil, nil, nil)
+	d := dispatch.New(dispatch.Config{BatchSize: 4, Queue: 4}, nil, nil, nil, nil)
 	got, lease := d.Reserve(5, 10*time.Millisecond, time.Second) // waits, then gives what there is
 	if got != 4 || lease.IsZero() {
 		t.Fatalf("Reserve(5) = %d, %v; want 4 with a lease", got, lease)
@@ -128,7 +144,7 @@ func TestReserve_TakesOnlyTheRoomThereIs(t *testing.T) {
 // While room is being made, Reserve waits for all it asked for, even
 // longer than one stall interval in all.
 func TestReserve_WaitsWhileRoomIsMade(t *testing.T) {
-	d := dispatch.New(dispatch.Config{BatchSize: 8}, nil, nil, nil, nil)
+	d := dispatch.New(dispatch.Config{BatchSize: 8, Queue: 8}, nil, nil, nil, nil)
 	if got, _ := d.Reserve(8, 0, 0); got != 8 {
 		t.Fatalf("Reserve(8) on an empty queue = %d", got)
 	}
@@ -149,10 +165,10 @@ func TestReserve_WaitsWhileRoomIsMade(t *testing.T) {
 	}
 }
 
-// When senders make no room, Reserve gives up after one stall interval
+// When requests make no room, Reserve gives up after one stall interval
 // rather than its whole maximum wait.
-func TestReserve_StopsWaitingWhenSendersStall(t *testing.T) {
-	d := dispatch.New(dispatch.Config{BatchSize: 2}, nil, nil, nil, nil)
+func TestReserve_StopsWaitingWhenTheQueueStalls(t *testing.T) {
+	d := dispatch.New(dispatch.Config{BatchSize: 2, Queue: 2}, nil, nil, nil, nil)
 	d.Reserve(2, 0, 0)
 	result := make(chan int, 1)
 	go func() {

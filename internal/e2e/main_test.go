@@ -69,7 +69,7 @@ func nodeConfig(t *testing.T, storePath string) config.Config {
 	cfg.DataDir = ""
 	cfg.TemporalAddr = temporalAddr
 	cfg.TaskQueue = "e2e-" + strings.ReplaceAll(t.Name(), "/", "-")
-	cfg.Senders = 8
+	cfg.MaxInFlight = 64
 	cfg.CatalogReload = 100 * time.Millisecond
 	cfg.ShutdownTimeout = 10 * time.Second
 	if err := cfg.Finish(); err != nil {

@@ -56,8 +56,8 @@ func Start(ctx context.Context, opts bench.NodeOptions) (bench.Node, error) {
 	cfg.Store = opts.Store
 	cfg.UIAddr = ""
 	cfg.LogLevel = opts.LogLevel
-	if opts.Senders > 0 {
-		cfg.Senders = opts.Senders
+	if opts.MaxInFlight > 0 {
+		cfg.MaxInFlight = opts.MaxInFlight
 	}
 	if opts.ClaimBatch > 0 {
 		cfg.ClaimBatch = opts.ClaimBatch
