@@ -22,10 +22,12 @@ import (
 	"github.com/heraldhq/herald/internal/attempt"
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/cpuload"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/devtemporal"
 	"github.com/heraldhq/herald/internal/dispatch"
 	"github.com/heraldhq/herald/internal/handshake"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/publish"
 	"github.com/heraldhq/herald/internal/scheduler"
 	"github.com/heraldhq/herald/internal/store"
@@ -108,7 +110,16 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		return nil, fmt.Errorf("register search attributes: %w", err)
 	}
 
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.cancel = cancel
+	cpu := &cpuload.Monitor{}
+	n.background.Add(1)
+	go func() {
+		defer n.background.Done()
+		cpu.Run(runCtx)
+	}()
 	sched := scheduler.New(scheduler.Config{
+		Saturated:            cpu.Saturated,
 		MaxInFlight:          cfg.MaxInFlight,
 		MaxQueued:            cfg.Queue + cfg.MaxInFlight,
 		OriginConcurrency:    cfg.OriginConcurrency,
@@ -118,6 +129,10 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		BreakerMaxOpen:       cfg.BreakerMaxOpen,
 	})
 	n.scheduler = sched
+	metrics.Scheduler(func() metrics.SchedulerStats {
+		st := sched.Stats()
+		return metrics.SchedulerStats{InFlight: st.InFlight, Queued: st.Queued, Origins: st.Origins, Open: st.Open}
+	})
 	attempter := &attempt.Attempter{
 		Sender:    delivery.NewSender(delivery.WithMaxConnsPerHost(cfg.MaxOriginConcurrency)),
 		Scheduler: sched,
@@ -138,13 +153,12 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		return nil, fmt.Errorf("start Temporal worker: %w", err)
 	}
 
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	n.cancel = cancel
 	disp := dispatch.New(dispatch.Config{
 		BatchSize:    cfg.ClaimBatch,
 		Queue:        cfg.Queue,
 		Lease:        cfg.Lease,
 		PaceHandoffs: cfg.EmbeddedTemporal,
+		CPU:          cpu,
 		Logger:       logger.With("component", "dispatch"),
 	}, n.store, cat, attempter, &workflows.Starter{Client: n.temporal, TaskQueue: cfg.TaskQueue})
 	n.background.Add(2)

@@ -103,7 +103,7 @@ type Config struct {
 const (
 	DefaultTaskQueue            = "herald-deliveries"
 	DefaultMaxInFlight          = 4096
-	DefaultQueue                = 8192
+	DefaultQueue                = 2048
 	DefaultOriginConcurrency    = 16
 	DefaultMaxOriginConcurrency = 1024
 	DefaultBreakerThreshold     = 5

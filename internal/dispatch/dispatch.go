@@ -27,6 +27,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/attempt"
 	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/cpuload"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/metrics"
@@ -55,7 +56,7 @@ type Config struct {
 	BatchSize int
 	// Queue is the most deliveries claimed (or taken from the publisher)
 	// and waiting for the scheduler to let their request start (default
-	// 8192). How many requests are in flight is the scheduler's
+	// 2048). How many requests are in flight is the scheduler's
 	// (scheduler.Config.MaxInFlight), not this.
 	Queue int
 	// Handoffs is how many failed deliveries are handed to their
@@ -69,6 +70,9 @@ type Config struct {
 	// Temporal server runs in this process (dev mode), so that its work
 	// for a burst of failures does not take the success path's CPU.
 	PaceHandoffs bool
+	// CPU tells whether the process is short of CPU, for PaceHandoffs
+	// (nil: never).
+	CPU *cpuload.Monitor
 	// Lease is how long a claim lasts before another dispatcher may take
 	// the delivery (default 2 minutes; longer than a request's timeout).
 	Lease time.Duration
@@ -94,7 +98,7 @@ func (c *Config) setDefaults() {
 		c.BatchSize = 256
 	}
 	if c.Queue <= 0 {
-		c.Queue = 8192
+		c.Queue = 2048
 	}
 	if c.Handoffs <= 0 {
 		c.Handoffs = 16
@@ -123,10 +127,10 @@ func (c *Config) setDefaults() {
 // Run.
 //
 // Each job (one request: a delivery, or a batch of them) waits in a
-// goroutine of its own for the scheduler to let its request start; at
-// most Config.Queue deliveries wait so, and the scheduler bounds the
-// requests in flight and each origin's share of them. A sink that hangs
-// holds its own origin's share, never the node.
+// worker goroutine for the scheduler to let its request start; at most
+// Config.Queue deliveries wait so, and the scheduler bounds the requests
+// in flight and each origin's share of them. A sink that hangs holds its
+// own origin's share, never the node.
 type Dispatcher struct {
 	cfg       Config
 	store     Store
@@ -139,6 +143,8 @@ type Dispatcher struct {
 	space   chan struct{} // a job left the queue
 	queued  atomic.Int64  // deliveries waiting to start, or reserved for that
 	jobs    sync.WaitGroup
+	tasks   chan job      // to idle workers
+	stopped chan struct{} // closed when Run ends: idle workers end
 	updates chan store.DeliveryUpdate
 	failed  chan failure // failed attempts waiting for their workflow
 
@@ -176,7 +182,7 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 	cfg.setDefaults()
 	var p *pacer
 	if cfg.PaceHandoffs {
-		p = newPacer()
+		p = newPacer(cfg.CPU)
 	}
 	return &Dispatcher{
 		cfg:       cfg,
@@ -186,6 +192,8 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 		handoff:   h,
 		wake:      make(chan struct{}, 1),
 		space:     make(chan struct{}, 1),
+		tasks:     make(chan job),
+		stopped:   make(chan struct{}),
 		updates:   make(chan store.DeliveryUpdate, 4*cfg.BatchSize),
 		failed:    make(chan failure, cfg.HandoffQueue),
 		room:      make(chan struct{}),
@@ -326,6 +334,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.closed = true
 	d.mu.Unlock()
 	d.jobs.Wait()
+	close(d.stopped)
 	close(d.failed)
 	handoffs.Wait()
 	close(d.updates)
@@ -333,19 +342,45 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	return nil
 }
 
-// start runs each job in a goroutine of its own, which waits for its turn
-// and sends. Call it with d.mu held for reading and d.closed false.
+// start gives each job to a worker, which waits for the job's turn and
+// sends it: an idle worker if there is one, else a new one. Workers stay
+// while there is work (their stacks, grown by a send, are reused) and end
+// after workerIdle without. Call start with d.mu held for reading and
+// d.closed false.
 func (d *Dispatcher) start(jobs []job) {
+	for _, j := range jobs {
+		d.jobs.Add(1)
+		select {
+		case d.tasks <- j:
+		default:
+			go d.work(j)
+		}
+	}
+}
+
+// workerIdle is how long a worker waits for a job before it ends.
+const workerIdle = 10 * time.Second
+
+// work runs jobs: j, then whatever start hands it, until none comes for
+// workerIdle or Run ends.
+func (d *Dispatcher) work(j job) {
 	ctx := d.runCtx
 	if ctx == nil { // Enqueue before Run
 		ctx = context.Background()
 	}
-	for _, j := range jobs {
-		d.jobs.Add(1)
-		go func() {
-			defer d.jobs.Done()
-			d.first(ctx, j)
-		}()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		d.first(ctx, j)
+		d.jobs.Done()
+		idle.Reset(workerIdle)
+		select {
+		case j = <-d.tasks:
+		case <-idle.C:
+			return
+		case <-d.stopped:
+			return
+		}
 	}
 }
 

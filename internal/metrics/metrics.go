@@ -3,6 +3,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -41,10 +42,36 @@ var (
 	DeadLetters = newCounter("herald_dead_letters_total", "Deliveries dead-lettered.")
 )
 
+// SchedulerStats is what the node's request scheduler reports.
+type SchedulerStats struct {
+	InFlight, Queued, Origins, Open int
+}
+
+// scheduler is the running node's scheduler, read by the gauges below.
+var scheduler atomic.Pointer[func() SchedulerStats]
+
+// Scheduler makes the gauges of requests in flight, requests waiting, sink
+// origins known and origins cut off by their circuit breaker read stats.
+// The last node started in a process is the one reported.
+func Scheduler(stats func() SchedulerStats) { scheduler.Store(&stats) }
+
+func schedulerGauge(name, help string, field func(SchedulerStats) int) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
+		if f := scheduler.Load(); f != nil {
+			return float64(field((*f)()))
+		}
+		return 0
+	})
+}
+
 func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		schedulerGauge("herald_requests_in_flight", "Webhook requests in flight.", func(s SchedulerStats) int { return s.InFlight }),
+		schedulerGauge("herald_requests_waiting", "Webhook requests waiting for their turn.", func(s SchedulerStats) int { return s.Queued }),
+		schedulerGauge("herald_sink_origins", "Sink origins the scheduler keeps state for.", func(s SchedulerStats) int { return s.Origins }),
+		schedulerGauge("herald_sink_origins_open", "Sink origins cut off by their circuit breaker (open or half-open).", func(s SchedulerStats) int { return s.Open }),
 	)
 }
 

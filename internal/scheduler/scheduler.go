@@ -14,10 +14,13 @@
 //     slots go round robin to origins that have requests waiting, so a busy
 //     origin cannot take the turn of a quiet one.
 //   - Each origin holds at most its limit in flight. The limit starts at
-//     Config.OriginConcurrency, grows while the origin answers and
-//     requests are waiting for it (doubling at first, then by one per
-//     limit's worth of answers), and halves on a timeout, a connection
-//     failure, a 429 or a 503 (AIMD).
+//     Config.OriginConcurrency and adapts (AIMD, with latency): while
+//     requests wait for the origin and it answers about as fast as it does
+//     unloaded, and the process has CPU to spare, the limit grows
+//     (doubling at first, then by one per limit's worth of answers); when
+//     it answers over four times slower it
+//     shrinks by a tenth; a timeout, a connection failure, a 429 or a 503
+//     halve it.
 //   - A key (a subscription) holds at most its Limits.Concurrency in flight
 //     and starts at most Limits.PerMinute requests a minute; a request over
 //     its rate waits for its token in the queue. Keys of one origin take
@@ -66,6 +69,11 @@ type Config struct {
 	// 10s).
 	BreakerOpen    time.Duration
 	BreakerMaxOpen time.Duration
+	// Saturated, if set, reports whether the process is short of CPU:
+	// then no origin's limit grows, since more requests in flight would
+	// only wait for the CPU (an instant sink on this node's loopback, for
+	// one).
+	Saturated func() bool
 	// OnRecover, if set, is called (in its own goroutine) when an origin
 	// answers again after timeouts or connection failures: e.g. to wake
 	// retries waiting for it.
@@ -178,6 +186,14 @@ type origin struct {
 	slowStart bool
 	lastDecr  time.Time
 	idleSince time.Time
+	// unloaded is the least latency seen lately (since unloadedAt): how
+	// fast the origin answers when it is not loaded.
+	unloaded   time.Duration
+	unloadedAt time.Time
+	// grownFrom is the limit at grownAt, when the current growEvery
+	// began.
+	grownFrom float64
+	grownAt   time.Time
 	keys      map[string]*key
 	turns     []*key // keys with requests waiting, in turn order
 	inRing    bool
@@ -216,15 +232,16 @@ func New(cfg Config) *Scheduler {
 
 // Grant is a started request's slot. Call Done when the request has ended.
 type Grant struct {
-	s    *Scheduler
-	key  *key
-	once sync.Once
+	s     *Scheduler
+	key   *key
+	start time.Time
+	once  sync.Once
 }
 
 // Done ends the request and reports how its origin answered. Only the
 // first call counts.
 func (g *Grant) Done(sig Signal) {
-	g.once.Do(func() { g.s.done(g.key, sig) })
+	g.once.Do(func() { g.s.done(g.key, sig, g.s.cfg.Now().Sub(g.start)) })
 }
 
 // Acquire waits until req may start and returns its Grant; or a *Refused
@@ -249,7 +266,7 @@ func (s *Scheduler) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	if len(k.waiters) == 0 && s.mayStart(o, k, now) {
 		s.start(o, k)
 		s.mu.Unlock()
-		return &Grant{s: s, key: k}, nil
+		return &Grant{s: s, key: k, start: now}, nil
 	}
 	if o.waiting >= s.share(o) {
 		s.mu.Unlock()
@@ -265,7 +282,7 @@ func (s *Scheduler) Acquire(ctx context.Context, req Request) (*Grant, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Grant{s: s, key: k}, nil
+		return &Grant{s: s, key: k, start: s.cfg.Now()}, nil
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
@@ -277,7 +294,7 @@ func (s *Scheduler) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	s.mu.Unlock()
 	if err := <-w.ready; err == nil {
 		// Granted just as ctx ended: give the slot back unused.
-		(&Grant{s: s, key: k}).Done(Answered)
+		s.done(k, Answered, 0)
 	}
 	return nil, ctx.Err()
 }
@@ -470,19 +487,15 @@ func (s *Scheduler) unqueue(w *waiter) {
 	w.done = true
 	k := w.key
 	o := k.origin
-	for i, x := range k.waiters {
-		if x == w {
-			k.waiters = append(k.waiters[:i:i], k.waiters[i+1:]...)
-			break
-		}
+	if len(k.waiters) > 0 && k.waiters[0] == w {
+		k.waiters[0] = nil // the common case: the first is served
+		k.waiters = k.waiters[1:]
+	} else {
+		k.waiters = deleteFirst(k.waiters, w)
 	}
 	if len(k.waiters) == 0 {
-		for i, x := range o.turns {
-			if x == k {
-				o.turns = append(o.turns[:i:i], o.turns[i+1:]...)
-				break
-			}
-		}
+		k.waiters = nil // let the backing array go
+		o.turns = deleteFirst(o.turns, k)
 	}
 	o.waiting--
 	s.queued--
@@ -490,6 +503,19 @@ func (s *Scheduler) unqueue(w *waiter) {
 		s.active--
 		o.idleSince = s.cfg.Now()
 	}
+}
+
+// deleteFirst removes the first x from s, in place.
+func deleteFirst[T comparable](s []T, x T) []T {
+	for i, y := range s {
+		if y == x {
+			copy(s[i:], s[i+1:])
+			var zero T
+			s[len(s)-1] = zero
+			return s[:len(s)-1]
+		}
+	}
+	return s
 }
 
 func (s *Scheduler) refuse(w *waiter, r *Refused) {
@@ -555,7 +581,7 @@ func (s *Scheduler) next(o *origin, now time.Time) *waiter {
 }
 
 // done ends a request of k.
-func (s *Scheduler) done(k *key, sig Signal) {
+func (s *Scheduler) done(k *key, sig Signal, latency time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o := k.origin
@@ -573,13 +599,25 @@ func (s *Scheduler) done(k *key, sig Signal) {
 		recovered = sig == Answered && (o.failures > 0 || o.tripped)
 		o.failures, o.tripped, o.openFor = 0, false, s.cfg.BreakerOpen
 		if sig == Overloaded {
-			s.decrease(o, now)
-		} else if saturated {
-			s.increase(o)
+			s.decrease(o, now, 0.5)
+			break
+		}
+		if latency <= 0 {
+			break
+		}
+		switch o.sample(latency, now) {
+		case slower:
+			// Much slower than it answers when not loaded: the origin
+			// is queueing what it gets, so ask less of it.
+			s.decrease(o, now, 0.9)
+		case faster:
+			if saturated && (s.cfg.Saturated == nil || !s.cfg.Saturated()) {
+				s.increase(o, now)
+			}
 		}
 	case Unreachable:
 		o.failures++
-		s.decrease(o, now)
+		s.decrease(o, now, 0.5)
 		if o.tripped || o.failures >= s.cfg.BreakerThreshold {
 			s.trip(o, now)
 		}
@@ -593,26 +631,61 @@ func (s *Scheduler) done(k *key, sig Signal) {
 }
 
 // increase grows o's limit: by one per answer in slow start, by one per
-// limit's worth of answers after.
-func (s *Scheduler) increase(o *origin) {
+// limit's worth of answers after, and never to more than twice what it was
+// growEvery ago, so that a saturated CPU is seen (Config.Saturated)
+// before the limit overshoots.
+func (s *Scheduler) increase(o *origin, now time.Time) {
+	if now.Sub(o.grownAt) > growEvery {
+		o.grownFrom, o.grownAt = o.limit, now
+	}
 	if o.slowStart {
 		o.limit++
 	} else {
 		o.limit += 1 / o.limit
 	}
-	o.limit = math.Min(o.limit, float64(s.cfg.MaxOriginConcurrency))
+	o.limit = math.Min(o.limit, math.Min(2*o.grownFrom, float64(s.cfg.MaxOriginConcurrency)))
 }
 
-// decrease halves o's limit, at most once per decreaseEvery: requests sent
-// together that fail together count once.
-func (s *Scheduler) decrease(o *origin, now time.Time) {
+// growEvery is how often an origin's limit may double at most.
+const growEvery = 500 * time.Millisecond
+
+// decrease multiplies o's limit by f, at most once per decreaseEvery:
+// requests sent together that fail together count once.
+func (s *Scheduler) decrease(o *origin, now time.Time, f float64) {
 	o.slowStart = false
 	if now.Sub(o.lastDecr) < decreaseEvery {
 		return
 	}
 	o.lastDecr = now
-	o.limit = math.Max(1, o.limit/2)
+	o.limit = math.Max(1, o.limit*f)
 }
+
+// How a request's latency compares with its origin's unloaded latency
+// (origin.sample).
+const (
+	faster = iota // no slower than twice the unloaded latency (and 2 ms): more may help
+	usual         // somewhat slower: keep the limit
+	slower        // over four times it (and 50 ms): the origin is queueing
+)
+
+// sample classifies latency against o's unloaded latency, the least seen
+// in the last unloadedWindow, and updates that.
+func (o *origin) sample(latency time.Duration, now time.Time) int {
+	if o.unloaded == 0 || latency < o.unloaded || now.Sub(o.unloadedAt) > unloadedWindow {
+		o.unloaded, o.unloadedAt = latency, now
+	}
+	switch {
+	case latency <= 2*o.unloaded+2*time.Millisecond:
+		return faster
+	case latency > 4*o.unloaded+50*time.Millisecond:
+		return slower
+	}
+	return usual
+}
+
+// unloadedWindow is how long the least latency seen stands for an
+// origin's unloaded latency before a newer sample replaces it.
+const unloadedWindow = 30 * time.Second
 
 const decreaseEvery = 200 * time.Millisecond
 
