@@ -70,6 +70,25 @@ type Config struct {
 	// FailRate is the fraction of first attempts the sink answers 500, to
 	// measure retries (0 to 1).
 	FailRate float64
+	// Sinks is how many sinks (each its own origin, with a subscription
+	// of its own) the events are spread over, round robin (default 1).
+	Sinks int
+	// SinkLatency is how long a healthy sink takes to answer: a duration
+	// or "lognormal:median=100ms,p99=800ms" (default: at once).
+	SinkLatency string
+	// BadSinks is the share of the sinks (0 to 1) that are bad, each
+	// answering as BadSinkMode says (hang, 500, close or slow). Their
+	// events are reported apart from the healthy sinks'.
+	BadSinks    float64
+	BadSinkMode string
+	// RateLimit is each subscription's rate_limit, in requests per minute
+	// (0: none).
+	RateLimit int
+	// Outage makes every sink drop every request for this long after
+	// publishing starts; then they recover. With RetryMax, the longest
+	// wait between retries, it measures how soon retries drain.
+	Outage   time.Duration
+	RetryMax time.Duration
 	// DrainTimeout is how long to wait for deliveries after publishing
 	// ends; events not delivered by then are counted lost.
 	DrainTimeout time.Duration
@@ -135,6 +154,8 @@ func DefaultConfig() Config {
 	return Config{
 		Publishers:   64,
 		Batch:        1,
+		Sinks:        1,
+		BadSinkMode:  BadHang,
 		DrainTimeout: time.Minute,
 		SinkAddr:     "127.0.0.1:0",
 		LogLevel:     "warn",
@@ -153,6 +174,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Publishers, "publishers", c.Publishers, "concurrent Publish calls (and baseline HTTP senders)")
 	fs.IntVar(&c.Batch, "batch", c.Batch, "events per Publish call (1 to 1000)")
 	fs.Float64Var(&c.FailRate, "fail-rate", c.FailRate, "fraction of first attempts the sink answers 500 (0 to 1)")
+	fs.IntVar(&c.Sinks, "sinks", c.Sinks, "sinks (origins) the events are spread over, one subscription each")
+	fs.StringVar(&c.SinkLatency, "sink-latency", c.SinkLatency, "healthy sinks' answer time: a duration, or lognormal:median=100ms,p99=800ms")
+	fs.Float64Var(&c.BadSinks, "bad-sinks", c.BadSinks, "share of the sinks that are bad (0 to 1)")
+	fs.StringVar(&c.BadSinkMode, "bad-sink-mode", c.BadSinkMode, "how bad sinks answer: hang, 500, close or slow")
+	fs.IntVar(&c.RateLimit, "rate-limit", c.RateLimit, "each subscription's rate limit, requests per minute (0: none)")
+	fs.DurationVar(&c.Outage, "outage", c.Outage, "every sink drops every request for this long after publishing starts, then recovers")
+	fs.DurationVar(&c.RetryMax, "retry-max", c.RetryMax, "the subscriptions' longest wait between retries (default 1s)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long to wait for deliveries after publishing; later ones count as lost")
 	fs.BoolVar(&c.Baseline, "baseline", c.Baseline, "also measure a plain signing HTTP client against the same sink")
 	fs.StringVar(&c.SinkAddr, "sink-addr", c.SinkAddr, "where the sink listens")
@@ -184,6 +212,23 @@ func (c *Config) validate() error {
 	if c.FailRate < 0 || c.FailRate > 1 {
 		errs = append(errs, errors.New("fail-rate must be 0 to 1"))
 	}
+	if c.Sinks < 1 {
+		errs = append(errs, errors.New("sinks must be at least 1"))
+	}
+	if _, err := ParseLatency(c.SinkLatency); err != nil {
+		errs = append(errs, err)
+	}
+	if c.BadSinks < 0 || c.BadSinks >= 1 {
+		errs = append(errs, errors.New("bad-sinks must be 0 or more and less than 1"))
+	}
+	switch c.BadSinkMode {
+	case BadHang, Bad500, BadClose, BadSlow:
+	default:
+		errs = append(errs, fmt.Errorf("bad-sink-mode %q: want hang, 500, close or slow", c.BadSinkMode))
+	}
+	if c.RateLimit < 0 || c.Outage < 0 || c.RetryMax < 0 {
+		errs = append(errs, errors.New("rate-limit, outage and retry-max must not be negative"))
+	}
 	if c.Target != "" && (c.Store != "" || c.MaxInFlight != 0 || c.ClaimBatch != 0) {
 		errs = append(errs, errors.New("store, max-in-flight and claim-batch apply only to an in-process node, not with --target"))
 	}
@@ -195,6 +240,12 @@ func (c *Config) validate() error {
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = time.Minute
+	}
+	if c.Sinks == 0 {
+		c.Sinks = 1
+	}
+	if c.BadSinkMode == "" {
+		c.BadSinkMode = BadHang
 	}
 	if c.SinkAddr == "" {
 		c.SinkAddr = "127.0.0.1:0"
@@ -245,6 +296,13 @@ type Settings struct {
 	EventSize    int           `json:"event_size"`
 	FailRate     float64       `json:"fail_rate"`
 	DrainTimeout time.Duration `json:"drain_timeout_ns"`
+	Sinks        int           `json:"sinks"`
+	SinkLatency  string        `json:"sink_latency,omitempty"`
+	BadSinks     int           `json:"bad_sinks,omitempty"`
+	BadSinkMode  string        `json:"bad_sink_mode,omitempty"`
+	RateLimit    int           `json:"rate_limit,omitempty"`
+	Outage       time.Duration `json:"outage_ns,omitempty"`
+	RetryMax     time.Duration `json:"retry_max_ns,omitempty"`
 }
 
 // Herald is what the Herald phase measured.
@@ -253,9 +311,39 @@ type Herald struct {
 	Delivery Delivery  `json:"delivery"`
 	Sink     SinkStats `json:"sink"`
 	// DeliveryRate is delivered events per second, from the first
-	// Publish call to the last event's arrival.
+	// Publish call to the last event's arrival. With bad sinks, Publish,
+	// Delivery, Sink and DeliveryRate count the healthy sinks only.
 	DeliveryRate float64 `json:"delivery_rate"`
 	Usage        Usage   `json:"usage"`
+	// Bad is what the bad sinks got, when there are any.
+	Bad *BadSinks `json:"bad_sinks,omitempty"`
+	// Peak is the most of each resource seen during the run.
+	Peak Peak `json:"peak"`
+	// Recovered is, after an outage, from its end to the last delivery.
+	Recovered time.Duration `json:"recovered_ns,omitempty"`
+}
+
+// BadSinks is what the bad sinks of a run got.
+type BadSinks struct {
+	Sinks    int       `json:"sinks"`
+	Mode     string    `json:"mode"`
+	Expected int       `json:"expected"` // events published for them
+	Requests int       `json:"requests"` // requests that reached their handler (answered or not)
+	Delivery Delivery  `json:"delivery"`
+	Sink     SinkStats `json:"sink"`
+}
+
+// Peak is the most of each resource sampled during a run.
+type Peak struct {
+	// InFlight is the node's webhook requests in flight
+	// (herald_requests_in_flight; in this process only).
+	InFlight int `json:"in_flight"`
+	// Waiting is its requests waiting for their turn.
+	Waiting int `json:"waiting"`
+	// Connections is the open connections to the sinks.
+	Connections int `json:"connections"`
+	// Goroutines is this process's goroutines.
+	Goroutines int `json:"goroutines"`
 }
 
 // Publish is what the load generator saw.
@@ -315,7 +403,20 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			EventSize:    eventSize,
 			FailRate:     cfg.FailRate,
 			DrainTimeout: cfg.DrainTimeout,
+			Sinks:        cfg.Sinks,
+			SinkLatency:  cfg.SinkLatency,
+			RateLimit:    cfg.RateLimit,
+			Outage:       cfg.Outage,
+			RetryMax:     cfg.RetryMax,
 		},
+	}
+	for i := range cfg.Sinks {
+		if badSink(i, cfg.Sinks, cfg.BadSinks) {
+			res.Settings.BadSinks++
+		}
+	}
+	if res.Settings.BadSinks > 0 {
+		res.Settings.BadSinkMode = cfg.BadSinkMode
 	}
 	runID := newRunID()
 	if cfg.Baseline && cfg.Events > 0 {
@@ -406,53 +507,93 @@ func runHerald(ctx context.Context, cfg Config, target, runID, scope string, res
 		}
 	}
 
-	// The sink listens first, so its URL can go into the subscription, and
-	// serves once the subscription's secret is known.
-	ln, err := net.Listen("tcp", cfg.SinkAddr)
+	// The sinks listen first, so that their URLs can go into the
+	// subscriptions, and serve once the subscriptions' secrets are known.
+	latency, _ := ParseLatency(cfg.SinkLatency)
+	fl, err := listenFleet(cfg.SinkAddr, cfg.Sinks)
 	if err != nil {
-		return fmt.Errorf("sink: %w", err)
+		return fmt.Errorf("sinks: %w", err)
 	}
-	defer ln.Close()
-	source := eventSource + "/" + runID
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	sub, err := subs.CreateSubscription(cctx, &heraldv1.CreateSubscriptionRequest{Subscription: &heraldv1.Subscription{
-		Sink:     "http://" + ln.Addr().String() + "/hook",
-		Protocol: "HTTP",
-		Source:   source,
-		Types:    []string{eventType},
-		// The sink would grant the handshake, but it is not what is
-		// measured.
-		SkipValidation: true,
-		// Short waits, so that retries finish within the run.
-		RetryPolicy: &heraldv1.RetryPolicy{
-			InitialInterval:    durationpb.New(100 * time.Millisecond),
-			BackoffCoefficient: 2,
-			MaximumInterval:    durationpb.New(time.Second),
-			MaximumAttempts:    10,
-		},
-	}})
-	cancel()
-	if err != nil {
-		return fmt.Errorf("create subscription: %w", err)
+	defer fl.close()
+	base := eventSource + "/" + runID
+	sources := make([]string, cfg.Sinks)
+	retry := &heraldv1.RetryPolicy{
+		InitialInterval:    durationpb.New(100 * time.Millisecond),
+		BackoffCoefficient: 2,
+		MaximumInterval:    durationpb.New(time.Second),
+		MaximumAttempts:    10,
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_, _ = subs.DeleteSubscription(dctx, &heraldv1.DeleteSubscriptionRequest{Id: sub.GetId()})
-	}()
-	sink, err := NewSink(sub.GetSigningSecret(), cfg.FailRate)
-	if err != nil {
-		return fmt.Errorf("sink: %w", err)
+	if cfg.RetryMax > 0 {
+		retry.MaximumInterval = durationpb.New(cfg.RetryMax)
 	}
-	stopSink := serve(ln, sink)
-	defer stopSink()
+	if cfg.Outage > 0 {
+		// Enough attempts to outlast the outage.
+		retry.MaximumAttempts = int32(20 + 2*cfg.Outage/max(cfg.RetryMax, time.Second))
+	}
+	var downTil time.Time
+	var healthy []*Sink
+	var bad []*Sink
+	for i := range cfg.Sinks {
+		sources[i] = base
+		if cfg.Sinks > 1 {
+			sources[i] = sourceOf(base, i)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		sub, err := subs.CreateSubscription(cctx, &heraldv1.CreateSubscriptionRequest{Subscription: &heraldv1.Subscription{
+			Sink:     fl.URL(i),
+			Protocol: "HTTP",
+			Source:   sources[i],
+			Types:    []string{eventType},
+			// The sinks would grant the handshake, but it is not what is
+			// measured.
+			SkipValidation: true,
+			// Short waits, so that retries finish within the run.
+			RetryPolicy: retry,
+			RateLimit:   int32(cfg.RateLimit),
+		}})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("create subscription: %w", err)
+		}
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			_, _ = subs.DeleteSubscription(dctx, &heraldv1.DeleteSubscriptionRequest{Id: sub.GetId()})
+		}()
+		sink, err := NewSink(sub.GetSigningSecret(), cfg.FailRate)
+		if err != nil {
+			return fmt.Errorf("sink: %w", err)
+		}
+		mode := ""
+		if badSink(i, cfg.Sinks, cfg.BadSinks) {
+			mode = cfg.BadSinkMode
+			bad = append(bad, sink)
+		} else {
+			healthy = append(healthy, sink)
+		}
+		fl.serve(i, sink, latency, mode)
+	}
 
-	// A warm-up event proves the subscription is live before measuring.
+	// Warm-up events prove the subscriptions live before measuring.
 	logf("warming up")
-	if err := warmUp(ctx, clients[0], sink, source, runID); err != nil {
-		return err
+	for i, fs := range fl.sinks {
+		if fs.bad {
+			continue
+		}
+		if err := warmUp(ctx, clients[0], fs.sink, sources[i], fmt.Sprintf("%s-%d", runID, i)); err != nil {
+			return err
+		}
 	}
-	base := sink.Delivered()
+	if cfg.Outage > 0 {
+		downTil = time.Now().Add(cfg.Outage)
+		for _, fs := range fl.sinks {
+			setDown(fs, downTil)
+		}
+	}
+	baseDelivered := 0
+	for _, sk := range healthy {
+		baseDelivered += sk.Delivered()
+	}
 
 	if cfg.CPUProfile != "" {
 		f, err := os.Create(cfg.CPUProfile)
@@ -478,6 +619,7 @@ func runHerald(ctx context.Context, cfg Config, target, runID, scope string, res
 	}
 	logf("publishing to %s: %s", target, describeSettings(res.Settings))
 	m := startMeter()
+	peaks, stopPeaks := samplePeaks(fl)
 	load := Load(ctx, LoadConfig{
 		Clients:    clients,
 		Events:     cfg.Events,
@@ -486,22 +628,37 @@ func runHerald(ctx context.Context, cfg Config, target, runID, scope string, res
 		Publishers: cfg.Publishers,
 		Batch:      cfg.Batch,
 		Prefix:     runID + "-",
-		Source:     source,
+		Sources:    sources,
 	})
-	accepted := 0
+	isBad := func(s Sent) bool { return fl.sinks[s.Sink].bad }
+	var healthySent, badSent []Sent
+	accepted, badAccepted := 0, 0
 	for _, s := range load.Sent {
+		if isBad(s) {
+			badSent = append(badSent, s)
+			if s.Accepted {
+				badAccepted++
+			}
+			continue
+		}
+		healthySent = append(healthySent, s)
 		if s.Accepted {
 			accepted++
 		}
 	}
+	drain := cfg.DrainTimeout
+	if cfg.Outage > 0 {
+		drain = max(drain, time.Until(downTil)+time.Minute)
+	}
 	logf("published %d events (%d accepted) in %s; draining (up to %s)",
-		len(load.Sent), accepted, load.End.Sub(load.Start).Round(time.Millisecond), cfg.DrainTimeout)
-	dctx, cancel := context.WithTimeout(ctx, cfg.DrainTimeout)
-	err = sink.Await(dctx, base+accepted)
+		len(load.Sent), accepted+badAccepted, load.End.Sub(load.Start).Round(time.Millisecond), drain)
+	dctx, cancel := context.WithTimeout(ctx, drain)
+	err = awaitAll(dctx, healthy, baseDelivered+accepted)
 	cancel()
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
+	stopPeaks()
 	usage := m.stop(scope)
 	pprof.StopCPUProfile()
 	trace.Stop()
@@ -511,8 +668,9 @@ func runHerald(ctx context.Context, cfg Config, target, runID, scope string, res
 		}
 	}
 
-	d := Account(load.Sent, sink.Receipts())
+	d := Account(healthySent, mergedReceipts(healthy))
 	h := Herald{
+		Peak: *peaks,
 		Publish: Publish{
 			Events:     len(load.Sent),
 			Accepted:   accepted,
@@ -527,11 +685,28 @@ func runHerald(ctx context.Context, cfg Config, target, runID, scope string, res
 			MaxLag:     load.MaxLag,
 		},
 		Delivery: d,
-		Sink:     sink.Stats(),
+		Sink:     sumStats(healthy),
 		Usage:    usage,
 	}
 	if !d.Last.IsZero() {
 		h.DeliveryRate = perSecond(d.Delivered, d.Last.Sub(load.Start))
+		if cfg.Outage > 0 {
+			h.Recovered = d.Last.Sub(downTil)
+		}
+	}
+	if len(bad) > 0 {
+		h.Bad = &BadSinks{
+			Sinks:    len(bad),
+			Mode:     cfg.BadSinkMode,
+			Expected: badAccepted,
+			Delivery: Account(badSent, mergedReceipts(bad)),
+			Sink:     sumStats(bad),
+		}
+		for _, fs := range fl.sinks {
+			if fs.bad {
+				h.Bad.Requests += int(fs.requests())
+			}
+		}
 	}
 	res.Herald = h
 	return nil

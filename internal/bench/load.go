@@ -31,8 +31,10 @@ type LoadConfig struct {
 	Batch int
 	// Prefix starts every event id; the sequence number follows.
 	Prefix string
-	// Source is every event's source.
-	Source string
+	// Source is every event's source, unless Sources is set: then event
+	// n's source is Sources[n % len(Sources)] (one per sink).
+	Source  string
+	Sources []string
 	// CallTimeout bounds each Publish call.
 	CallTimeout time.Duration
 }
@@ -186,11 +188,17 @@ func Load(ctx context.Context, cfg LoadConfig) *LoadRun {
 // publish makes one Publish call for job and books the outcome.
 func (p *publisher) publish(ctx context.Context, client heraldv1.PublishServiceClient, cfg LoadConfig, job batchJob, timeout time.Duration) {
 	events := make([]*cloudeventsv1.CloudEvent, job.n)
+	sinks := make([]int, job.n)
 	for i := range events {
 		seq := job.seq + i
+		source := cfg.Source
+		if len(cfg.Sources) > 0 {
+			sinks[i] = seq % len(cfg.Sources)
+			source = cfg.Sources[sinks[i]]
+		}
 		events[i] = &cloudeventsv1.CloudEvent{
 			Id:          cfg.Prefix + strconv.Itoa(seq),
-			Source:      cfg.Source,
+			Source:      source,
 			SpecVersion: "1.0",
 			Type:        eventType,
 			Attributes: map[string]*cloudeventsv1.CloudEvent_CloudEventAttributeValue{
@@ -217,7 +225,7 @@ func (p *publisher) publish(ctx context.Context, client heraldv1.PublishServiceC
 	}
 	results := resp.GetResults()
 	for i, e := range events {
-		s := Sent{ID: e.GetId(), At: start}
+		s := Sent{ID: e.GetId(), At: start, Sink: sinks[i]}
 		if err == nil && i < len(results) {
 			r := results[i]
 			switch {

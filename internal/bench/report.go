@@ -59,6 +59,15 @@ func writeTable(out io.Writer, res *Result) error {
 		row("  of events failed once, retried", triple(h.Delivery.Retried), "-")
 		row("first attempts failed / retried", fmt.Sprintf("%d / %d", h.Sink.Failed, h.Sink.Retried), "-")
 	}
+	if bs := h.Bad; bs != nil {
+		row(fmt.Sprintf("bad sinks (%d, %s): requests / delivered", bs.Sinks, bs.Mode),
+			fmt.Sprintf("%d / %d of %d", bs.Requests, bs.Delivery.Delivered, bs.Expected), "-")
+	}
+	if s.Outage > 0 && h.Recovered > 0 {
+		row("drained after the outage ended", h.Recovered.Round(time.Millisecond).String(), "-")
+	}
+	row("peak in flight / waiting", fmt.Sprintf("%d / %d", h.Peak.InFlight, h.Peak.Waiting), "-")
+	row("peak sink connections / goroutines", fmt.Sprintf("%d / %d", h.Peak.Connections, h.Peak.Goroutines), "-")
 	row("sink: bad signatures / malformed", fmt.Sprintf("%d / %d", h.Sink.BadSignature, h.Sink.Malformed),
 		bval(b, func(b *BaselineResult) string { return fmt.Sprintf("%d / %d", b.Sink.BadSignature, b.Sink.Malformed) }))
 	row("wall time", h.Usage.Wall.Round(time.Millisecond).String(), bval(b, func(b *BaselineResult) string {
@@ -117,6 +126,25 @@ func describeSettings(s Settings) string {
 	parts = append(parts, fmt.Sprintf("%d publishers", s.Publishers), fmt.Sprintf("%d per call", s.Batch))
 	if s.FailRate > 0 {
 		parts = append(parts, fmt.Sprintf("fail rate %g", s.FailRate))
+	}
+	if s.Sinks > 1 || s.SinkLatency != "" {
+		lat := "at once"
+		if l, err := ParseLatency(s.SinkLatency); err == nil && (l.Fixed > 0 || l.Sigma > 0) {
+			lat = "in " + l.String()
+		}
+		parts = append(parts, fmt.Sprintf("%d sinks answering %s", s.Sinks, lat))
+	}
+	if s.BadSinks > 0 {
+		parts = append(parts, fmt.Sprintf("%d of them bad (%s)", s.BadSinks, s.BadSinkMode))
+	}
+	if s.RateLimit > 0 {
+		parts = append(parts, fmt.Sprintf("rate limit %d/min per subscription", s.RateLimit))
+	}
+	if s.Outage > 0 {
+		parts = append(parts, "every sink down for the first "+s.Outage.String())
+	}
+	if s.RetryMax > 0 {
+		parts = append(parts, "retries wait at most "+s.RetryMax.String())
 	}
 	parts = append(parts, "drain timeout "+s.DrainTimeout.String())
 	return strings.Join(parts, ", ")

@@ -59,6 +59,7 @@ type Sent struct {
 	ID       string    // the event's id
 	At       time.Time // when the Publish call carrying it started
 	Accepted bool      // Herald answered ACCEPTED with at least one delivery
+	Sink     int       // the sink it is for (0 with one sink)
 }
 
 // Delivery is how the published events fared at the sink.

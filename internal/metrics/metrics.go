@@ -55,6 +55,15 @@ var scheduler atomic.Pointer[func() SchedulerStats]
 // The last node started in a process is the one reported.
 func Scheduler(stats func() SchedulerStats) { scheduler.Store(&stats) }
 
+// SchedulerNow returns the running node's scheduler stats (zero when no
+// node runs in this process).
+func SchedulerNow() SchedulerStats {
+	if f := scheduler.Load(); f != nil {
+		return (*f)()
+	}
+	return SchedulerStats{}
+}
+
 func schedulerGauge(name, help string, field func(SchedulerStats) int) prometheus.Collector {
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
 		if f := scheduler.Load(); f != nil {
