@@ -104,7 +104,7 @@ const (
 	DefaultTaskQueue            = "herald-deliveries"
 	DefaultMaxInFlight          = 4096
 	DefaultQueue                = 2048
-	DefaultOriginConcurrency    = 16
+	DefaultOriginConcurrency    = 4
 	DefaultMaxOriginConcurrency = 1024
 	DefaultBreakerThreshold     = 5
 	DefaultBreakerOpen          = time.Second

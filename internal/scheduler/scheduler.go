@@ -57,7 +57,7 @@ type Config struct {
 	// 64) (default 16384).
 	MaxQueued int
 	// OriginConcurrency is the in-flight limit an origin starts with
-	// (default 16); MaxOriginConcurrency the most it grows to (default
+	// (default 4); MaxOriginConcurrency the most it grows to (default
 	// 1024).
 	OriginConcurrency    int
 	MaxOriginConcurrency int
@@ -69,7 +69,8 @@ type Config struct {
 	// 10s).
 	BreakerOpen    time.Duration
 	BreakerMaxOpen time.Duration
-	// Saturated, if set, reports whether the process is short of CPU:
+	// Saturated, if set, reports whether the process is short of CPU
+	// (cpuload.Monitor.Busy):
 	// then no origin's limit grows, since more requests in flight would
 	// only wait for the CPU (an instant sink on this node's loopback, for
 	// one).
@@ -90,7 +91,7 @@ func (c *Config) setDefaults() {
 		c.MaxQueued = 16384
 	}
 	if c.OriginConcurrency <= 0 {
-		c.OriginConcurrency = 16
+		c.OriginConcurrency = 4
 	}
 	if c.MaxOriginConcurrency <= 0 {
 		c.MaxOriginConcurrency = 1024

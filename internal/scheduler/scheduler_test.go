@@ -232,28 +232,66 @@ func TestAcquire_AnOriginMayHoldOnlyItsShareOfTheQueue(t *testing.T) {
 	g.Done(Answered)
 }
 
+// fakeClock is a clock the test moves.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
 func TestLimit_GrowsWhileSaturatedAndHalvesOnOverload(t *testing.T) {
-	s := New(Config{OriginConcurrency: 2, MaxOriginConcurrency: 8})
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	busy := false
+	s := New(Config{OriginConcurrency: 2, MaxOriginConcurrency: 8, Now: clock.Now, Saturated: func() bool { return busy }})
 	req := Request{Origin: "http://o", Key: "k"}
-	// Keep the origin saturated: a request waits behind every answer.
-	for range 20 {
-		gs := []*Grant{}
-		for range max(2, s.Origin(req.Origin).Limit) {
-			gs = append(gs, mustAcquire(t, s, req))
+	// saturate answers every request of a full round with a request
+	// waiting behind them, each in 10 ms, then lets a second go by.
+	saturate := func(rounds int) {
+		for range rounds {
+			gs := []*Grant{}
+			for range max(2, s.Origin(req.Origin).Limit) {
+				gs = append(gs, mustAcquire(t, s, req))
+			}
+			w := acquireAsync(s, req)
+			waitFor(t, "a waiter", func() bool { return s.Origin(req.Origin).Waiting == 1 })
+			clock.Add(10 * time.Millisecond)
+			for _, g := range gs {
+				g.Done(Answered)
+			}
+			(<-w).g.Done(Answered)
+			clock.Add(time.Second)
 		}
-		w := acquireAsync(s, req)
-		waitFor(t, "a waiter", func() bool { return s.Origin(req.Origin).Waiting == 1 })
-		for _, g := range gs {
-			g.Done(Answered)
-		}
-		(<-w).g.Done(Answered)
 	}
+	// While the CPU is short, the limit does not grow.
+	busy = true
+	saturate(3)
+	if l := s.Origin(req.Origin).Limit; l != 2 {
+		t.Fatalf("limit while the CPU is busy = %d, want 2", l)
+	}
+	busy = false
+	saturate(10)
 	if l := s.Origin(req.Origin).Limit; l != 8 {
 		t.Fatalf("limit after saturated answers = %d, want the maximum 8", l)
 	}
-	mustAcquire(t, s, req).Done(Overloaded)
+	g := mustAcquire(t, s, req)
+	clock.Add(10 * time.Millisecond)
+	g.Done(Overloaded)
 	if l := s.Origin(req.Origin).Limit; l != 4 {
 		t.Errorf("limit after a 429 = %d, want 4", l)
+	}
+	// Answers far slower than unloaded shrink it by a tenth.
+	clock.Add(time.Second)
+	g = mustAcquire(t, s, req)
+	clock.Add(time.Second)
+	g.Done(Answered)
+	if l := s.Origin(req.Origin).Limit; l != 3 {
+		t.Errorf("limit after an answer 100 times slower = %d, want 3 (4 x 0.9)", l)
 	}
 }
 
