@@ -82,6 +82,11 @@ func Delivery(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
 	// Version 1 skips search attribute updates that change nothing (each
 	// costs a visibility write); histories from before keep replaying.
 	w.fewerUpserts = workflow.GetVersion(ctx, "fewer-upserts", workflow.DefaultVersion, 1) >= 1
+	// Version 1 ends a backoff early on WakeSignal (the sink answers
+	// again); histories from before keep sleeping their full waits.
+	if workflow.GetVersion(ctx, "wake-on-recovery", workflow.DefaultVersion, 1) >= 1 {
+		w.wakes = workflow.GetSignalChannel(ctx, WakeSignal)
+	}
 	w.shown = StateRetrying // set by Starter.Start
 	if in.Redrive {
 		w.shown = StateRedriving // set by Starter.Redrive
@@ -101,6 +106,7 @@ func Delivery(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
 			return DeliveryResult{}, err
 		}
 		if delivered {
+			w.dropWakes()
 			return DeliveryResult{Attempts: w.total}, w.upsert(ctx, StateDelivered)
 		}
 		if err := w.deadLetter(ctx, reason); err != nil {
@@ -140,6 +146,34 @@ type deliveryRun struct {
 	// updates that would not change what operators see are skipped.
 	shown        string
 	fewerUpserts bool
+	// wakes, if set, ends a backoff early (WakeSignal).
+	wakes workflow.ReceiveChannel
+}
+
+// dropWakes takes the wake-ups that are waiting: they are for a wait that
+// is over.
+func (w *deliveryRun) dropWakes() {
+	for w.wakes != nil && w.wakes.ReceiveAsync(nil) {
+	}
+}
+
+// backoff waits d before the next attempt, or until a WakeSignal says
+// the sink answers again. Wake-ups that came before the wait began are
+// dropped: they were for an earlier failure.
+func (w *deliveryRun) backoff(ctx workflow.Context, d time.Duration) error {
+	if w.wakes == nil {
+		return workflow.Sleep(ctx, d)
+	}
+	w.dropWakes()
+	timerCtx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	timer := workflow.NewTimer(timerCtx, d)
+	var err error
+	workflow.NewSelector(ctx).
+		AddFuture(timer, func(f workflow.Future) { err = f.Get(ctx, nil) }).
+		AddReceive(w.wakes, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) }).
+		Select(ctx)
+	return err
 }
 
 // retry makes attempts until the delivery is delivered (true) or must be
@@ -169,7 +203,7 @@ func (w *deliveryRun) retry(ctx workflow.Context) (bool, string, error) {
 			if !ok {
 				return false, w.failure("maximum age reached"), nil
 			}
-			if err := workflow.Sleep(ctx, wait); err != nil {
+			if err := w.backoff(ctx, wait); err != nil {
 				return false, "", err
 			}
 		}

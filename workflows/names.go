@@ -19,6 +19,9 @@ const (
 	// RedriveSignal makes a dead-lettered delivery start a fresh series of
 	// attempts.
 	RedriveSignal = "redrive"
+	// WakeSignal ends a retrying delivery's wait before its next attempt:
+	// its sink answers again (see Waker).
+	WakeSignal = "wake"
 )
 
 // Search attributes kept current on every delivery workflow, so operators

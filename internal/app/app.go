@@ -118,7 +118,17 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		defer n.background.Done()
 		cpu.Run(runCtx)
 	}()
+	waker := &workflows.Waker{Client: n.temporal, Namespace: cfg.TemporalNamespace, Logger: logger.With("component", "waker")}
 	sched := scheduler.New(scheduler.Config{
+		// A sink that answers again: its deliveries waiting in retry
+		// backoff go now.
+		OnRecover: func(origin string) {
+			woken, err := waker.Wake(runCtx, delivery.OriginHost(origin))
+			metrics.RetriesWoken.Add(float64(woken))
+			if err != nil && runCtx.Err() == nil {
+				logger.Warn("wake retries of a recovered sink", "origin", origin, "err", err)
+			}
+		},
 		Saturated:            cpu.Saturated,
 		MaxInFlight:          cfg.MaxInFlight,
 		MaxQueued:            cfg.Queue + cfg.MaxInFlight,

@@ -165,15 +165,17 @@ func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*eve
 }
 
 // signal is how the scheduler reads a result: no response at all is an
-// unreachable origin, 429 and 503 an overloaded one.
+// unreachable origin, 429 and 503 an overloaded one, 2xx a success.
 func signal(res delivery.Result) scheduler.Signal {
 	switch {
 	case res.StatusCode == 0 && !errors.Is(res.Err, delivery.ErrInvalidRequest):
 		return scheduler.Unreachable
 	case res.StatusCode == 429 || res.StatusCode == 503:
 		return scheduler.Overloaded
+	case res.StatusCode >= 200 && res.StatusCode < 300:
+		return scheduler.Answered
 	}
-	return scheduler.Answered
+	return scheduler.Failed
 }
 
 // eventOf is ds[i]'s event: known[i] if the caller had it decoded, or

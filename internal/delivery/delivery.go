@@ -176,15 +176,35 @@ func newTransport(c config) *http.Transport {
 	}
 }
 
-// SinkHost is the host (and port, if the URL names one) of a sink URL, as
-// operators search for it (HeraldSinkHost), or "" if the URL does not
-// parse.
+// SinkHost is the host of a sink URL as operators search for it
+// (HeraldSinkHost): lower-cased, with its port unless it is the scheme's
+// default; "" if the URL does not parse.
 func SinkHost(sink string) string {
 	u, err := url.Parse(sink)
-	if err != nil {
+	if err != nil || u.Host == "" {
 		return ""
 	}
-	return u.Host
+	return OriginHost(Origin(sink))
+}
+
+// OriginHost is the SinkHost of every sink URL of origin (as Origin
+// returns it).
+func OriginHost(origin string) string {
+	scheme, hostPort, ok := strings.Cut(origin, "://")
+	if !ok {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return hostPort
+	}
+	if scheme == "http" && port == "80" || scheme == "https" && port == "443" {
+		if strings.Contains(host, ":") {
+			return "[" + host + "]"
+		}
+		return host
+	}
+	return hostPort
 }
 
 // Origin is the origin of a sink URL, "scheme://host:port" with the

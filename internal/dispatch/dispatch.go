@@ -509,6 +509,23 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 		d.refused(j.ds, sub, err)
 		return
 	}
+	// While the job waited its turn, the sink may have asked to wait (a
+	// Retry-After to another of its deliveries) or the subscription may
+	// have changed: look again before sending.
+	if cur, ok := d.catalog.Get(dl.SubscriptionID); ok {
+		en, sub = cur, cur.Subscription
+	}
+	if gate := lifecycle.Gate(sub, d.localPause(dl.SubscriptionID), time.Now()); gate.Verdict != lifecycle.Send {
+		grant.Release()
+		if gate.Verdict == lifecycle.Drop {
+			for _, dl := range j.ds {
+				d.updates <- lifecycle.Killed(dl, gate.Reason)
+			}
+			return
+		}
+		d.wait(j.ds, sub, gate, time.Now())
+		return
+	}
 	if d.pacer != nil {
 		d.pacer.attempts.Add(int64(len(j.ds)))
 	}

@@ -38,6 +38,9 @@ var (
 	// Handoffs counts failed first attempts handed to their workflow, by
 	// result (ok, error).
 	Handoffs = newCounterVec("herald_handoffs_total", "Failed deliveries handed to their Temporal workflow, by result.", "result")
+	// RetriesWoken counts retrying deliveries whose backoff was ended
+	// because their sink answered again.
+	RetriesWoken = newCounter("herald_retries_woken_total", "Retrying deliveries woken early because their sink answered again.")
 	// DeadLetters counts deliveries dead-lettered.
 	DeadLetters = newCounter("herald_dead_letters_total", "Deliveries dead-lettered.")
 )

@@ -76,7 +76,7 @@ type Config struct {
 	// one).
 	Saturated func() bool
 	// OnRecover, if set, is called (in its own goroutine) when an origin
-	// answers again after timeouts or connection failures: e.g. to wake
+	// answers with a success after failures of any kind: e.g. to wake the
 	// retries waiting for it.
 	OnRecover func(origin string)
 	// Now is the clock; nil means time.Now.
@@ -130,9 +130,11 @@ type Request struct {
 type Signal int
 
 const (
-	// Answered: a response that says nothing about the origin's capacity
-	// (2xx, most 4xx and 5xx).
+	// Answered: a success (2xx).
 	Answered Signal = iota
+	// Failed: another answer, which says nothing about the origin's
+	// capacity (most 4xx and 5xx).
+	Failed
 	// Overloaded: 429 or 503: the origin asks for less.
 	Overloaded
 	// Unreachable: a timeout or a connection failure: nothing answered.
@@ -202,6 +204,7 @@ type origin struct {
 	// The breaker: closed, open until openUntil, or half-open (tripped and
 	// the open time over): one probe at a time.
 	failures  int
+	failing   bool // the last answer was not a success
 	tripped   bool
 	openUntil time.Time
 	openFor   time.Duration // the next open period
@@ -238,6 +241,16 @@ type Grant struct {
 	start time.Time
 	once  sync.Once
 }
+
+// Release gives the slot back unused: the request was not sent. It
+// counts as nothing for the origin's limit and breaker. Only the first of
+// Release and Done counts.
+func (g *Grant) Release() {
+	g.once.Do(func() { g.s.done(g.key, released, 0) })
+}
+
+// released is the signal of a Grant given back unused.
+const released Signal = -1
 
 // Done ends the request and reports how its origin answered. Only the
 // first call counts.
@@ -295,7 +308,7 @@ func (s *Scheduler) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	s.mu.Unlock()
 	if err := <-w.ready; err == nil {
 		// Granted just as ctx ended: give the slot back unused.
-		s.done(k, Answered, 0)
+		s.done(k, released, 0)
 	}
 	return nil, ctx.Err()
 }
@@ -594,10 +607,13 @@ func (s *Scheduler) done(k *key, sig Signal, latency time.Duration) {
 	if o.inFlight == 0 && o.waiting == 0 {
 		o.idleSince = now
 	}
-	recovered := false
+	// A success after failures of any kind is a recovery.
+	recovered := sig == Answered && o.failing
+	if sig != released {
+		o.failing = sig != Answered
+	}
 	switch sig {
-	case Answered, Overloaded:
-		recovered = sig == Answered && (o.failures > 0 || o.tripped)
+	case Answered, Failed, Overloaded:
 		o.failures, o.tripped, o.openFor = 0, false, s.cfg.BreakerOpen
 		if sig == Overloaded {
 			s.decrease(o, now, 0.5)
