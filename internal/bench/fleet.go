@@ -30,7 +30,7 @@ const (
 // Herald's request timeout, but hundreds of times a healthy sink's time.
 const badSlowDelay = 10 * time.Second
 
-// Latency draws a sink's answer time for each request.
+// LatencyDist draws a sink's answer time for each request.
 type LatencyDist struct {
 	// Fixed is the time when Sigma is 0.
 	Fixed time.Duration
@@ -70,7 +70,7 @@ func ParseLatency(s string) (LatencyDist, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
-		return LatencyDist{}, fmt.Errorf("sink latency %q: want a duration or lognormal:median=...,p99=...", s)
+		return LatencyDist{}, fmt.Errorf("sink latency %q: want a duration, or lognormal:median=D,p99=D", s)
 	}
 	return LatencyDist{Fixed: d}, nil
 }
