@@ -106,7 +106,7 @@ const (
 	DefaultQueue                = 2048
 	DefaultOriginConcurrency    = 4
 	DefaultMaxOriginConcurrency = 1024
-	DefaultBreakerThreshold     = 5
+	DefaultBreakerThreshold     = 3
 	DefaultBreakerOpen          = time.Second
 	DefaultBreakerMaxOpen       = 10 * time.Second
 	DefaultClaimBatch           = 2048

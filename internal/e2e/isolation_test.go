@@ -100,8 +100,8 @@ func TestIsolation_BadSinkNeverDelaysAHealthySink(t *testing.T) {
 					t.Errorf("the bad sink holds %d requests, want 1 to its origin's starting limit of 4", held)
 				}
 			case "close":
-				// The breaker cuts it off after 5 failures in a row.
-				if got := len(bad.Requests()); got > 5+4 {
+				// The breaker cuts it off after 3 failures in a row.
+				if got := len(bad.Requests()); got > 3+4 {
 					t.Errorf("a sink that closes every connection got %d requests, want its breaker to stop them", got)
 				}
 			case "429":

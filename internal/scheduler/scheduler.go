@@ -54,7 +54,8 @@ type Config struct {
 	MaxInFlight int
 	// MaxQueued is how many requests may wait on the node; an origin may
 	// hold at most its share of it (MaxQueued / origins waiting, at least
-	// 64) (default 16384).
+	// 64) (default 2048). Set it to what feeds the scheduler (the
+	// dispatcher's queue), so that no origin can fill that.
 	MaxQueued int
 	// OriginConcurrency is the in-flight limit an origin starts with
 	// (default 4); MaxOriginConcurrency the most it grows to (default
@@ -62,7 +63,7 @@ type Config struct {
 	OriginConcurrency    int
 	MaxOriginConcurrency int
 	// BreakerThreshold is how many timeouts or connection failures in a
-	// row open an origin's breaker (default 5).
+	// row open an origin's breaker (default 3).
 	BreakerThreshold int
 	// BreakerOpen is how long the breaker first stays open (default 1s),
 	// doubling each time the probe fails, up to BreakerMaxOpen (default
@@ -88,7 +89,7 @@ func (c *Config) setDefaults() {
 		c.MaxInFlight = 4096
 	}
 	if c.MaxQueued <= 0 {
-		c.MaxQueued = 16384
+		c.MaxQueued = 2048
 	}
 	if c.OriginConcurrency <= 0 {
 		c.OriginConcurrency = 4
@@ -98,7 +99,7 @@ func (c *Config) setDefaults() {
 	}
 	c.OriginConcurrency = min(c.OriginConcurrency, c.MaxOriginConcurrency)
 	if c.BreakerThreshold <= 0 {
-		c.BreakerThreshold = 5
+		c.BreakerThreshold = 3
 	}
 	if c.BreakerOpen <= 0 {
 		c.BreakerOpen = time.Second
@@ -168,7 +169,9 @@ type Scheduler struct {
 	closed   bool
 	inFlight int
 	queued   int
-	active   int // origins with requests waiting
+	active   int // origins with requests waiting or in flight
+	recent   int // origins with requests within activeWindow, at recentAt
+	recentAt time.Time
 	origins  map[string]*origin
 	// ring holds origins that may have a request to start, in turn order.
 	// An origin leaves it when it has none that may start now, and comes
@@ -282,7 +285,7 @@ func (s *Scheduler) Acquire(ctx context.Context, req Request) (*Grant, error) {
 		s.mu.Unlock()
 		return &Grant{s: s, key: k, start: now}, nil
 	}
-	if o.waiting >= s.share(o) {
+	if o.waiting >= s.share(o, now) {
 		s.mu.Unlock()
 		return nil, &Refused{Reason: ReasonQueueFull}
 	}
@@ -411,30 +414,51 @@ func (o *origin) key(name string, l Limits) *key {
 	if k.limits != l {
 		k.limits, k.limiter = l, nil
 		if l.PerMinute > 0 {
-			// A burst of one request keeps requests evenly spaced.
-			k.limiter = rate.NewLimiter(rate.Limit(float64(l.PerMinute)/60), 1)
+			// A burst of two keeps requests evenly spaced, and lets a
+			// request that the timer woke late not lose its token.
+			k.limiter = rate.NewLimiter(rate.Limit(float64(l.PerMinute)/60), 2)
 		}
 	}
 	return k
 }
 
 // forget drops k if nothing of it needs keeping: no request waits or is in
-// flight, and its rate limiter (if any) has its token back.
+// flight, and its rate limiter (if any) is full again.
 func (o *origin) forget(k *key, now time.Time) {
-	if len(k.waiters) == 0 && k.inFlight == 0 && (k.limiter == nil || k.limiter.TokensAt(now) >= 1) {
+	if len(k.waiters) == 0 && k.inFlight == 0 && (k.limiter == nil || k.limiter.TokensAt(now) >= float64(k.limiter.Burst())) {
 		delete(o.keys, k.name)
 	}
 }
 
 // share is how many requests origin o may have waiting: its share of
-// MaxQueued among the origins with requests waiting, at least 64.
-func (s *Scheduler) share(o *origin) int {
-	active := s.active
-	if o.waiting == 0 {
+// MaxQueued among the origins that had requests lately (waiting or in
+// flight within activeWindow), at least 64. An origin whose requests end
+// at once is idle most of the time, and still needs its room.
+func (s *Scheduler) share(o *origin, now time.Time) int {
+	if now.Sub(s.recentAt) > recentEvery {
+		s.recent, s.recentAt = 0, now
+		for _, x := range s.origins {
+			if x.busy() || now.Sub(x.idleSince) < activeWindow {
+				s.recent++
+			}
+		}
+	}
+	active := max(s.recent, s.active)
+	if !o.busy() && now.Sub(o.idleSince) >= activeWindow {
 		active++
 	}
-	return max(64, s.cfg.MaxQueued/active)
+	return max(64, s.cfg.MaxQueued/max(active, 1))
 }
+
+// An origin counts for the queue's shares while it had requests within
+// activeWindow; the count is refreshed every recentEvery.
+const (
+	activeWindow = 2 * time.Second
+	recentEvery  = 100 * time.Millisecond
+)
+
+// busy reports whether o has requests waiting or in flight.
+func (o *origin) busy() bool { return o.waiting > 0 || o.inFlight > 0 }
 
 // full reports whether o may start no request at all now, whichever key.
 func (s *Scheduler) full(o *origin, now time.Time) bool {
@@ -473,6 +497,9 @@ func (s *Scheduler) mayStart(o *origin, k *key, now time.Time) bool {
 }
 
 func (s *Scheduler) start(o *origin, k *key) {
+	if !o.busy() {
+		s.active++
+	}
 	s.inFlight++
 	o.inFlight++
 	k.inFlight++
@@ -485,7 +512,7 @@ func (s *Scheduler) enqueue(w *waiter, now time.Time) {
 		o.turns = append(o.turns, k)
 	}
 	k.waiters = append(k.waiters, w)
-	if o.waiting == 0 {
+	if !o.busy() {
 		s.active++
 	}
 	o.waiting++
@@ -513,7 +540,7 @@ func (s *Scheduler) unqueue(w *waiter) {
 	}
 	o.waiting--
 	s.queued--
-	if o.waiting == 0 {
+	if !o.busy() {
 		s.active--
 		o.idleSince = s.cfg.Now()
 	}
@@ -604,7 +631,8 @@ func (s *Scheduler) done(k *key, sig Signal, latency time.Duration) {
 	s.inFlight--
 	o.inFlight--
 	k.inFlight--
-	if o.inFlight == 0 && o.waiting == 0 {
+	if !o.busy() {
+		s.active--
 		o.idleSince = now
 	}
 	// A success after failures of any kind is a recovery.
