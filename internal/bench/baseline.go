@@ -20,6 +20,10 @@ import (
 type BaselineConfig struct {
 	URL     string // the sink
 	Secret  string // "whsec_..." secret the sink verifies with
+	// URLs and Secrets, if set, are several sinks instead: event n goes
+	// to URLs[n % len(URLs)], signed with Secrets[n % len(URLs)].
+	URLs    []string
+	Secrets []string
 	Events  int    // how many events to send
 	Workers int    // concurrent senders, each with its own keep-alive connection
 	Prefix  string // event ids are Prefix + sequence number
@@ -41,9 +45,16 @@ type BaselineRun struct {
 // with Standard Webhooks headers, as Herald would. It returns when every
 // request is answered or ctx is done.
 func Baseline(ctx context.Context, cfg BaselineConfig) (*BaselineRun, error) {
-	signer, err := signing.NewSigner(cfg.Secret)
-	if err != nil {
-		return nil, err
+	urls, secrets := cfg.URLs, cfg.Secrets
+	if len(urls) == 0 {
+		urls, secrets = []string{cfg.URL}, []string{cfg.Secret}
+	}
+	signers := make([]*signing.Signer, len(urls))
+	for i, sec := range secrets {
+		var err error
+		if signers[i], err = signing.NewSigner(sec); err != nil {
+			return nil, err
+		}
 	}
 	workers := max(cfg.Workers, 1)
 	timeout := cfg.Timeout
@@ -80,7 +91,8 @@ func Baseline(ctx context.Context, cfg BaselineConfig) (*BaselineRun, error) {
 				}
 				id := cfg.Prefix + strconv.Itoa(seq)
 				start := time.Now()
-				ok := post(ctx, hc, signer, cfg.URL, source, id, eventData(seq))
+				i := seq % len(urls)
+				ok := post(ctx, hc, signers[i], urls[i], source, id, eventData(seq))
 				lat[w] = append(lat[w], time.Since(start))
 				run.Sent[seq] = Sent{ID: id, At: start, Accepted: ok}
 				if !ok {

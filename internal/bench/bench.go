@@ -733,42 +733,56 @@ func warmUp(ctx context.Context, client heraldv1.PublishServiceClient, sink *Sin
 	return nil
 }
 
-// runBaseline drives a fresh sink with a plain signing HTTP client.
+// runBaseline drives fresh sinks (as many as the Herald phase had, with
+// its sink latency, none bad) with a plain signing HTTP client: one sender
+// per publisher, or with several sinks enough senders to keep each sink
+// as busy as Herald's starting limit would (8 per sink).
 func runBaseline(ctx context.Context, cfg Config, events int, runID string) (*BaselineResult, error) {
-	secret := signing.NewSecret()
-	sink, err := NewSink(secret, 0)
+	latency, _ := ParseLatency(cfg.SinkLatency)
+	fl, err := listenFleet(cfg.SinkAddr, cfg.Sinks)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("baseline sinks: %w", err)
 	}
-	ln, err := net.Listen("tcp", cfg.SinkAddr)
-	if err != nil {
-		return nil, fmt.Errorf("baseline sink: %w", err)
+	defer fl.close()
+	var sinks []*Sink
+	var urls, secrets []string
+	for i := range cfg.Sinks {
+		secret := signing.NewSecret()
+		sink, err := NewSink(secret, 0)
+		if err != nil {
+			return nil, err
+		}
+		fl.serve(i, sink, latency, "")
+		sinks = append(sinks, sink)
+		urls, secrets = append(urls, fl.URL(i)), append(secrets, secret)
 	}
-	stopSink := serve(ln, sink)
-	defer stopSink()
+	workers := cfg.Publishers
+	if cfg.Sinks > 1 {
+		workers = max(workers, 8*cfg.Sinks)
+	}
 	// Give back what an in-process node left behind, so that the peak RSS
 	// measured is closer to the baseline's own.
 	debug.FreeOSMemory()
 	m := startMeter()
 	run, err := Baseline(ctx, BaselineConfig{
-		URL:     "http://" + ln.Addr().String() + "/hook",
-		Secret:  secret,
+		URLs:    urls,
+		Secrets: secrets,
 		Events:  events,
-		Workers: cfg.Publishers,
+		Workers: workers,
 		Prefix:  runID + "-base-",
 		Source:  eventSource + "/" + runID,
 	})
 	if err != nil {
 		return nil, err
 	}
-	usage := m.stop("this process: baseline HTTP client and sink")
-	d := Account(run.Sent, sink.Receipts())
+	usage := m.stop("this process: baseline HTTP client and sinks")
+	d := Account(run.Sent, mergedReceipts(sinks))
 	return &BaselineResult{
 		Events:   len(run.Sent),
-		Workers:  cfg.Publishers,
+		Workers:  workers,
 		Errors:   run.Errors,
 		Delivery: d,
-		Sink:     sink.Stats(),
+		Sink:     sumStats(sinks),
 		Rate:     perSecond(d.Delivered, run.End.Sub(run.Start)),
 		Latency:  Summarize(run.Latency),
 		Usage:    usage,

@@ -31,7 +31,8 @@
 //     are refused with the time to try again. Then one probe request is let
 //     through; an answer closes the breaker, a failure opens it again.
 //   - A request that cannot start before its Request.Deadline (its lease),
-//     whose origin has more waiting than its share of Config.MaxQueued, or
+//     whose origin has more waiting than its share of Config.MaxQueued
+//     (divided among the origins busy lately), or
 //     that waits when the scheduler closes, is refused (*Refused), so that
 //     the caller puts it back rather than holding it.
 package scheduler
@@ -53,8 +54,8 @@ type Config struct {
 	// 4096).
 	MaxInFlight int
 	// MaxQueued is how many requests may wait on the node; an origin may
-	// hold at most its share of it (MaxQueued / origins waiting, at least
-	// 64) (default 2048). Set it to what feeds the scheduler (the
+	// hold at most its share of it (MaxQueued / origins busy lately, at
+	// least 16) (default 2048). Set it to what feeds the scheduler (the
 	// dispatcher's queue), so that no origin can fill that.
 	MaxQueued int
 	// OriginConcurrency is the in-flight limit an origin starts with
@@ -432,7 +433,7 @@ func (o *origin) forget(k *key, now time.Time) {
 
 // share is how many requests origin o may have waiting: its share of
 // MaxQueued among the origins that had requests lately (waiting or in
-// flight within activeWindow), at least 64. An origin whose requests end
+// flight within activeWindow), at least minShare. An origin whose requests end
 // at once is idle most of the time, and still needs its room.
 func (s *Scheduler) share(o *origin, now time.Time) int {
 	if now.Sub(s.recentAt) > recentEvery {
@@ -447,8 +448,11 @@ func (s *Scheduler) share(o *origin, now time.Time) int {
 	if !o.busy() && now.Sub(o.idleSince) >= activeWindow {
 		active++
 	}
-	return max(64, s.cfg.MaxQueued/max(active, 1))
+	return max(minShare, s.cfg.MaxQueued/max(active, 1))
 }
+
+// minShare is the least share of the queue an origin may hold.
+const minShare = 16
 
 // An origin counts for the queue's shares while it had requests within
 // activeWindow; the count is refreshed every recentEvery.
