@@ -18,8 +18,8 @@ import (
 // BaselineConfig configures a raw baseline run: a plain HTTP client that
 // signs and POSTs events straight to a sink, with nothing in between.
 type BaselineConfig struct {
-	URL     string // the sink
-	Secret  string // "whsec_..." secret the sink verifies with
+	URL    string // the sink
+	Secret string // "whsec_..." secret the sink verifies with
 	// URLs and Secrets, if set, are several sinks instead: event n goes
 	// to URLs[n % len(URLs)], signed with Secrets[n % len(URLs)].
 	URLs    []string
