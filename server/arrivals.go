@@ -9,9 +9,10 @@ import (
 	"github.com/heraldhq/herald/internal/publish"
 )
 
-// arrivals announces Publish RPCs to the publisher from the moment they
-// begin, before their request has been received and decoded, so that a
-// group commit can wait for them (publish.Publisher.Arriving).
+// arrivals announces Publish RPCs to the publisher from the moment their
+// request has been received, while it is validated, so that a group commit
+// can wait for them (publish.Publisher.Arriving). Not before: a client
+// that stalls while sending its request must not hold any commit.
 type arrivals struct {
 	publisher *publish.Publisher
 }
@@ -34,8 +35,10 @@ func (a arrivals) HandleRPC(ctx context.Context, s stats.RPCStats) {
 		return
 	}
 	switch s.(type) {
-	case *stats.Begin:
-		ar.end = a.publisher.Arriving()
+	case *stats.InPayload:
+		if ar.end == nil {
+			ar.end = a.publisher.Arriving()
+		}
 	case *stats.End:
 		if ar.end != nil {
 			ar.end()

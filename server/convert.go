@@ -3,16 +3,17 @@ package server
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/heraldhq/herald/clients/signing"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/filter"
 	"github.com/heraldhq/herald/internal/id"
 	"github.com/heraldhq/herald/internal/policy"
-	"github.com/heraldhq/herald/internal/signing"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/workflows"
 )
@@ -110,17 +111,27 @@ func retryFromProto(p *heraldv1.RetryPolicy) (policy.Retry, error) {
 		MaximumAttempts:    int(p.GetMaximumAttempts()),
 		MaximumAge:         p.GetMaximumAge().AsDuration(),
 	}
+	for name, d := range map[string]*durationpb.Duration{
+		"initial_interval": p.GetInitialInterval(), "maximum_interval": p.GetMaximumInterval(), "maximum_age": p.GetMaximumAge(),
+	} {
+		if d != nil && d.CheckValid() != nil {
+			return r, fmt.Errorf("retry_policy.%s: not a valid duration", name)
+		}
+	}
+	// Zero takes the default; anything else must be within the limits, so
+	// that no subscription can ask for a retry storm.
+	c := r.BackoffCoefficient
 	switch {
-	case r.InitialInterval < 0:
-		return r, fmt.Errorf("retry_policy.initial_interval: must not be negative")
-	case r.MaximumInterval < 0:
-		return r, fmt.Errorf("retry_policy.maximum_interval: must not be negative")
-	case r.MaximumAge < 0:
-		return r, fmt.Errorf("retry_policy.maximum_age: must not be negative")
-	case r.MaximumAttempts < 0:
-		return r, fmt.Errorf("retry_policy.maximum_attempts: must not be negative")
-	case r.BackoffCoefficient != 0 && r.BackoffCoefficient < 1:
-		return r, fmt.Errorf("retry_policy.backoff_coefficient: must be at least 1")
+	case r.InitialInterval != 0 && (r.InitialInterval < policy.MinRetryInterval || r.InitialInterval > policy.MaxRetryInterval):
+		return r, fmt.Errorf("retry_policy.initial_interval: must be 0 (the default) or between %s and %s", policy.MinRetryInterval, policy.MaxRetryInterval)
+	case r.MaximumInterval != 0 && (r.MaximumInterval < policy.MinRetryInterval || r.MaximumInterval > policy.MaxRetryInterval):
+		return r, fmt.Errorf("retry_policy.maximum_interval: must be 0 (the default) or between %s and %s", policy.MinRetryInterval, policy.MaxRetryInterval)
+	case r.MaximumAge < 0 || r.MaximumAge > policy.MaxRetryAge:
+		return r, fmt.Errorf("retry_policy.maximum_age: must be 0 (the default) or up to %s", policy.MaxRetryAge)
+	case r.MaximumAttempts < 0 || r.MaximumAttempts > policy.MaxRetryAttempts:
+		return r, fmt.Errorf("retry_policy.maximum_attempts: must be 0 (the default) or up to %d", policy.MaxRetryAttempts)
+	case math.IsNaN(c) || math.IsInf(c, 0) || c != 0 && (c < 1 || c > policy.MaxBackoffCoefficient):
+		return r, fmt.Errorf("retry_policy.backoff_coefficient: must be 0 (the default) or between 1 and %g", policy.MaxBackoffCoefficient)
 	}
 	for _, c := range p.GetPermanentStatusCodes() {
 		if c < 100 || c > 599 || (c >= 200 && c < 300) {
@@ -284,9 +295,9 @@ func attemptToProto(a *store.Attempt) *heraldv1.Attempt {
 func pageSize(n int32) int {
 	switch {
 	case n <= 0:
-		return 100
-	case n > 1000:
-		return 1000
+		return policy.DefaultPageSize
+	case n > policy.MaxPageSize:
+		return policy.MaxPageSize
 	}
 	return int(n)
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -10,6 +11,7 @@ import (
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/lifecycle"
+	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/workflows"
 )
@@ -123,8 +125,8 @@ func (s *Services) RedriveDeadLetters(ctx context.Context, req *heraldv1.Redrive
 	if req.GetSubscriptionId() == "" {
 		return nil, invalidArgument("subscription_id", "required")
 	}
-	if req.GetRatePerSecond() < 0 {
-		return nil, invalidArgument("rate_per_second", "must not be negative")
+	if r := req.GetRatePerSecond(); r < 0 || r > policy.MaxRedriveRate {
+		return nil, invalidArgument("rate_per_second", fmt.Sprintf("must be between 0 (the default, 10) and %d", policy.MaxRedriveRate))
 	}
 	rate := int(req.GetRatePerSecond())
 	if rate == 0 {

@@ -35,5 +35,5 @@ func HTTPHandler(ready func(context.Context) error, svc *Services, ingest *Inges
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	return mux
+	return recoverHTTP(svc.opts.Logger, mux)
 }

@@ -15,9 +15,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/heraldhq/herald/clients/cehttp"
+	"github.com/heraldhq/herald/clients/cevent"
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
-	"github.com/heraldhq/herald/internal/cehttp"
-	"github.com/heraldhq/herald/internal/cevent"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/publish"
 )
@@ -189,9 +189,10 @@ func (in *Ingest) servePost(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, status, msg, nil)
 		return
 	}
-	// Announced while the body is read, so a group commit can wait for it.
-	defer in.publisher.Arriving()()
+	// The body is read whole before the call is announced to the
+	// publisher: a client that trickles its body holds no group commit.
 	events, err := cehttp.ReadRequest(r, bodyLimit(r.Header.Get("Content-Type")))
+	defer in.publisher.Arriving()()
 	switch {
 	case err == nil:
 	case errors.Is(err, cehttp.ErrTooLarge):

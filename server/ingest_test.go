@@ -16,11 +16,11 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/heraldhq/herald/clients/signing"
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/publish"
-	"github.com/heraldhq/herald/internal/signing"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/store/sqlite"
 )

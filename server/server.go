@@ -6,17 +6,20 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/publish"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/workflows"
@@ -75,7 +78,12 @@ const streamWorkers = 256
 // health service and reflection (so grpcurl needs no .proto files).
 func NewGRPCServer(svc *Services, hs *health.Server, opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{
-		grpc.MaxRecvMsgSize(64 << 20),
+		grpc.MaxRecvMsgSize(policy.MaxRequestSize),
+		// Bounded streams per connection, and clients that ping too
+		// often are cut off.
+		grpc.MaxConcurrentStreams(1024),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
 		grpc.StatsHandler(arrivals{svc.publisher}),
 		// A pool of stream workers instead of a goroutine per RPC. It must
 		// cover the calls in flight: Publish handlers wait for their group
@@ -84,6 +92,10 @@ func NewGRPCServer(svc *Services, hs *health.Server, opts ...grpc.ServerOption) 
 		// instructions per single-event call with a pool of GOMAXPROCS;
 		// docs/benchmarks.md, items 13 and 17).
 		grpc.NumStreamWorkers(streamWorkers),
+		// A panic in one handler is that call's INTERNAL, never the node's
+		// end.
+		grpc.ChainUnaryInterceptor(recoverUnary(svc.opts.Logger)),
+		grpc.ChainStreamInterceptor(recoverStream(svc.opts.Logger)),
 	}, opts...)
 	g := grpc.NewServer(opts...)
 	heraldv1.RegisterPublishServiceServer(g, svc)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,11 +14,12 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/heraldhq/herald/clients/signing"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/filter"
 	"github.com/heraldhq/herald/internal/id"
-	"github.com/heraldhq/herald/internal/signing"
+	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/workflows"
 )
@@ -313,8 +315,8 @@ func (s *Services) apply(sub *store.Subscription, in *heraldv1.Subscription, pat
 		case "content_mode":
 			sub.ContentMode = contentModeFromProto(in.GetContentMode())
 		case "max_batch_size":
-			if n := in.GetMaxBatchSize(); n < 0 || n > 1000 {
-				return invalidArgument("subscription.max_batch_size", "must be between 0 (default) and 1000")
+			if n := in.GetMaxBatchSize(); n < 0 || n > policy.MaxBatchSize {
+				return invalidArgument("subscription.max_batch_size", fmt.Sprintf("must be between 0 (default) and %d", policy.MaxBatchSize))
 			}
 			sub.MaxBatchSize = int(in.GetMaxBatchSize())
 		case "rate_limit":

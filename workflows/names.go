@@ -8,12 +8,14 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/heraldhq/herald/internal/config"
 )
 
 // Names shared by the worker, the starters and operators.
 const (
 	// TaskQueue is the default task queue of Herald's workers.
-	TaskQueue = "herald-deliveries"
+	TaskQueue = config.DefaultTaskQueue
 	// DeliveryWorkflowName is the registered name of Delivery.
 	DeliveryWorkflowName = "Delivery"
 	// RedriveSignal makes a dead-lettered delivery start a fresh series of

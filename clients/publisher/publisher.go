@@ -11,9 +11,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/heraldhq/herald/clients/cevent"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
-	"github.com/heraldhq/herald/internal/cevent"
 )
 
 // Client publishes events over a gRPC connection. It is safe for

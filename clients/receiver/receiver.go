@@ -30,8 +30,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
-	"github.com/heraldhq/herald/internal/cehttp"
-	"github.com/heraldhq/herald/internal/signing"
+	"github.com/heraldhq/herald/clients/cehttp"
+	"github.com/heraldhq/herald/clients/signing"
 )
 
 // DefaultMaxBodySize is the largest request body accepted unless

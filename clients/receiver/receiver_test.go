@@ -13,9 +13,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
-	"github.com/heraldhq/herald/internal/delivery"
-	"github.com/heraldhq/herald/internal/policy"
-	"github.com/heraldhq/herald/internal/signing"
+	"github.com/heraldhq/herald/clients/cehttp"
+	"github.com/heraldhq/herald/clients/signing"
 )
 
 // got is one call of the handler function.
@@ -54,20 +53,31 @@ func newEvent(t *testing.T) *event.Event {
 	return &e
 }
 
-// deliver sends e to sink the way Herald does.
-func deliver(t *testing.T, sink string, signer *signing.Signer, mode policy.ContentMode) delivery.Result {
+// deliver sends the test event to sink as Herald's sender does: in binary
+// or structured mode, signed per Standard Webhooks, and returns the
+// status. (Herald's own sender is checked against this handler in
+// internal/delivery.)
+func deliver(t *testing.T, sink string, signer *signing.Signer, structured bool) int {
 	t.Helper()
-	res := delivery.NewSender().Send(context.Background(), &delivery.Request{
-		WebhookID: "msg_receivertest",
-		Event:     newEvent(t),
-		Sink:      sink,
-		Signer:    signer,
-		Mode:      mode,
-	})
-	if res.Err != nil {
-		t.Fatal(res.Err)
+	e := newEvent(t)
+	h := http.Header{}
+	var body []byte
+	var err error
+	if structured {
+		var ct string
+		ct, body, err = cehttp.WriteStructured(e)
+		h.Set("Content-Type", ct)
+	} else {
+		body, err = cehttp.WriteBinary(h, e)
 	}
-	return res
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	h.Set("webhook-id", "msg_receivertest")
+	h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	h.Set("webhook-signature", signer.Sign("msg_receivertest", now, body))
+	return post(t, sink, h, body)
 }
 
 func mustSigner(t *testing.T, keys ...string) *signing.Signer {
@@ -83,21 +93,21 @@ func TestHandler_AcceptsHeraldDelivery(t *testing.T) {
 	secret := signing.NewSecret()
 	signingKey, publicKey := signing.NewSigningKey()
 	tests := []struct {
-		name   string
-		keys   []string // receiver's
-		signer *signing.Signer
-		mode   policy.ContentMode
+		name       string
+		keys       []string // receiver's
+		signer     *signing.Signer
+		structured bool
 	}{
-		{"v1 binary", []string{secret}, mustSigner(t, secret), policy.ContentBinary},
-		{"v1 structured", []string{secret}, mustSigner(t, secret), policy.ContentStructured},
-		{"v1a binary", []string{publicKey}, mustSigner(t, signingKey), policy.ContentBinary},
-		{"rotation: receiver has only the old secret", []string{secret}, mustSigner(t, signing.NewSecret(), secret), policy.ContentBinary},
+		{"v1 binary", []string{secret}, mustSigner(t, secret), false},
+		{"v1 structured", []string{secret}, mustSigner(t, secret), true},
+		{"v1a binary", []string{publicKey}, mustSigner(t, signingKey), false},
+		{"rotation: receiver has only the old secret", []string{secret}, mustSigner(t, signing.NewSecret(), secret), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, calls := start(t, nil, WithSecrets(tt.keys...))
-			if res := deliver(t, srv.URL, tt.signer, tt.mode); res.StatusCode != http.StatusNoContent {
-				t.Fatalf("status %d: %s", res.StatusCode, res.Body)
+			if code := deliver(t, srv.URL, tt.signer, tt.structured); code != http.StatusNoContent {
+				t.Fatalf("status %d", code)
 			}
 			c := <-calls
 			if c.event.Subject() != "Euro € 😀" || c.event.ID() != "evt-1" || string(c.event.Data()) != `{"order":42}` {
@@ -113,8 +123,8 @@ func TestHandler_AcceptsHeraldDelivery(t *testing.T) {
 func TestHandler_RejectsBadSignatureWith401(t *testing.T) {
 	secret := signing.NewSecret()
 	srv, calls := start(t, nil, WithSecrets(secret))
-	if res := deliver(t, srv.URL, mustSigner(t, signing.NewSecret()), ""); res.StatusCode != http.StatusUnauthorized {
-		t.Errorf("wrong secret: status %d, want 401", res.StatusCode)
+	if code := deliver(t, srv.URL, mustSigner(t, signing.NewSecret()), false); code != http.StatusUnauthorized {
+		t.Errorf("wrong secret: status %d, want 401", code)
 	}
 
 	body := []byte(`{"order":42}`)

@@ -129,7 +129,6 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 				logger.Warn("wake retries of a recovered sink", "origin", origin, "err", err)
 			}
 		},
-		Saturated:            cpu.Saturated,
 		MaxInFlight:          cfg.MaxInFlight,
 		MaxQueued:            cfg.Queue,
 		OriginConcurrency:    cfg.OriginConcurrency,

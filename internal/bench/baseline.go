@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/heraldhq/herald/internal/signing"
+	"github.com/heraldhq/herald/clients/signing"
 )
 
 // BaselineConfig configures a raw baseline run: a plain HTTP client that

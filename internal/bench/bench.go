@@ -18,8 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
@@ -31,9 +29,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/heraldhq/herald/clients/signing"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
-	"github.com/heraldhq/herald/internal/signing"
 )
 
 // Config configures a bench run.
@@ -789,19 +787,6 @@ func runBaseline(ctx context.Context, cfg Config, events int, runID string) (*Ba
 	}, nil
 }
 
-// serve serves h on ln until the returned function is called.
-func serve(ln net.Listener, h http.Handler) (stop func()) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	return func() {
-		_ = srv.Close()
-		<-done
-	}
-}
 
 // newRunID returns a short random id that keeps this run's events and
 // subscription apart from any other's.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/internal/signing"
+	"github.com/heraldhq/herald/clients/signing"
 )
 
 func ms2(n int) time.Duration { return time.Duration(n) * time.Millisecond }

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/heraldhq/herald/internal/signing"
+	"github.com/heraldhq/herald/clients/signing"
 )
 
 // maxSinkBody bounds the request bodies the sink reads.

@@ -12,8 +12,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/heraldhq/herald/clients/signing"
 	"github.com/heraldhq/herald/internal/filter"
-	"github.com/heraldhq/herald/internal/signing"
 	"github.com/heraldhq/herald/internal/store"
 )
 

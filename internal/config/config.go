@@ -72,6 +72,9 @@ type Config struct {
 	// Lease is how long a claimed delivery stays claimed before another
 	// node may take it.
 	Lease time.Duration
+	// MaxConnections is the most connections each listener (gRPC, HTTP)
+	// holds at once; more wait to be accepted.
+	MaxConnections int
 	// CatalogReload is how often subscriptions are reloaded to see changes
 	// made on other nodes.
 	CatalogReload time.Duration
@@ -112,6 +115,7 @@ const (
 	DefaultClaimBatch           = 2048
 	DefaultLease                = 2 * time.Minute
 	DefaultCatalogReload        = time.Second
+	DefaultMaxConnections       = 4096
 	DefaultShutdownTimeout      = 30 * time.Second
 )
 
@@ -150,6 +154,7 @@ func Serve() Config {
 		ClaimBatch:           DefaultClaimBatch,
 		Lease:                DefaultLease,
 		CatalogReload:        DefaultCatalogReload,
+		MaxConnections:       DefaultMaxConnections,
 		ShutdownTimeout:      DefaultShutdownTimeout,
 		LogLevel:             "info",
 	}
@@ -177,6 +182,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.IntVar(&c.ClaimBatch, "claim-batch", c.ClaimBatch, "most deliveries claimed at once")
 	fs.DurationVar(&c.Lease, "lease", c.Lease, "how long a claimed delivery stays claimed")
 	fs.DurationVar(&c.CatalogReload, "catalog-reload", c.CatalogReload, "how often subscriptions are reloaded")
+	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "connections each listener (gRPC, HTTP) holds at most; more wait to be accepted")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown limit")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.Var((*listValue)(&c.APIKeys), "api-keys", "comma-separated bearer tokens accepted by POST /v1/events (prefer the HERALD_API_KEYS environment variable)")
@@ -229,8 +235,8 @@ func (c *Config) Finish() error {
 	if c.TemporalNamespace == "" || c.TaskQueue == "" {
 		errs = append(errs, errors.New("temporal-namespace and task-queue are required"))
 	}
-	if c.MaxInFlight <= 0 || c.Queue <= 0 || c.ClaimBatch <= 0 {
-		errs = append(errs, errors.New("max-in-flight, queue and claim-batch must be positive"))
+	if c.MaxInFlight <= 0 || c.Queue <= 0 || c.ClaimBatch <= 0 || c.MaxConnections <= 0 {
+		errs = append(errs, errors.New("max-in-flight, queue, claim-batch and max-connections must be positive"))
 	}
 	if c.OriginConcurrency <= 0 || c.MaxOriginConcurrency < c.OriginConcurrency {
 		errs = append(errs, errors.New("origin-concurrency must be positive and at most max-origin-concurrency"))

@@ -27,9 +27,9 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
-	"github.com/heraldhq/herald/internal/cehttp"
+	"github.com/heraldhq/herald/clients/cehttp"
+	"github.com/heraldhq/herald/clients/signing"
 	"github.com/heraldhq/herald/internal/policy"
-	"github.com/heraldhq/herald/internal/signing"
 )
 
 // DefaultUserAgent is the User-Agent of every delivery request unless

@@ -18,9 +18,9 @@ import (
 	cehttpsdk "github.com/cloudevents/sdk-go/v2/protocol/http"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
-	"github.com/heraldhq/herald/internal/cehttp"
+	"github.com/heraldhq/herald/clients/cehttp"
+	"github.com/heraldhq/herald/clients/signing"
 	"github.com/heraldhq/herald/internal/policy"
-	"github.com/heraldhq/herald/internal/signing"
 )
 
 // received is one request as a test server saw it.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/attempt"
 	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/cpuload"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/lifecycle"
@@ -52,11 +53,12 @@ type Handoff interface {
 
 // Config tunes the dispatcher. Zero fields take the defaults.
 type Config struct {
-	// BatchSize is the most deliveries claimed at once (default 256).
+	// BatchSize is the most deliveries claimed at once (default
+	// config.DefaultClaimBatch).
 	BatchSize int
 	// Queue is the most deliveries claimed (or taken from the publisher)
 	// and waiting for the scheduler to let their request start (default
-	// 2048). How many requests are in flight is the scheduler's
+	// config.DefaultQueue). How many requests are in flight is the scheduler's
 	// (scheduler.Config.MaxInFlight), not this.
 	Queue int
 	// Handoffs is how many failed deliveries are handed to their
@@ -74,7 +76,8 @@ type Config struct {
 	// (nil: never).
 	CPU *cpuload.Monitor
 	// Lease is how long a claim lasts before another dispatcher may take
-	// the delivery (default 2 minutes; longer than a request's timeout).
+	// the delivery (default config.DefaultLease; longer than a request's
+	// timeout).
 	Lease time.Duration
 	// RequestTimeout is how long one request may take (default
 	// policy.RequestTimeout). A delivery whose request cannot start while
@@ -95,10 +98,10 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.BatchSize <= 0 {
-		c.BatchSize = 256
+		c.BatchSize = config.DefaultClaimBatch
 	}
 	if c.Queue <= 0 {
-		c.Queue = 2048
+		c.Queue = config.DefaultQueue
 	}
 	if c.Handoffs <= 0 {
 		c.Handoffs = 16
@@ -107,7 +110,7 @@ func (c *Config) setDefaults() {
 		c.HandoffQueue = 4096
 	}
 	if c.Lease <= 0 {
-		c.Lease = 2 * time.Minute
+		c.Lease = config.DefaultLease
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = policy.RequestTimeout

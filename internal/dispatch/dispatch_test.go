@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/heraldhq/herald/clients/signing"
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
 	"github.com/heraldhq/herald/internal/attempt"
 	"github.com/heraldhq/herald/internal/catalog"
@@ -17,7 +18,6 @@ import (
 	"github.com/heraldhq/herald/internal/dispatch"
 	"github.com/heraldhq/herald/internal/heraldtest"
 	"github.com/heraldhq/herald/internal/scheduler"
-	"github.com/heraldhq/herald/internal/signing"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/store/sqlite"
 	"github.com/heraldhq/herald/workflows"

@@ -16,10 +16,11 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/heraldhq/herald/clients/cehttp"
+	"github.com/heraldhq/herald/clients/cehttp/cehttptest"
+	"github.com/heraldhq/herald/clients/cevent"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
-	"github.com/heraldhq/herald/internal/cehttp"
-	"github.com/heraldhq/herald/internal/cevent"
 	"github.com/heraldhq/herald/internal/heraldtest"
 )
 
@@ -204,7 +205,7 @@ func TestContentModes_EveryAcceptedEventIsDeliveredInEveryMode(t *testing.T) {
 		heraldtest.Eventually(t, wait, name+" receiving every event", func() bool {
 			total := 0
 			for _, r := range rcv.Requests() {
-				if heraldtest.Mode(r.Header.Get("Content-Type")) == "batched" {
+				if cehttptest.Mode(r.Header.Get("Content-Type")) == "batched" {
 					total += strings.Count(string(r.Body), `"specversion"`)
 				} else {
 					total++
@@ -218,7 +219,7 @@ func TestContentModes_EveryAcceptedEventIsDeliveredInEveryMode(t *testing.T) {
 		}
 		for _, r := range rcv.Requests() {
 			ct := r.Header.Get("Content-Type")
-			mode := heraldtest.Mode(ct)
+			mode := cehttptest.Mode(ct)
 			if ct == "" {
 				t.Errorf("%s: a request without Content-Type", name)
 			}
@@ -248,10 +249,10 @@ func TestContentModes_EveryAcceptedEventIsDeliveredInEveryMode(t *testing.T) {
 					continue
 				}
 				seen[c.proto.GetId()]++
-				heraldtest.SameEvent(t, mode+" "+c.proto.GetId(), got[i], c.want)
+				cehttptest.SameEvent(t, mode+" "+c.proto.GetId(), got[i], c.want)
 			}
-			for _, e := range heraldtest.ReadWithSDK(t, mode, r.Header, r.Body) {
-				heraldtest.SameEvent(t, mode+" (sdk-go) "+e.ID(), e, byID[e.ID()].want)
+			for _, e := range cehttptest.ReadWithSDK(t, mode, r.Header, r.Body) {
+				cehttptest.SameEvent(t, mode+" (sdk-go) "+e.ID(), e, byID[e.ID()].want)
 			}
 		}
 		t.Logf("%s: %d requests carried the %d events", name, len(rcv.Requests()), len(seen))

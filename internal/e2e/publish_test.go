@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"math"
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,13 +18,13 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/heraldhq/herald/clients/cehttp"
 	"github.com/heraldhq/herald/clients/publisher"
+	"github.com/heraldhq/herald/clients/signing"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
-	"github.com/heraldhq/herald/internal/cehttp"
 	"github.com/heraldhq/herald/internal/heraldtest"
 	"github.com/heraldhq/herald/internal/policy"
-	"github.com/heraldhq/herald/internal/signing"
 )
 
 const wait = 60 * time.Second // liveness bound for waits; never a speed assertion
@@ -262,6 +264,19 @@ func TestSubscription_InvalidIsRejected(t *testing.T) {
 			Filters: []*heraldv1.Filter{{Dialect: &heraldv1.Filter_All{All: &heraldv1.FilterList{}}}}}, "subscription.filters"},
 		{"bad sql filter", &heraldv1.Subscription{Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
 			Filters: []*heraldv1.Filter{{Dialect: &heraldv1.Filter_Sql{Sql: "type = "}}}}, "subscription.filters"},
+		// Built to be expensive: refused before any event meets them.
+		{"sql growing strings exponentially", &heraldv1.Subscription{Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
+			Filters: []*heraldv1.Filter{{Dialect: &heraldv1.Filter_Sql{Sql: hostileConcat}}}}, "subscription.filters"},
+		{"a 4 MB sql filter", &heraldv1.Subscription{Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
+			Filters: []*heraldv1.Filter{{Dialect: &heraldv1.Filter_Sql{Sql: strings.Repeat("NOT ", 1<<20) + "TRUE"}}}}, "subscription.filters"},
+		{"NaN backoff", &heraldv1.Subscription{Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
+			RetryPolicy: &heraldv1.RetryPolicy{BackoffCoefficient: math.NaN()}}, "retry_policy.backoff_coefficient"},
+		{"infinite backoff", &heraldv1.Subscription{Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
+			RetryPolicy: &heraldv1.RetryPolicy{BackoffCoefficient: math.Inf(1)}}, "retry_policy.backoff_coefficient"},
+		{"a retry storm", &heraldv1.Subscription{Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
+			RetryPolicy: &heraldv1.RetryPolicy{InitialInterval: durationpb.New(time.Millisecond)}}, "retry_policy.initial_interval"},
+		{"a million attempts", &heraldv1.Subscription{Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
+			RetryPolicy: &heraldv1.RetryPolicy{MaximumAttempts: 1_000_000}}, "retry_policy.maximum_attempts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -278,6 +293,32 @@ func TestSubscription_InvalidIsRejected(t *testing.T) {
 	}
 	if len(list.GetSubscriptions()) != 0 {
 		t.Errorf("%d subscriptions stored, want 0", len(list.GetSubscriptions()))
+	}
+}
+
+// hostileConcat nests CONCAT_WS so that a 100-byte subject would grow to
+// gigabytes: the filter that once killed every node on its first match.
+var hostileConcat = func() string {
+	s := "subject"
+	for range 8 {
+		s = "CONCAT_WS(" + s + "," + s + ")"
+	}
+	return "LENGTH(" + s + ") > 0"
+}()
+
+// TestRedriveDeadLetters_AHugeRateIsRefusedNotAPanic: the rate that once
+// panicked the node in time.NewTicker(0) is INVALID_ARGUMENT, and the node
+// answers the next call.
+func TestRedriveDeadLetters_AHugeRateIsRefusedNotAPanic(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	sub := createSub(t, n, "http://127.0.0.1:1/hook")
+	_, err := n.deliveries.RedriveDeadLetters(ctx(t), &heraldv1.RedriveDeadLettersRequest{
+		SubscriptionId: sub.GetId(), RatePerSecond: 2_000_000_000})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "rate_per_second") {
+		t.Fatalf("RedriveDeadLetters = %v, want INVALID_ARGUMENT naming rate_per_second", err)
+	}
+	if _, err := n.subs.GetSubscription(ctx(t), &heraldv1.GetSubscriptionRequest{Id: sub.GetId()}); err != nil {
+		t.Fatalf("the node does not answer after the call: %v", err)
 	}
 }
 
@@ -332,27 +373,84 @@ func TestPublisherClient_PublishesSDKEvents(t *testing.T) {
 	}
 }
 
-func TestMetrics_CountPublishesAndAttempts(t *testing.T) {
+// TestMetrics_CountersMoveByWhatHappened: publishing 3 events to two
+// subscriptions (one sink accepts, one answers 400), and one duplicate,
+// moves each counter by exactly that.
+func TestMetrics_CountersMoveByWhatHappened(t *testing.T) {
 	n := startNode(t, nodeConfig(t, tempStore(t)))
-	rcv := heraldtest.NewReceiver(t, nil)
-	createSub(t, n, rcv.URL)
-	id := publish(t, n, newEvent("evt-metrics"))[0].GetDeliveryIds()[0]
-	waitDeliveryState(t, n, id, heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
+	good := heraldtest.NewReceiver(t, nil)
+	bad := heraldtest.NewReceiver(t, func(int, *http.Request) (int, http.Header) { return http.StatusBadRequest, nil })
+	createSub(t, n, good.URL)
+	createSub(t, n, bad.URL)
+	before := scrape(t, n)
+	res := publish(t, n, newEvent("m1"), newEvent("m2"), newEvent("m3"))
+	publish(t, n, newEvent("m1")) // a duplicate
+	for _, r := range res {
+		for _, id := range r.GetDeliveryIds() {
+			d, err := n.deliveries.GetDelivery(ctx(t), &heraldv1.GetDeliveryRequest{Id: id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED
+			if d.GetSubscriptionId() != "" && strings.Contains(sinkOf(t, n, d.GetSubscriptionId()), bad.URL) {
+				want = heraldv1.DeliveryState_DELIVERY_STATE_DEAD
+			}
+			waitDeliveryState(t, n, id, want)
+		}
+	}
+	after := scrape(t, n)
+	for _, tt := range []struct {
+		metric string
+		want   float64
+	}{
+		{`herald_events_published_total{status="accepted"}`, 3},
+		{`herald_events_published_total{status="duplicate"}`, 1},
+		{`herald_deliveries_created_total`, 6},
+		{`herald_attempts_total{outcome="delivered"}`, 3},
+		{`herald_attempts_total{outcome="permanent"}`, 3},
+		{`herald_handoffs_total{result="ok"}`, 3},
+		{`herald_dead_letters_total`, 3},
+	} {
+		if got := after[tt.metric] - before[tt.metric]; got != tt.want {
+			t.Errorf("%s moved by %g, want %g", tt.metric, got, tt.want)
+		}
+	}
+	if _, ok := after["herald_requests_in_flight"]; !ok {
+		t.Error("/metrics lacks herald_requests_in_flight")
+	}
+}
+
+func sinkOf(t *testing.T, n *testNode, sub string) string {
+	t.Helper()
+	s, err := n.subs.GetSubscription(ctx(t), &heraldv1.GetSubscriptionRequest{Id: sub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.GetSink()
+}
+
+// scrape reads the node's /metrics into name{labels} -> value.
+func scrape(t *testing.T, n *testNode) map[string]float64 {
+	t.Helper()
 	resp, err := http.Get("http://" + n.HTTPAddr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{
-		`herald_events_published_total{status="accepted"}`,
-		`herald_attempts_total{outcome="delivered"}`,
-		`herald_deliveries_created_total`,
-		`herald_publish_commit_seconds_bucket`,
-		`go_goroutines`,
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %s", want)
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			out[line[:i]] = v
 		}
 	}
+	return out
 }

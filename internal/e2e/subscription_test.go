@@ -15,10 +15,10 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/heraldhq/herald/clients/cehttp"
+	"github.com/heraldhq/herald/clients/signing"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
-	"github.com/heraldhq/herald/internal/cehttp"
 	"github.com/heraldhq/herald/internal/heraldtest"
-	"github.com/heraldhq/herald/internal/signing"
 )
 
 // handshakeSink answers the validation handshake as grant says, and

@@ -1,5 +1,6 @@
 // Package heraldtest holds what Herald's tests share: a loopback webhook
-// receiver that records requests and answers as told.
+// receiver that records requests and answers as told. (Checks of
+// CloudEvents requests are clients/cehttp/cehttptest.)
 package heraldtest
 
 import (

@@ -41,6 +41,9 @@ var (
 	// RetriesWoken counts retrying deliveries whose backoff was ended
 	// because their sink answered again.
 	RetriesWoken = newCounter("herald_retries_woken_total", "Retrying deliveries woken early because their sink answered again.")
+	// Panics counts API handlers that panicked (each answered INTERNAL or
+	// 500; the node lives on).
+	Panics = newCounter("herald_api_panics_total", "API handlers that panicked and were recovered.")
 	// DeadLetters counts deliveries dead-lettered.
 	DeadLetters = newCounter("herald_dead_letters_total", "Deliveries dead-lettered.")
 )

@@ -28,6 +28,31 @@ const (
 	// MaxRetryAfter is the longest Retry-After honoured; longer ones are
 	// cut to it (the delivery's maximum age still applies).
 	MaxRetryAfter = 24 * time.Hour
+	// MaxRequestSize is the largest gRPC request accepted, in bytes: room
+	// for MaxEventsPerPublish events of 16 KiB, or fewer larger ones.
+	MaxRequestSize = 16 << 20
+	// MaxRedriveRate is the fastest RedriveDeadLetters may redrive, per
+	// second.
+	MaxRedriveRate = 1000
+	// A retry policy's intervals lie between MinRetryInterval and
+	// MaxRetryInterval, its attempts at most MaxRetryAttempts, its age at
+	// most MaxRetryAge and its backoff coefficient at most
+	// MaxBackoffCoefficient: no subscription can ask for a retry storm.
+	MinRetryInterval      = 100 * time.Millisecond
+	MaxRetryInterval      = 7 * 24 * time.Hour
+	MaxRetryAttempts      = 100
+	MaxRetryAge           = 7 * 24 * time.Hour
+	MaxBackoffCoefficient = 100.0
+	// MaxFilterLength is the longest CESQL filter expression accepted, in
+	// bytes; MaxFilterDepth the deepest nesting of its expressions, and
+	// MaxFilterCalls the most function calls in it.
+	MaxFilterLength = 4096
+	MaxFilterDepth  = 32
+	MaxFilterCalls  = 64
+	// MaxFilterValue is the longest string a CESQL filter may build while
+	// it is evaluated (CONCAT, CONCAT_WS, ...); an evaluation that would
+	// build a longer one is false.
+	MaxFilterValue = 64 << 10
 )
 
 // ContentMode is how an event is encoded in a delivery request.
@@ -45,8 +70,18 @@ const (
 )
 
 // DefaultMaxBatchSize is the most events in one batched request when the
-// subscription does not say.
-const DefaultMaxBatchSize = 100
+// subscription does not say; MaxBatchSize the most it may say.
+const (
+	DefaultMaxBatchSize = 100
+	MaxBatchSize        = 1000
+)
+
+// List pages: DefaultPageSize items unless the request asks for another
+// size, at most MaxPageSize.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
 
 // Retry says how a delivery whose first attempt failed is retried. Zero
 // fields take the value in DefaultRetry.

@@ -9,9 +9,9 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/heraldhq/herald/clients/cehttp"
+	"github.com/heraldhq/herald/clients/cevent"
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
-	"github.com/heraldhq/herald/internal/cehttp"
-	"github.com/heraldhq/herald/internal/cevent"
 	"github.com/heraldhq/herald/internal/policy"
 )
 

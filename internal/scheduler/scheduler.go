@@ -16,8 +16,8 @@
 //   - Each origin holds at most its limit in flight. The limit starts at
 //     Config.OriginConcurrency and adapts (AIMD, with latency): while
 //     requests wait for the origin and it answers about as fast as it does
-//     unloaded, and the process has CPU to spare, the limit grows
-//     (doubling at first, then by one per limit's worth of answers); when
+//     unloaded, the limit grows (doubling at first, then by one per
+//     limit's worth of answers, never more than doubling in 100 ms); when
 //     it answers over four times slower it
 //     shrinks by a tenth; a timeout, a connection failure, a 429 or a 503
 //     halve it.
@@ -46,9 +46,12 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/heraldhq/herald/internal/config"
 )
 
-// Config tunes a Scheduler. Zero fields take the defaults.
+// Config tunes a Scheduler. Zero fields take the defaults, which are
+// package config's.
 type Config struct {
 	// MaxInFlight is the most requests in flight on the node (default
 	// 4096).
@@ -71,12 +74,6 @@ type Config struct {
 	// 10s).
 	BreakerOpen    time.Duration
 	BreakerMaxOpen time.Duration
-	// Saturated, if set, reports whether the process is short of CPU
-	// (cpuload.Monitor.Busy):
-	// then no origin's limit grows, since more requests in flight would
-	// only wait for the CPU (an instant sink on this node's loopback, for
-	// one).
-	Saturated func() bool
 	// OnRecover, if set, is called (in its own goroutine) when an origin
 	// answers with a success after failures of any kind: e.g. to wake the
 	// retries waiting for it.
@@ -87,26 +84,26 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 4096
+		c.MaxInFlight = config.DefaultMaxInFlight
 	}
 	if c.MaxQueued <= 0 {
-		c.MaxQueued = 2048
+		c.MaxQueued = config.DefaultQueue
 	}
 	if c.OriginConcurrency <= 0 {
-		c.OriginConcurrency = 4
+		c.OriginConcurrency = config.DefaultOriginConcurrency
 	}
 	if c.MaxOriginConcurrency <= 0 {
-		c.MaxOriginConcurrency = 1024
+		c.MaxOriginConcurrency = config.DefaultMaxOriginConcurrency
 	}
 	c.OriginConcurrency = min(c.OriginConcurrency, c.MaxOriginConcurrency)
 	if c.BreakerThreshold <= 0 {
-		c.BreakerThreshold = 3
+		c.BreakerThreshold = config.DefaultBreakerThreshold
 	}
 	if c.BreakerOpen <= 0 {
-		c.BreakerOpen = time.Second
+		c.BreakerOpen = config.DefaultBreakerOpen
 	}
 	if c.BreakerMaxOpen <= 0 {
-		c.BreakerMaxOpen = 10 * time.Second
+		c.BreakerMaxOpen = config.DefaultBreakerMaxOpen
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -660,7 +657,7 @@ func (s *Scheduler) done(k *key, sig Signal, latency time.Duration) {
 			// is queueing what it gets, so ask less of it.
 			s.decrease(o, now, 0.9)
 		case faster:
-			if saturated && (s.cfg.Saturated == nil || !s.cfg.Saturated()) {
+			if saturated {
 				s.increase(o, now)
 			}
 		}
@@ -681,8 +678,8 @@ func (s *Scheduler) done(k *key, sig Signal, latency time.Duration) {
 
 // increase grows o's limit: by one per answer in slow start, by one per
 // limit's worth of answers after, and never to more than twice what it was
-// growEvery ago, so that a saturated CPU is seen (Config.Saturated)
-// before the limit overshoots.
+// growEvery ago, so that its latency shows the effect of one step before
+// the next.
 func (s *Scheduler) increase(o *origin, now time.Time) {
 	if now.Sub(o.grownAt) > growEvery {
 		o.grownFrom, o.grownAt = o.limit, now
@@ -696,7 +693,7 @@ func (s *Scheduler) increase(o *origin, now time.Time) {
 }
 
 // growEvery is how often an origin's limit may double at most.
-const growEvery = 500 * time.Millisecond
+const growEvery = 100 * time.Millisecond
 
 // decrease multiplies o's limit by f, at most once per decreaseEvery:
 // requests sent together that fail together count once.

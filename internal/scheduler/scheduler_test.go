@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/internal/config"
 )
 
 // waitFor polls cond until it holds; a liveness bound, never a speed
@@ -248,8 +250,7 @@ func (c *fakeClock) Add(d time.Duration) {
 
 func TestLimit_GrowsWhileSaturatedAndHalvesOnOverload(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
-	busy := false
-	s := New(Config{OriginConcurrency: 2, MaxOriginConcurrency: 8, Now: clock.Now, Saturated: func() bool { return busy }})
+	s := New(Config{OriginConcurrency: 2, MaxOriginConcurrency: 8, Now: clock.Now})
 	req := Request{Origin: "http://o", Key: "k"}
 	// saturate answers every request of a full round with a request
 	// waiting behind them, each in 10 ms, then lets a second go by.
@@ -269,13 +270,6 @@ func TestLimit_GrowsWhileSaturatedAndHalvesOnOverload(t *testing.T) {
 			clock.Add(time.Second)
 		}
 	}
-	// While the CPU is short, the limit does not grow.
-	busy = true
-	saturate(3)
-	if l := s.Origin(req.Origin).Limit; l != 2 {
-		t.Fatalf("limit while the CPU is busy = %d, want 2", l)
-	}
-	busy = false
 	saturate(10)
 	if l := s.Origin(req.Origin).Limit; l != 8 {
 		t.Fatalf("limit after saturated answers = %d, want the maximum 8", l)
@@ -314,4 +308,15 @@ func TestClose_RefusesWaitersAndLaterRequests(t *testing.T) {
 func isReason(err error, reason string) bool {
 	var r *Refused
 	return errors.As(err, &r) && r.Reason == reason
+}
+
+func TestDefaults_AreConfigs(t *testing.T) {
+	var c Config
+	c.setDefaults()
+	if c.MaxInFlight != config.DefaultMaxInFlight || c.MaxQueued != config.DefaultQueue ||
+		c.OriginConcurrency != config.DefaultOriginConcurrency || c.MaxOriginConcurrency != config.DefaultMaxOriginConcurrency ||
+		c.BreakerThreshold != config.DefaultBreakerThreshold || c.BreakerOpen != config.DefaultBreakerOpen ||
+		c.BreakerMaxOpen != config.DefaultBreakerMaxOpen {
+		t.Errorf("zero Config takes %+v, not package config's defaults", c)
+	}
 }

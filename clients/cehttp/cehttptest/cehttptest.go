@@ -1,4 +1,7 @@
-package heraldtest
+// Package cehttptest checks CloudEvents HTTP requests in tests: the content
+// mode a request uses, its events as Herald's reader and sdk-go's decode
+// them, and whether a decoded event is the one that was sent.
+package cehttptest
 
 import (
 	"bytes"
@@ -13,7 +16,7 @@ import (
 	sdkhttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/cloudevents/sdk-go/v2/types"
 
-	"github.com/heraldhq/herald/internal/cehttp"
+	"github.com/heraldhq/herald/clients/cehttp"
 )
 
 // Mode is the CloudEvents HTTP content mode of a request with content type

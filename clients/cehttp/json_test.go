@@ -15,10 +15,10 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/heraldhq/herald/clients/cehttp"
+	"github.com/heraldhq/herald/clients/cehttp/cehttptest"
+	"github.com/heraldhq/herald/clients/cevent"
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
-	"github.com/heraldhq/herald/internal/cehttp"
-	"github.com/heraldhq/herald/internal/cevent"
-	"github.com/heraldhq/herald/internal/heraldtest"
 )
 
 // dataCase is one kind of data an event may carry.
@@ -136,11 +136,11 @@ func TestWrite_EveryDataAndContentTypeIsDeliverableAndDecodesToItself(t *testing
 						t.Fatalf("%s: ReadRequest: %v (body %q)", mode, err, body)
 					}
 					for i := range events {
-						heraldtest.SameEvent(t, mode, events[i], e)
+						cehttptest.SameEvent(t, mode, events[i], e)
 					}
 					// sdk-go as an independent reader.
-					for _, got := range heraldtest.ReadWithSDK(t, mode, req.Header, body) {
-						heraldtest.SameEvent(t, mode+" (sdk-go)", got, e)
+					for _, got := range cehttptest.ReadWithSDK(t, mode, req.Header, body) {
+						cehttptest.SameEvent(t, mode+" (sdk-go)", got, e)
 					}
 				}
 			})
@@ -221,14 +221,14 @@ func TestReadRequest_AnyMemberOrderAndWhitespace(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s/%s: ReadRequest(%s): %v", dc.name, ct, shuffled, err)
 				}
-				heraldtest.SameEvent(t, "structured", events[0], e)
+				cehttptest.SameEvent(t, "structured", events[0], e)
 				batch := fmt.Appendf(nil, "[\n  %s,\n  %s\n]", shuffled, shuffled)
 				r = request(http.Header{"Content-Type": {cehttp.ContentTypeBatch}}, batch)
 				events, err = cehttp.ReadRequest(r, 0)
 				if err != nil || len(events) != 2 {
 					t.Fatalf("%s/%s: batch: %d events, %v", dc.name, ct, len(events), err)
 				}
-				heraldtest.SameEvent(t, "batched", events[1], e)
+				cehttptest.SameEvent(t, "batched", events[1], e)
 			}
 		}
 	}
@@ -328,12 +328,12 @@ func FuzzIngestRoundTrip(f *testing.F) {
 			if err != nil {
 				t.Fatalf("%s: ReadRequest(%q): %v", mode, b, err)
 			}
-			heraldtest.SameEvent(t, mode, got[0], &in)
+			cehttptest.SameEvent(t, mode, got[0], &in)
 			if mode == "binary" && needsPercentEncoding(&in) {
 				continue // sdk-go does not percent-decode ce- headers
 			}
-			for _, s := range heraldtest.ReadWithSDK(t, mode, req.Header, b) {
-				heraldtest.SameEvent(t, mode+" (sdk-go)", s, &in)
+			for _, s := range cehttptest.ReadWithSDK(t, mode, req.Header, b) {
+				cehttptest.SameEvent(t, mode+" (sdk-go)", s, &in)
 			}
 		}
 	})
