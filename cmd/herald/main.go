@@ -1,6 +1,7 @@
-// Command herald runs Herald: `herald dev` runs everything in one process
-// with embedded defaults, `herald serve` runs a node against a Temporal
-// cluster and a database.
+// Command herald is Herald's one binary: it runs a node (`dev`, with
+// everything embedded; `serve`, against a Temporal cluster and a
+// database), a receiver for trying it (`listen`) and the load tool
+// (`bench`).
 package main
 
 import (

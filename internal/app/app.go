@@ -24,7 +24,6 @@ import (
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/cpuload"
 	"github.com/heraldhq/herald/internal/delivery"
-	"github.com/heraldhq/herald/internal/devtemporal"
 	"github.com/heraldhq/herald/internal/dispatch"
 	"github.com/heraldhq/herald/internal/handshake"
 	"github.com/heraldhq/herald/internal/metrics"
@@ -106,7 +105,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s: %w", cfg.TemporalAddr, err)
 	}
-	if err = devtemporal.EnsureSearchAttributes(ctx, n.temporal, cfg.TemporalNamespace, workflows.SearchAttributes); err != nil {
+	if err = workflows.EnsureSearchAttributes(ctx, n.temporal, cfg.TemporalNamespace, workflows.SearchAttributes); err != nil {
 		return nil, fmt.Errorf("register search attributes: %w", err)
 	}
 

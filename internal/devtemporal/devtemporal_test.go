@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/heraldhq/herald/internal/devtemporal"
+	"github.com/heraldhq/herald/workflows"
 )
 
 const testNamespace = "herald-test"
@@ -105,7 +106,7 @@ func TestEnsureSearchAttributes_IsIdempotentAndQueryable(t *testing.T) {
 	ctx := t.Context()
 	c := dial(t, shared, testNamespace)
 	for i := range 2 {
-		if err := devtemporal.EnsureSearchAttributes(ctx, c, testNamespace, heraldSearchAttributes); err != nil {
+		if err := workflows.EnsureSearchAttributes(ctx, c, testNamespace, heraldSearchAttributes); err != nil {
 			t.Fatalf("EnsureSearchAttributes call %d: %v", i+1, err)
 		}
 	}
@@ -143,7 +144,7 @@ func TestEnsureSearchAttributes_IsIdempotentAndQueryable(t *testing.T) {
 
 func TestEnsureSearchAttributes_RejectsConflicts(t *testing.T) {
 	c := dial(t, shared, testNamespace)
-	if err := devtemporal.EnsureSearchAttributes(t.Context(), c, testNamespace, map[string]enumspb.IndexedValueType{
+	if err := workflows.EnsureSearchAttributes(t.Context(), c, testNamespace, map[string]enumspb.IndexedValueType{
 		"DevTemporalConflict": enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	}); err != nil {
 		t.Fatalf("register DevTemporalConflict: %v", err)
@@ -171,7 +172,7 @@ func TestEnsureSearchAttributes_RejectsConflicts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := devtemporal.EnsureSearchAttributes(t.Context(), c, testNamespace, tt.attrs)
+			err := workflows.EnsureSearchAttributes(t.Context(), c, testNamespace, tt.attrs)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("EnsureSearchAttributes error = %v, want one containing %q", err, tt.wantErr)
 			}

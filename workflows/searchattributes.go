@@ -1,4 +1,4 @@
-package devtemporal
+package workflows
 
 import (
 	"context"
