@@ -787,7 +787,6 @@ func runBaseline(ctx context.Context, cfg Config, events int, runID string) (*Ba
 	}, nil
 }
 
-
 // newRunID returns a short random id that keeps this run's events and
 // subscription apart from any other's.
 func newRunID() string {

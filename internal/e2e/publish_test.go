@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"math"
 	"context"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
