@@ -19,6 +19,7 @@ import (
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/egress"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/publish"
 	"github.com/heraldhq/herald/internal/store"
@@ -45,7 +46,11 @@ type Options struct {
 	// PublicURL is the base URL of Herald's HTTP edge as sinks reach it;
 	// validation callbacks go to PublicURL + "/v1/validation/...".
 	PublicURL string
-	Logger    *slog.Logger
+	// Egress refuses sinks at internal addresses (nil: none refused).
+	Egress *egress.Guard
+	// Resolver resolves sink hosts for Egress (nil: the system's).
+	Resolver egress.Resolver
+	Logger   *slog.Logger
 }
 
 // Services implements Herald's gRPC services.

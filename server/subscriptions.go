@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,6 +51,9 @@ func (s *Services) CreateSubscription(ctx context.Context, req *heraldv1.CreateS
 		return nil, invalidArgument("subscription.signing_algorithm", "unknown algorithm")
 	}
 	if err := s.apply(sub, in, nil); err != nil {
+		return nil, err
+	}
+	if err := s.checkSinkAddress(ctx, in, nil); err != nil {
 		return nil, err
 	}
 	var generated string
@@ -200,6 +204,9 @@ func (s *Services) UpdateSubscription(ctx context.Context, req *heraldv1.UpdateS
 	in := req.GetSubscription()
 	if in == nil {
 		return nil, invalidArgument("subscription", "required")
+	}
+	if err := s.checkSinkAddress(ctx, in, req.GetUpdateMask().GetPaths()); err != nil && in.GetSink() != "" {
+		return nil, err
 	}
 	var oldSink string
 	var oldSkip bool
@@ -383,6 +390,21 @@ func (s *Services) checkSink(sink string) error {
 	}
 	if u.User != nil {
 		return errors.New("must not contain credentials")
+	}
+	return nil
+}
+
+// checkSinkAddress refuses a sink that is, or resolves only to, an address
+// Herald may not connect to (package egress): no subscription may aim
+// Herald at internal addresses. Every dial is checked again; this is the
+// early, clear refusal. It resolves names, so it runs outside any store
+// transaction.
+func (s *Services) checkSinkAddress(ctx context.Context, in *heraldv1.Subscription, paths []string) error {
+	if paths != nil && !slices.Contains(paths, "sink") {
+		return nil
+	}
+	if err := s.opts.Egress.CheckSink(ctx, in.GetSink(), s.opts.Resolver); err != nil {
+		return invalidArgument("subscription.sink", err.Error())
 	}
 	return nil
 }

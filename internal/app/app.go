@@ -25,8 +25,10 @@ import (
 	"github.com/heraldhq/herald/internal/cpuload"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/dispatch"
+	"github.com/heraldhq/herald/internal/egress"
 	"github.com/heraldhq/herald/internal/handshake"
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/publish"
 	"github.com/heraldhq/herald/internal/scheduler"
 	"github.com/heraldhq/herald/internal/store"
@@ -117,6 +119,16 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		defer n.background.Done()
 		cpu.Run(runCtx)
 	}()
+	allow, err := cfg.SinkAllowPrefixes()
+	if err != nil {
+		return nil, err
+	}
+	guard := &egress.Guard{AllowPrivate: cfg.AllowPrivateSinks, Allow: allow}
+	if cfg.AllowPrivateSinks {
+		logger.Warn("sinks may be at private and loopback addresses (allow-private-sinks): for development only")
+	}
+	// Every outbound request goes through the guarded transport.
+	outbound := &http.Client{Transport: delivery.NewTransport(guard, 0, 16), Timeout: policy.RequestTimeout}
 	waker := &workflows.Waker{Client: n.temporal, Namespace: cfg.TemporalNamespace, Logger: logger.With("component", "waker")}
 	sched := scheduler.New(scheduler.Config{
 		// A sink that answers again: its deliveries waiting in retry
@@ -142,7 +154,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		return metrics.SchedulerStats{InFlight: st.InFlight, Queued: st.Queued, Origins: st.Origins, Open: st.Open}
 	})
 	attempter := &attempt.Attempter{
-		Sender:    delivery.NewSender(delivery.WithMaxConnsPerHost(cfg.MaxOriginConcurrency)),
+		Sender:    delivery.NewSender(delivery.WithGuard(guard), delivery.WithMaxConnsPerHost(cfg.MaxOriginConcurrency)),
 		Scheduler: sched,
 		Origin:    cfg.Origin,
 	}
@@ -150,7 +162,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 	workflows.Register(n.worker, &workflows.Activities{
 		Store:     n.store,
 		Attempter: attempter,
-		Handshake: handshake.NewClient(nil),
+		Handshake: handshake.NewClient(outbound),
 		SubscriptionChanged: func(ctx context.Context) {
 			if err := cat.Reload(ctx); err != nil {
 				logger.Warn("catalog reload after subscription change", "err", err)
@@ -185,6 +197,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		&workflows.Starter{Client: n.temporal, TaskQueue: cfg.TaskQueue},
 		server.Options{
 			AllowInsecureSinks: cfg.AllowInsecureSinks,
+			Egress:             guard,
 			Origin:             cfg.Origin,
 			PublicURL:          publicURL(cfg, httpLn),
 			Logger:             logger,
@@ -196,6 +209,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		AllowedOrigins:       cfg.AllowedOrigins,
 		Rate:                 cfg.IngestRate,
 		AutoGrantCallbacks:   cfg.AutoGrantCallbacks,
+		CallbackClient:       outbound,
 		Logger:               logger.With("component", "ingest"),
 	})
 	if len(cfg.APIKeys) == 0 && cfg.IngestWithoutAuth {

@@ -17,6 +17,7 @@ import (
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/delivery"
+	"github.com/heraldhq/herald/internal/egress"
 	"github.com/heraldhq/herald/internal/id"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
@@ -168,7 +169,7 @@ func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*eve
 // unreachable origin, 429 and 503 an overloaded one, 2xx a success.
 func signal(res delivery.Result) scheduler.Signal {
 	switch {
-	case res.StatusCode == 0 && !errors.Is(res.Err, delivery.ErrInvalidRequest):
+	case res.StatusCode == 0 && !errors.Is(res.Err, delivery.ErrInvalidRequest) && !errors.Is(res.Err, egress.ErrForbidden):
 		return scheduler.Unreachable
 	case res.StatusCode == 429 || res.StatusCode == 503:
 		return scheduler.Overloaded

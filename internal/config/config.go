@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,6 +45,13 @@ type Config struct {
 
 	// AllowInsecureSinks accepts http:// sinks (dev mode's default).
 	AllowInsecureSinks bool
+	// AllowPrivateSinks lets sinks be at loopback, private, link-local and
+	// other non-public addresses (dev mode's default: sinks on this
+	// machine). Otherwise such sinks are refused at create, and every dial
+	// is checked (package egress). SinkAllowCIDRs are ranges allowed
+	// anyway (e.g. an internal network of sinks).
+	AllowPrivateSinks bool
+	SinkAllowCIDRs    []string
 	// Origin is Herald's name towards sinks: the WebHook-Request-Origin of
 	// validation handshakes and deliveries. Default: the host name.
 	Origin string
@@ -127,6 +135,7 @@ func Dev() Config {
 	c.TemporalAddr = "127.0.0.1:7233"
 	c.UIAddr = "127.0.0.1:8233"
 	c.AllowInsecureSinks = true
+	c.AllowPrivateSinks = true
 	c.IngestWithoutAuth = true
 	return c
 }
@@ -170,6 +179,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&c.TemporalNamespace, "temporal-namespace", c.TemporalNamespace, "Temporal namespace")
 	fs.StringVar(&c.TaskQueue, "task-queue", c.TaskQueue, "Temporal task queue of Herald's workers")
 	fs.BoolVar(&c.AllowInsecureSinks, "allow-insecure-sinks", c.AllowInsecureSinks, "accept http:// sinks")
+	fs.BoolVar(&c.AllowPrivateSinks, "allow-private-sinks", c.AllowPrivateSinks, "let sinks be at loopback, private, link-local and other non-public addresses")
+	fs.Var((*listValue)(&c.SinkAllowCIDRs), "sink-allow-cidrs", "comma-separated address ranges sinks may be at even when private sinks are not allowed")
 	fs.StringVar(&c.Origin, "origin", c.Origin, "Herald's DNS name in webhook validation handshakes (WebHook-Request-Origin)")
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "base URL at which sinks reach the HTTP edge (default http://<http-addr>)")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "webhook requests in flight on the node at most, first attempts and retries")
@@ -258,6 +269,9 @@ func (c *Config) Finish() error {
 	if c.IngestRate < 0 {
 		errs = append(errs, errors.New("ingest-rate must not be negative"))
 	}
+	if _, err := c.SinkAllowPrefixes(); err != nil {
+		errs = append(errs, err)
+	}
 	for i, o := range c.AllowedOrigins {
 		if !isDNSName(o) {
 			errs = append(errs, fmt.Errorf("allowed-origins: %q is not a DNS name", o))
@@ -270,6 +284,19 @@ func (c *Config) Finish() error {
 		errs = append(errs, fmt.Errorf("log-level %q: want debug, info, warn or error", c.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// SinkAllowPrefixes parses SinkAllowCIDRs.
+func (c *Config) SinkAllowPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.SinkAllowCIDRs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("sink-allow-cidrs: %q is not an address range (CIDR): %v", s, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // IsPostgres reports whether Store names a PostgreSQL database.

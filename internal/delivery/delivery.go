@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/heraldhq/herald/clients/cehttp"
 	"github.com/heraldhq/herald/clients/signing"
+	"github.com/heraldhq/herald/internal/egress"
 	"github.com/heraldhq/herald/internal/policy"
 )
 
@@ -69,10 +71,11 @@ type Result struct {
 }
 
 // Outcome classifies r with the retry policy p: a request that could not
-// be built (ErrInvalidRequest) is Permanent; otherwise p.Classify decides
+// be built (ErrInvalidRequest) or that went to an address Herald may not
+// connect to (egress.ErrForbidden) is Permanent; otherwise p.Classify decides
 // by status code (0, no response, is Retryable).
 func (r Result) Outcome(p policy.Retry) policy.Outcome {
-	if r.StatusCode == 0 && errors.Is(r.Err, ErrInvalidRequest) {
+	if r.StatusCode == 0 && (errors.Is(r.Err, ErrInvalidRequest) || errors.Is(r.Err, egress.ErrForbidden)) {
 		return policy.Permanent
 	}
 	return p.Classify(r.StatusCode)
@@ -94,11 +97,21 @@ type Sender struct {
 type Option func(*config)
 
 type config struct {
+	guard           *egress.Guard
 	timeout         time.Duration
 	transport       http.RoundTripper
 	userAgent       string
 	maxConnsPerHost int
 	maxIdlePerHost  int
+}
+
+// WithGuard makes the Sender refuse to connect to the addresses g
+// forbids, checked on every address it dials (after DNS), and send no
+// request through a proxy (a proxy would dial for it, unchecked). A
+// refused connection is a permanent failure of that attempt
+// (Result.Outcome), with the reason in Result.Err.
+func WithGuard(g *egress.Guard) Option {
+	return func(c *config) { c.guard = g }
 }
 
 // WithTimeout sets how long one request may take, from dialing to reading
@@ -159,14 +172,29 @@ func NewSender(opts ...Option) *Sender {
 }
 
 func newTransport(c config) *http.Transport {
+	return NewTransport(c.guard, c.maxConnsPerHost, c.maxIdlePerHost)
+}
+
+// NewTransport returns the http.Transport of Herald's outbound requests:
+// dials checked by guard (nil: none), ConnectTimeout for connecting and
+// the TLS handshake, HTTP/2 where offered, TLS 1.2 at least, no
+// compression, and per-host connection limits. Every outbound request
+// Herald makes (deliveries, handshakes, callbacks) uses one.
+func NewTransport(guard *egress.Guard, maxConnsPerHost, maxIdlePerHost int) *http.Transport {
 	dialer := &net.Dialer{Timeout: ConnectTimeout, KeepAlive: 30 * time.Second}
+	proxy := http.ProxyFromEnvironment
+	if guard != nil && !guard.AllowPrivate {
+		dialer.Control = guard.Control
+		proxy = nil
+	}
 	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
+		Proxy:                 proxy,
 		DialContext:           dialer.DialContext,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          0, // no global cap: MaxIdleConnsPerHost bounds each host
-		MaxIdleConnsPerHost:   c.maxIdlePerHost,
-		MaxConnsPerHost:       c.maxConnsPerHost,
+		MaxIdleConnsPerHost:   maxIdlePerHost,
+		MaxConnsPerHost:       maxConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   ConnectTimeout,
 		ExpectContinueTimeout: time.Second,
