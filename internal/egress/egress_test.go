@@ -100,7 +100,9 @@ func TestParseHost_EverySpellingOfAnAddress(t *testing.T) {
 // fakeResolver answers every name with addrs.
 type fakeResolver []netip.Addr
 
-func (f fakeResolver) LookupNetIP(context.Context, string, string) ([]netip.Addr, error) { return f, nil }
+func (f fakeResolver) LookupNetIP(context.Context, string, string) ([]netip.Addr, error) {
+	return f, nil
+}
 
 func TestCheckSink(t *testing.T) {
 	g := &Guard{}
