@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,11 +10,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
-	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/policy"
+	"github.com/heraldhq/herald/internal/redrive"
 	"github.com/heraldhq/herald/internal/store"
-	"github.com/heraldhq/herald/workflows"
 )
 
 // GetDelivery implements herald.v1.DeliveryService.
@@ -77,45 +77,11 @@ func (s *Services) RedriveDelivery(ctx context.Context, req *heraldv1.RedriveDel
 	if err != nil {
 		return nil, storeError(err, "delivery "+req.GetId())
 	}
-	if err := s.redrive(ctx, d); err != nil {
-		return nil, err
+	if err := s.redriver.One(ctx, d); err != nil {
+		return nil, redriveError(err)
 	}
 	d.State = store.DeliveryRetrying
 	return deliveryToProto(d), nil
-}
-
-// redrive hands a dead delivery back to its workflow and records it as
-// retrying.
-func (s *Services) redrive(ctx context.Context, d *store.Delivery) error {
-	update, err := lifecycle.Redriven(d)
-	if err != nil {
-		return status.Error(codes.FailedPrecondition, err.Error())
-	}
-	sub, err := s.store.SubscriptionGet(ctx, d.SubscriptionID)
-	if err != nil {
-		return storeError(err, "subscription "+d.SubscriptionID)
-	}
-	if sub.State != store.SubscriptionActive {
-		return status.Errorf(codes.FailedPrecondition, "subscription %s is disabled (%s); enable it before redriving", sub.ID, sub.StateReason)
-	}
-	err = s.workflows.Redrive(ctx, workflows.DeliveryInput{
-		DeliveryID:     d.ID,
-		SubscriptionID: d.SubscriptionID,
-		EventType:      d.EventType,
-		SinkHost:       delivery.SinkHost(sub.Sink),
-		SeriesStart:    time.Now(),
-		TotalAttempts:  d.Attempts,
-		LastStatus:     d.LastStatus,
-		Policy:         sub.RetryPolicy,
-	})
-	if err != nil {
-		return status.Errorf(codes.Unavailable, "redrive: %v", err)
-	}
-	err = s.store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{update})
-	if err != nil {
-		return storeError(err, "delivery "+d.ID)
-	}
-	return nil
 }
 
 // RedriveDeadLetters implements herald.v1.DeliveryService. It redrives at
@@ -126,41 +92,34 @@ func (s *Services) RedriveDeadLetters(ctx context.Context, req *heraldv1.Redrive
 		return nil, invalidArgument("subscription_id", "required")
 	}
 	if r := req.GetRatePerSecond(); r < 0 || r > policy.MaxRedriveRate {
-		return nil, invalidArgument("rate_per_second", fmt.Sprintf("must be between 0 (the default, 10) and %d", policy.MaxRedriveRate))
+		return nil, invalidArgument("rate_per_second", fmt.Sprintf("must be between 0 (the default, %d) and %d", policy.DefaultRedriveRate, policy.MaxRedriveRate))
 	}
 	rate := int(req.GetRatePerSecond())
 	if rate == 0 {
-		rate = 10
+		rate = policy.DefaultRedriveRate
 	}
-	if _, err := s.store.SubscriptionGet(ctx, req.GetSubscriptionId()); err != nil {
-		return nil, storeError(err, "subscription "+req.GetSubscriptionId())
-	}
-	p := store.DeliveryListParams{SubscriptionID: req.GetSubscriptionId(), State: store.DeliveryDead, Limit: 500}
+	var since time.Time
 	if t := req.GetCreateTimeStart(); t != nil {
-		p.CreatedFrom = t.AsTime()
+		since = t.AsTime()
 	}
-	tick := time.NewTicker(time.Second / time.Duration(rate))
-	defer tick.Stop()
-	resp := &heraldv1.RedriveDeadLettersResponse{}
-	for {
-		ds, err := s.store.DeliveryList(ctx, p)
-		if err != nil {
-			return resp, storeError(err, "deliveries")
-		}
-		for _, d := range ds {
-			select {
-			case <-ctx.Done():
-				return nil, status.FromContextError(ctx.Err()).Err()
-			case <-tick.C:
-			}
-			if err := s.redrive(ctx, d); err != nil {
-				return nil, err
-			}
-			resp.Redriven++
-		}
-		if len(ds) < p.Limit {
-			return resp, nil
-		}
-		p.After = ds[len(ds)-1].ID
+	n, err := s.redriver.DeadLetters(ctx, req.GetSubscriptionId(), since, rate)
+	if err != nil {
+		return nil, redriveError(err)
 	}
+	return &heraldv1.RedriveDeadLettersResponse{Redriven: int32(n)}, nil
+}
+
+// redriveError maps a redrive's error to a gRPC status.
+func redriveError(err error) error {
+	switch {
+	case errors.Is(err, lifecycle.ErrIllegal), errors.Is(err, redrive.ErrInactive):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, redrive.ErrUnavailable):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, store.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	}
+	return status.Errorf(codes.Unavailable, "store: %v", err)
 }

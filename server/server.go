@@ -22,6 +22,7 @@ import (
 	"github.com/heraldhq/herald/internal/egress"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/publish"
+	"github.com/heraldhq/herald/internal/redrive"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/workflows"
 )
@@ -63,6 +64,7 @@ type Services struct {
 	store     store.Store
 	catalog   *catalog.Catalog
 	workflows Workflows
+	redriver  *redrive.Redriver
 	opts      Options
 }
 
@@ -71,7 +73,8 @@ func NewServices(p *publish.Publisher, s store.Store, c *catalog.Catalog, w Work
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Services{publisher: p, store: s, catalog: c, workflows: w, opts: opts}
+	return &Services{publisher: p, store: s, catalog: c, workflows: w, opts: opts,
+		redriver: &redrive.Redriver{Store: s, Workflows: w}}
 }
 
 // streamWorkers is the size of the gRPC server's pool of stream workers,

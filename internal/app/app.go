@@ -140,6 +140,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 				logger.Warn("wake retries of a recovered sink", "origin", origin, "err", err)
 			}
 		},
+		Busy:                 cpu.Busy,
 		MaxInFlight:          cfg.MaxInFlight,
 		MaxQueued:            cfg.Queue,
 		OriginConcurrency:    cfg.OriginConcurrency,

@@ -31,9 +31,10 @@ const (
 	// MaxRequestSize is the largest gRPC request accepted, in bytes: room
 	// for MaxEventsPerPublish events of 16 KiB, or fewer larger ones.
 	MaxRequestSize = 16 << 20
-	// MaxRedriveRate is the fastest RedriveDeadLetters may redrive, per
-	// second.
-	MaxRedriveRate = 1000
+	// DefaultRedriveRate is how many dead letters RedriveDeadLetters
+	// redrives a second unless asked; MaxRedriveRate the most it may.
+	DefaultRedriveRate = 10
+	MaxRedriveRate     = 1000
 	// A retry policy's intervals lie between MinRetryInterval and
 	// MaxRetryInterval, its attempts at most MaxRetryAttempts, its age at
 	// most MaxRetryAge and its backoff coefficient at most

@@ -15,10 +15,12 @@
 //     origin cannot take the turn of a quiet one.
 //   - Each origin holds at most its limit in flight. The limit starts at
 //     Config.OriginConcurrency and adapts (AIMD, with latency): while
-//     requests wait for the origin and it answers about as fast as it does
-//     unloaded, the limit grows (doubling at first, then by one per
-//     limit's worth of answers, never more than doubling in 100 ms); when
-//     it answers over four times slower it
+//     requests wait for the origin and its recent answers come about as
+//     fast as its answers to requests that ran alone, the limit grows
+//     (doubling at first, then by one per limit's worth of answers, never
+//     more than doubling in 100 ms, and past 8 only while the process has
+//     CPU to spare: Config.Busy); when they come over three times slower
+//     it
 //     shrinks by a tenth; a timeout, a connection failure, a 429 or a 503
 //     halve it.
 //   - A key (a subscription) holds at most its Limits.Concurrency in flight
@@ -74,6 +76,12 @@ type Config struct {
 	// 10s).
 	BreakerOpen    time.Duration
 	BreakerMaxOpen time.Duration
+	// Busy, if set, reports whether the process is using nearly all its
+	// CPU (cpuload.Monitor.Busy): then an origin's limit grows no higher
+	// than growFloor, since more requests in flight would only wait for
+	// the CPU (an instant sink on this node's loopback, for one) and cost
+	// it goroutines and connections.
+	Busy func() bool
 	// OnRecover, if set, is called (in its own goroutine) when an origin
 	// answers with a success after failures of any kind: e.g. to wake the
 	// retries waiting for it.
@@ -190,10 +198,11 @@ type origin struct {
 	slowStart bool
 	lastDecr  time.Time
 	idleSince time.Time
-	// unloaded is the least latency seen lately (since unloadedAt): how
-	// fast the origin answers when it is not loaded.
-	unloaded   time.Duration
-	unloadedAt time.Time
+	// unloaded is the average latency of requests that ran nearly alone:
+	// how fast the origin answers when it is not loaded; recent is the
+	// average of every request's, lately.
+	unloaded time.Duration
+	recent   time.Duration
 	// grownFrom is the limit at grownAt, when the current growEvery
 	// began.
 	grownFrom float64
@@ -227,6 +236,7 @@ type waiter struct {
 	deadline time.Time
 	ready    chan error // nil: granted
 	done     bool       // granted or refused
+	load     int        // when granted: its origin's requests in flight
 }
 
 // New returns a Scheduler.
@@ -240,6 +250,7 @@ type Grant struct {
 	s     *Scheduler
 	key   *key
 	start time.Time
+	load  int // the origin's requests in flight when this one started, itself included
 	once  sync.Once
 }
 
@@ -247,7 +258,7 @@ type Grant struct {
 // counts as nothing for the origin's limit and breaker. Only the first of
 // Release and Done counts.
 func (g *Grant) Release() {
-	g.once.Do(func() { g.s.done(g.key, released, 0) })
+	g.once.Do(func() { g.s.done(g.key, released, 0, 0) })
 }
 
 // released is the signal of a Grant given back unused.
@@ -256,7 +267,7 @@ const released Signal = -1
 // Done ends the request and reports how its origin answered. Only the
 // first call counts.
 func (g *Grant) Done(sig Signal) {
-	g.once.Do(func() { g.s.done(g.key, sig, g.s.cfg.Now().Sub(g.start)) })
+	g.once.Do(func() { g.s.done(g.key, sig, g.s.cfg.Now().Sub(g.start), g.load) })
 }
 
 // Acquire waits until req may start and returns its Grant; or a *Refused
@@ -280,8 +291,9 @@ func (s *Scheduler) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	k := o.key(req.Key, req.Limits)
 	if len(k.waiters) == 0 && s.mayStart(o, k, now) {
 		s.start(o, k)
+		load := o.inFlight
 		s.mu.Unlock()
-		return &Grant{s: s, key: k, start: now}, nil
+		return &Grant{s: s, key: k, start: now, load: load}, nil
 	}
 	if o.waiting >= s.share(o, now) {
 		s.mu.Unlock()
@@ -297,7 +309,7 @@ func (s *Scheduler) Acquire(ctx context.Context, req Request) (*Grant, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Grant{s: s, key: k, start: s.cfg.Now()}, nil
+		return &Grant{s: s, key: k, start: s.cfg.Now(), load: w.load}, nil
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
@@ -309,7 +321,7 @@ func (s *Scheduler) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	s.mu.Unlock()
 	if err := <-w.ready; err == nil {
 		// Granted just as ctx ended: give the slot back unused.
-		s.done(k, released, 0)
+		s.done(k, released, 0, 0)
 	}
 	return nil, ctx.Err()
 }
@@ -594,6 +606,7 @@ func (s *Scheduler) dispatch(now time.Time) {
 		if w := s.next(o, now); w != nil {
 			s.unqueue(w)
 			s.start(o, w.key)
+			w.load = o.inFlight
 			w.ready <- nil
 			s.ready(o)
 		}
@@ -623,7 +636,7 @@ func (s *Scheduler) next(o *origin, now time.Time) *waiter {
 }
 
 // done ends a request of k.
-func (s *Scheduler) done(k *key, sig Signal, latency time.Duration) {
+func (s *Scheduler) done(k *key, sig Signal, latency time.Duration, load int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o := k.origin
@@ -651,13 +664,13 @@ func (s *Scheduler) done(k *key, sig Signal, latency time.Duration) {
 		if latency <= 0 {
 			break
 		}
-		switch o.sample(latency, now) {
+		switch o.sample(latency, load) {
 		case slower:
-			// Much slower than it answers when not loaded: the origin
-			// is queueing what it gets, so ask less of it.
+			// Much slower than it answers unloaded: requests queue, at
+			// the origin or for this node's CPU; ask less.
 			s.decrease(o, now, 0.9)
 		case faster:
-			if saturated {
+			if saturated && (o.limit < growFloor || s.cfg.Busy == nil || !s.cfg.Busy()) {
 				s.increase(o, now)
 			}
 		}
@@ -692,6 +705,9 @@ func (s *Scheduler) increase(o *origin, now time.Time) {
 	o.limit = math.Min(o.limit, math.Min(2*o.grownFrom, float64(s.cfg.MaxOriginConcurrency)))
 }
 
+// growFloor is the limit an origin may grow to while the CPU is busy.
+const growFloor = 8
+
 // growEvery is how often an origin's limit may double at most.
 const growEvery = 100 * time.Millisecond
 
@@ -706,32 +722,49 @@ func (s *Scheduler) decrease(o *origin, now time.Time, f float64) {
 	o.limit = math.Max(1, o.limit*f)
 }
 
-// How a request's latency compares with its origin's unloaded latency
+// How an origin's recent latency compares with its unloaded latency
 // (origin.sample).
 const (
-	faster = iota // no slower than twice the unloaded latency (and 2 ms): more may help
+	faster = iota // recent latency within twice the unloaded (and 0.5 ms): more may help
 	usual         // somewhat slower: keep the limit
-	slower        // over four times it (and 50 ms): the origin is queueing
+	slower        // over three times it (and 1 ms): requests queue
 )
 
-// sample classifies latency against o's unloaded latency, the least seen
-// in the last unloadedWindow, and updates that.
-func (o *origin) sample(latency time.Duration, now time.Time) int {
-	if o.unloaded == 0 || latency < o.unloaded || now.Sub(o.unloadedAt) > unloadedWindow {
-		o.unloaded, o.unloadedAt = latency, now
+// sample takes one answer's latency, from a request that started with load
+// requests of its origin in flight, and says how the origin's recent
+// latency compares with its unloaded latency. Both are averages (EWMA),
+// not single samples, so that receivers whose latency varies widely (a
+// log-normal p99 eight times its median) are judged by their usual
+// answer. The unloaded latency is learnt from requests that ran nearly
+// alone (load of at most unloadedLoad); once requests queue it is not
+// updated, and when it has become stale the limit shrinks until requests
+// run alone again and it is measured anew.
+func (o *origin) sample(latency time.Duration, load int) int {
+	ewma := func(avg *time.Duration, alpha float64) {
+		if *avg == 0 {
+			*avg = latency
+			return
+		}
+		*avg += time.Duration(alpha * float64(latency-*avg))
 	}
+	if load <= unloadedLoad {
+		ewma(&o.unloaded, 0.2)
+	}
+	ewma(&o.recent, 0.05)
 	switch {
-	case latency <= 2*o.unloaded+2*time.Millisecond:
+	case o.unloaded == 0:
+		return usual
+	case o.recent <= 2*o.unloaded+time.Millisecond/2:
 		return faster
-	case latency > 4*o.unloaded+50*time.Millisecond:
+	case o.recent > 3*o.unloaded+time.Millisecond:
 		return slower
 	}
 	return usual
 }
 
-// unloadedWindow is how long the least latency seen stands for an
-// origin's unloaded latency before a newer sample replaces it.
-const unloadedWindow = 30 * time.Second
+// unloadedLoad is the most requests of an origin in flight with which a
+// request counts as unloaded.
+const unloadedLoad = 2
 
 const decreaseEvery = 200 * time.Millisecond
 
