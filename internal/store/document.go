@@ -13,6 +13,7 @@ import (
 // that have no column of their own. Every driver stores it as is; its keys
 // are part of the schema.
 type subscriptionDocument struct {
+	Tenant         string              `json:"tenant,omitempty"`
 	Source         string              `json:"source,omitempty"`
 	Types          []string            `json:"types,omitempty"`
 	Config         map[string]string   `json:"config,omitempty"`
@@ -40,6 +41,7 @@ type subscriptionDocument struct {
 // CreatedAt and UpdatedAt).
 func EncodeSubscriptionDocument(s *Subscription) ([]byte, error) {
 	d := subscriptionDocument{
+		Tenant:         s.Tenant,
 		Source:         s.Source,
 		Types:          s.Types,
 		Config:         s.Config,
@@ -77,6 +79,10 @@ func DecodeSubscriptionDocument(b []byte, s *Subscription) error {
 	if err := json.Unmarshal(b, &d); err != nil {
 		return fmt.Errorf("decode subscription %s: %w", s.ID, err)
 	}
+	s.Tenant = d.Tenant
+	if s.Tenant == "" {
+		s.Tenant = DefaultTenant // stored before tenants existed
+	}
 	s.Source = d.Source
 	s.Types = d.Types
 	s.Config = d.Config
@@ -99,6 +105,58 @@ func DecodeSubscriptionDocument(b []byte, s *Subscription) error {
 	s.PausedUntil = time.Time{}
 	if d.PausedUntil != nil {
 		s.PausedUntil = d.PausedUntil.UTC()
+	}
+	return nil
+}
+
+// apiKeyDocument is the stored JSON form of an API key's fields that have
+// no column of their own.
+type apiKeyDocument struct {
+	DisplayName        string         `json:"display_name,omitempty"`
+	Scopes             []policy.Scope `json:"scopes"`
+	Tenant             string         `json:"tenant,omitempty"`
+	ExpiresAt          *time.Time     `json:"expires_at,omitempty"`
+	Hint               string         `json:"hint,omitempty"`
+	PublishRate        float64        `json:"publish_rate,omitempty"`
+	PublishBurst       int            `json:"publish_burst,omitempty"`
+	CertificateSubject string         `json:"certificate_subject,omitempty"`
+}
+
+// EncodeAPIKeyDocument returns the JSON document a driver stores for k's
+// fields that have no column of their own (all but ID, Hash and
+// CreatedAt).
+func EncodeAPIKeyDocument(k *APIKey) ([]byte, error) {
+	d := apiKeyDocument{
+		DisplayName:        k.DisplayName,
+		Scopes:             k.Scopes,
+		Tenant:             k.Tenant,
+		Hint:               k.Hint,
+		PublishRate:        k.PublishRate,
+		PublishBurst:       k.PublishBurst,
+		CertificateSubject: k.CertificateSubject,
+	}
+	if !k.ExpiresAt.IsZero() {
+		t := k.ExpiresAt.UTC()
+		d.ExpiresAt = &t
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode API key %s: %w", k.ID, err)
+	}
+	return b, nil
+}
+
+// DecodeAPIKeyDocument fills k's document fields from b.
+func DecodeAPIKeyDocument(b []byte, k *APIKey) error {
+	var d apiKeyDocument
+	if err := json.Unmarshal(b, &d); err != nil {
+		return fmt.Errorf("decode API key %s: %w", k.ID, err)
+	}
+	k.DisplayName, k.Scopes, k.Tenant, k.Hint = d.DisplayName, d.Scopes, d.Tenant, d.Hint
+	k.PublishRate, k.PublishBurst, k.CertificateSubject = d.PublishRate, d.PublishBurst, d.CertificateSubject
+	k.ExpiresAt = time.Time{}
+	if d.ExpiresAt != nil {
+		k.ExpiresAt = d.ExpiresAt.UTC()
 	}
 	return nil
 }

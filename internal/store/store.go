@@ -43,9 +43,15 @@ const (
 	DeliveryDead      DeliveryState = "dead"
 )
 
+// DefaultTenant is the tenant of subscriptions created without one.
+const DefaultTenant = "default"
+
 // Subscription is who receives which events, where and how.
 type Subscription struct {
-	ID          string
+	ID string
+	// Tenant owns the subscription (DefaultTenant unless set at create);
+	// it never changes.
+	Tenant      string
 	Source      string              // exact source to match, or empty
 	Types       []string            // types to match, or empty for any
 	Config      map[string]string   // free-form, stored as given
@@ -125,8 +131,12 @@ func (s *Subscription) EffectiveRate() int {
 	return min(s.RateLimit, s.AllowedRate)
 }
 
-// Event is a stored CloudEvent. Source and ID identify it.
+// Event is a stored CloudEvent. Tenant, Source and ID identify it: two
+// tenants' events never deduplicate each other.
 type Event struct {
+	// Tenant is the tenant of the key that published the event; empty
+	// for a key bound to no tenant.
+	Tenant string
 	Source string
 	ID     string
 	Type   string
@@ -224,9 +234,12 @@ func (u *DeliveryUpdate) RecordsFirstAttempt() bool {
 // DeliveryListParams filters and pages DeliveryList. Zero fields do not filter.
 type DeliveryListParams struct {
 	SubscriptionID string
-	State          DeliveryState
-	CreatedFrom    time.Time // inclusive
-	CreatedTo      time.Time // exclusive
+	// SubscriptionIDs, if not nil, keeps only deliveries of these
+	// subscriptions (a tenant's); an empty, non-nil list keeps none.
+	SubscriptionIDs []string
+	State           DeliveryState
+	CreatedFrom     time.Time // inclusive
+	CreatedTo       time.Time // exclusive
 	// Limit is the most deliveries to return (required, > 0).
 	Limit int
 	// After is the last ID of the previous page: deliveries are listed
@@ -234,8 +247,10 @@ type DeliveryListParams struct {
 	After string
 }
 
-// SubscriptionListParams pages SubscriptionList.
+// SubscriptionListParams filters and pages SubscriptionList.
 type SubscriptionListParams struct {
+	// Tenant, if set, keeps only that tenant's subscriptions.
+	Tenant string
 	// Limit is the most subscriptions to return; 0 returns all.
 	Limit int
 	// After is the last ID of the previous page (oldest first).
@@ -284,6 +299,41 @@ type Store interface {
 	// AttemptList returns a delivery's attempts, oldest first.
 	AttemptList(ctx context.Context, deliveryID string) ([]*Attempt, error)
 
+	// APIKeyInsert stores a new API key; a key whose ID or Hash is stored
+	// already is an error.
+	APIKeyInsert(ctx context.Context, k *APIKey) error
+	// APIKeyList returns every API key in ID (creation) order.
+	APIKeyList(ctx context.Context) ([]*APIKey, error)
+	// APIKeyDelete deletes an API key; ErrNotFound if it does not exist.
+	APIKeyDelete(ctx context.Context, id string) error
+	// APIKeysVersion returns a number that grows whenever a key is
+	// inserted or deleted, so caches can tell when to reload.
+	APIKeysVersion(ctx context.Context) (int64, error)
+
 	// Close releases the store's resources.
 	Close() error
+}
+
+// APIKey is a key that authenticates calls to Herald's API. Only its
+// SHA-256 is stored: the secret is shown once, at creation.
+type APIKey struct {
+	ID string
+	// Hash is the hex SHA-256 of the secret.
+	Hash        string
+	DisplayName string
+	Scopes      []policy.Scope
+	// Tenant binds the key to one tenant; empty: bound to none.
+	Tenant string
+	// ExpiresAt is when the key stops working; zero: never.
+	ExpiresAt time.Time
+	// Hint is the secret's first characters, to tell keys apart.
+	Hint string
+	// PublishRate (events per second) and PublishBurst bound what the
+	// key publishes on each node; zero: the node's default.
+	PublishRate  float64
+	PublishBurst int
+	// CertificateSubject, if set, is the subject common name of client
+	// certificates that authenticate as this key.
+	CertificateSubject string
+	CreatedAt          time.Time
 }

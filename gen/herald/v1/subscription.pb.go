@@ -251,8 +251,12 @@ type Subscription struct {
 	// Output only. The bearer token Herald generated for the sink, present
 	// only in the CreateSubscription response (see SinkCredential).
 	GeneratedBearerToken string `protobuf:"bytes,26,opt,name=generated_bearer_token,json=generatedBearerToken,proto3" json:"generated_bearer_token,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The tenant the subscription belongs to (default "default"). Set at
+	// create by a key bound to no tenant; a tenant-bound key's own tenant
+	// is implied, and naming another is PERMISSION_DENIED. It cannot change.
+	Tenant        string `protobuf:"bytes,27,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Subscription) Reset() {
@@ -467,6 +471,13 @@ func (x *Subscription) GetGeneratedBearerToken() string {
 	return ""
 }
 
+func (x *Subscription) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
 // SinkCredential is what Herald presents to the sink. The CloudEvents
 // webhook spec requires every delivery to carry an access token, so a
 // subscription created without one gets a generated token ("hbt_...",
@@ -532,7 +543,9 @@ func (x *SinkCredential) GetOmitBearerToken() bool {
 // protocol.
 type HttpSettings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Static headers added to every delivery request.
+	// Static headers added to every delivery request. Their values are
+	// often credentials, so they are write-only: stored encrypted, and
+	// returned by Get and List with every value empty (names only).
 	Headers map[string]string `protobuf:"bytes,1,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The request method; only "POST" (the default) is allowed.
 	Method        string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
@@ -1037,6 +1050,9 @@ func (x *GetSubscriptionRequest) GetId() string {
 
 type ListSubscriptionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this tenant's subscriptions (a tenant-bound key always sees only
+	// its own).
+	Tenant string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	// At most this many (default 100, at most 1000).
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token.
@@ -1073,6 +1089,13 @@ func (x *ListSubscriptionsRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ListSubscriptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSubscriptionsRequest) Descriptor() ([]byte, []int) {
 	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListSubscriptionsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
 }
 
 func (x *ListSubscriptionsRequest) GetPageSize() int32 {
@@ -1404,7 +1427,7 @@ var File_herald_v1_subscription_proto protoreflect.FileDescriptor
 
 const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\n" +
-	"\x1cherald/v1/subscription.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\t\n" +
+	"\x1cherald/v1/subscription.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\t\n" +
 	"\fSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x14\n" +
@@ -1435,7 +1458,8 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\x0fsink_credential\x18\x17 \x01(\v2\x19.herald.v1.SinkCredentialR\x0esinkCredential\x12,\n" +
 	"\x12signing_public_key\x18\x18 \x01(\tR\x10signingPublicKey\x12.\n" +
 	"\x13has_sink_credential\x18\x19 \x01(\bR\x11hasSinkCredential\x124\n" +
-	"\x16generated_bearer_token\x18\x1a \x01(\tR\x14generatedBearerToken\x1a9\n" +
+	"\x16generated_bearer_token\x18\x1a \x01(\tR\x14generatedBearerToken\x12\x16\n" +
+	"\x06tenant\x18\x1b \x01(\tR\x06tenant\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"_\n" +
@@ -1479,8 +1503,9 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\x19CreateSubscriptionRequest\x12;\n" +
 	"\fsubscription\x18\x01 \x01(\v2\x17.herald.v1.SubscriptionR\fsubscription\"(\n" +
 	"\x16GetSubscriptionRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"V\n" +
-	"\x18ListSubscriptionsRequest\x12\x1b\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"n\n" +
+	"\x18ListSubscriptionsRequest\x12\x16\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"\x82\x01\n" +

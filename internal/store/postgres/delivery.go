@@ -13,7 +13,7 @@ import (
 	"github.com/heraldhq/herald/internal/store"
 )
 
-type eventKey struct{ source, id string }
+type eventKey struct{ tenant, source, id string }
 
 // EventInsertBatch inserts events and their deliveries atomically, in one
 // statement. Results are in params order.
@@ -37,7 +37,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 				return nil, fmt.Errorf("postgres: insert events: event %s/%s: delivery needs ID, SubscriptionID and State", p.Event.Source, p.Event.ID)
 			}
 		}
-		k := eventKey{p.Event.Source, p.Event.ID}
+		k := eventKey{p.Event.Tenant, p.Event.Source, p.Event.ID}
 		if _, ok := first[k]; !ok {
 			first[k] = i
 			unique = append(unique, i)
@@ -47,12 +47,13 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 	// on each other's unique index entries in one order and cannot deadlock.
 	slices.SortFunc(unique, func(a, b int) int {
 		ea, eb := &params[a].Event, &params[b].Event
-		return cmp.Or(cmp.Compare(ea.Source, eb.Source), cmp.Compare(ea.ID, eb.ID))
+		return cmp.Or(cmp.Compare(ea.Tenant, eb.Tenant), cmp.Compare(ea.Source, eb.Source), cmp.Compare(ea.ID, eb.ID))
 	})
 
 	// One statement inserts the events not stored yet and the deliveries
 	// of those it inserted, atomically, in one round trip.
 	var (
+		tenants  = make([]string, len(unique))
 		sources  = make([]string, len(unique))
 		ids      = make([]string, len(unique))
 		types    = make([]string, len(unique))
@@ -62,7 +63,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 	)
 	for j, i := range unique {
 		e := &params[i].Event
-		sources[j], ids[j], types[j], payloads[j] = e.Source, e.ID, e.Type, e.Payload
+		tenants[j], sources[j], ids[j], types[j], payloads[j] = e.Tenant, e.Source, e.ID, e.Type, e.Payload
 		created[j] = e.CreatedAt
 		if created[j].IsZero() {
 			created[j] = now
@@ -76,10 +77,11 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 	}
 	rows, _ := s.pool.Query(ctx, eventInsertSQL, sources, ids, types, created, payloads,
 		d.id, d.subscriptionID, d.eventSource, d.eventID, d.position, d.state, d.attempts,
-		d.lastStatus, d.lastError, d.nextAt, d.leaseUntil, d.createdAt, d.updatedAt)
+		d.lastStatus, d.lastError, d.nextAt, d.leaseUntil, d.createdAt, d.updatedAt,
+		tenants, d.eventTenant)
 	inserted := make(map[eventKey]bool, len(unique))
 	var k eventKey
-	if _, err := pgx.ForEachRow(rows, []any{&k.source, &k.id}, func() error {
+	if _, err := pgx.ForEachRow(rows, []any{&k.tenant, &k.source, &k.id}, func() error {
 		inserted[k] = true
 		return nil
 	}); err != nil {
@@ -88,19 +90,20 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 
 	// Events stored before: report the deliveries they made then. The
 	// statement above waited for any transaction still inserting one.
-	var dupSources, dupIDs []string
+	var dupTenants, dupSources, dupIDs []string
 	for _, i := range unique {
 		e := &params[i].Event
-		if !inserted[eventKey{e.Source, e.ID}] {
+		if !inserted[eventKey{e.Tenant, e.Source, e.ID}] {
+			dupTenants = append(dupTenants, e.Tenant)
 			dupSources = append(dupSources, e.Source)
 			dupIDs = append(dupIDs, e.ID)
 			results[i] = store.EventInsertResult{Duplicate: true, DeliveryIDs: []string{}}
 		}
 	}
 	if len(dupIDs) > 0 {
-		rows, _ := s.pool.Query(ctx, eventDeliveryIDsSQL, dupSources, dupIDs)
+		rows, _ := s.pool.Query(ctx, eventDeliveryIDsSQL, dupTenants, dupSources, dupIDs)
 		var id string
-		_, err := pgx.ForEachRow(rows, []any{&k.source, &k.id, &id}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&k.tenant, &k.source, &k.id, &id}, func() error {
 			r := &results[first[k]]
 			r.DeliveryIDs = append(r.DeliveryIDs, id)
 			return nil
@@ -112,7 +115,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 
 	for i := range params {
 		p := &params[i]
-		fi := first[eventKey{p.Event.Source, p.Event.ID}]
+		fi := first[eventKey{p.Event.Tenant, p.Event.Source, p.Event.ID}]
 		switch {
 		case fi != i:
 			results[i] = store.EventInsertResult{Duplicate: true, DeliveryIDs: append([]string(nil), results[fi].DeliveryIDs...)}
@@ -131,7 +134,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 // their event's source and id, the deliveries' arguments of
 // eventInsertSQL.
 type deliveryColumnsArrays struct {
-	id, subscriptionID, eventSource, eventID, state, lastError []string
+	id, subscriptionID, eventTenant, eventSource, eventID, state, lastError []string
 	position, attempts, lastStatus                             []int32
 	nextAt, leaseUntil, createdAt, updatedAt                   []time.Time
 }
@@ -150,6 +153,7 @@ func (a *deliveryColumnsArrays) add(d *store.Delivery, position int, e *store.Ev
 	}
 	a.id = append(a.id, d.ID)
 	a.subscriptionID = append(a.subscriptionID, d.SubscriptionID)
+	a.eventTenant = append(a.eventTenant, e.Tenant)
 	a.eventSource = append(a.eventSource, e.Source)
 	a.eventID = append(a.eventID, e.ID)
 	a.position = append(a.position, int32(position))
@@ -407,9 +411,15 @@ func (s *Store) DeliveryList(ctx context.Context, p store.DeliveryListParams) ([
 	if p.Limit <= 0 {
 		return nil, errors.New("postgres: list deliveries: Limit must be positive")
 	}
+	if p.SubscriptionIDs != nil && len(p.SubscriptionIDs) == 0 {
+		return nil, nil
+	}
 	var args []any
 	if p.SubscriptionID != "" {
 		args = append(args, p.SubscriptionID)
+	}
+	if p.SubscriptionIDs != nil {
+		args = append(args, p.SubscriptionIDs)
 	}
 	if p.State != "" {
 		args = append(args, string(p.State))
@@ -424,7 +434,7 @@ func (s *Store) DeliveryList(ctx context.Context, p store.DeliveryListParams) ([
 		args = append(args, p.After)
 	}
 	args = append(args, p.Limit)
-	query := deliveryListSQL(p.SubscriptionID != "", p.State != "",
+	query := deliveryListSQL(p.SubscriptionID != "", p.SubscriptionIDs != nil, p.State != "",
 		!p.CreatedFrom.IsZero(), !p.CreatedTo.IsZero(), p.After != "")
 	rows, _ := s.pool.Query(ctx, query, args...)
 	ds, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Delivery, error) {

@@ -3,6 +3,8 @@ package postgres
 import (
 	"strconv"
 	"strings"
+
+	"github.com/heraldhq/herald/internal/store"
 )
 
 // This file holds every SQL statement the driver runs. The schema is in
@@ -24,8 +26,12 @@ const (
 
 	subscriptionInsertSQL = `INSERT INTO subscriptions (` + subscriptionColumns + `) VALUES ($1, $2, $3, $4, $5)`
 	subscriptionGetSQL    = `SELECT ` + subscriptionColumns + ` FROM subscriptions WHERE id = $1`
-	// subscriptionListSQL takes a NULL limit for all.
-	subscriptionListSQL = `SELECT ` + subscriptionColumns + ` FROM subscriptions WHERE id > $1 ORDER BY id LIMIT $2`
+	// subscriptionListSQL takes $1 after, $2 limit (NULL for all), $3
+	// tenant ('': any); subscriptions stored before tenants existed are
+	// the default tenant's.
+	subscriptionListSQL = `SELECT ` + subscriptionColumns + ` FROM subscriptions
+WHERE id > $1 AND ($3 = '' OR coalesce(document->>'tenant', '` + store.DefaultTenant + `') = $3)
+ORDER BY id LIMIT $2`
 	// subscriptionUpdateSQL keeps the stored created_at and returns it.
 	subscriptionUpdateSQL = `UPDATE subscriptions SET state = $1, document = $2, updated_at = $3 WHERE id = $4 RETURNING created_at`
 	subscriptionDeleteSQL = `DELETE FROM subscriptions WHERE id = $1`
@@ -33,17 +39,26 @@ const (
 	subscriptionsVersionBumpSQL = `UPDATE subscriptions_version SET version = version + 1`
 	subscriptionsVersionSQL     = `SELECT version FROM subscriptions_version`
 
-	// eventInsertSQL inserts events from parallel arrays ($1-$5), skipping
-	// those stored already, and the deliveries ($6-$18, each with its
-	// event's source and id) of the events it inserted, and returns the
-	// inserted events' source and id. One statement is one implicit
+	apiKeyColumns   = `id, hash, document, created_at`
+	apiKeyInsertSQL = `INSERT INTO api_keys (` + apiKeyColumns + `) VALUES ($1, $2, $3, $4)`
+	apiKeyListSQL   = `SELECT ` + apiKeyColumns + ` FROM api_keys ORDER BY id`
+	apiKeyDeleteSQL = `DELETE FROM api_keys WHERE id = $1`
+
+	apiKeysVersionBumpSQL = `UPDATE api_keys_version SET version = version + 1`
+	apiKeysVersionSQL     = `SELECT version FROM api_keys_version`
+
+	// eventInsertSQL inserts events from parallel arrays ($1-$5 and $19,
+	// the tenant), skipping those stored already, and the deliveries
+	// ($6-$18 and $20, each with its event's source, id and tenant) of
+	// the events it inserted, and returns the inserted events' tenant,
+	// source and id. One statement is one implicit
 	// transaction and one round trip; the deliveries' foreign key is
 	// checked at its end, when the events are in.
 	eventInsertSQL = `WITH e AS (
-	INSERT INTO events (source, id, type, created_at, payload)
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[])
-	ON CONFLICT (source, id) DO NOTHING
-	RETURNING seq, source, id
+	INSERT INTO events (source, id, type, created_at, payload, tenant)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[], $19::text[])
+	ON CONFLICT (tenant, source, id) DO NOTHING
+	RETURNING seq, tenant, source, id
 ), d AS (
 	INSERT INTO deliveries (id, subscription_id, event_seq, position, state,
 		attempts, last_status, last_error, next_at, lease_until, created_at, updated_at)
@@ -51,18 +66,18 @@ const (
 		u.attempts, u.last_status, u.last_error, u.next_at, u.lease_until, u.created_at, u.updated_at
 	FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::integer[], $11::text[],
 		$12::integer[], $13::integer[], $14::text[], $15::timestamptz[], $16::timestamptz[],
-		$17::timestamptz[], $18::timestamptz[])
+		$17::timestamptz[], $18::timestamptz[], $20::text[])
 		AS u (id, subscription_id, event_source, event_id, position, state,
-			attempts, last_status, last_error, next_at, lease_until, created_at, updated_at)
-	JOIN e ON e.source = u.event_source AND e.id = u.event_id
+			attempts, last_status, last_error, next_at, lease_until, created_at, updated_at, event_tenant)
+	JOIN e ON e.tenant = u.event_tenant AND e.source = u.event_source AND e.id = u.event_id
 )
-SELECT source, id FROM e`
+SELECT tenant, source, id FROM e`
 
 	// eventDeliveryIDsSQL lists stored events' deliveries, each event's in
 	// the order they were inserted.
-	eventDeliveryIDsSQL = `SELECT e.source, e.id, d.id
-FROM unnest($1::text[], $2::text[]) AS k (source, id)
-JOIN events e ON e.source = k.source AND e.id = k.id
+	eventDeliveryIDsSQL = `SELECT e.tenant, e.source, e.id, d.id
+FROM unnest($1::text[], $2::text[], $3::text[]) AS k (tenant, source, id)
+JOIN events e ON e.tenant = k.tenant AND e.source = k.source AND e.id = k.id
 JOIN deliveries d ON d.event_seq = e.seq
 ORDER BY d.event_seq, d.position`
 
@@ -164,18 +179,20 @@ FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = $1`
 // state, created from, created to, after; the limit is the last argument.
 // Building the query, rather than writing "$1 IS NULL OR ...", lets the
 // planner pick the index for the filters in use.
-func deliveryListSQL(subscription, state, from, to, after bool) string {
+func deliveryListSQL(subscription, subscriptions, state, from, to, after bool) string {
 	var b strings.Builder
 	b.WriteString(`SELECT ` + deliveryColumns + `
 FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE true`)
 	n := 0
+	// cond adds expr with its parameter's number in place of "$".
 	cond := func(set bool, expr string) {
 		if set {
 			n++
-			b.WriteString(" AND " + expr + strconv.Itoa(n))
+			b.WriteString(" AND " + strings.Replace(expr, "$", "$"+strconv.Itoa(n), 1))
 		}
 	}
 	cond(subscription, "d.subscription_id = $")
+	cond(subscriptions, "d.subscription_id = ANY($::text[])")
 	cond(state, "d.state = $")
 	cond(from, "d.created_at >= $")
 	cond(to, "d.created_at < $")

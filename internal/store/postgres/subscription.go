@@ -86,7 +86,7 @@ func (s *Store) SubscriptionList(ctx context.Context, p store.SubscriptionListPa
 		l := int64(p.Limit)
 		limit = &l
 	}
-	rows, _ := s.pool.Query(ctx, subscriptionListSQL, p.After, limit)
+	rows, _ := s.pool.Query(ctx, subscriptionListSQL, p.After, limit, p.Tenant)
 	subs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Subscription, error) {
 		return scanSubscription(row)
 	})

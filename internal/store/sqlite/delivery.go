@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -34,7 +35,7 @@ func chunks(n int) []int {
 	return sizes
 }
 
-type eventKey struct{ source, id string }
+type eventKey struct{ tenant, source, id string }
 
 // EventInsertBatch inserts events and their deliveries in one durable
 // transaction. Results are in params order.
@@ -55,7 +56,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 				return nil, fmt.Errorf("sqlite: insert events: event %s/%s: delivery needs ID, SubscriptionID and State", p.Event.Source, p.Event.ID)
 			}
 		}
-		k := eventKey{p.Event.Source, p.Event.ID}
+		k := eventKey{p.Event.Tenant, p.Event.Source, p.Event.ID}
 		if _, ok := first[k]; !ok {
 			first[k] = i
 			unique = append(unique, i)
@@ -66,7 +67,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		// Events: skip the stored ones and learn the new ones' seq.
 		rest := unique
-		args := make([]any, 0, maxRows*11)
+		args := make([]any, 0, maxRows*11) // 11: a delivery row's columns, more than an event's
 		for _, n := range chunks(len(unique)) {
 			batch := rest[:n]
 			rest = rest[n:]
@@ -81,7 +82,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 				if payload == nil {
 					payload = []byte{}
 				}
-				args = append(args, e.Source, e.ID, e.Type, millis(created), deliveryIDs(params[i].Deliveries), payload)
+				args = append(args, e.Tenant, e.Source, e.ID, e.Type, millis(created), deliveryIDs(params[i].Deliveries), payload)
 			}
 			rows, err := s.txStmt(ctx, tx, eventInsertSQL(n)).QueryContext(ctx, args...)
 			if err != nil {
@@ -92,7 +93,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 					seq int64
 					k   eventKey
 				)
-				if err := rows.Scan(&seq, &k.source, &k.id); err != nil {
+				if err := rows.Scan(&seq, &k.tenant, &k.source, &k.id); err != nil {
 					rows.Close()
 					return err
 				}
@@ -164,7 +165,8 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 				idsStmt = s.txStmt(ctx, tx, eventDeliveryIDsSQL)
 			}
 			var ids string
-			if err := idsStmt.QueryRowContext(ctx, params[i].Event.Source, params[i].Event.ID).Scan(&ids); err != nil {
+			e := &params[i].Event
+			if err := idsStmt.QueryRowContext(ctx, e.Tenant, e.Source, e.ID).Scan(&ids); err != nil {
 				return err
 			}
 			results[i] = store.EventInsertResult{Duplicate: true, DeliveryIDs: strings.Fields(ids)}
@@ -180,7 +182,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 
 	for i := range params {
 		p := &params[i]
-		fi := first[eventKey{p.Event.Source, p.Event.ID}]
+		fi := first[eventKey{p.Event.Tenant, p.Event.Source, p.Event.ID}]
 		switch {
 		case fi != i:
 			results[i] = store.EventInsertResult{Duplicate: true, DeliveryIDs: append([]string(nil), results[fi].DeliveryIDs...)}
@@ -507,9 +509,19 @@ func (s *Store) DeliveryList(ctx context.Context, p store.DeliveryListParams) ([
 	if p.Limit <= 0 {
 		return nil, errors.New("sqlite: list deliveries: Limit must be positive")
 	}
+	if p.SubscriptionIDs != nil && len(p.SubscriptionIDs) == 0 {
+		return nil, nil
+	}
 	var args []any
 	if p.SubscriptionID != "" {
 		args = append(args, p.SubscriptionID)
+	}
+	if p.SubscriptionIDs != nil {
+		ids, err := json.Marshal(p.SubscriptionIDs)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list deliveries: %w", err)
+		}
+		args = append(args, string(ids))
 	}
 	switch p.State {
 	case "", store.DeliveryPending, store.DeliveryInFlight, store.DeliveryDelivered, store.DeliveryRetrying, store.DeliveryDead:
@@ -526,7 +538,7 @@ func (s *Store) DeliveryList(ctx context.Context, p store.DeliveryListParams) ([
 		args = append(args, p.After)
 	}
 	args = append(args, p.Limit)
-	query := deliveryListSQL(p.SubscriptionID != "", p.State,
+	query := deliveryListSQL(p.SubscriptionID != "", p.SubscriptionIDs != nil, p.State,
 		!p.CreatedFrom.IsZero(), !p.CreatedTo.IsZero(), p.After != "")
 	rows, err := s.reader.QueryContext(ctx, query, args...)
 	if err != nil {

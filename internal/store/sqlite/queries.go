@@ -22,7 +22,11 @@ const (
 
 	subscriptionInsertSQL = `INSERT INTO subscriptions (` + subscriptionColumns + `) VALUES (?, ?, ?, ?, ?)`
 	subscriptionGetSQL    = `SELECT ` + subscriptionColumns + ` FROM subscriptions WHERE id = ?`
-	subscriptionListSQL   = `SELECT ` + subscriptionColumns + ` FROM subscriptions WHERE id > ? ORDER BY id LIMIT ?`
+	// subscriptionListSQL takes ?1 after, ?2 limit, ?3 tenant ('': any);
+	// subscriptions stored before tenants existed are the default tenant's.
+	subscriptionListSQL = `SELECT ` + subscriptionColumns + ` FROM subscriptions
+WHERE id > ?1 AND (?3 = '' OR coalesce(json_extract(document, '$.tenant'), '` + store.DefaultTenant + `') = ?3)
+ORDER BY id LIMIT ?2`
 	// subscriptionUpdateSQL keeps the stored created_at and returns it.
 	subscriptionUpdateSQL = `UPDATE subscriptions SET state = ?, document = ?, updated_at = ? WHERE id = ? RETURNING created_at`
 	subscriptionDeleteSQL = `DELETE FROM subscriptions WHERE id = ?`
@@ -32,7 +36,15 @@ const (
 
 	// eventDeliveryIDsSQL returns a stored event's delivery IDs,
 	// space-separated in the order they were inserted.
-	eventDeliveryIDsSQL = `SELECT delivery_ids FROM events WHERE source = ? AND id = ?`
+	eventDeliveryIDsSQL = `SELECT delivery_ids FROM events WHERE tenant = ? AND source = ? AND id = ?`
+
+	apiKeyColumns   = `id, hash, document, created_at`
+	apiKeyInsertSQL = `INSERT INTO api_keys (` + apiKeyColumns + `) VALUES (?, ?, ?, ?)`
+	apiKeyListSQL   = `SELECT ` + apiKeyColumns + ` FROM api_keys ORDER BY id`
+	apiKeyDeleteSQL = `DELETE FROM api_keys WHERE id = ?`
+
+	apiKeysVersionBumpSQL = `UPDATE api_keys_version SET version = version + 1 WHERE singleton = 1`
+	apiKeysVersionSQL     = `SELECT version FROM api_keys_version WHERE singleton = 1`
 
 	// deliveryColumns are read by scanDelivery, with the event's columns
 	// from events e.
@@ -86,8 +98,8 @@ FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = ?`
 // eventInsertSQL inserts n events, skipping those stored already, and
 // returns the inserted ones' seq, source and id.
 func eventInsertSQL(n int) string {
-	return multiRowSQL(`INSERT INTO events (source, id, type, created_at, delivery_ids, payload) VALUES `,
-		"(?, ?, ?, ?, ?, ?)", n, ` ON CONFLICT (source, id) DO NOTHING RETURNING seq, source, id`)
+	return multiRowSQL(`INSERT INTO events (tenant, source, id, type, created_at, delivery_ids, payload) VALUES `,
+		"(?, ?, ?, ?, ?, ?, ?)", n, ` ON CONFLICT (tenant, source, id) DO NOTHING RETURNING seq, tenant, source, id`)
 }
 
 // deliveryUpdateManySQL applies n updates given as rows of (id, state,
@@ -162,7 +174,7 @@ func multiRowSQL(head, row string, n int, tail string) string {
 // created from, created to, after; the limit is the last argument. A state
 // is written into the query, so that SQLite can pick the partial index
 // that holds it; it must be a store.DeliveryState.
-func deliveryListSQL(subscription bool, state store.DeliveryState, from, to, after bool) string {
+func deliveryListSQL(subscription, subscriptions bool, state store.DeliveryState, from, to, after bool) string {
 	var b strings.Builder
 	b.WriteString(`SELECT ` + deliveryColumns + `
 FROM deliveries d`)
@@ -179,6 +191,9 @@ FROM deliveries d`)
 	b.WriteString(` JOIN events e ON e.seq = d.event_seq WHERE 1`)
 	if subscription {
 		b.WriteString(` AND d.subscription_id = ?`)
+	}
+	if subscriptions {
+		b.WriteString(` AND d.subscription_id IN (SELECT value FROM json_each(?))`)
 	}
 	if state != "" {
 		b.WriteString(` AND d.state = '` + string(state) + `'`)

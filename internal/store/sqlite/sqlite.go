@@ -176,18 +176,56 @@ func (s *Store) migrate(ctx context.Context) error {
 		if applied[m.Version] {
 			continue
 		}
-		err := s.inTx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-				return err
-			}
-			_, err := tx.ExecContext(ctx, migrationRecordSQL, m.Version, m.Name, time.Now().UnixMilli())
-			return err
-		})
-		if err != nil {
+		if err := s.apply(ctx, m); err != nil {
 			return fmt.Errorf("sqlite: migration %s: %w", m.Name, err)
 		}
 	}
 	return nil
+}
+
+// foreignKeysOff marks a migration that rebuilds a table: it runs with
+// foreign keys off, as SQLite's ALTER TABLE documentation says to, and
+// its foreign keys are checked before it commits.
+const foreignKeysOff = "-- herald:foreign-keys-off"
+
+// apply runs one migration in a transaction and records it.
+func (s *Store) apply(ctx context.Context, m store.Migration) error {
+	conn, err := s.writer.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	rebuild := strings.HasPrefix(m.SQL, foreignKeysOff)
+	if rebuild {
+		// A no-op inside a transaction, so set before it.
+		if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+			return err
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON")
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return err
+	}
+	if rebuild {
+		rows, err := tx.QueryContext(ctx, "PRAGMA foreign_key_check")
+		if err != nil {
+			return err
+		}
+		broken := rows.Next()
+		rows.Close()
+		if broken {
+			return errors.New("the rebuilt tables break a foreign key")
+		}
+	}
+	if _, err := tx.ExecContext(ctx, migrationRecordSQL, m.Version, m.Name, time.Now().UnixMilli()); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // inTx runs f in a write transaction and commits it if f returns nil.

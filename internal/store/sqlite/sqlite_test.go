@@ -107,6 +107,22 @@ func TestMigrationsKeepOldData(t *testing.T) {
 	if as, err := s.AttemptList(t.Context(), "dlv_b"); err != nil || len(as) != 0 {
 		t.Errorf("AttemptList(no attempts) = %v, %v; want none", as, err)
 	}
+
+	// Migration 004 rebuilt events: deliveries' foreign key still points
+	// at it, and is still enforced.
+	db, err = sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var parent string
+	if err := db.QueryRow(`SELECT "table" FROM pragma_foreign_key_list('deliveries')`).Scan(&parent); err != nil || parent != "events" {
+		t.Errorf("deliveries' foreign key refers to %q (%v), want events", parent, err)
+	}
+	if _, err := db.Exec(`INSERT INTO deliveries (id, subscription_id, event_seq, state, attempts, last_status, last_error, next_at, lease_until, created_at, updated_at)
+		VALUES ('dlv_orphan', 'sub_1', 999, 'pending', 0, 0, '', 0, 0, 1, 1)`); err == nil {
+		t.Error("a delivery of no event was stored: the foreign key is gone")
+	}
 }
 
 // TestConcurrentWritesFailAlone: writes that queue together share a

@@ -87,7 +87,7 @@ func (s *Store) SubscriptionList(ctx context.Context, p store.SubscriptionListPa
 	if limit <= 0 {
 		limit = -1 // no limit
 	}
-	rows, err := s.reader.QueryContext(ctx, subscriptionListSQL, p.After, limit)
+	rows, err := s.reader.QueryContext(ctx, subscriptionListSQL, p.After, limit, p.Tenant)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list subscriptions: %w", err)
 	}

@@ -439,6 +439,10 @@ func testListFilters(t *testing.T, s store.Store) {
 		{"created to, exclusive", store.DeliveryListParams{CreatedTo: at(3 * time.Minute), Limit: 100}, want(2, 1)},
 		{"created range and state", store.DeliveryListParams{CreatedFrom: at(2 * time.Minute), CreatedTo: at(9 * time.Minute), State: store.DeliveryDelivered, Limit: 100}, want(8, 5, 2)},
 		{"no match", store.DeliveryListParams{SubscriptionID: "sub_c", Limit: 100}, nil},
+		{"subscriptions", store.DeliveryListParams{SubscriptionIDs: []string{"sub_b", "sub_c"}, Limit: 100}, want(8, 6, 4, 2)},
+		{"subscriptions and state", store.DeliveryListParams{SubscriptionIDs: []string{"sub_a", "sub_b"}, State: store.DeliveryDead, Limit: 100}, want(9, 6, 3)},
+		{"no subscriptions", store.DeliveryListParams{SubscriptionIDs: []string{}, Limit: 100}, nil},
+		{"subscription within subscriptions", store.DeliveryListParams{SubscriptionID: "sub_a", SubscriptionIDs: []string{"sub_b"}, Limit: 100}, nil},
 		{"limit", store.DeliveryListParams{Limit: 2}, want(9, 8)},
 	}
 	for _, tt := range tests {

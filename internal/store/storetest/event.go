@@ -15,6 +15,7 @@ var eventTests = []test{
 	{"DuplicateAcrossBatchesReturnsOriginalDeliveryIDs", testEventInsertDuplicateAcrossBatches},
 	{"DuplicateWithinBatchReturnsFirstDeliveryIDs", testEventInsertDuplicateWithinBatch},
 	{"SameIDFromAnotherSourceIsNotDuplicate", testEventInsertSameIDOtherSource},
+	{"SameEventFromAnotherTenantIsNotDuplicate", testEventInsertOtherTenant},
 	{"EventWithoutDeliveries", testEventInsertNoDeliveries},
 	{"EmptyBatch", testEventInsertEmpty},
 	{"LargeBatchStoresEveryDelivery", testEventInsertLarge},
@@ -132,6 +133,32 @@ func testEventInsertSameIDOtherSource(t *testing.T, s store.Store) {
 	}
 	if d := get(t, s, "dlv_b"); d.EventSource != "/invoices" {
 		t.Errorf("EventSource = %q, want /invoices", d.EventSource)
+	}
+}
+
+func testEventInsertOtherTenant(t *testing.T, s store.Store) {
+	acme, globex := newEvent("/orders", "1", t0), newEvent("/orders", "1", t0)
+	acme.Tenant, globex.Tenant = "acme", "globex"
+	res := insert(t, s,
+		store.EventInsertParams{Event: acme, Deliveries: []store.Delivery{newDelivery("dlv_a", "sub_a", store.DeliveryPending, t0, t0)}},
+		store.EventInsertParams{Event: globex, Deliveries: []store.Delivery{newDelivery("dlv_b", "sub_b", store.DeliveryPending, t0, t0)}},
+	)
+	for i, r := range res {
+		if r.Duplicate {
+			t.Errorf("result %d: Duplicate = true, want false (tenants differ)", i)
+		}
+	}
+	// Within one tenant, the same event is a duplicate, in a later batch
+	// too, and gets that tenant's deliveries.
+	res = insert(t, s,
+		store.EventInsertParams{Event: globex, Deliveries: []store.Delivery{newDelivery("dlv_c", "sub_b", store.DeliveryPending, t0, t0)}},
+		store.EventInsertParams{Event: acme, Deliveries: []store.Delivery{newDelivery("dlv_d", "sub_a", store.DeliveryPending, t0, t0)}},
+	)
+	if !res[0].Duplicate || !equalStrings(res[0].DeliveryIDs, []string{"dlv_b"}) {
+		t.Errorf("globex again = %+v, want a duplicate with [dlv_b]", res[0])
+	}
+	if !res[1].Duplicate || !equalStrings(res[1].DeliveryIDs, []string{"dlv_a"}) {
+		t.Errorf("acme again = %+v, want a duplicate with [dlv_a]", res[1])
 	}
 }
 

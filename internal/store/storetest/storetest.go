@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeliveryClaim", claimTests},
 		{"DeliveryUpdateBatch", updateTests},
 		{"DeliveryRead", readTests},
+		{"APIKey", apiKeyTests},
 	}
 	for _, g := range groups {
 		for _, tc := range g.tests {

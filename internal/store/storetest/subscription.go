@@ -24,6 +24,8 @@ var subscriptionTests = []test{
 	{"DeleteRemovesIt", testSubscriptionDelete},
 	{"DeleteMissingIsErrNotFound", testSubscriptionDeleteMissing},
 	{"ListIsInIDOrderAndPages", testSubscriptionList},
+	{"ListFiltersByTenant", testSubscriptionListTenant},
+	{"WithoutTenantIsTheDefaultTenants", testSubscriptionDefaultTenant},
 	{"VersionGrowsOnInsertUpdateDelete", testSubscriptionsVersion},
 }
 
@@ -31,6 +33,7 @@ var subscriptionTests = []test{
 func fullSubscription(id string) *store.Subscription {
 	return &store.Subscription{
 		ID:     id,
+		Tenant: "acme",
 		Source: "/orders",
 		Types:  []string{"com.example.order.created", "com.example.order.paid"},
 		Config: map[string]string{"team": "payments"},
@@ -73,6 +76,7 @@ func fullSubscription(id string) *store.Subscription {
 func minimalSubscription(id string) *store.Subscription {
 	return &store.Subscription{
 		ID:        id,
+		Tenant:    store.DefaultTenant,
 		Sink:      "https://receiver.example/" + id,
 		State:     store.SubscriptionActive,
 		CreatedAt: t0,
@@ -272,6 +276,56 @@ func testSubscriptionList(t *testing.T, s store.Store) {
 		if !equalStrings(got, tt.want) {
 			t.Errorf("%s: SubscriptionList = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+func testSubscriptionListTenant(t *testing.T, s store.Store) {
+	for i, tenant := range []string{"acme", "globex", "acme", store.DefaultTenant, "acme"} {
+		sub := minimalSubscription(fmt.Sprintf("sub_%d", i+1))
+		sub.Tenant = tenant
+		subscriptionInsert(t, s, sub)
+	}
+	tests := []struct {
+		p    store.SubscriptionListParams
+		want []string
+	}{
+		{store.SubscriptionListParams{Tenant: "acme"}, []string{"sub_1", "sub_3", "sub_5"}},
+		{store.SubscriptionListParams{Tenant: "acme", Limit: 2}, []string{"sub_1", "sub_3"}},
+		{store.SubscriptionListParams{Tenant: "acme", After: "sub_3"}, []string{"sub_5"}},
+		{store.SubscriptionListParams{Tenant: "globex"}, []string{"sub_2"}},
+		{store.SubscriptionListParams{Tenant: store.DefaultTenant}, []string{"sub_4"}},
+		{store.SubscriptionListParams{Tenant: "initech"}, nil},
+		{store.SubscriptionListParams{}, []string{"sub_1", "sub_2", "sub_3", "sub_4", "sub_5"}},
+	}
+	for _, tt := range tests {
+		subs, err := s.SubscriptionList(t.Context(), tt.p)
+		if err != nil {
+			t.Fatalf("SubscriptionList(%+v): %v", tt.p, err)
+		}
+		var got []string
+		for _, sub := range subs {
+			got = append(got, sub.ID)
+		}
+		if !equalStrings(got, tt.want) {
+			t.Errorf("SubscriptionList(%+v) = %v, want %v", tt.p, got, tt.want)
+		}
+	}
+}
+
+func testSubscriptionDefaultTenant(t *testing.T, s store.Store) {
+	sub := minimalSubscription("sub_1")
+	sub.Tenant = ""
+	subscriptionInsert(t, s, sub)
+	got, err := s.SubscriptionGet(t.Context(), "sub_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Tenant != store.DefaultTenant {
+		t.Errorf("Tenant = %q, want %q", got.Tenant, store.DefaultTenant)
+	}
+	subs, err := s.SubscriptionList(t.Context(), store.SubscriptionListParams{Tenant: store.DefaultTenant})
+	if err != nil || len(subs) != 1 {
+		t.Errorf("SubscriptionList(default tenant) = %d subscriptions, %v; want 1", len(subs), err)
 	}
 }
 

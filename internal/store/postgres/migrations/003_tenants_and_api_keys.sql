@@ -1,0 +1,21 @@
+-- Tenants and API keys. An event is identified by its publisher's tenant
+-- as well as its source and id, so that two tenants' events never
+-- deduplicate each other. Events published before tenants existed belong
+-- to no tenant ('').
+ALTER TABLE events ADD COLUMN tenant text NOT NULL DEFAULT '';
+ALTER TABLE events ADD CONSTRAINT events_tenant_source_id_key UNIQUE (tenant, source, id);
+ALTER TABLE events DROP CONSTRAINT events_source_id_key;
+
+-- An API key is the SHA-256 of its secret plus a JSON document.
+CREATE TABLE api_keys (
+    id         text        NOT NULL PRIMARY KEY,
+    hash       text        NOT NULL UNIQUE,
+    document   jsonb       NOT NULL,
+    created_at timestamptz NOT NULL
+);
+
+CREATE TABLE api_keys_version (
+    singleton boolean NOT NULL PRIMARY KEY DEFAULT true CHECK (singleton),
+    version   bigint  NOT NULL
+);
+INSERT INTO api_keys_version (singleton, version) VALUES (true, 0);
