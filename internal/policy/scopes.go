@@ -50,9 +50,9 @@ var MethodScopes = map[string]Scope{
 	"/herald.v1.ApiKeyService/ListApiKeys":  ScopeKeysAdmin,
 	"/herald.v1.ApiKeyService/DeleteApiKey": ScopeKeysAdmin,
 
-	"/grpc.health.v1.Health/Check": Open,
-	"/grpc.health.v1.Health/List":  Open,
-	"/grpc.health.v1.Health/Watch": Open,
+	"/grpc.health.v1.Health/Check":                                   Open,
+	"/grpc.health.v1.Health/List":                                    Open,
+	"/grpc.health.v1.Health/Watch":                                   Open,
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      Open,
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Open,
 }

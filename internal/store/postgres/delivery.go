@@ -135,8 +135,8 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 // eventInsertSQL.
 type deliveryColumnsArrays struct {
 	id, subscriptionID, eventTenant, eventSource, eventID, state, lastError []string
-	position, attempts, lastStatus                             []int32
-	nextAt, leaseUntil, createdAt, updatedAt                   []time.Time
+	position, attempts, lastStatus                                          []int32
+	nextAt, leaseUntil, createdAt, updatedAt                                []time.Time
 }
 
 func (a *deliveryColumnsArrays) add(d *store.Delivery, position int, e *store.Event, now time.Time) {
