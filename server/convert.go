@@ -196,6 +196,7 @@ var subscriptionStates = map[store.SubscriptionState]heraldv1.SubscriptionState{
 func subscriptionToProto(s *store.Subscription) *heraldv1.Subscription {
 	p := &heraldv1.Subscription{
 		Id:                s.ID,
+		Tenant:            s.Tenant,
 		Source:            s.Source,
 		Types:             slices.Clone(s.Types),
 		Config:            maps.Clone(s.Config),
@@ -217,7 +218,12 @@ func subscriptionToProto(s *store.Subscription) *heraldv1.Subscription {
 		SigningAlgorithm:  heraldv1.SigningAlgorithm_SIGNING_ALGORITHM_HMAC_SHA256,
 	}
 	if len(s.Headers) > 0 || s.Method != "" {
-		p.ProtocolSettings = &heraldv1.HttpSettings{Headers: maps.Clone(s.Headers), Method: s.Method}
+		// Header values are write-only: names only.
+		names := make(map[string]string, len(s.Headers))
+		for name := range s.Headers {
+			names[name] = ""
+		}
+		p.ProtocolSettings = &heraldv1.HttpSettings{Headers: names, Method: s.Method}
 	}
 	if len(s.Secrets) > 0 {
 		newest := s.Secrets[0].Key

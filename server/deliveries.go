@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/redrive"
@@ -18,21 +19,50 @@ import (
 
 // GetDelivery implements herald.v1.DeliveryService.
 func (s *Services) GetDelivery(ctx context.Context, req *heraldv1.GetDeliveryRequest) (*heraldv1.Delivery, error) {
-	d, err := s.store.DeliveryGet(ctx, req.GetId())
+	d, err := s.ownedDelivery(ctx, req.GetId())
 	if err != nil {
-		return nil, storeError(err, "delivery "+req.GetId())
+		return nil, err
 	}
 	return deliveryToProto(d), nil
+}
+
+// ownedDelivery returns a delivery the caller may see: one of a
+// subscription of its tenant. A tenant-bound caller sees no delivery of
+// a deleted subscription.
+func (s *Services) ownedDelivery(ctx context.Context, id string) (*store.Delivery, error) {
+	d, err := s.store.DeliveryGet(ctx, id)
+	if err != nil {
+		return nil, storeError(err, "delivery "+id)
+	}
+	p := auth.FromContext(ctx)
+	if p.Tenant == "" {
+		return d, nil
+	}
+	if en, ok := s.catalog.Get(d.SubscriptionID); !ok || !p.Sees(en.Subscription.Tenant) {
+		return nil, notFound("delivery " + id)
+	}
+	return d, nil
 }
 
 // ListDeliveries implements herald.v1.DeliveryService.
 func (s *Services) ListDeliveries(ctx context.Context, req *heraldv1.ListDeliveriesRequest) (*heraldv1.ListDeliveriesResponse, error) {
 	limit := pageSize(req.GetPageSize())
+	var ofTenant []string
+	if caller := auth.FromContext(ctx); caller.Tenant != "" {
+		if sub := req.GetSubscriptionId(); sub != "" {
+			if _, err := s.owned(ctx, sub); err != nil {
+				return nil, err
+			}
+		} else {
+			ofTenant = s.catalog.Tenant(caller.Tenant)
+		}
+	}
 	p := store.DeliveryListParams{
-		SubscriptionID: req.GetSubscriptionId(),
-		State:          deliveryStateFromProto(req.GetState()),
-		Limit:          limit + 1,
-		After:          req.GetPageToken(),
+		SubscriptionIDs: ofTenant,
+		SubscriptionID:  req.GetSubscriptionId(),
+		State:           deliveryStateFromProto(req.GetState()),
+		Limit:           limit + 1,
+		After:           req.GetPageToken(),
 	}
 	if t := req.GetCreateTimeStart(); t != nil {
 		p.CreatedFrom = t.AsTime()
@@ -57,8 +87,8 @@ func (s *Services) ListDeliveries(ctx context.Context, req *heraldv1.ListDeliver
 
 // ListAttempts implements herald.v1.DeliveryService.
 func (s *Services) ListAttempts(ctx context.Context, req *heraldv1.ListAttemptsRequest) (*heraldv1.ListAttemptsResponse, error) {
-	if _, err := s.store.DeliveryGet(ctx, req.GetDeliveryId()); err != nil {
-		return nil, storeError(err, "delivery "+req.GetDeliveryId())
+	if _, err := s.ownedDelivery(ctx, req.GetDeliveryId()); err != nil {
+		return nil, err
 	}
 	as, err := s.store.AttemptList(ctx, req.GetDeliveryId())
 	if err != nil {
@@ -73,9 +103,9 @@ func (s *Services) ListAttempts(ctx context.Context, req *heraldv1.ListAttemptsR
 
 // RedriveDelivery implements herald.v1.DeliveryService.
 func (s *Services) RedriveDelivery(ctx context.Context, req *heraldv1.RedriveDeliveryRequest) (*heraldv1.Delivery, error) {
-	d, err := s.store.DeliveryGet(ctx, req.GetId())
+	d, err := s.ownedDelivery(ctx, req.GetId())
 	if err != nil {
-		return nil, storeError(err, "delivery "+req.GetId())
+		return nil, err
 	}
 	if err := s.redriver.One(ctx, d); err != nil {
 		return nil, redriveError(err)
@@ -90,6 +120,9 @@ func (s *Services) RedriveDelivery(ctx context.Context, req *heraldv1.RedriveDel
 func (s *Services) RedriveDeadLetters(ctx context.Context, req *heraldv1.RedriveDeadLettersRequest) (*heraldv1.RedriveDeadLettersResponse, error) {
 	if req.GetSubscriptionId() == "" {
 		return nil, invalidArgument("subscription_id", "required")
+	}
+	if _, err := s.owned(ctx, req.GetSubscriptionId()); err != nil {
+		return nil, err
 	}
 	if r := req.GetRatePerSecond(); r < 0 || r > policy.MaxRedriveRate {
 		return nil, invalidArgument("rate_per_second", fmt.Sprintf("must be between 0 (the default, %d) and %d", policy.DefaultRedriveRate, policy.MaxRedriveRate))

@@ -6,20 +6,26 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/policy"
 )
 
 // HTTPHandler returns Herald's HTTP edge: /healthz (the process is up),
 // /readyz (ready reports nil when the node can take traffic), /metrics
-// (Prometheus), the
-// validation callback URL of svc's handshakes and, when ingest is not nil,
-// the CloudEvents receiver at IngestPath.
+// (Prometheus; for the admin scope unless svc's options make it open),
+// the validation callback URL of svc's handshakes (which carries its own
+// secret) and, when ingest is not nil, the CloudEvents receiver at
+// IngestPath.
 func HTTPHandler(ready func(context.Context) error, svc *Services, ingest *Ingest) http.Handler {
 	mux := http.NewServeMux()
 	if ingest != nil {
 		mux.Handle(IngestPath, ingest)
 	}
 	mux.Handle(validationPath+"/{subscription}/{token}", svc.ValidationCallback())
-	mux.Handle("GET /metrics", metrics.Handler())
+	var m http.Handler = metrics.Handler()
+	if !svc.opts.MetricsOpen && svc.opts.Auth != nil {
+		m = requireScope(svc.opts.Auth, policy.ScopeMetrics, m)
+	}
+	mux.Handle("GET /metrics", m)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

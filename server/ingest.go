@@ -2,22 +2,23 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldhq/herald/clients/cehttp"
 	"github.com/heraldhq/herald/clients/cevent"
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/publish"
 )
@@ -39,17 +40,14 @@ const (
 	MaxBatchBody = 16 << 20
 )
 
-// IngestOptions configure the CloudEvents webhook receiver. The zero value
-// serves nothing (404): set APIKeys, or AllowUnauthenticated for
-// development.
+// IngestOptions configure the CloudEvents webhook receiver.
 type IngestOptions struct {
-	// APIKeys are the accepted bearer tokens, sent as "Authorization:
-	// Bearer <key>" or, as the CloudEvents webhook spec also requires
-	// targets to accept, as the access_token query parameter.
-	APIKeys []string
-	// AllowUnauthenticated accepts events without a key when APIKeys is
-	// empty. Development only; ignored when APIKeys is set.
-	AllowUnauthenticated bool
+	// Auth authenticates senders by their API key (publish scope), sent
+	// as "Authorization: Bearer <key>" or, as the CloudEvents webhook spec
+	// also requires targets to accept, as the access_token query
+	// parameter; nil accepts every sender (`herald dev` without an admin
+	// key).
+	Auth Authenticator
 	// AllowedOrigins are the sender DNS names whose validation handshake
 	// (OPTIONS with WebHook-Request-Origin) is granted. Matching is exact
 	// and case-insensitive; there are no wildcards.
@@ -78,14 +76,13 @@ type IngestOptions struct {
 // every mode (one result per event, in request order). Errors are
 // application/problem+json (RFC 9457) bodies, see Problem: 400 for a
 // malformed request or invalid events (the violations name the fields,
-// e.g. "events[0].type"), 401 without a valid key, 404 when ingest is
-// disabled, 405 for other methods, 413 when too large, 415 for an
-// unsupported event format, 503 when the publisher is closed or the store
-// fails.
+// e.g. "events[0].type"), 401 without a valid key, 403 for a key without
+// the publish scope, 405 for other methods, 413 when too large, 415 for
+// an unsupported event format, 429 (with Retry-After) for a key over its
+// publish rate, 503 when the publisher is closed or the store fails.
 type Ingest struct {
 	publisher *publish.Publisher
 	opts      IngestOptions
-	keys      [][sha256.Size]byte
 	client    *http.Client
 
 	ctx       context.Context // ends on Close; parent of callback grants
@@ -102,11 +99,6 @@ func NewIngest(p *publish.Publisher, opts IngestOptions) *Ingest {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	in := &Ingest{publisher: p, opts: opts, callbacks: make(chan struct{}, MaxCallbacksInFlight)}
-	for _, k := range opts.APIKeys {
-		if k != "" {
-			in.keys = append(in.keys, sha256.Sum256([]byte(k)))
-		}
-	}
 	client := http.Client{Timeout: CallbackTimeout}
 	if opts.CallbackClient != nil {
 		client = *opts.CallbackClient
@@ -126,19 +118,10 @@ func (in *Ingest) Close() {
 	in.inFlight.Wait()
 }
 
-// enabled reports whether the endpoint serves at all.
-func (in *Ingest) enabled() bool {
-	return len(in.keys) > 0 || in.opts.AllowUnauthenticated
-}
-
 const allowedMethods = "POST, OPTIONS"
 
 // ServeHTTP implements http.Handler.
 func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !in.enabled() {
-		writeProblem(w, http.StatusNotFound, "CloudEvents ingest is disabled: no API keys are configured", nil)
-		return
-	}
 	switch r.Method {
 	case http.MethodPost:
 		in.servePost(w, r)
@@ -181,12 +164,12 @@ type Violation struct {
 }
 
 func (in *Ingest) servePost(w http.ResponseWriter, r *http.Request) {
-	viaQuery, status, msg := in.authenticate(r)
-	if status != 0 {
-		if status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
-		}
-		writeProblem(w, status, msg, nil)
+	p, viaQuery, code, msg := httpPrincipal(in.opts.Auth, r, true)
+	if code == 0 && p.Authorize(policy.ScopeIngest) != nil {
+		code, msg = http.StatusForbidden, permissionMsg
+	}
+	if code != 0 {
+		refuseHTTP(w, code, msg)
 		return
 	}
 	// The body is read whole before the call is announced to the
@@ -225,7 +208,13 @@ func (in *Ingest) servePost(w http.ResponseWriter, r *http.Request) {
 		}
 		pes[i] = pe
 	}
-	results, err := in.publisher.Publish(r.Context(), pes)
+	if wait, ok := p.ReservePublish(len(pes), time.Now()); !ok {
+		metrics.PublishLimited.Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		writeProblem(w, http.StatusTooManyRequests, fmt.Sprintf("the API key is over its publish rate; retry in %s", wait.Round(time.Millisecond)), nil)
+		return
+	}
+	results, err := in.publisher.Publish(r.Context(), p.Tenant, pes)
 	if err != nil {
 		in.writePublishError(w, r, err)
 		return
@@ -268,51 +257,6 @@ func (in *Ingest) writePublishError(w http.ResponseWriter, r *http.Request, err 
 		w.Header().Set("Retry-After", "1")
 		writeProblem(w, http.StatusServiceUnavailable, "events could not be stored; retry", nil)
 	}
-}
-
-// authenticate checks the request's API key. It returns the status to
-// answer (0 to go on) and whether the key came in the query.
-func (in *Ingest) authenticate(r *http.Request) (viaQuery bool, status int, msg string) {
-	if len(in.keys) == 0 {
-		return false, 0, "" // enabled without keys: AllowUnauthenticated
-	}
-	header := r.Header.Values("Authorization")
-	query := r.URL.Query()["access_token"]
-	var token string
-	switch {
-	case len(header) > 0 && len(query) > 0:
-		return false, http.StatusBadRequest, "send the API key in the Authorization header or the access_token parameter, not both"
-	case len(header) == 1:
-		scheme, t, ok := strings.Cut(header[0], " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			return false, http.StatusUnauthorized, "Authorization must be \"Bearer <api key>\""
-		}
-		token = strings.TrimLeft(t, " ")
-	case len(query) == 1:
-		token, viaQuery = query[0], true
-	case len(header) == 0 && len(query) == 0:
-		return false, http.StatusUnauthorized, "an API key is required: Authorization: Bearer <api key>"
-	default:
-		return false, http.StatusBadRequest, "more than one API key in the request"
-	}
-	if !in.validKey(token) {
-		return false, http.StatusUnauthorized, "invalid API key"
-	}
-	return viaQuery, 0, ""
-}
-
-// validKey compares token with every key in constant time: hashing first
-// hides the keys' lengths, and every key is compared.
-func (in *Ingest) validKey(token string) bool {
-	if token == "" {
-		return false
-	}
-	h := sha256.Sum256([]byte(token))
-	match := 0
-	for i := range in.keys {
-		match |= subtle.ConstantTimeCompare(h[:], in.keys[i][:])
-	}
-	return match == 1
 }
 
 // bodyLimit is the body limit of the CloudEvents HTTP mode that ct

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/heraldhq/herald/clients/signing"
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
+	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/publish"
@@ -64,8 +66,8 @@ func newIngestEnv(t testing.TB, opts IngestOptions) *ingestEnv {
 	return &ingestEnv{url: srv.URL + IngestPath, ingest: in, publisher: p, store: s}
 }
 
-// openIngest has ingest enabled without keys.
-var openIngest = IngestOptions{AllowUnauthenticated: true}
+// openIngest authenticates nobody.
+var openIngest = IngestOptions{}
 
 // do sends one request and returns the response with its body read.
 func do(t testing.TB, method, url string, header http.Header, body []byte) (*http.Response, []byte) {
@@ -324,8 +326,35 @@ func TestIngest_BatchWithOneBadEventStoresNothing(t *testing.T) {
 	}
 }
 
+// withKeys makes env's ingest authenticate with a keyring over env's
+// store holding these keys (secret -> key), and returns the keyring.
+func withKeys(t *testing.T, env *ingestEnv, keys map[string]*store.APIKey) *auth.Keyring {
+	t.Helper()
+	for secret, k := range keys {
+		k.Hash = auth.Hash(secret)
+		if err := env.store.APIKeyInsert(t.Context(), k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kr, err := auth.NewKeyring(env.store, auth.KeyringConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	env.ingest.opts.Auth = kr
+	return kr
+}
+
 func TestIngest_APIKeys(t *testing.T) {
-	env := newIngestEnv(t, IngestOptions{APIKeys: []string{"key-one", "key-two"}})
+	env := newIngestEnv(t, openIngest)
+	one, two, reader, unknown := auth.NewKey(), auth.NewKey(), auth.NewKey(), auth.NewKey()
+	withKeys(t, env, map[string]*store.APIKey{
+		one:    {ID: "key_1", Scopes: []policy.Scope{policy.ScopePublish}},
+		two:    {ID: "key_2", Scopes: []policy.Scope{policy.ScopeAdmin}},
+		reader: {ID: "key_3", Scopes: []policy.Scope{policy.ScopeDeliveriesRead}},
+	})
 	tests := []struct {
 		name   string
 		auth   string // Authorization header, if any
@@ -333,16 +362,17 @@ func TestIngest_APIKeys(t *testing.T) {
 		status int
 	}{
 		{"no key", "", "", 401},
-		{"wrong key", "Bearer key-three", "", 401},
-		{"prefix of a key", "Bearer key-on", "", 401},
-		{"key with a suffix", "Bearer key-one2", "", 401},
+		{"unknown key", "Bearer " + unknown, "", 401},
+		{"prefix of a key", "Bearer " + one[:len(one)-1], "", 401},
+		{"key with a suffix", "Bearer " + one + "A", "", 401},
 		{"empty bearer", "Bearer ", "", 401},
 		{"basic scheme", "Basic a2V5LW9uZQ==", "", 401},
-		{"first key", "Bearer key-one", "", 200},
-		{"second key, lower-case scheme", "bearer key-two", "", 200},
-		{"access_token parameter", "", "?access_token=key-two", 200},
+		{"a key without the publish scope", "Bearer " + reader, "", 403},
+		{"publish key", "Bearer " + one, "", 200},
+		{"admin key, lower-case scheme", "bearer " + two, "", 200},
+		{"access_token parameter", "", "?access_token=" + two, 200},
 		{"wrong access_token", "", "?access_token=nope", 401},
-		{"header and parameter", "Bearer key-one", "?access_token=key-one", 400},
+		{"header and parameter", "Bearer " + one, "?access_token=" + one, 400},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -364,17 +394,31 @@ func TestIngest_APIKeys(t *testing.T) {
 	}
 }
 
-func TestIngest_DisabledWithoutKeysUnlessAllowed(t *testing.T) {
-	env := newIngestEnv(t, IngestOptions{AllowedOrigins: []string{"example.com"}})
-	for _, method := range []string{http.MethodPost, http.MethodOptions} {
-		h := binaryHeader("x", "Webhook-Request-Origin", "example.com")
-		if resp, body := do(t, method, env.url, h, []byte(`{}`)); resp.StatusCode != http.StatusNotFound {
-			t.Errorf("%s: status %d, want 404: %s", method, resp.StatusCode, body)
-		}
-	}
-	open := newIngestEnv(t, openIngest)
-	resp, body := do(t, http.MethodPost, open.url, binaryHeader("x"), []byte(`{}`))
+func TestIngest_AKeyOverItsPublishRateGets429AndNothingIsStored(t *testing.T) {
+	env := newIngestEnv(t, openIngest)
+	key := auth.NewKey()
+	withKeys(t, env, map[string]*store.APIKey{key: {ID: "key_1", Scopes: []policy.Scope{policy.ScopePublish}, PublishRate: 0.001, PublishBurst: 2}})
+	h := binaryHeader("r1")
+	h.Set("Authorization", "Bearer "+key)
+	resp, body := do(t, http.MethodPost, env.url, h, []byte(`{}`))
 	decodeResults(t, resp, body)
+	batch := `[` + structuredEvent("r2") + `,` + structuredEvent("r3") + `]`
+	bh := http.Header{"Content-Type": {"application/cloudevents-batch+json"}, "Authorization": {"Bearer " + key}}
+	resp, body = do(t, http.MethodPost, env.url, bh, []byte(batch))
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a batch of 2 after 1 of a burst of 2: status %d, want 429: %s", resp.StatusCode, body)
+	}
+	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 {
+		t.Errorf("Retry-After %q, want a positive number of seconds", resp.Header.Get("Retry-After"))
+	}
+	decodeProblem(t, resp, body)
+	ds, err := env.store.DeliveryList(t.Context(), store.DeliveryListParams{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || ds[0].EventID != "r1" {
+		t.Errorf("stored %d deliveries, want only r1's", len(ds))
+	}
 }
 
 func TestIngest_Answers503WhenPublisherIsClosed(t *testing.T) {
@@ -438,7 +482,7 @@ func TestIngest_ValidationHandshake(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			env := newIngestEnv(t, IngestOptions{AllowUnauthenticated: true, AllowedOrigins: allowed, Rate: tc.rate})
+			env := newIngestEnv(t, IngestOptions{AllowedOrigins: allowed, Rate: tc.rate})
 			resp, body := do(t, http.MethodOptions, env.url, tc.header, nil)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
@@ -505,7 +549,7 @@ func TestIngest_CallbackGrant(t *testing.T) {
 	cb := newCallbackServer(t, 1)
 	cb.release()
 	env := newIngestEnv(t, IngestOptions{
-		AllowUnauthenticated: true, AllowedOrigins: []string{"example.com"}, Rate: 90,
+		AllowedOrigins: []string{"example.com"}, Rate: 90,
 		AutoGrantCallbacks: true, CallbackClient: cb.srv.Client(),
 	})
 	h := http.Header{
@@ -539,7 +583,7 @@ func TestIngest_CallbackRefusedForOtherHosts(t *testing.T) {
 	cb := newCallbackServer(t, 16)
 	cb.release()
 	env := newIngestEnv(t, IngestOptions{
-		AllowUnauthenticated: true, AllowedOrigins: []string{"example.com", "trusted.example.org"},
+		AllowedOrigins:     []string{"example.com", "trusted.example.org"},
 		AutoGrantCallbacks: true, CallbackClient: cb.srv.Client(),
 	})
 	tests := []struct {
@@ -575,7 +619,7 @@ func TestIngest_CallbackRefusedForOtherHosts(t *testing.T) {
 func TestIngest_CallbackGrantsInFlightAreBounded(t *testing.T) {
 	cb := newCallbackServer(t, MaxCallbacksInFlight)
 	env := newIngestEnv(t, IngestOptions{
-		AllowUnauthenticated: true, AllowedOrigins: []string{"example.com"},
+		AllowedOrigins:     []string{"example.com"},
 		AutoGrantCallbacks: true, CallbackClient: cb.srv.Client(),
 	})
 	h := http.Header{"Webhook-Request-Origin": {"example.com"}, "Webhook-Request-Callback": {"https://example.com/cb"}}

@@ -5,6 +5,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -16,10 +17,13 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/egress"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/publish"
 	"github.com/heraldhq/herald/internal/redrive"
@@ -51,7 +55,17 @@ type Options struct {
 	Egress *egress.Guard
 	// Resolver resolves sink hosts for Egress (nil: the system's).
 	Resolver egress.Resolver
-	Logger   *slog.Logger
+	// Auth authenticates callers; nil runs every call as auth.Open
+	// (`herald dev` without an admin key).
+	Auth Authenticator
+	// Keys stores API keys for ApiKeyService; nil serves none.
+	// KeysChanged is called after a key is made or deleted.
+	Keys        KeyStore
+	KeysChanged KeysChanged
+	// MetricsOpen serves /metrics without an API key; otherwise it needs
+	// the admin scope (when Auth is set).
+	MetricsOpen bool
+	Logger      *slog.Logger
 }
 
 // Services implements Herald's gRPC services.
@@ -59,6 +73,7 @@ type Services struct {
 	heraldv1.UnimplementedPublishServiceServer
 	heraldv1.UnimplementedSubscriptionServiceServer
 	heraldv1.UnimplementedDeliveryServiceServer
+	heraldv1.UnimplementedApiKeyServiceServer
 
 	publisher *publish.Publisher
 	store     store.Store
@@ -101,14 +116,15 @@ func NewGRPCServer(svc *Services, hs *health.Server, opts ...grpc.ServerOption) 
 		// docs/benchmarks.md, items 13 and 17).
 		grpc.NumStreamWorkers(streamWorkers),
 		// A panic in one handler is that call's INTERNAL, never the node's
-		// end.
-		grpc.ChainUnaryInterceptor(recoverUnary(svc.opts.Logger)),
-		grpc.ChainStreamInterceptor(recoverStream(svc.opts.Logger)),
+		// end. Every call is then authenticated and authorised.
+		grpc.ChainUnaryInterceptor(recoverUnary(svc.opts.Logger), authUnary(svc.opts.Auth)),
+		grpc.ChainStreamInterceptor(recoverStream(svc.opts.Logger), authStream(svc.opts.Auth)),
 	}, opts...)
 	g := grpc.NewServer(opts...)
 	heraldv1.RegisterPublishServiceServer(g, svc)
 	heraldv1.RegisterSubscriptionServiceServer(g, svc)
 	heraldv1.RegisterDeliveryServiceServer(g, svc)
+	heraldv1.RegisterApiKeyServiceServer(g, svc)
 	healthpb.RegisterHealthServer(g, hs)
 	reflection.Register(g)
 	return g
@@ -116,7 +132,11 @@ func NewGRPCServer(svc *Services, hs *health.Server, opts ...grpc.ServerOption) 
 
 // Publish implements herald.v1.PublishService.
 func (s *Services) Publish(ctx context.Context, req *heraldv1.PublishRequest) (*heraldv1.PublishResponse, error) {
-	results, err := s.publisher.Publish(ctx, req.GetEvents())
+	p := auth.FromContext(ctx)
+	if wait, ok := p.ReservePublish(len(req.GetEvents()), time.Now()); !ok {
+		return nil, publishLimited(wait)
+	}
+	results, err := s.publisher.Publish(ctx, p.Tenant, req.GetEvents())
 	if err != nil {
 		return nil, publishError(err)
 	}
@@ -129,6 +149,17 @@ func (s *Services) Publish(ctx context.Context, req *heraldv1.PublishRequest) (*
 		resp.Results[i] = &heraldv1.PublishResult{Source: r.Source, Id: r.ID, Status: st, DeliveryIds: r.DeliveryIDs}
 	}
 	return resp, nil
+}
+
+// publishLimited is the answer to a key over its publish rate:
+// RESOURCE_EXHAUSTED with how long to wait.
+func publishLimited(wait time.Duration) error {
+	metrics.PublishLimited.Inc()
+	st := status.New(codes.ResourceExhausted, fmt.Sprintf("the API key is over its publish rate; retry in %s", wait.Round(time.Millisecond)))
+	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)}); err == nil {
+		st = d
+	}
+	return st.Err()
 }
 
 func publishError(err error) error {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/heraldhq/herald/clients/signing"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/filter"
 	"github.com/heraldhq/herald/internal/id"
@@ -31,9 +33,14 @@ func (s *Services) CreateSubscription(ctx context.Context, req *heraldv1.CreateS
 	if in == nil {
 		return nil, invalidArgument("subscription", "required")
 	}
+	tenant, err := s.createTenant(ctx, in.GetTenant())
+	if err != nil {
+		return nil, err
+	}
 	now := time.Now()
 	sub := &store.Subscription{
 		ID:        id.New(id.Subscription),
+		Tenant:    tenant,
 		State:     store.SubscriptionActive,
 		CreatedAt: now,
 		UpdatedAt: now,
@@ -79,6 +86,40 @@ func (s *Services) CreateSubscription(ctx context.Context, req *heraldv1.CreateS
 	return out, nil
 }
 
+// createTenant is the tenant a new subscription belongs to: the caller's
+// if its key is bound to one, else the one asked for, else the default.
+func (s *Services) createTenant(ctx context.Context, asked string) (string, error) {
+	p := auth.FromContext(ctx)
+	tenant := cmp.Or(asked, p.Tenant, store.DefaultTenant)
+	switch {
+	case !policy.ValidTenant(tenant):
+		return "", invalidArgument("subscription.tenant", fmt.Sprintf("must be 1 to %d lower-case letters, digits, '.', '_' or '-'", policy.MaxTenantLength))
+	case !p.Sees(tenant):
+		return "", status.Error(codes.PermissionDenied, "the API key is bound to another tenant")
+	case len(s.catalog.Tenant(tenant)) >= policy.MaxSubscriptionsPerTenant:
+		return "", status.Errorf(codes.ResourceExhausted, "tenant %s has %d subscriptions, the most a tenant may have", tenant, policy.MaxSubscriptionsPerTenant)
+	}
+	return tenant, nil
+}
+
+// notFound is the answer about a subscription the caller may not see:
+// the same as for one that does not exist.
+func notFound(what string) error {
+	return status.Errorf(codes.NotFound, "%s not found", what)
+}
+
+// owned returns a subscription the caller may see.
+func (s *Services) owned(ctx context.Context, id string) (*store.Subscription, error) {
+	sub, err := s.store.SubscriptionGet(ctx, id)
+	if err != nil {
+		return nil, storeError(err, "subscription "+id)
+	}
+	if !auth.FromContext(ctx).Sees(sub.Tenant) {
+		return nil, notFound("subscription " + id)
+	}
+	return sub, nil
+}
+
 // setsAuthorization reports whether static headers set Authorization.
 func setsAuthorization(headers map[string]string) bool {
 	for k := range headers {
@@ -111,7 +152,11 @@ func (s *Services) validate(ctx context.Context, sub *store.Subscription) error 
 
 // ValidateSubscription implements herald.v1.SubscriptionService.
 func (s *Services) ValidateSubscription(ctx context.Context, req *heraldv1.ValidateSubscriptionRequest) (*heraldv1.Subscription, error) {
+	caller := auth.FromContext(ctx)
 	sub, err := s.store.SubscriptionUpdate(ctx, req.GetId(), func(sub *store.Subscription) error {
+		if !caller.Sees(sub.Tenant) {
+			return notFound("subscription " + sub.ID)
+		}
 		if sub.State == store.SubscriptionDisabled {
 			return status.Errorf(codes.FailedPrecondition, "subscription %s is disabled (%s); enable it first", sub.ID, sub.StateReason)
 		}
@@ -140,7 +185,11 @@ func (s *Services) RotateSecret(ctx context.Context, req *heraldv1.RotateSecretR
 	now := time.Now()
 	expire := now.Add(overlap)
 	resp := &heraldv1.RotateSecretResponse{}
+	caller := auth.FromContext(ctx)
 	_, err := s.store.SubscriptionUpdate(ctx, req.GetId(), func(sub *store.Subscription) error {
+		if !caller.Sees(sub.Tenant) {
+			return notFound("subscription " + sub.ID)
+		}
 		var next store.Secret
 		if len(sub.Secrets) > 0 && strings.HasPrefix(sub.Secrets[0].Key, signing.SigningKeyPrefix) {
 			private, public := signing.NewSigningKey()
@@ -174,9 +223,9 @@ const maxRotationOverlap = 7 * 24 * time.Hour
 
 // GetSubscription implements herald.v1.SubscriptionService.
 func (s *Services) GetSubscription(ctx context.Context, req *heraldv1.GetSubscriptionRequest) (*heraldv1.Subscription, error) {
-	sub, err := s.store.SubscriptionGet(ctx, req.GetId())
+	sub, err := s.owned(ctx, req.GetId())
 	if err != nil {
-		return nil, storeError(err, "subscription "+req.GetId())
+		return nil, err
 	}
 	return subscriptionToProto(sub), nil
 }
@@ -184,7 +233,14 @@ func (s *Services) GetSubscription(ctx context.Context, req *heraldv1.GetSubscri
 // ListSubscriptions implements herald.v1.SubscriptionService.
 func (s *Services) ListSubscriptions(ctx context.Context, req *heraldv1.ListSubscriptionsRequest) (*heraldv1.ListSubscriptionsResponse, error) {
 	limit := pageSize(req.GetPageSize())
-	subs, err := s.store.SubscriptionList(ctx, store.SubscriptionListParams{Limit: limit + 1, After: req.GetPageToken()})
+	tenant := req.GetTenant()
+	if p := auth.FromContext(ctx); p.Tenant != "" {
+		if tenant != "" && tenant != p.Tenant {
+			return nil, status.Error(codes.PermissionDenied, "the API key is bound to another tenant")
+		}
+		tenant = p.Tenant
+	}
+	subs, err := s.store.SubscriptionList(ctx, store.SubscriptionListParams{Tenant: tenant, Limit: limit + 1, After: req.GetPageToken()})
 	if err != nil {
 		return nil, storeError(err, "subscriptions")
 	}
@@ -210,7 +266,11 @@ func (s *Services) UpdateSubscription(ctx context.Context, req *heraldv1.UpdateS
 	}
 	var oldSink string
 	var oldSkip bool
+	caller := auth.FromContext(ctx)
 	sub, err := s.store.SubscriptionUpdate(ctx, in.GetId(), func(sub *store.Subscription) error {
+		if !caller.Sees(sub.Tenant) {
+			return notFound("subscription " + sub.ID)
+		}
 		oldSink, oldSkip = sub.Sink, sub.SkipValidation
 		if err := s.apply(sub, in, req.GetUpdateMask().GetPaths()); err != nil {
 			return err
@@ -239,6 +299,9 @@ func (s *Services) UpdateSubscription(ctx context.Context, req *heraldv1.UpdateS
 
 // DeleteSubscription implements herald.v1.SubscriptionService.
 func (s *Services) DeleteSubscription(ctx context.Context, req *heraldv1.DeleteSubscriptionRequest) (*emptypb.Empty, error) {
+	if _, err := s.owned(ctx, req.GetId()); err != nil {
+		return nil, err
+	}
 	if err := s.store.SubscriptionDelete(ctx, req.GetId()); err != nil {
 		return nil, storeError(err, "subscription "+req.GetId())
 	}
@@ -307,12 +370,11 @@ func (s *Services) apply(sub *store.Subscription, in *heraldv1.Subscription, pat
 			if m := ps.GetMethod(); m != "" && m != http.MethodPost {
 				return invalidArgument("subscription.protocol_settings.method", `only "POST" is supported`)
 			}
-			for name, v := range ps.GetHeaders() {
-				if err := delivery.CheckHeader(name, v); err != nil {
-					return invalidArgument("subscription.protocol_settings.headers", err.Error())
-				}
+			headers, err := writeOnlyHeaders(ps.GetHeaders(), sub.Headers)
+			if err != nil {
+				return invalidArgument("subscription.protocol_settings.headers", err.Error())
 			}
-			sub.Headers, sub.Method = ps.GetHeaders(), ps.GetMethod()
+			sub.Headers, sub.Method = headers, ps.GetMethod()
 		case "retry_policy":
 			r, err := retryFromProto(in.GetRetryPolicy())
 			if err != nil {
@@ -369,6 +431,37 @@ func (s *Services) apply(sub *store.Subscription, in *heraldv1.Subscription, pat
 		return invalidArgument("subscription.protocol", `required ("HTTP")`)
 	}
 	return nil
+}
+
+// writeOnlyHeaders checks a request's static headers and returns them,
+// an empty value keeping the value stored for that name: values are
+// write-only (Get and List show names only), so a subscription read,
+// changed and written back keeps them.
+func writeOnlyHeaders(in, stored map[string]string) (map[string]string, error) {
+	if len(in) > policy.MaxHeadersPerSubscription {
+		return nil, fmt.Errorf("%d headers; at most %d", len(in), policy.MaxHeadersPerSubscription)
+	}
+	var out map[string]string
+	for name, v := range in {
+		if v == "" {
+			old, ok := stored[name]
+			if !ok {
+				return nil, fmt.Errorf("%s has no value (an empty value keeps a stored one, and none is stored)", name)
+			}
+			v = old
+		}
+		if len(v) > policy.MaxHeaderValueLength {
+			return nil, fmt.Errorf("%s: value longer than %d bytes", name, policy.MaxHeaderValueLength)
+		}
+		if err := delivery.CheckHeader(name, v); err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = make(map[string]string, len(in))
+		}
+		out[name] = v
+	}
+	return out, nil
 }
 
 func (s *Services) checkSink(sink string) error {

@@ -1,7 +1,8 @@
 // Command herald is Herald's one binary: it runs a node (`dev`, with
 // everything embedded; `serve`, against a Temporal cluster and a
-// database), a receiver for trying it (`listen`) and the load tool
-// (`bench`).
+// database), a receiver for trying it (`listen`), the load tool (`bench`),
+// and makes keys (`keys new`, `encryption new-key`) and rotates the
+// encryption of stored secrets (`encryption rotate`).
 package main
 
 import (
@@ -30,6 +31,9 @@ Usage:
   herald serve [flags]   run a node against a Temporal cluster and a database
   herald bench [flags]   measure Herald end to end (in this process, or --target)
   herald listen [flags]  run a webhook receiver that prints what it gets
+  herald keys new        print a new API key (for --admin-key)
+  herald encryption new-key [id]   print a new encryption key (for --encryption-key)
+  herald encryption rotate [flags] seal every stored secret with the first encryption key
 
 Run "herald <command> -h" for the flags. Every flag can also be set with an
 environment variable: --grpc-addr is HERALD_GRPC_ADDR.
@@ -53,6 +57,10 @@ func main() {
 		err = listen(ctx, os.Args[2:])
 	case "bench":
 		err = runBench(ctx, os.Args[2:])
+	case "keys":
+		err = runKeys(os.Args[2:])
+	case "encryption":
+		err = runEncryption(ctx, os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
@@ -60,7 +68,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "herald: unknown command %q\n\n%s", os.Args[1], usage)
 		os.Exit(2)
 	}
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
+	var uerr usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &uerr):
+		fmt.Fprintln(os.Stderr, "herald:", err)
+		os.Exit(2)
+	default:
 		fmt.Fprintln(os.Stderr, "herald:", err)
 		os.Exit(1)
 	}
@@ -117,15 +131,33 @@ func run(ctx context.Context, args []string, dev bool) error {
 	}
 	if dev {
 		abs, _ := filepath.Abs(cfg.DataDir)
+		access := "open: no API key needed (--admin-key requires keys)"
+		if cfg.Authenticates() {
+			access = "API keys required (authorization: Bearer hk_...)"
+		}
 		fmt.Fprintf(os.Stderr, "\nHerald dev is running (Ctrl-C stops it)\n"+
 			"  gRPC API         %s   (grpcurl -plaintext %s list)\n"+
 			"  HTTP edge        http://%s/healthz\n"+
+			"  access           %s\n"+
 			"  Temporal         %s   namespace %s\n"+
 			"  Temporal Web UI  %s\n"+
 			"  data             %s\n\n",
-			node.GRPCAddr(), node.GRPCAddr(), node.HTTPAddr(), cfg.TemporalAddr, cfg.TemporalNamespace,
+			node.GRPCAddr(), node.GRPCAddr(), node.HTTPAddr(), access, cfg.TemporalAddr, cfg.TemporalNamespace,
 			orDisabled(temporal.UIURL()), abs)
 	}
+	// SIGHUP reads the TLS certificate and key again.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := node.ReloadCertificates(); err != nil {
+				logger.Error("reload TLS files", "err", err)
+			} else {
+				logger.Info("TLS files reloaded")
+			}
+		}
+	}()
 	<-ctx.Done()
 	logger.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)

@@ -4,11 +4,14 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -16,11 +19,14 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/heraldhq/herald/internal/attempt"
+	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/certs"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/cpuload"
 	"github.com/heraldhq/herald/internal/delivery"
@@ -34,6 +40,7 @@ import (
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/store/postgres"
 	"github.com/heraldhq/herald/internal/store/sqlite"
+	"github.com/heraldhq/herald/internal/vault"
 	"github.com/heraldhq/herald/server"
 	"github.com/heraldhq/herald/workflows"
 )
@@ -45,6 +52,7 @@ type Node struct {
 	logger *slog.Logger
 
 	store      store.Store
+	tls        *certs.Files // nil without TLS
 	scheduler  *scheduler.Scheduler
 	temporal   client.Client
 	worker     worker.Worker
@@ -60,27 +68,27 @@ type Node struct {
 	stopOnce   sync.Once
 }
 
-// Listen opens the node's gRPC and HTTP listeners, so that a port in use is
-// reported before anything starts.
-func Listen(cfg config.Config) (grpcLn, httpLn net.Listener, err error) {
-	grpcLn, err = net.Listen("tcp", cfg.GRPCAddr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("herald gRPC address %s is not available: %w", cfg.GRPCAddr, err)
-	}
-	httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		grpcLn.Close()
-		return nil, nil, fmt.Errorf("herald HTTP address %s is not available: %w", cfg.HTTPAddr, err)
-	}
-	return grpcLn, httpLn, nil
-}
-
-// OpenStore opens the database cfg names.
+// OpenStore opens the database cfg names, as it is: its subscriptions'
+// secrets sealed (see OpenSealedStore).
 func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 	if cfg.IsPostgres() {
 		return postgres.Open(ctx, cfg.Store)
 	}
 	return sqlite.Open(ctx, cfg.Store)
+}
+
+// OpenSealedStore opens the database cfg names with its subscriptions'
+// secrets sealed by cfg's encryption keys: what a node reads and writes.
+func OpenSealedStore(ctx context.Context, cfg config.Config) (*vault.Store, error) {
+	keys, err := encryptionKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return vault.Wrap(s, keys), nil
 }
 
 // Start starts a node on the given listeners (see Listen) and returns once
@@ -92,11 +100,58 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 			n.closeAll() // n, not the nil result
 		}
 	}()
-	if n.store, err = OpenStore(ctx, cfg); err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+	sealed, err := OpenSealedStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	n.store = sealed
+	// Secrets stored in the clear (before encryption) or under a retired
+	// key are sealed again with the current key; a wrong key stops here.
+	if resealed, err := sealed.Reseal(ctx); err != nil {
+		return nil, fmt.Errorf("open the stored secrets: %w", err)
+	} else if resealed > 0 {
+		logger.Info("sealed subscriptions' secrets with the current encryption key", "subscriptions", resealed)
 	}
 	cat := catalog.New(n.store, logger)
 	if err = cat.Reload(ctx); err != nil {
+		return nil, err
+	}
+	var authn server.Authenticator
+	var keyring *auth.Keyring
+	if cfg.Authenticates() {
+		keyring, err = auth.NewKeyring(n.store, auth.KeyringConfig{
+			AdminKey: cfg.AdminKey, AdminSubjects: cfg.TLSClientAdmins,
+			PublishRate: cfg.PublishRate, PublishBurst: cfg.PublishBurst,
+			Logger: logger.With("component", "keyring"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err = keyring.Reload(ctx); err != nil {
+			return nil, err
+		}
+		authn = keyring
+	} else if cfg.Dev {
+		logger.Warn("herald dev authenticates nobody: every caller may do anything (give --admin-key to require API keys)")
+	} else {
+		logger.Warn("herald serve authenticates nobody (--insecure-no-auth): every caller may do anything")
+	}
+	var grpcCreds []grpc.ServerOption
+	if cfg.TLSCert != "" {
+		n.tls = &certs.Files{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, ClientCAFile: cfg.TLSClientCA, Logger: logger.With("component", "tls")}
+		if err = n.tls.Load(); err != nil {
+			return nil, err
+		}
+		tlsCfg, err := n.tls.ServerConfig()
+		if err != nil {
+			return nil, err
+		}
+		grpcCreds = append(grpcCreds, grpc.Creds(credentials.NewTLS(tlsCfg)))
+		httpLn = tls.NewListener(httpLn, tlsCfg)
+		n.httpLn = httpLn
+	}
+	sinkRoots, err := sinkCAs(cfg.SinkCA)
+	if err != nil {
 		return nil, err
 	}
 	n.temporal, err = client.DialContext(ctx, client.Options{
@@ -119,6 +174,13 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		defer n.background.Done()
 		cpu.Run(runCtx)
 	}()
+	if keyring != nil {
+		n.background.Add(1)
+		go func() {
+			defer n.background.Done()
+			keyring.Run(runCtx, cfg.CatalogReload)
+		}()
+	}
 	allow, err := cfg.SinkAllowPrefixes()
 	if err != nil {
 		return nil, err
@@ -128,7 +190,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		logger.Warn("sinks may be at private and loopback addresses (allow-private-sinks): for development only")
 	}
 	// Every outbound request goes through the guarded transport.
-	outbound := &http.Client{Transport: delivery.NewTransport(guard, 0, 16), Timeout: policy.RequestTimeout}
+	outbound := &http.Client{Transport: delivery.NewTransport(guard, sinkRoots, 0, 16), Timeout: policy.RequestTimeout}
 	waker := &workflows.Waker{Client: n.temporal, Namespace: cfg.TemporalNamespace, Logger: logger.With("component", "waker")}
 	sched := scheduler.New(scheduler.Config{
 		// A sink that answers again: its deliveries waiting in retry
@@ -155,7 +217,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		return metrics.SchedulerStats{InFlight: st.InFlight, Queued: st.Queued, Origins: st.Origins, Open: st.Open}
 	})
 	attempter := &attempt.Attempter{
-		Sender:    delivery.NewSender(delivery.WithGuard(guard), delivery.WithMaxConnsPerHost(cfg.MaxOriginConcurrency)),
+		Sender:    delivery.NewSender(delivery.WithGuard(guard), delivery.WithRootCAs(sinkRoots), delivery.WithMaxConnsPerHost(cfg.MaxOriginConcurrency)),
 		Scheduler: sched,
 		Origin:    cfg.Origin,
 	}
@@ -201,22 +263,39 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 			Egress:             guard,
 			Origin:             cfg.Origin,
 			PublicURL:          publicURL(cfg, httpLn),
-			Logger:             logger,
+			Auth:               authn,
+			Keys:               n.store,
+			KeysChanged: func(ctx context.Context) {
+				if keyring != nil {
+					if err := keyring.Reload(ctx); err != nil {
+						logger.Warn("API key reload after a change", "err", err)
+					}
+				}
+			},
+			MetricsOpen: cfg.MetricsOpen,
+			Logger:      logger,
 		})
-	n.grpc = server.NewGRPCServer(svc, n.health)
+	n.grpc = server.NewGRPCServer(svc, n.health, grpcCreds...)
 	n.ingest = server.NewIngest(n.publisher, server.IngestOptions{
-		APIKeys:              cfg.APIKeys,
-		AllowUnauthenticated: cfg.IngestWithoutAuth,
-		AllowedOrigins:       cfg.AllowedOrigins,
-		Rate:                 cfg.IngestRate,
-		AutoGrantCallbacks:   cfg.AutoGrantCallbacks,
-		CallbackClient:       outbound,
-		Logger:               logger.With("component", "ingest"),
+		Auth:               authn,
+		AllowedOrigins:     cfg.AllowedOrigins,
+		Rate:               cfg.IngestRate,
+		AutoGrantCallbacks: cfg.AutoGrantCallbacks,
+		CallbackClient:     outbound,
+		Logger:             logger.With("component", "ingest"),
 	})
-	if len(cfg.APIKeys) == 0 && cfg.IngestWithoutAuth {
-		logger.Warn("HTTP ingest accepts events without an API key (ingest-without-auth)")
+	n.http = &http.Server{
+		Handler: server.HTTPHandler(n.ready, svc, n.ingest),
+		// A slow or stalled client holds a connection for a bounded time:
+		// its headers within ReadHeaderTimeout, its whole request within
+		// ReadTimeout, the answer within WriteTimeout.
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       policy.HTTPReadTimeout,
+		WriteTimeout:      policy.HTTPWriteTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    policy.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelDebug),
 	}
-	n.http = &http.Server{Handler: server.HTTPHandler(n.ready, svc, n.ingest), ReadHeaderTimeout: 10 * time.Second}
 	n.background.Add(2)
 	go func() {
 		defer n.background.Done()
@@ -242,7 +321,40 @@ func publicURL(cfg config.Config, httpLn net.Listener) string {
 	if cfg.PublicURL != "" {
 		return cfg.PublicURL
 	}
-	return "http://" + httpLn.Addr().String()
+	scheme := "http://"
+	if cfg.TLSCert != "" {
+		scheme = "https://"
+	}
+	return scheme + httpLn.Addr().String()
+}
+
+// sinkCAs is the system's certificate authorities plus those in the PEM
+// file (nil, the system's alone, without one).
+func sinkCAs(file string) (*x509.CertPool, error) {
+	if file == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("sink CA: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("sink CA %s: no PEM certificate in it", file)
+	}
+	return pool, nil
+}
+
+// ReloadCertificates reads the TLS certificate, key and client CAs again
+// (on SIGHUP); connections already open keep theirs.
+func (n *Node) ReloadCertificates() error {
+	if n.tls == nil {
+		return nil
+	}
+	return n.tls.Reload()
 }
 
 func storeKind(cfg config.Config) string {

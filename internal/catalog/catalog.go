@@ -157,16 +157,28 @@ func (c *Catalog) Run(ctx context.Context, interval time.Duration) {
 }
 
 // Match appends the subscriptions that take new events (active or pending
-// validation) that e matches to dst.
-func (c *Catalog) Match(e *event.Event, dst []*Entry) []*Entry {
+// validation) that e matches to dst: any tenant's when tenant is empty,
+// else only that tenant's.
+func (c *Catalog) Match(e *event.Event, tenant string, dst []*Entry) []*Entry {
 	snap := c.snap.Load()
 	var idsBuf [8]string
 	for _, id := range snap.set.Match(e, idsBuf[:0]) {
-		if en, ok := snap.byID[id]; ok {
+		if en, ok := snap.byID[id]; ok && (tenant == "" || en.Subscription.Tenant == tenant) {
 			dst = append(dst, en)
 		}
 	}
 	return dst
+}
+
+// Tenant returns the IDs of a tenant's subscriptions, in any state.
+func (c *Catalog) Tenant(tenant string) []string {
+	ids := []string{}
+	for id, en := range c.snap.Load().byID {
+		if en.Subscription.Tenant == tenant {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // Get returns a subscription's entry, active or not.

@@ -27,9 +27,14 @@ func openStore(t *testing.T) *sqlite.Store {
 
 func insert(t *testing.T, s *sqlite.Store, id string, state store.SubscriptionState, types ...string) {
 	t.Helper()
+	insertFor(t, s, store.DefaultTenant, id, state, types...)
+}
+
+func insertFor(t *testing.T, s *sqlite.Store, tenant, id string, state store.SubscriptionState, types ...string) {
+	t.Helper()
 	now := time.Now()
 	if err := s.SubscriptionInsert(context.Background(), &store.Subscription{
-		ID: id, Sink: "https://example.com/" + id, Protocol: "HTTP", Types: types, State: state,
+		ID: id, Tenant: tenant, Sink: "https://example.com/" + id, Protocol: "HTTP", Types: types, State: state,
 		Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
 	}); err != nil {
 		t.Fatal(err)
@@ -37,12 +42,16 @@ func insert(t *testing.T, s *sqlite.Store, id string, state store.SubscriptionSt
 }
 
 func matchIDs(c *catalog.Catalog, typ string) map[string]bool {
+	return matchTenant(c, "", typ)
+}
+
+func matchTenant(c *catalog.Catalog, tenant, typ string) map[string]bool {
 	e := event.New()
 	e.SetID("1")
 	e.SetSource("/s")
 	e.SetType(typ)
 	out := map[string]bool{}
-	for _, en := range c.Match(&e, nil) {
+	for _, en := range c.Match(&e, tenant, nil) {
 		out[en.Subscription.ID] = true
 	}
 	return out
@@ -69,6 +78,30 @@ func TestMatch_TakesActiveAndPendingSubscriptionsOnly(t *testing.T) {
 	}
 	if _, ok := c.Get("sub_none"); ok {
 		t.Error("Get found a subscription that does not exist")
+	}
+}
+
+func TestMatch_ATenantsEventsMatchOnlyItsSubscriptions(t *testing.T) {
+	s := openStore(t)
+	insertFor(t, s, "acme", "sub_acme", store.SubscriptionActive, "t")
+	insertFor(t, s, "globex", "sub_globex", store.SubscriptionActive, "t")
+	insertFor(t, s, "acme", "sub_acme_off", store.SubscriptionDisabled, "t")
+	c := catalog.New(s, nil)
+	if err := c.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := matchTenant(c, "acme", "t"); len(got) != 1 || !got["sub_acme"] {
+		t.Errorf("acme's event matched %v, want sub_acme only", got)
+	}
+	if got := matchTenant(c, "", "t"); len(got) != 2 {
+		t.Errorf("an event of no tenant matched %v, want every tenant's active subscription", got)
+	}
+	if got := matchTenant(c, "initech", "t"); len(got) != 0 {
+		t.Errorf("initech's event matched %v, want none", got)
+	}
+	ids := c.Tenant("acme")
+	if len(ids) != 2 {
+		t.Errorf("Tenant(acme) = %v, want its two subscriptions", ids)
 	}
 }
 

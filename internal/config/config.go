@@ -91,13 +91,40 @@ type Config struct {
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 
-	// APIKeys are the bearer tokens accepted by the HTTP ingest endpoint
-	// (POST /v1/events). With none, ingest is disabled unless
-	// IngestWithoutAuth is set.
-	APIKeys []string
-	// IngestWithoutAuth accepts unauthenticated ingest when APIKeys is
-	// empty (dev mode's default; never for production).
-	IngestWithoutAuth bool
+	// Dev is set for `herald dev`: without AdminKey it authenticates
+	// nobody, and an encryption key is made in DataDir if none is given.
+	Dev bool
+	// AdminKey is an API key with the admin scope that is never stored
+	// (HERALD_ADMIN_KEY). `herald serve` needs it, TLSClientCA or
+	// InsecureNoAuth.
+	AdminKey string
+	// InsecureNoAuth runs `herald serve` authenticating nobody.
+	InsecureNoAuth bool
+	// MetricsOpen serves /metrics without an API key.
+	MetricsOpen bool
+	// PublishRate (events per second) and PublishBurst bound what each
+	// stored API key publishes on this node unless the key says
+	// otherwise; 0 is no bound.
+	PublishRate  float64
+	PublishBurst int
+	// TLSCert and TLSKey serve the gRPC API and the HTTP edge over TLS;
+	// the files are read again when they change. TLSClientCA requires
+	// client certificates signed by it (mTLS); TLSClientAdmins are client
+	// certificate subject common names that hold the admin scope.
+	TLSCert, TLSKey string
+	TLSClientCA     string
+	TLSClientAdmins []string
+	// AllowClientCIDRs, if set, are the only address ranges the gRPC API
+	// and the HTTP edge accept connections from.
+	AllowClientCIDRs []string
+	// EncryptionKeys encrypt secrets at rest: "id:base64" of 32 bytes,
+	// comma-separated, the first encrypting and every one decrypting
+	// (HERALD_ENCRYPTION_KEY). `herald serve` needs one; `herald dev`
+	// makes one in DataDir.
+	EncryptionKeys []string
+	// SinkCA is a PEM bundle of certificate authorities trusted for sinks
+	// besides the system's.
+	SinkCA string
 	// AllowedOrigins are the sender DNS names whose CloudEvents webhook
 	// validation handshake is granted, matched exactly (case-insensitive).
 	AllowedOrigins []string
@@ -136,7 +163,7 @@ func Dev() Config {
 	c.UIAddr = "127.0.0.1:8233"
 	c.AllowInsecureSinks = true
 	c.AllowPrivateSinks = true
-	c.IngestWithoutAuth = true
+	c.Dev = true
 	return c
 }
 
@@ -196,8 +223,18 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "connections each listener (gRPC, HTTP) holds at most; more wait to be accepted")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown limit")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
-	fs.Var((*listValue)(&c.APIKeys), "api-keys", "comma-separated bearer tokens accepted by POST /v1/events (prefer the HERALD_API_KEYS environment variable)")
-	fs.BoolVar(&c.IngestWithoutAuth, "ingest-without-auth", c.IngestWithoutAuth, "accept unauthenticated POST /v1/events when no api-keys are set (development only)")
+	fs.StringVar(&c.AdminKey, "admin-key", c.AdminKey, "an API key with the admin scope, never stored (prefer the HERALD_ADMIN_KEY environment variable; make one with `herald keys new`)")
+	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", c.InsecureNoAuth, "serve without authenticating callers (never in production)")
+	fs.BoolVar(&c.MetricsOpen, "metrics-open", c.MetricsOpen, "serve /metrics without an API key")
+	fs.Float64Var(&c.PublishRate, "publish-rate", c.PublishRate, "events per second each API key may publish on this node, unless the key says (0: no limit)")
+	fs.IntVar(&c.PublishBurst, "publish-burst", c.PublishBurst, "events each API key may publish in a burst above its rate (0: one second's worth)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) to serve the gRPC API and the HTTP edge over TLS")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key of --tls-cert")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", c.TLSClientCA, "PEM certificate authorities whose client certificates are required (mTLS)")
+	fs.Var((*listValue)(&c.TLSClientAdmins), "tls-client-admins", "comma-separated client certificate subject common names that hold the admin scope")
+	fs.Var((*listValue)(&c.AllowClientCIDRs), "allow-client-cidrs", "comma-separated address ranges the gRPC API and the HTTP edge accept connections from (default: any)")
+	fs.Var((*listValue)(&c.EncryptionKeys), "encryption-key", "keys that encrypt secrets at rest, id:base64, comma-separated, the first encrypting (prefer HERALD_ENCRYPTION_KEY; make one with `herald encryption new-key`)")
+	fs.StringVar(&c.SinkCA, "sink-ca", c.SinkCA, "PEM certificate authorities trusted for sinks besides the system's")
 	fs.Var((*listValue)(&c.AllowedOrigins), "allowed-origins", "comma-separated sender DNS names granted in the webhook validation handshake")
 	fs.IntVar(&c.IngestRate, "ingest-rate", c.IngestRate, "requests per minute granted in the webhook validation handshake (0: no limit)")
 	fs.BoolVar(&c.AutoGrantCallbacks, "auto-grant-callbacks", c.AutoGrantCallbacks, "grant handshakes that ask for a callback by calling the callback URL")
@@ -269,6 +306,24 @@ func (c *Config) Finish() error {
 	if c.IngestRate < 0 {
 		errs = append(errs, errors.New("ingest-rate must not be negative"))
 	}
+	if !(c.PublishRate >= 0 && c.PublishRate <= policy.MaxPublishRate) || c.PublishBurst < 0 {
+		errs = append(errs, fmt.Errorf("publish-rate must be between 0 and %d, publish-burst not negative", policy.MaxPublishRate))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls-cert and tls-key go together"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("tls-client-ca needs tls-cert and tls-key: client certificates are asked for over TLS"))
+	}
+	if _, err := c.ClientAllowPrefixes(); err != nil {
+		errs = append(errs, err)
+	}
+	if !c.Dev && c.AdminKey == "" && c.TLSClientCA == "" && !c.InsecureNoAuth {
+		errs = append(errs, errors.New("herald serve authenticates its callers: give it an admin key (HERALD_ADMIN_KEY; make one with `herald keys new`), client certificates (--tls-client-ca), or --insecure-no-auth"))
+	}
+	if !c.Dev && len(c.EncryptionKeys) == 0 {
+		errs = append(errs, errors.New("herald serve encrypts secrets at rest: give it an encryption key (HERALD_ENCRYPTION_KEY; make one with `herald encryption new-key`)"))
+	}
 	if _, err := c.SinkAllowPrefixes(); err != nil {
 		errs = append(errs, err)
 	}
@@ -288,15 +343,29 @@ func (c *Config) Finish() error {
 
 // SinkAllowPrefixes parses SinkAllowCIDRs.
 func (c *Config) SinkAllowPrefixes() ([]netip.Prefix, error) {
+	return parsePrefixes("sink-allow-cidrs", c.SinkAllowCIDRs)
+}
+
+func parsePrefixes(flag string, ss []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, s := range c.SinkAllowCIDRs {
+	for _, s := range ss {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return nil, fmt.Errorf("sink-allow-cidrs: %q is not an address range (CIDR): %v", s, err)
+			return nil, fmt.Errorf("%s: %q is not an address range (CIDR): %v", flag, s, err)
 		}
 		out = append(out, p.Masked())
 	}
 	return out, nil
+}
+
+// ClientAllowPrefixes parses AllowClientCIDRs.
+func (c *Config) ClientAllowPrefixes() ([]netip.Prefix, error) {
+	return parsePrefixes("allow-client-cidrs", c.AllowClientCIDRs)
+}
+
+// Authenticates reports whether the node authenticates its callers.
+func (c *Config) Authenticates() bool {
+	return c.AdminKey != "" || c.TLSClientCA != "" || !(c.Dev || c.InsecureNoAuth)
 }
 
 // IsPostgres reports whether Store names a PostgreSQL database.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"flag"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ func TestParse_FlagsOverEnvironmentOverDefaults(t *testing.T) {
 	t.Setenv("HERALD_GRPC_ADDR", "127.0.0.1:6000")
 	t.Setenv("HERALD_HTTP_ADDR", "127.0.0.1:6001")
 	t.Setenv("HERALD_MAX_IN_FLIGHT", "99")
-	t.Setenv("HERALD_API_KEYS", "a, b,,c")
+	t.Setenv("HERALD_ALLOW_CLIENT_CIDRS", "10.0.0.0/8, 192.168.1.0/24,,::1/128")
 	c := Dev()
 	if err := parse(t, &c, "--http-addr", "127.0.0.1:7001", "--breaker-open", "3s"); err != nil {
 		t.Fatal(err)
@@ -32,8 +33,8 @@ func TestParse_FlagsOverEnvironmentOverDefaults(t *testing.T) {
 	if c.MaxInFlight != 99 || c.BreakerOpen != 3*time.Second {
 		t.Errorf("max-in-flight %d, breaker-open %s", c.MaxInFlight, c.BreakerOpen)
 	}
-	if strings.Join(c.APIKeys, "|") != "a|b|c" {
-		t.Errorf("api-keys = %q", c.APIKeys)
+	if strings.Join(c.AllowClientCIDRs, "|") != "10.0.0.0/8|192.168.1.0/24|::1/128" {
+		t.Errorf("allow-client-cidrs = %q", c.AllowClientCIDRs)
 	}
 	// Untouched fields keep the defaults.
 	if c.Queue != DefaultQueue || c.TaskQueue != DefaultTaskQueue || c.Lease != DefaultLease {
@@ -70,10 +71,15 @@ func TestFinish_RefusesInvalidSettings(t *testing.T) {
 		{"origin not a DNS name", func(c *Config) { c.Origin = "not a name" }, "not a DNS name"},
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, "log-level"},
 		{"negative ingest rate", func(c *Config) { c.IngestRate = -1 }, "ingest-rate"},
+		{"serve without any authentication", func(c *Config) { c.AdminKey = "" }, "herald serve authenticates its callers"},
+		{"serve without an encryption key", func(c *Config) { c.EncryptionKeys = nil }, "encrypts secrets at rest"},
+		{"tls cert without its key", func(c *Config) { c.TLSCert = "cert.pem" }, "tls-cert and tls-key"},
+		{"client CA without TLS", func(c *Config) { c.TLSClientCA = "ca.pem" }, "tls-client-ca needs tls-cert"},
+		{"bad client CIDR", func(c *Config) { c.AllowClientCIDRs = []string{"10.0.0.0/33"} }, "allow-client-cidrs"},
+		{"NaN publish rate", func(c *Config) { c.PublishRate = math.NaN() }, "publish-rate"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := Serve()
-			c.Store = "herald.db"
+			c := servable()
 			tt.change(&c)
 			err := c.Finish()
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -81,10 +87,37 @@ func TestFinish_RefusesInvalidSettings(t *testing.T) {
 			}
 		})
 	}
-	c := Serve()
-	c.Store = "herald.db"
+	c := servable()
 	if err := c.Finish(); err != nil {
-		t.Errorf("the serve defaults with a store: %v", err)
+		t.Errorf("the serve defaults with a store, an admin key and an encryption key: %v", err)
+	}
+	c = servable()
+	c.AdminKey, c.TLSCert, c.TLSKey, c.TLSClientCA = "", "cert.pem", "key.pem", "ca.pem"
+	if err := c.Finish(); err != nil || !c.Authenticates() {
+		t.Errorf("serve with client certificates instead of an admin key: %v", err)
+	}
+	c = servable()
+	c.AdminKey, c.InsecureNoAuth = "", true
+	if err := c.Finish(); err != nil || c.Authenticates() {
+		t.Errorf("serve with --insecure-no-auth: %v, authenticates %v", err, c.Authenticates())
+	}
+}
+
+// servable is the serve defaults with what serve needs.
+func servable() Config {
+	c := Serve()
+	c.Store, c.AdminKey, c.EncryptionKeys = "herald.db", "hk_admin", []string{"k1:key"}
+	return c
+}
+
+func TestDev_AuthenticatesOnlyWithAnAdminKey(t *testing.T) {
+	d := Dev()
+	if err := d.Finish(); err != nil || d.Authenticates() {
+		t.Errorf("dev: %v, authenticates %v; want open", err, d.Authenticates())
+	}
+	d.AdminKey = "hk_admin"
+	if !d.Authenticates() {
+		t.Error("dev with an admin key does not authenticate")
 	}
 }
 
@@ -97,7 +130,7 @@ func TestServe_UsesTheDefaults(t *testing.T) {
 		c.TaskQueue != DefaultTaskQueue || c.MaxConnections != DefaultMaxConnections {
 		t.Errorf("Serve() = %+v does not take the package defaults", c)
 	}
-	if d := Dev(); !d.AllowInsecureSinks || !d.IngestWithoutAuth || d.DataDir == "" {
-		t.Errorf("Dev() = %+v: want insecure sinks, ingest without auth and a data dir", d)
+	if d := Dev(); !d.AllowInsecureSinks || !d.AllowPrivateSinks || !d.Dev || d.DataDir == "" {
+		t.Errorf("Dev() = %+v: want insecure and private sinks and a data dir", d)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -98,6 +99,7 @@ type Option func(*config)
 
 type config struct {
 	guard           *egress.Guard
+	roots           *x509.CertPool
 	timeout         time.Duration
 	transport       http.RoundTripper
 	userAgent       string
@@ -130,6 +132,12 @@ func WithTransport(rt http.RoundTripper) Option {
 // WithUserAgent sets the User-Agent header. The default is DefaultUserAgent.
 func WithUserAgent(ua string) Option {
 	return func(c *config) { c.userAgent = ua }
+}
+
+// WithRootCAs sets the certificate authorities trusted for sinks; the
+// default, nil, is the system's.
+func WithRootCAs(roots *x509.CertPool) Option {
+	return func(c *config) { c.roots = roots }
 }
 
 // WithMaxConnsPerHost caps the connections (in use, dialing or idle) to one
@@ -172,15 +180,16 @@ func NewSender(opts ...Option) *Sender {
 }
 
 func newTransport(c config) *http.Transport {
-	return NewTransport(c.guard, c.maxConnsPerHost, c.maxIdlePerHost)
+	return NewTransport(c.guard, c.roots, c.maxConnsPerHost, c.maxIdlePerHost)
 }
 
 // NewTransport returns the http.Transport of Herald's outbound requests:
 // dials checked by guard (nil: none), ConnectTimeout for connecting and
-// the TLS handshake, HTTP/2 where offered, TLS 1.2 at least, no
-// compression, and per-host connection limits. Every outbound request
-// Herald makes (deliveries, handshakes, callbacks) uses one.
-func NewTransport(guard *egress.Guard, maxConnsPerHost, maxIdlePerHost int) *http.Transport {
+// the TLS handshake, HTTP/2 where offered, TLS 1.2 at least with roots
+// (nil: the system's) as the trusted authorities, no compression, and
+// per-host connection limits. Every outbound request Herald makes
+// (deliveries, handshakes, callbacks) uses one.
+func NewTransport(guard *egress.Guard, roots *x509.CertPool, maxConnsPerHost, maxIdlePerHost int) *http.Transport {
 	dialer := &net.Dialer{Timeout: ConnectTimeout, KeepAlive: 30 * time.Second}
 	proxy := http.ProxyFromEnvironment
 	if guard != nil && !guard.AllowPrivate {
@@ -190,7 +199,7 @@ func NewTransport(guard *egress.Guard, maxConnsPerHost, maxIdlePerHost int) *htt
 	return &http.Transport{
 		Proxy:                 proxy,
 		DialContext:           dialer.DialContext,
-		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots},
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          0, // no global cap: MaxIdleConnsPerHost bounds each host
 		MaxIdleConnsPerHost:   maxIdlePerHost,

@@ -17,11 +17,16 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/heraldhq/herald/clients/publisher"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/devtemporal"
 )
+
+// testEncryptionKey seals the secrets of every node the tests start (and
+// of a node restarted on the same store).
+const testEncryptionKey = "e2e:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="
 
 // temporalAddr is the frontend of the one embedded Temporal server that
 // every test in this binary shares; each test has its own task queue.
@@ -67,6 +72,7 @@ func nodeConfig(t *testing.T, storePath string) config.Config {
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Store = storePath
 	cfg.DataDir = ""
+	cfg.EncryptionKeys = []string{testEncryptionKey}
 	cfg.TemporalAddr = temporalAddr
 	cfg.TaskQueue = "e2e-" + strings.ReplaceAll(t.Name(), "/", "-")
 	cfg.MaxInFlight = 64
@@ -86,6 +92,7 @@ type testNode struct {
 	publish    heraldv1.PublishServiceClient
 	subs       heraldv1.SubscriptionServiceClient
 	deliveries heraldv1.DeliveryServiceClient
+	keys       heraldv1.ApiKeyServiceClient
 }
 
 // startNode starts a node with cfg; it stops when the test ends.
@@ -114,7 +121,12 @@ func startNode(t *testing.T, cfg config.Config) *testNode {
 
 func (n *testNode) connect(t *testing.T, addr string) {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if n.cfg.AdminKey != "" {
+		// The test's own calls run as the admin.
+		opts = append(opts, grpc.WithPerRPCCredentials(publisher.InsecureAPIKey(n.cfg.AdminKey)))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +135,7 @@ func (n *testNode) connect(t *testing.T, addr string) {
 	n.publish = heraldv1.NewPublishServiceClient(conn)
 	n.subs = heraldv1.NewSubscriptionServiceClient(conn)
 	n.deliveries = heraldv1.NewDeliveryServiceClient(conn)
+	n.keys = heraldv1.NewApiKeyServiceClient(conn)
 }
 
 // testWriter sends log lines to the test's log.
@@ -138,6 +151,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 func runChild() int {
 	cfg := config.Dev()
 	cfg.DataDir = ""
+	cfg.EncryptionKeys = []string{testEncryptionKey}
 	fs := flag.NewFlagSet("child", flag.ContinueOnError)
 	cfg.RegisterFlags(fs, false)
 	if err := cfg.Parse(fs, nil); err != nil {

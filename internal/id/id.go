@@ -15,6 +15,7 @@ const (
 	Subscription = "sub_"
 	Delivery     = "dlv_"
 	Message      = "msg_" // Standard Webhooks webhook-id
+	APIKey       = "key_"
 )
 
 // encoding is Crockford's base32 alphabet in lower case: it sorts in byte

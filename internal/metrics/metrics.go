@@ -46,6 +46,12 @@ var (
 	Panics = newCounter("herald_api_panics_total", "API handlers that panicked and were recovered.")
 	// DeadLetters counts deliveries dead-lettered.
 	DeadLetters = newCounter("herald_dead_letters_total", "Deliveries dead-lettered.")
+	// AuthRefused counts API calls refused by authentication or
+	// authorisation, by reason (unauthenticated, permission).
+	AuthRefused = newCounterVec("herald_api_refused_total", "API calls refused, by reason (unauthenticated, permission).", "reason")
+	// PublishLimited counts publish calls refused because their key was
+	// over its publish rate.
+	PublishLimited = newCounter("herald_publish_rate_limited_total", "Publish calls refused because the key was over its publish rate.")
 )
 
 // SchedulerStats is what the node's request scheduler reports.

@@ -230,3 +230,51 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 	}
 	return 0
 }
+
+// Tenants and API keys.
+const (
+	// MaxSubscriptionsPerTenant is the most subscriptions one tenant may
+	// have.
+	MaxSubscriptionsPerTenant = 10_000
+	// MaxTenantLength is the longest tenant id.
+	MaxTenantLength = 64
+	// MaxKeyNameLength is the longest API key display name, and
+	// MaxPublishRate the highest publish rate a key may be given (events
+	// per second).
+	MaxKeyNameLength = 200
+	MaxPublishRate   = 1_000_000
+	// MaxHeadersPerSubscription is the most static headers a subscription
+	// may set, MaxHeaderValueLength the longest value.
+	MaxHeadersPerSubscription = 32
+	MaxHeaderValueLength      = 4096
+)
+
+// ValidTenant reports whether s is a tenant id: 1 to MaxTenantLength
+// lower-case letters, digits, '.', '_' or '-', starting with a letter or
+// digit.
+func ValidTenant(s string) bool {
+	if s == "" || len(s) > MaxTenantLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Limits of the HTTP edge's requests.
+const (
+	// HTTPReadTimeout bounds reading a whole request (the largest batch
+	// body at a modest 1 MB/s); HTTPWriteTimeout bounds a handler and its
+	// answer.
+	HTTPReadTimeout  = 30 * time.Second
+	HTTPWriteTimeout = 60 * time.Second
+	// MaxHeaderBytes bounds a request's header.
+	MaxHeaderBytes = 64 << 10
+)

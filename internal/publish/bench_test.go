@@ -27,7 +27,7 @@ func BenchmarkPublishGroupCommit(b *testing.B) {
 			id := strconv.FormatInt(seq.Add(1), 10)
 			e := &cloudeventsv1.CloudEvent{Id: id, Source: "/bench", SpecVersion: "1.0", Type: "bench",
 				Data: &cloudeventsv1.CloudEvent_TextData{TextData: data}}
-			res, err := p.Publish(context.Background(), []*cloudeventsv1.CloudEvent{e})
+			res, err := p.Publish(context.Background(), "", []*cloudeventsv1.CloudEvent{e})
 			if err != nil {
 				b.Error(err)
 				return

@@ -128,8 +128,10 @@ func (p *Publisher) Arriving() (end func()) {
 
 // Publish validates every event, then stores the valid batch and returns
 // once it is durable. If any event is invalid it returns an *InvalidError
-// and stores nothing.
-func (p *Publisher) Publish(ctx context.Context, events []*cloudeventsv1.CloudEvent) ([]Result, error) {
+// and stores nothing. tenant is the publishing key's tenant: its events
+// match only that tenant's subscriptions, and deduplicate only against
+// its own; empty (a key bound to no tenant) matches every tenant's.
+func (p *Publisher) Publish(ctx context.Context, tenant string, events []*cloudeventsv1.CloudEvent) ([]Result, error) {
 	if len(events) == 0 {
 		return nil, &InvalidError{Violations: []Violation{{Field: "events", Description: "at least one event is required"}}}
 	}
@@ -156,7 +158,7 @@ func (p *Publisher) Publish(ctx context.Context, events []*cloudeventsv1.CloudEv
 			return nil, fmt.Errorf("publish: encode event: %w", err)
 		}
 		decoded[i] = &e
-		matched = p.catalog.Match(&e, matched[:0])
+		matched = p.catalog.Match(&e, tenant, matched[:0])
 		deliveries := make([]store.Delivery, len(matched))
 		for j, en := range matched {
 			deliveries[j] = store.Delivery{
@@ -168,6 +170,7 @@ func (p *Publisher) Publish(ctx context.Context, events []*cloudeventsv1.CloudEv
 		}
 		params[i] = store.EventInsertParams{
 			Event: store.Event{
+				Tenant:    tenant,
 				Source:    pe.GetSource(),
 				ID:        pe.GetId(),
 				Type:      pe.GetType(),

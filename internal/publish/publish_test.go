@@ -69,7 +69,7 @@ func ev(id, typ string) *cloudeventsv1.CloudEvent {
 
 func TestPublish_OneDeliveryPerMatchingSubscription(t *testing.T) {
 	p, _ := setup(t, "a", "a", "b")
-	res, err := p.Publish(context.Background(), []*cloudeventsv1.CloudEvent{ev("1", "a"), ev("2", "b"), ev("3", "c")})
+	res, err := p.Publish(context.Background(), "", []*cloudeventsv1.CloudEvent{ev("1", "a"), ev("2", "b"), ev("3", "c")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestPublish_ConcurrentCallsShareTransactions(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			_, err := p.Publish(context.Background(), []*cloudeventsv1.CloudEvent{ev(fmt.Sprint(i), "a")})
+			_, err := p.Publish(context.Background(), "", []*cloudeventsv1.CloudEvent{ev(fmt.Sprint(i), "a")})
 			errs <- err
 		}()
 	}
@@ -116,13 +116,13 @@ func TestPublish_CommitWaitsForArrivingCalls(t *testing.T) {
 	done := make(chan error, 2)
 	go func() {
 		defer endA()
-		_, err := p.Publish(context.Background(), []*cloudeventsv1.CloudEvent{ev("a", "a")})
+		_, err := p.Publish(context.Background(), "", []*cloudeventsv1.CloudEvent{ev("a", "a")})
 		done <- err
 	}()
 	time.Sleep(20 * time.Millisecond) // A is queued and its commit waits for B
 	go func() {
 		defer endB()
-		_, err := p.Publish(context.Background(), []*cloudeventsv1.CloudEvent{ev("b", "a")})
+		_, err := p.Publish(context.Background(), "", []*cloudeventsv1.CloudEvent{ev("b", "a")})
 		done <- err
 	}()
 	for range 2 {
@@ -144,7 +144,7 @@ func TestPublish_EndedArrivalsDoNotHoldCommits(t *testing.T) {
 	go func() {
 		end := p.Arriving()
 		defer end()
-		_, err := p.Publish(context.Background(), []*cloudeventsv1.CloudEvent{ev("1", "a")})
+		_, err := p.Publish(context.Background(), "", []*cloudeventsv1.CloudEvent{ev("1", "a")})
 		done <- err
 	}()
 	select {
@@ -159,7 +159,7 @@ func TestPublish_EndedArrivalsDoNotHoldCommits(t *testing.T) {
 
 func TestPublish_DuplicateWithinOneCall(t *testing.T) {
 	p, _ := setup(t, "a")
-	res, err := p.Publish(context.Background(), []*cloudeventsv1.CloudEvent{ev("1", "a"), ev("1", "a")})
+	res, err := p.Publish(context.Background(), "", []*cloudeventsv1.CloudEvent{ev("1", "a"), ev("1", "a")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestPublish_DuplicateWithinOneCall(t *testing.T) {
 func TestPublish_AfterCloseFails(t *testing.T) {
 	p, _ := setup(t)
 	p.Close()
-	if _, err := p.Publish(context.Background(), []*cloudeventsv1.CloudEvent{ev("1", "a")}); err != publish.ErrClosed {
+	if _, err := p.Publish(context.Background(), "", []*cloudeventsv1.CloudEvent{ev("1", "a")}); err != publish.ErrClosed {
 		t.Errorf("err = %v, want ErrClosed", err)
 	}
 }
@@ -228,7 +228,7 @@ func TestPublish_HandsFreshDeliveriesToTheDispatcherAsFarAsItHasRoom(t *testing.
 	p := publish.New(s, cat, publish.Config{Dispatcher: fd})
 	t.Cleanup(p.Close)
 
-	res, err := p.Publish(ctx, []*cloudeventsv1.CloudEvent{ev("1", "a")}) // 3 deliveries, room for 2
+	res, err := p.Publish(ctx, "", []*cloudeventsv1.CloudEvent{ev("1", "a")}) // 3 deliveries, room for 2
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestPublish_HandsFreshDeliveriesToTheDispatcherAsFarAsItHasRoom(t *testing.
 	}
 	// A duplicate hands nothing over and gives its reservation back.
 	fd.room = 5
-	if _, err := p.Publish(ctx, []*cloudeventsv1.CloudEvent{ev("1", "a")}); err != nil {
+	if _, err := p.Publish(ctx, "", []*cloudeventsv1.CloudEvent{ev("1", "a")}); err != nil {
 		t.Fatal(err)
 	}
 	if len(fd.got) != 2 || fd.returned != 3 {
