@@ -107,6 +107,10 @@ func NewGRPCServer(svc *Services, hs *health.Server, opts ...grpc.ServerOption) 
 		grpc.MaxConcurrentStreams(1024),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
+		// A connection that has not finished its handshake (TLS, HTTP/2
+		// preface) within this is closed: idle sockets cannot hold the
+		// listener's connection slots for long.
+		grpc.ConnectionTimeout(policy.HandshakeTimeout),
 		grpc.StatsHandler(arrivals{svc.publisher}),
 		// A pool of stream workers instead of a goroutine per RPC. It must
 		// cover the calls in flight: Publish handlers wait for their group

@@ -278,3 +278,7 @@ const (
 	// MaxHeaderBytes bounds a request's header.
 	MaxHeaderBytes = 64 << 10
 )
+
+// HandshakeTimeout bounds a new connection's TLS handshake and HTTP/2
+// preface on the gRPC listener.
+const HandshakeTimeout = 10 * time.Second
