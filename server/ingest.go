@@ -37,7 +37,7 @@ const (
 	MaxStructuredBody = 2 * policy.MaxEventSize
 	// MaxBatchBody is the largest batched-mode body. A batch also holds at
 	// most policy.MaxEventsPerPublish events.
-	MaxBatchBody = 16 << 20
+	MaxBatchBody = policy.MaxRequestSize
 )
 
 // IngestOptions configure the CloudEvents webhook receiver.

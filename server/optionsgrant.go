@@ -8,18 +8,19 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/heraldhq/herald/internal/policy"
 )
 
 // Limits of the callback grants of the validation handshake.
 const (
 	// CallbackTimeout bounds one callback grant request.
-	CallbackTimeout = 30 * time.Second
+	CallbackTimeout = policy.CallbackTimeout
 	// MaxCallbacksInFlight is the most callback grants sent at once; a
 	// handshake beyond it answers 503 with Retry-After.
-	MaxCallbacksInFlight = 16
+	MaxCallbacksInFlight = policy.MaxCallbacksInFlight
 	// maxCallbackURL is the longest callback URL accepted.
-	maxCallbackURL = 2048
+	maxCallbackURL = policy.MaxCallbackURL
 )
 
 // serveOptions answers the CloudEvents webhook validation handshake

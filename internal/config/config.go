@@ -137,7 +137,8 @@ type Config struct {
 }
 
 // Defaults every component shares. Each component's own zero-value
-// fallback takes these same values (TestDefaults_ComponentsAgree).
+// fallback takes these same values (each component's
+// TestDefaults_AreConfigs).
 const (
 	DefaultTaskQueue            = "herald-deliveries"
 	DefaultMaxInFlight          = 4096
@@ -152,6 +153,10 @@ const (
 	DefaultCatalogReload        = time.Second
 	DefaultMaxConnections       = 4096
 	DefaultShutdownTimeout      = 30 * time.Second
+	// DefaultCommitBatch is the most events one group commit stores, and
+	// DefaultGatherWait how long a commit waits for calls on their way.
+	DefaultCommitBatch = 1000
+	DefaultGatherWait  = time.Millisecond
 )
 
 // Dev returns the defaults of `herald dev`: everything on loopback, with

@@ -282,3 +282,14 @@ const (
 // HandshakeTimeout bounds a new connection's TLS handshake and HTTP/2
 // preface on the gRPC listener.
 const HandshakeTimeout = 10 * time.Second
+
+// Limits of the validation handshake's callback grants, when Herald is the
+// receiver (server's ingest).
+const (
+	// CallbackTimeout bounds one callback grant request, and
+	// MaxCallbacksInFlight how many are sent at once.
+	CallbackTimeout      = 30 * time.Second
+	MaxCallbacksInFlight = 16
+	// MaxCallbackURL is the longest callback URL accepted.
+	MaxCallbackURL = 2048
+)

@@ -18,6 +18,7 @@ import (
 
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
 	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/id"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
@@ -93,14 +94,19 @@ type commitReq struct {
 	done    chan struct{}
 }
 
-// New starts a publisher. Close stops it.
-func New(s Store, c *catalog.Catalog, cfg Config) *Publisher {
+// setDefaults gives zero fields package config's defaults.
+func (cfg *Config) setDefaults() {
 	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = 1000
+		cfg.MaxBatch = config.DefaultCommitBatch
 	}
 	if cfg.GatherWait <= 0 {
-		cfg.GatherWait = time.Millisecond
+		cfg.GatherWait = config.DefaultGatherWait
 	}
+}
+
+// New starts a publisher. Close stops it.
+func New(s Store, c *catalog.Catalog, cfg Config) *Publisher {
+	cfg.setDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
