@@ -26,19 +26,12 @@ import (
 // IngestPath is where the HTTP edge receives CloudEvents.
 const IngestPath = "/v1/events"
 
-// Body limits of POST /v1/events, by CloudEvents HTTP mode. Whatever the
-// mode, each event must also fit policy.MaxEventSize in its protobuf
+// Body limits of POST /v1/events, by CloudEvents HTTP mode, follow the
+// limits (policy.Limits): a binary-mode body (the event's data) at most
+// MaxEventSize, a structured one twice that (room for JSON escaping and
+// base64), a batch MaxRequestSize and MaxEventsPerPublish events. Whatever
+// the mode, each event must also fit MaxEventSize in its protobuf
 // encoding (413 otherwise).
-const (
-	// MaxBinaryBody is the largest binary-mode body (the event's data).
-	MaxBinaryBody = policy.MaxEventSize
-	// MaxStructuredBody is the largest structured-mode body: room for JSON
-	// escaping and base64 around an event of policy.MaxEventSize.
-	MaxStructuredBody = 2 * policy.MaxEventSize
-	// MaxBatchBody is the largest batched-mode body. A batch also holds at
-	// most policy.MaxEventsPerPublish events.
-	MaxBatchBody = policy.MaxRequestSize
-)
 
 // IngestOptions configure the CloudEvents webhook receiver.
 type IngestOptions struct {
@@ -60,6 +53,8 @@ type IngestOptions struct {
 	// in the OPTIONS response. The callback URL must be https and its host
 	// must be the origin or a subdomain of it.
 	AutoGrantCallbacks bool
+	// Limits bound bodies and events (zero fields: policy.DefaultLimits).
+	Limits policy.Limits
 	// CallbackClient sends callback grants; nil uses a client with a
 	// CallbackTimeout timeout. Redirects are never followed.
 	CallbackClient *http.Client
@@ -98,6 +93,7 @@ func NewIngest(p *publish.Publisher, opts IngestOptions) *Ingest {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	opts.Limits = opts.Limits.WithDefaults()
 	in := &Ingest{publisher: p, opts: opts, callbacks: make(chan struct{}, MaxCallbacksInFlight)}
 	client := http.Client{Timeout: CallbackTimeout}
 	if opts.CallbackClient != nil {
@@ -174,7 +170,7 @@ func (in *Ingest) servePost(w http.ResponseWriter, r *http.Request) {
 	}
 	// The body is read whole before the call is announced to the
 	// publisher: a client that trickles its body holds no group commit.
-	events, err := cehttp.ReadRequest(r, bodyLimit(r.Header.Get("Content-Type")))
+	events, err := cehttp.ReadRequest(r, in.bodyLimit(r.Header.Get("Content-Type")))
 	defer in.publisher.Arriving()()
 	switch {
 	case err == nil:
@@ -188,9 +184,9 @@ func (in *Ingest) servePost(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusBadRequest, errorDetail(err), nil)
 		return
 	}
-	if len(events) > policy.MaxEventsPerPublish {
+	if max := in.opts.Limits.MaxEventsPerPublish; len(events) > max {
 		writeProblem(w, http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("%d events in the batch; at most %d", len(events), policy.MaxEventsPerPublish), nil)
+			fmt.Sprintf("%d events in the batch; at most %d", len(events), max), nil)
 		return
 	}
 	pes := make([]*cloudeventsv1.CloudEvent, len(events))
@@ -201,9 +197,9 @@ func (in *Ingest) servePost(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, http.StatusBadRequest, "invalid event", []Violation{{Field: field, Description: err.Error()}})
 			return
 		}
-		if size := proto.Size(pe); size > policy.MaxEventSize {
+		if size, max := proto.Size(pe), in.opts.Limits.MaxEventSize; size > max {
 			writeProblem(w, http.StatusRequestEntityTooLarge, "event too large", []Violation{{Field: field,
-				Description: fmt.Sprintf("event is %d bytes; the limit is %d", size, policy.MaxEventSize)}})
+				Description: fmt.Sprintf("event is %d bytes; the limit is %d", size, max)}})
 			return
 		}
 		pes[i] = pe
@@ -261,14 +257,15 @@ func (in *Ingest) writePublishError(w http.ResponseWriter, r *http.Request, err 
 
 // bodyLimit is the body limit of the CloudEvents HTTP mode that ct
 // selects (the same detection as cehttp.ReadRequest).
-func bodyLimit(ct string) int64 {
+func (in *Ingest) bodyLimit(ct string) int64 {
+	l := in.opts.Limits
 	switch {
 	case hasPrefixFold(ct, "application/cloudevents-batch"):
-		return MaxBatchBody
+		return int64(l.MaxRequestSize)
 	case hasPrefixFold(ct, "application/cloudevents"):
-		return MaxStructuredBody
+		return 2 * int64(l.MaxEventSize)
 	default:
-		return MaxBinaryBody
+		return int64(l.MaxEventSize)
 	}
 }
 

@@ -62,6 +62,9 @@ type Options struct {
 	// KeysChanged is called after a key is made or deleted.
 	Keys        KeyStore
 	KeysChanged KeysChanged
+	// Limits bound requests and subscriptions (zero fields:
+	// policy.DefaultLimits).
+	Limits policy.Limits
 	// MetricsOpen serves /metrics without an API key; otherwise it needs
 	// the admin scope (when Auth is set).
 	MetricsOpen bool
@@ -88,6 +91,7 @@ func NewServices(p *publish.Publisher, s store.Store, c *catalog.Catalog, w Work
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	opts.Limits = opts.Limits.WithDefaults()
 	return &Services{publisher: p, store: s, catalog: c, workflows: w, opts: opts,
 		redriver: &redrive.Redriver{Store: s, Workflows: w}}
 }
@@ -101,7 +105,7 @@ const streamWorkers = 256
 // health service and reflection (so grpcurl needs no .proto files).
 func NewGRPCServer(svc *Services, hs *health.Server, opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{
-		grpc.MaxRecvMsgSize(policy.MaxRequestSize),
+		grpc.MaxRecvMsgSize(svc.opts.Limits.MaxRequestSize),
 		// Bounded streams per connection, and clients that ping too
 		// often are cut off.
 		grpc.MaxConcurrentStreams(1024),

@@ -96,8 +96,8 @@ func (s *Services) createTenant(ctx context.Context, asked string) (string, erro
 		return "", invalidArgument("subscription.tenant", fmt.Sprintf("must be 1 to %d lower-case letters, digits, '.', '_' or '-'", policy.MaxTenantLength))
 	case !p.Sees(tenant):
 		return "", status.Error(codes.PermissionDenied, "the API key is bound to another tenant")
-	case len(s.catalog.Tenant(tenant)) >= policy.MaxSubscriptionsPerTenant:
-		return "", status.Errorf(codes.ResourceExhausted, "tenant %s has %d subscriptions, the most a tenant may have", tenant, policy.MaxSubscriptionsPerTenant)
+	case len(s.catalog.Tenant(tenant)) >= s.opts.Limits.MaxSubscriptionsPerTenant:
+		return "", status.Errorf(codes.ResourceExhausted, "tenant %s has %d subscriptions, the most a tenant may have", tenant, s.opts.Limits.MaxSubscriptionsPerTenant)
 	}
 	return tenant, nil
 }
@@ -370,7 +370,7 @@ func (s *Services) apply(sub *store.Subscription, in *heraldv1.Subscription, pat
 			if m := ps.GetMethod(); m != "" && m != http.MethodPost {
 				return invalidArgument("subscription.protocol_settings.method", `only "POST" is supported`)
 			}
-			headers, err := writeOnlyHeaders(ps.GetHeaders(), sub.Headers)
+			headers, err := writeOnlyHeaders(ps.GetHeaders(), sub.Headers, s.opts.Limits.MaxHeadersPerSubscription)
 			if err != nil {
 				return invalidArgument("subscription.protocol_settings.headers", err.Error())
 			}
@@ -437,9 +437,9 @@ func (s *Services) apply(sub *store.Subscription, in *heraldv1.Subscription, pat
 // an empty value keeping the value stored for that name: values are
 // write-only (Get and List show names only), so a subscription read,
 // changed and written back keeps them.
-func writeOnlyHeaders(in, stored map[string]string) (map[string]string, error) {
-	if len(in) > policy.MaxHeadersPerSubscription {
-		return nil, fmt.Errorf("%d headers; at most %d", len(in), policy.MaxHeadersPerSubscription)
+func writeOnlyHeaders(in, stored map[string]string, maxHeaders int) (map[string]string, error) {
+	if len(in) > maxHeaders {
+		return nil, fmt.Errorf("%d headers; at most %d", len(in), maxHeaders)
 	}
 	var out map[string]string
 	for name, v := range in {

@@ -253,7 +253,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		defer n.background.Done()
 		cat.Run(runCtx, cfg.CatalogReload)
 	}()
-	n.publisher = publish.New(n.store, cat, publish.Config{Dispatcher: disp, OnCommit: disp.Notify, Logger: logger})
+	n.publisher = publish.New(n.store, cat, publish.Config{Dispatcher: disp, OnCommit: disp.Notify, Limits: cfg.Limits, Logger: logger})
 
 	n.health = health.NewServer()
 	svc := server.NewServices(n.publisher, n.store, cat,
@@ -273,11 +273,13 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 				}
 			},
 			MetricsOpen: cfg.MetricsOpen,
+			Limits:      cfg.Limits,
 			Logger:      logger,
 		})
 	n.grpc = server.NewGRPCServer(svc, n.health, grpcCreds...)
 	n.ingest = server.NewIngest(n.publisher, server.IngestOptions{
 		Auth:               authn,
+		Limits:             cfg.Limits,
 		AllowedOrigins:     cfg.AllowedOrigins,
 		Rate:               cfg.IngestRate,
 		AutoGrantCallbacks: cfg.AutoGrantCallbacks,

@@ -125,6 +125,8 @@ type Config struct {
 	// SinkCA is a PEM bundle of certificate authorities trusted for sinks
 	// besides the system's.
 	SinkCA string
+	// Limits bound what one request or one tenant may carry.
+	Limits policy.Limits
 	// AllowedOrigins are the sender DNS names whose CloudEvents webhook
 	// validation handshake is granted, matched exactly (case-insensitive).
 	AllowedOrigins []string
@@ -198,6 +200,7 @@ func Serve() Config {
 		MaxConnections:       DefaultMaxConnections,
 		ShutdownTimeout:      DefaultShutdownTimeout,
 		LogLevel:             "info",
+		Limits:               policy.DefaultLimits,
 	}
 }
 
@@ -240,6 +243,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.Var((*listValue)(&c.AllowClientCIDRs), "allow-client-cidrs", "comma-separated address ranges the gRPC API and the HTTP edge accept connections from (default: any)")
 	fs.Var((*listValue)(&c.EncryptionKeys), "encryption-key", "keys that encrypt secrets at rest, id:base64, comma-separated, the first encrypting (prefer HERALD_ENCRYPTION_KEY; make one with `herald encryption new-key`)")
 	fs.StringVar(&c.SinkCA, "sink-ca", c.SinkCA, "PEM certificate authorities trusted for sinks besides the system's")
+	fs.IntVar(&c.Limits.MaxEventSize, "max-event-size", c.Limits.MaxEventSize, "largest event accepted, in bytes of its protobuf encoding")
+	fs.IntVar(&c.Limits.MaxEventsPerPublish, "max-events-per-publish", c.Limits.MaxEventsPerPublish, "most events in one Publish call or ingest batch")
+	fs.IntVar(&c.Limits.MaxRequestSize, "max-request-size", c.Limits.MaxRequestSize, "largest gRPC request and batched ingest body, in bytes")
+	fs.IntVar(&c.Limits.MaxSubscriptionsPerTenant, "max-subscriptions-per-tenant", c.Limits.MaxSubscriptionsPerTenant, "most subscriptions a tenant may have")
+	fs.IntVar(&c.Limits.MaxHeadersPerSubscription, "max-headers-per-subscription", c.Limits.MaxHeadersPerSubscription, "most static headers a subscription may set")
 	fs.Var((*listValue)(&c.AllowedOrigins), "allowed-origins", "comma-separated sender DNS names granted in the webhook validation handshake")
 	fs.IntVar(&c.IngestRate, "ingest-rate", c.IngestRate, "requests per minute granted in the webhook validation handshake (0: no limit)")
 	fs.BoolVar(&c.AutoGrantCallbacks, "auto-grant-callbacks", c.AutoGrantCallbacks, "grant handshakes that ask for a callback by calling the callback URL")
@@ -313,6 +321,10 @@ func (c *Config) Finish() error {
 	}
 	if !(c.PublishRate >= 0 && c.PublishRate <= policy.MaxPublishRate) || c.PublishBurst < 0 {
 		errs = append(errs, fmt.Errorf("publish-rate must be between 0 and %d, publish-burst not negative", policy.MaxPublishRate))
+	}
+	if l := c.Limits; l.MaxEventSize <= 0 || l.MaxEventsPerPublish <= 0 || l.MaxRequestSize < l.MaxEventSize ||
+		l.MaxSubscriptionsPerTenant <= 0 || l.MaxHeadersPerSubscription < 0 {
+		errs = append(errs, errors.New("the max-* limits must be positive, and max-request-size at least max-event-size"))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key go together"))

@@ -429,3 +429,51 @@ func TestListeners_StalledClientsDoNotStarvePublishers(t *testing.T) {
 		return err == nil
 	})
 }
+
+// TestLimits_ConfiguredLimitsHold: each limit an operator may set holds
+// end to end, with the right status and nothing stored.
+func TestLimits_ConfiguredLimitsHold(t *testing.T) {
+	cfg := nodeConfig(t, tempStore(t))
+	cfg.Limits.MaxEventSize = 600
+	cfg.Limits.MaxEventsPerPublish = 2
+	cfg.Limits.MaxSubscriptionsPerTenant = 1
+	cfg.Limits.MaxHeadersPerSubscription = 1
+	n := startNode(t, cfg)
+	rcv := heraldtest.NewReceiver(t, nil)
+	createSub(t, n, rcv.URL)
+
+	big := newEvent("big")
+	big.Data = &cloudeventsv1.CloudEvent_TextData{TextData: strings.Repeat("x", 700)}
+	_, err := n.publish.Publish(ctx(t), &heraldv1.PublishRequest{Events: []*cloudeventsv1.CloudEvent{big}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("an event over max-event-size: %v, want InvalidArgument", err)
+	}
+	_, err = n.publish.Publish(ctx(t), &heraldv1.PublishRequest{Events: []*cloudeventsv1.CloudEvent{newEvent("a"), newEvent("b"), newEvent("c")}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("3 events over max-events-per-publish 2: %v, want InvalidArgument", err)
+	}
+	resp, err := http.Post("http://"+n.HTTPAddr()+"/v1/events", "application/cloudevents+json",
+		strings.NewReader(`{"specversion":"1.0","id":"big-http","source":"/s","type":"t","data":"`+strings.Repeat("x", 700)+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("ingest of an event over max-event-size: %d, want 413", resp.StatusCode)
+	}
+	_, err = n.subs.CreateSubscription(ctx(t), &heraldv1.CreateSubscriptionRequest{Subscription: &heraldv1.Subscription{
+		Sink: rcv.URL, Protocol: "HTTP", SkipValidation: true}})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a second subscription of a tenant limited to 1: %v, want ResourceExhausted", err)
+	}
+	_, err = n.subs.CreateSubscription(ctx(t), &heraldv1.CreateSubscriptionRequest{Subscription: &heraldv1.Subscription{
+		Tenant: "other", Sink: rcv.URL, Protocol: "HTTP", SkipValidation: true,
+		ProtocolSettings: &heraldv1.HttpSettings{Headers: map[string]string{"X-A": "1", "X-B": "2"}}}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("2 headers over max-headers-per-subscription 1: %v, want InvalidArgument", err)
+	}
+	ds, err := n.deliveries.ListDeliveries(ctx(t), &heraldv1.ListDeliveriesRequest{})
+	if err != nil || len(ds.GetDeliveries()) != 0 {
+		t.Errorf("%d deliveries stored (%v), want none", len(ds.GetDeliveries()), err)
+	}
+}

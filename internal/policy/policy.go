@@ -9,12 +9,61 @@ import (
 	"time"
 )
 
-// Limits on what Herald accepts and keeps.
+// Limits are the limits an operator may change (flags of the same names,
+// docs/operations.md); DefaultLimits holds their defaults.
+type Limits struct {
+	// MaxEventSize is the largest event accepted, in bytes of its
+	// protobuf encoding.
+	MaxEventSize int
+	// MaxEventsPerPublish is the most events one Publish call (or ingest
+	// batch) may carry.
+	MaxEventsPerPublish int
+	// MaxRequestSize is the largest gRPC request, and the largest batched
+	// ingest body, in bytes.
+	MaxRequestSize int
+	// MaxSubscriptionsPerTenant is the most subscriptions a tenant may
+	// have.
+	MaxSubscriptionsPerTenant int
+	// MaxHeadersPerSubscription is the most static headers a subscription
+	// may set.
+	MaxHeadersPerSubscription int
+}
+
+// DefaultLimits are the limits unless configured.
+var DefaultLimits = Limits{
+	MaxEventSize:              MaxEventSize,
+	MaxEventsPerPublish:       MaxEventsPerPublish,
+	MaxRequestSize:            MaxRequestSize,
+	MaxSubscriptionsPerTenant: MaxSubscriptionsPerTenant,
+	MaxHeadersPerSubscription: MaxHeadersPerSubscription,
+}
+
+// WithDefaults returns l with its zero fields set from DefaultLimits.
+func (l Limits) WithDefaults() Limits {
+	d := DefaultLimits
+	if l.MaxEventSize > 0 {
+		d.MaxEventSize = l.MaxEventSize
+	}
+	if l.MaxEventsPerPublish > 0 {
+		d.MaxEventsPerPublish = l.MaxEventsPerPublish
+	}
+	if l.MaxRequestSize > 0 {
+		d.MaxRequestSize = l.MaxRequestSize
+	}
+	if l.MaxSubscriptionsPerTenant > 0 {
+		d.MaxSubscriptionsPerTenant = l.MaxSubscriptionsPerTenant
+	}
+	if l.MaxHeadersPerSubscription > 0 {
+		d.MaxHeadersPerSubscription = l.MaxHeadersPerSubscription
+	}
+	return d
+}
+
+// The default limits, and the limits that are constants of the build.
 const (
-	// MaxEventSize is the largest event accepted, in bytes of its protobuf
-	// encoding.
+	// MaxEventSize is the default of Limits.MaxEventSize: 256 KiB.
 	MaxEventSize = 256 << 10
-	// MaxEventsPerPublish is the most events one Publish call may carry.
+	// MaxEventsPerPublish is the default of Limits.MaxEventsPerPublish.
 	MaxEventsPerPublish = 1000
 	// MaxResponseBody is how much of a receiver's response body is kept
 	// with each attempt.
@@ -28,8 +77,8 @@ const (
 	// MaxRetryAfter is the longest Retry-After honoured; longer ones are
 	// cut to it (the delivery's maximum age still applies).
 	MaxRetryAfter = 24 * time.Hour
-	// MaxRequestSize is the largest gRPC request accepted, in bytes: room
-	// for MaxEventsPerPublish events of 16 KiB, or fewer larger ones.
+	// MaxRequestSize is the default of Limits.MaxRequestSize: room for
+	// MaxEventsPerPublish events of 16 KiB, or fewer larger ones.
 	MaxRequestSize = 16 << 20
 	// DefaultRedriveRate is how many dead letters RedriveDeadLetters
 	// redrives a second unless asked; MaxRedriveRate the most it may.
@@ -233,8 +282,8 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 
 // Tenants and API keys.
 const (
-	// MaxSubscriptionsPerTenant is the most subscriptions one tenant may
-	// have.
+	// MaxSubscriptionsPerTenant is the default of
+	// Limits.MaxSubscriptionsPerTenant.
 	MaxSubscriptionsPerTenant = 10_000
 	// MaxTenantLength is the longest tenant id.
 	MaxTenantLength = 64
@@ -243,8 +292,9 @@ const (
 	// per second).
 	MaxKeyNameLength = 200
 	MaxPublishRate   = 1_000_000
-	// MaxHeadersPerSubscription is the most static headers a subscription
-	// may set, MaxHeaderValueLength the longest value.
+	// MaxHeadersPerSubscription is the default of
+	// Limits.MaxHeadersPerSubscription; MaxHeaderValueLength is the
+	// longest header value.
 	MaxHeadersPerSubscription = 32
 	MaxHeaderValueLength      = 4096
 )

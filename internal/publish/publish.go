@@ -63,6 +63,8 @@ type Config struct {
 	// that have not queued yet (default 1ms): one commit, and one sync,
 	// then serves them too.
 	GatherWait time.Duration
+	// Limits bound events and calls (zero fields: policy.DefaultLimits).
+	Limits policy.Limits
 	// OnCommit is called after each commit that created deliveries, e.g. to
 	// wake the dispatcher. It must not block.
 	OnCommit func()
@@ -102,6 +104,7 @@ func (cfg *Config) setDefaults() {
 	if cfg.GatherWait <= 0 {
 		cfg.GatherWait = config.DefaultGatherWait
 	}
+	cfg.Limits = cfg.Limits.WithDefaults()
 }
 
 // New starts a publisher. Close stops it.
@@ -141,9 +144,9 @@ func (p *Publisher) Publish(ctx context.Context, tenant string, events []*cloude
 	if len(events) == 0 {
 		return nil, &InvalidError{Violations: []Violation{{Field: "events", Description: "at least one event is required"}}}
 	}
-	if len(events) > policy.MaxEventsPerPublish {
+	if max := p.cfg.Limits.MaxEventsPerPublish; len(events) > max {
 		return nil, &InvalidError{Violations: []Violation{{Field: "events",
-			Description: fmt.Sprintf("%d events; at most %d per call", len(events), policy.MaxEventsPerPublish)}}}
+			Description: fmt.Sprintf("%d events; at most %d per call", len(events), max)}}}
 	}
 	now := time.Now()
 	params := make([]store.EventInsertParams, len(events))
@@ -151,7 +154,7 @@ func (p *Publisher) Publish(ctx context.Context, tenant string, events []*cloude
 	var invalid []Violation
 	var matched []*catalog.Entry
 	for i, pe := range events {
-		e, vs := Validate("events["+strconv.Itoa(i)+"]", pe)
+		e, vs := Validate("events["+strconv.Itoa(i)+"]", pe, p.cfg.Limits.MaxEventSize)
 		if len(vs) > 0 {
 			invalid = append(invalid, vs...)
 			continue

@@ -12,7 +12,6 @@ import (
 	"github.com/heraldhq/herald/clients/cehttp"
 	"github.com/heraldhq/herald/clients/cevent"
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
-	"github.com/heraldhq/herald/internal/policy"
 )
 
 // Violation is one reason an event is invalid.
@@ -47,8 +46,9 @@ func (e *InvalidError) Error() string {
 var reserved = map[string]bool{"id": true, "source": true, "specversion": true, "type": true, "data": true}
 
 // Validate checks one event against CloudEvents 1.0 and Herald's limits and
-// converts it. field is the event's path in the request, e.g. "events[0]".
-func Validate(field string, pe *cloudeventsv1.CloudEvent) (event.Event, []Violation) {
+// converts it. field is the event's path in the request, e.g. "events[0]";
+// maxSize is the largest event accepted, in bytes of its protobuf encoding.
+func Validate(field string, pe *cloudeventsv1.CloudEvent, maxSize int) (event.Event, []Violation) {
 	var vs []Violation
 	add := func(f, format string, args ...any) {
 		vs = append(vs, Violation{Field: field + f, Description: fmt.Sprintf(format, args...)})
@@ -57,8 +57,8 @@ func Validate(field string, pe *cloudeventsv1.CloudEvent) (event.Event, []Violat
 		add("", "event is missing")
 		return event.Event{}, vs
 	}
-	if size := proto.Size(pe); size > policy.MaxEventSize {
-		add("", "event is %d bytes; the limit is %d", size, policy.MaxEventSize)
+	if size := proto.Size(pe); size > maxSize {
+		add("", "event is %d bytes; the limit is %d", size, maxSize)
 	}
 	if pe.GetId() == "" {
 		add(".id", "required")

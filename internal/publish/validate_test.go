@@ -45,7 +45,7 @@ func TestValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := valid()
 			tt.edit(e)
-			_, vs := Validate("e", e)
+			_, vs := Validate("e", e, policy.MaxEventSize)
 			if tt.field == "" {
 				if len(vs) != 0 {
 					t.Fatalf("violations = %v, want none", vs)
