@@ -1,8 +1,9 @@
 // Command herald is Herald's one binary: it runs a node (`dev`, with
 // everything embedded; `serve`, against a Temporal cluster and a
 // database), a receiver for trying it (`listen`), the load tool (`bench`),
-// and makes keys (`keys new`, `encryption new-key`) and rotates the
-// encryption of stored secrets (`encryption rotate`).
+// makes keys (`keys new`, `encryption new-key`), rotates the encryption of
+// stored secrets (`encryption rotate`) and sets up a Temporal namespace
+// (`temporal setup`).
 package main
 
 import (
@@ -34,6 +35,7 @@ Usage:
   herald keys new        print a new API key (for --admin-key)
   herald encryption new-key [id]   print a new encryption key (for --encryption-key)
   herald encryption rotate [flags] seal every stored secret with the first encryption key
+  herald temporal setup [flags]    check the Temporal cluster and register Herald's search attributes
 
 Run "herald <command> -h" for the flags. Every flag can also be set with an
 environment variable: --grpc-addr is HERALD_GRPC_ADDR.
@@ -61,6 +63,8 @@ func main() {
 		err = runKeys(os.Args[2:])
 	case "encryption":
 		err = runEncryption(ctx, os.Args[2:])
+	case "temporal":
+		err = runTemporal(ctx, os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

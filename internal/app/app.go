@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -154,15 +153,10 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 	if err != nil {
 		return nil, err
 	}
-	n.temporal, err = client.DialContext(ctx, client.Options{
-		HostPort:  cfg.TemporalAddr,
-		Namespace: cfg.TemporalNamespace,
-		Logger:    tlog.NewStructuredLogger(logger.With("component", "temporal-sdk")),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s: %w", cfg.TemporalAddr, err)
+	if n.temporal, err = DialTemporal(ctx, cfg, logger); err != nil {
+		return nil, err
 	}
-	if err = workflows.EnsureSearchAttributes(ctx, n.temporal, cfg.TemporalNamespace, workflows.SearchAttributes); err != nil {
+	if err = SetUpSearchAttributes(ctx, n.temporal, cfg.TemporalNamespace); err != nil {
 		return nil, fmt.Errorf("register search attributes: %w", err)
 	}
 

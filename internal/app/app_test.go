@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -122,5 +123,30 @@ func TestStart_AWrongEncryptionKeyStopsTheStartAndNamesTheKey(t *testing.T) {
 	_, err = Start(context.Background(), cfg, grpcLn, httpLn, slog.New(slog.DiscardHandler))
 	if !errors.Is(err, vault.ErrWrongKey) || !strings.Contains(err.Error(), "k1") {
 		t.Errorf("Start with the wrong key: %v, want ErrWrongKey naming k1", err)
+	}
+}
+
+func TestTemporalOptions_TLSAndAPIKey(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.TemporalAddr = "herald.tmprl.cloud:7233"
+	opts, err := TemporalOptions(cfg, slog.New(slog.DiscardHandler))
+	if err != nil || opts.ConnectionOptions.TLS != nil || opts.Credentials != nil {
+		t.Fatalf("plain: %+v, %v; want no TLS and no credentials", opts.ConnectionOptions, err)
+	}
+	cfg.TemporalAPIKey = "cloud-api-key"
+	opts, err = TemporalOptions(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc := opts.ConnectionOptions.TLS; tc == nil || tc.ServerName != "herald.tmprl.cloud" || tc.MinVersion < tls.VersionTLS12 {
+		t.Errorf("an API key implies TLS to the address's host: %+v", tc)
+	}
+	if opts.Credentials == nil {
+		t.Error("the API key is not sent")
+	}
+	cfg.TemporalTLSCert = filepath.Join(t.TempDir(), "missing.pem")
+	cfg.TemporalTLSKey = cfg.TemporalTLSCert
+	if _, err := TemporalOptions(cfg, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "temporal-tls-cert") {
+		t.Errorf("a missing client certificate: %v", err)
 	}
 }

@@ -38,6 +38,20 @@ type Config struct {
 	EmbeddedTemporal bool
 	// TemporalNamespace is the namespace delivery workflows run in.
 	TemporalNamespace string
+	// TemporalTLS connects to Temporal over TLS (implied by any of the
+	// TemporalTLS* fields or TemporalAPIKey): TemporalTLSCA is a PEM
+	// bundle of authorities to trust instead of the system's,
+	// TemporalTLSCert and TemporalTLSKey a client certificate (mTLS),
+	// TemporalTLSServerName the name to verify instead of the address's
+	// host.
+	TemporalTLS           bool
+	TemporalTLSCA         string
+	TemporalTLSCert       string
+	TemporalTLSKey        string
+	TemporalTLSServerName string
+	// TemporalAPIKey authenticates to Temporal Cloud (or any cluster that
+	// takes API keys); prefer HERALD_TEMPORAL_API_KEY.
+	TemporalAPIKey string
 	// TaskQueue is the task queue of Herald's workers.
 	TaskQueue string
 	// UIAddr is where dev mode serves the Temporal Web UI; empty disables it.
@@ -212,6 +226,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&c.Store, "store", c.Store, "database: postgres://... URL or SQLite file path")
 	fs.StringVar(&c.TemporalAddr, "temporal-addr", c.TemporalAddr, "Temporal frontend address")
 	fs.StringVar(&c.TemporalNamespace, "temporal-namespace", c.TemporalNamespace, "Temporal namespace")
+	fs.BoolVar(&c.TemporalTLS, "temporal-tls", c.TemporalTLS, "connect to Temporal over TLS (implied by the other --temporal-tls-* flags and --temporal-api-key)")
+	fs.StringVar(&c.TemporalTLSCA, "temporal-tls-ca", c.TemporalTLSCA, "PEM certificate authorities to trust for Temporal instead of the system's")
+	fs.StringVar(&c.TemporalTLSCert, "temporal-tls-cert", c.TemporalTLSCert, "PEM client certificate for Temporal (mTLS)")
+	fs.StringVar(&c.TemporalTLSKey, "temporal-tls-key", c.TemporalTLSKey, "PEM private key of --temporal-tls-cert")
+	fs.StringVar(&c.TemporalTLSServerName, "temporal-tls-server-name", c.TemporalTLSServerName, "name to verify Temporal's certificate against (default: the address's host)")
+	fs.StringVar(&c.TemporalAPIKey, "temporal-api-key", c.TemporalAPIKey, "API key for Temporal Cloud (prefer HERALD_TEMPORAL_API_KEY)")
 	fs.StringVar(&c.TaskQueue, "task-queue", c.TaskQueue, "Temporal task queue of Herald's workers")
 	fs.BoolVar(&c.AllowInsecureSinks, "allow-insecure-sinks", c.AllowInsecureSinks, "accept http:// sinks")
 	fs.BoolVar(&c.AllowPrivateSinks, "allow-private-sinks", c.AllowPrivateSinks, "let sinks be at loopback, private, link-local and other non-public addresses")
@@ -326,6 +346,9 @@ func (c *Config) Finish() error {
 		l.MaxSubscriptionsPerTenant <= 0 || l.MaxHeadersPerSubscription < 0 {
 		errs = append(errs, errors.New("the max-* limits must be positive, and max-request-size at least max-event-size"))
 	}
+	if (c.TemporalTLSCert == "") != (c.TemporalTLSKey == "") {
+		errs = append(errs, errors.New("temporal-tls-cert and temporal-tls-key go together"))
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key go together"))
 	}
@@ -383,6 +406,11 @@ func (c *Config) ClientAllowPrefixes() ([]netip.Prefix, error) {
 // Authenticates reports whether the node authenticates its callers.
 func (c *Config) Authenticates() bool {
 	return c.AdminKey != "" || c.TLSClientCA != "" || !(c.Dev || c.InsecureNoAuth)
+}
+
+// TemporalUsesTLS reports whether Herald connects to Temporal over TLS.
+func (c *Config) TemporalUsesTLS() bool {
+	return c.TemporalTLS || c.TemporalTLSCA != "" || c.TemporalTLSCert != "" || c.TemporalTLSServerName != "" || c.TemporalAPIKey != ""
 }
 
 // IsPostgres reports whether Store names a PostgreSQL database.
