@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -65,6 +66,7 @@ type Node struct {
 	cancel     context.CancelFunc
 	background sync.WaitGroup
 	stopOnce   sync.Once
+	draining   atomic.Bool
 }
 
 // OpenStore opens the database cfg names, as it is: its subscriptions'
@@ -360,8 +362,16 @@ func storeKind(cfg config.Config) string {
 	return "sqlite:" + cfg.Store
 }
 
-// ready reports whether the store and Temporal answer.
+// ready reports whether the node should be sent traffic: it is not
+// draining, its last commit did not fail, and the store and Temporal
+// answer.
 func (n *Node) ready(ctx context.Context) error {
+	if n.draining.Load() {
+		return errors.New("draining: this node is stopping")
+	}
+	if err := n.publisher.CommitFailing(time.Now()); err != nil {
+		return fmt.Errorf("store: the last commit failed: %w", err)
+	}
 	if _, err := n.store.SubscriptionsVersion(ctx); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
@@ -383,8 +393,18 @@ func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
 // stored and is delivered, by this node later or by another.
 func (n *Node) Stop(ctx context.Context) {
 	n.stopOnce.Do(func() {
+		// Load balancers move away first: readiness and the gRPC health
+		// service say so before anything stops.
+		n.draining.Store(true)
 		if n.health != nil {
 			n.health.Shutdown()
+		}
+		if d := n.cfg.DrainDelay; d > 0 {
+			n.logger.Info("draining: reporting not ready before stopping", "delay", d)
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
 		}
 		if n.grpc != nil {
 			done := make(chan struct{})

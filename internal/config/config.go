@@ -102,6 +102,10 @@ type Config struct {
 	CatalogReload time.Duration
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration
+	// DrainDelay is how long a stopping node keeps serving while it tells
+	// load balancers it is not ready (/readyz 503, gRPC health
+	// NOT_SERVING), before it stops taking calls.
+	DrainDelay time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 
@@ -169,6 +173,7 @@ const (
 	DefaultCatalogReload        = time.Second
 	DefaultMaxConnections       = 4096
 	DefaultShutdownTimeout      = 30 * time.Second
+	DefaultDrainDelay           = 5 * time.Second
 	// DefaultCommitBatch is the most events one group commit stores, and
 	// DefaultGatherWait how long a commit waits for calls on their way.
 	DefaultCommitBatch = 1000
@@ -184,6 +189,7 @@ func Dev() Config {
 	c.UIAddr = "127.0.0.1:8233"
 	c.AllowInsecureSinks = true
 	c.AllowPrivateSinks = true
+	c.DrainDelay = 0 // nothing balances load to a dev node
 	c.Dev = true
 	return c
 }
@@ -213,6 +219,7 @@ func Serve() Config {
 		CatalogReload:        DefaultCatalogReload,
 		MaxConnections:       DefaultMaxConnections,
 		ShutdownTimeout:      DefaultShutdownTimeout,
+		DrainDelay:           DefaultDrainDelay,
 		LogLevel:             "info",
 		Limits:               policy.DefaultLimits,
 	}
@@ -250,6 +257,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.DurationVar(&c.CatalogReload, "catalog-reload", c.CatalogReload, "how often subscriptions are reloaded")
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "connections each listener (gRPC, HTTP) holds at most; more wait to be accepted")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown limit")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "how long a stopping node keeps serving while it reports not ready, for load balancers to move away")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.AdminKey, "admin-key", c.AdminKey, "an API key with the admin scope, never stored (prefer the HERALD_ADMIN_KEY environment variable; make one with `herald keys new`)")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", c.InsecureNoAuth, "serve without authenticating callers (never in production)")
@@ -332,6 +340,9 @@ func (c *Config) Finish() error {
 	}
 	if c.CatalogReload <= 0 || c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("catalog-reload and shutdown-timeout must be positive"))
+	}
+	if c.DrainDelay < 0 || c.DrainDelay >= c.ShutdownTimeout {
+		errs = append(errs, errors.New("drain-delay must be at least 0 and shorter than shutdown-timeout"))
 	}
 	if !isDNSName(c.Origin) {
 		errs = append(errs, fmt.Errorf("origin %q is not a DNS name", c.Origin))

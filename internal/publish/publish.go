@@ -81,6 +81,10 @@ type Publisher struct {
 
 	arriving atomic.Int64 // calls announced by Arriving and not ended
 
+	// failing holds the error and time of the last commit when it failed,
+	// nil after a commit that succeeded (see CommitFailing).
+	failing atomic.Pointer[commitFailure]
+
 	mu      sync.RWMutex // held for reading while queueing a request
 	closed  bool
 	reqs    chan *commitReq
@@ -231,6 +235,29 @@ func (p *Publisher) commit(ctx context.Context, params []store.EventInsertParams
 	return req.results, req.err
 }
 
+type commitFailure struct {
+	err error
+	at  time.Time
+}
+
+// failingFor is how long a failed commit makes CommitFailing report it
+// when no commit has succeeded since: long enough for a load balancer to
+// move traffic away, short enough that the node is tried again, since
+// without traffic no commit would show it recovered.
+const failingFor = 10 * time.Second
+
+// CommitFailing returns the error of the last commit if it failed within
+// the last 10 s and none has succeeded since (the disk is full, the
+// database is down): the node cannot store what it is sent, and should
+// not be sent it (readiness).
+func (p *Publisher) CommitFailing(now time.Time) error {
+	f := p.failing.Load()
+	if f == nil || now.Sub(f.at) > failingFor {
+		return nil
+	}
+	return f.err
+}
+
 // commitLoop takes queued requests and commits as many together as fit in
 // one batch. A commit in progress lets the queue fill, so batches grow with
 // load by themselves.
@@ -293,6 +320,9 @@ func (p *Publisher) commitLoop() {
 		p.handOver(all, allEvents, results, err, reserved)
 		if err == nil {
 			count(results)
+			p.failing.Store(nil)
+		} else {
+			p.failing.Store(&commitFailure{err: err, at: time.Now()})
 		}
 		off := 0
 		for _, r := range batch {

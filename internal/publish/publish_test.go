@@ -2,6 +2,7 @@ package publish_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -19,14 +20,18 @@ import (
 	"github.com/heraldhq/herald/internal/store/sqlite"
 )
 
-// countingStore counts transactions.
+// countingStore counts transactions, and fails them while fail is set.
 type countingStore struct {
 	*sqlite.Store
-	txs atomic.Int64
+	txs  atomic.Int64
+	fail atomic.Bool
 }
 
 func (c *countingStore) EventInsertBatch(ctx context.Context, p []store.EventInsertParams) ([]store.EventInsertResult, error) {
 	c.txs.Add(1)
+	if c.fail.Load() {
+		return nil, errors.New("disk full")
+	}
 	return c.Store.EventInsertBatch(ctx, p)
 }
 
@@ -255,5 +260,30 @@ func TestPublish_HandsFreshDeliveriesToTheDispatcherAsFarAsItHasRoom(t *testing.
 	}
 	if len(fd.got) != 2 || fd.returned != 3 {
 		t.Errorf("after a duplicate: %d handed over, %d returned; want 2 and 3", len(fd.got), fd.returned)
+	}
+}
+
+func TestCommitFailing_SaysTheNodeCannotStoreUntilACommitSucceeds(t *testing.T) {
+	p, s := setup(t, "a")
+	if err := p.CommitFailing(time.Now()); err != nil {
+		t.Fatalf("before any commit: %v", err)
+	}
+	s.fail.Store(true)
+	if _, err := p.Publish(context.Background(), "", []*cloudeventsv1.CloudEvent{ev("1", "a")}); err == nil {
+		t.Fatal("a publish on a failing store succeeded")
+	}
+	now := time.Now()
+	if err := p.CommitFailing(now); err == nil {
+		t.Error("after a failed commit, CommitFailing is nil")
+	}
+	if err := p.CommitFailing(now.Add(time.Minute)); err != nil {
+		t.Errorf("a minute after the failure, with no commit since: %v, want nil (try the node again)", err)
+	}
+	s.fail.Store(false)
+	if _, err := p.Publish(context.Background(), "", []*cloudeventsv1.CloudEvent{ev("2", "a")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CommitFailing(time.Now()); err != nil {
+		t.Errorf("after a commit that succeeded: %v", err)
 	}
 }
