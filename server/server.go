@@ -77,6 +77,7 @@ type Services struct {
 	heraldv1.UnimplementedSubscriptionServiceServer
 	heraldv1.UnimplementedDeliveryServiceServer
 	heraldv1.UnimplementedApiKeyServiceServer
+	heraldv1.UnimplementedEventServiceServer
 
 	publisher *publish.Publisher
 	store     store.Store
@@ -133,6 +134,7 @@ func NewGRPCServer(svc *Services, hs *health.Server, opts ...grpc.ServerOption) 
 	heraldv1.RegisterSubscriptionServiceServer(g, svc)
 	heraldv1.RegisterDeliveryServiceServer(g, svc)
 	heraldv1.RegisterApiKeyServiceServer(g, svc)
+	heraldv1.RegisterEventServiceServer(g, svc)
 	healthpb.RegisterHealthServer(g, hs)
 	reflection.Register(g)
 	return g

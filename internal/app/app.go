@@ -33,9 +33,11 @@ import (
 	"github.com/heraldhq/herald/internal/dispatch"
 	"github.com/heraldhq/herald/internal/egress"
 	"github.com/heraldhq/herald/internal/handshake"
+	"github.com/heraldhq/herald/internal/id"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/publish"
+	"github.com/heraldhq/herald/internal/retention"
 	"github.com/heraldhq/herald/internal/scheduler"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/store/postgres"
@@ -169,6 +171,15 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 	go func() {
 		defer n.background.Done()
 		cpu.Run(runCtx)
+	}()
+	pruner := retention.New(n.store, retention.Config{
+		Delivered: cfg.RetentionDelivered, Dead: cfg.RetentionDead, Interval: cfg.PruneInterval,
+		Holder: id.New(id.Node), Logger: logger.With("component", "retention"),
+	})
+	n.background.Add(1)
+	go func() {
+		defer n.background.Done()
+		pruner.Run(runCtx)
 	}()
 	if keyring != nil {
 		n.background.Add(1)

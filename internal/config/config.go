@@ -102,6 +102,11 @@ type Config struct {
 	CatalogReload time.Duration
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration
+	// RetentionDelivered and RetentionDead are how long deliveries are
+	// kept after they were delivered or dead-lettered (0: forever);
+	// PruneInterval is how often a pruning pass starts.
+	RetentionDelivered, RetentionDead time.Duration
+	PruneInterval                     time.Duration
 	// DrainDelay is how long a stopping node keeps serving while it tells
 	// load balancers it is not ready (/readyz 503, gRPC health
 	// NOT_SERVING), before it stops taking calls.
@@ -174,6 +179,12 @@ const (
 	DefaultMaxConnections       = 4096
 	DefaultShutdownTimeout      = 30 * time.Second
 	DefaultDrainDelay           = 5 * time.Second
+	// Retention: how long delivered and dead-lettered deliveries are
+	// kept, and the pace of pruning.
+	DefaultRetentionDelivered = 7 * 24 * time.Hour
+	DefaultRetentionDead      = 30 * 24 * time.Hour
+	DefaultPruneInterval      = time.Minute
+	DefaultPruneBatch         = 500
 	// DefaultCommitBatch is the most events one group commit stores, and
 	// DefaultGatherWait how long a commit waits for calls on their way.
 	DefaultCommitBatch = 1000
@@ -220,6 +231,9 @@ func Serve() Config {
 		MaxConnections:       DefaultMaxConnections,
 		ShutdownTimeout:      DefaultShutdownTimeout,
 		DrainDelay:           DefaultDrainDelay,
+		RetentionDelivered:   DefaultRetentionDelivered,
+		RetentionDead:        DefaultRetentionDead,
+		PruneInterval:        DefaultPruneInterval,
 		LogLevel:             "info",
 		Limits:               policy.DefaultLimits,
 	}
@@ -257,6 +271,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.DurationVar(&c.CatalogReload, "catalog-reload", c.CatalogReload, "how often subscriptions are reloaded")
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "connections each listener (gRPC, HTTP) holds at most; more wait to be accepted")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown limit")
+	fs.DurationVar(&c.RetentionDelivered, "retention-delivered", c.RetentionDelivered, "how long a delivered delivery (and its event, when its last) is kept; 0 keeps forever")
+	fs.DurationVar(&c.RetentionDead, "retention-dead", c.RetentionDead, "how long a dead-lettered delivery is kept; 0 keeps forever")
+	fs.DurationVar(&c.PruneInterval, "prune-interval", c.PruneInterval, "how often a pruning pass starts (one node at a time prunes)")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "how long a stopping node keeps serving while it reports not ready, for load balancers to move away")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.AdminKey, "admin-key", c.AdminKey, "an API key with the admin scope, never stored (prefer the HERALD_ADMIN_KEY environment variable; make one with `herald keys new`)")
@@ -340,6 +357,9 @@ func (c *Config) Finish() error {
 	}
 	if c.CatalogReload <= 0 || c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("catalog-reload and shutdown-timeout must be positive"))
+	}
+	if c.RetentionDelivered < 0 || c.RetentionDead < 0 || c.PruneInterval <= 0 {
+		errs = append(errs, errors.New("retention-delivered and retention-dead must not be negative, prune-interval positive"))
 	}
 	if c.DrainDelay < 0 || c.DrainDelay >= c.ShutdownTimeout {
 		errs = append(errs, errors.New("drain-delay must be at least 0 and shorter than shutdown-timeout"))

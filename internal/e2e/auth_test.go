@@ -29,6 +29,7 @@ type clients struct {
 	subs       heraldv1.SubscriptionServiceClient
 	deliveries heraldv1.DeliveryServiceClient
 	keys       heraldv1.ApiKeyServiceClient
+	events     heraldv1.EventServiceClient
 }
 
 // dial connects to n with key ("" for none).
@@ -48,6 +49,7 @@ func dial(t *testing.T, n *testNode, key string) clients {
 		subs:       heraldv1.NewSubscriptionServiceClient(conn),
 		deliveries: heraldv1.NewDeliveryServiceClient(conn),
 		keys:       heraldv1.NewApiKeyServiceClient(conn),
+		events:     heraldv1.NewEventServiceClient(conn),
 	}
 }
 
@@ -89,6 +91,10 @@ func TestAuth_EveryMethodRefusesWhoMayNotCallIt(t *testing.T) {
 	res := publish(t, n, newEvent("auth-1"))
 	dlv := res[0].GetDeliveryIds()[0]
 	victimKey, _ := createKey(t, n, "acme", policy.ScopePublish)
+	_, acmePublisher := createKey(t, n, "acme", policy.ScopePublish)
+	if _, err := dial(t, n, acmePublisher).publish.Publish(ctx(t), &heraldv1.PublishRequest{Events: []*cloudeventsv1.CloudEvent{newEvent("acme-erase")}}); err != nil {
+		t.Fatal(err)
+	}
 
 	// Keys: per scope, acme's with it and acme's with every other scope;
 	// globex's with every scope.
@@ -106,6 +112,9 @@ func TestAuth_EveryMethodRefusesWhoMayNotCallIt(t *testing.T) {
 	_, globex := createKey(t, n, "globex", policy.ScopeAdmin)
 
 	type call func(context.Context, clients) (any, error)
+	eraseCall := func(ctx context.Context, c clients) (any, error) {
+		return c.events.EraseEvent(ctx, &heraldv1.EraseEventRequest{Source: "/orders", Id: "acme-erase"})
+	}
 	calls := map[string]call{
 		"/herald.v1.PublishService/Publish": func(ctx context.Context, c clients) (any, error) {
 			return c.publish.Publish(ctx, &heraldv1.PublishRequest{Events: []*cloudeventsv1.CloudEvent{newEvent(fmt.Sprint("auth-p-", time.Now().UnixNano()))}})
@@ -149,6 +158,7 @@ func TestAuth_EveryMethodRefusesWhoMayNotCallIt(t *testing.T) {
 		"/herald.v1.DeliveryService/RedriveDeadLetters": func(ctx context.Context, c clients) (any, error) {
 			return c.deliveries.RedriveDeadLetters(ctx, &heraldv1.RedriveDeadLettersRequest{SubscriptionId: sub.GetId()})
 		},
+		"/herald.v1.EventService/EraseEvent": eraseCall,
 		"/herald.v1.ApiKeyService/CreateApiKey": func(ctx context.Context, c clients) (any, error) {
 			return c.keys.CreateApiKey(ctx, &heraldv1.CreateApiKeyRequest{ApiKey: &heraldv1.ApiKey{Tenant: "acme", Scopes: []string{"keys.admin"}}})
 		},

@@ -40,8 +40,9 @@ import (
 // attempt (so a retry workflow runs) and one that goes through the
 // validation handshake (so a handshake workflow runs), each with a header
 // credential, and an API key; it returns every secret Herald was given or
-// made, once their workflows have run.
-func secretsOf(t *testing.T, n *testNode) []string {
+// made, once their workflows have run, and the data of the event it
+// published (which Temporal must never hold either).
+func secretsOf(t *testing.T, n *testNode) (secrets []string, payload string) {
 	t.Helper()
 	const header = "header-credential-that-must-stay-sealed"
 	rcv := heraldtest.NewReceiver(t, failFirst(1, http.StatusBadGateway, nil))
@@ -61,7 +62,10 @@ func secretsOf(t *testing.T, n *testNode) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := publish(t, n, newEvent("secret-1"))[0].GetDeliveryIds()
+	payload = "event-data-that-never-reaches-temporal"
+	e := newEvent("secret-1")
+	e.Data = &cloudeventsv1.CloudEvent_TextData{TextData: `{"note":"` + payload + `"}`}
+	id := publish(t, n, e)[0].GetDeliveryIds()
 	for _, d := range id {
 		waitDeliveryState(t, n, d, heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
 	}
@@ -69,7 +73,7 @@ func secretsOf(t *testing.T, n *testNode) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secrets := []string{
+	secrets = []string{
 		retried.GetSigningSecret(), retried.GetGeneratedBearerToken(), rotated.GetSigningSecret(),
 		header, "bearer-token-that-must-stay-sealed", key.GetSecret(), n.cfg.AdminKey,
 	}
@@ -79,7 +83,7 @@ func secretsOf(t *testing.T, n *testNode) []string {
 		}
 	}
 	// The key material after the whsec_ prefix too.
-	return append(secrets, strings.TrimPrefix(retried.GetSigningSecret(), "whsec_"))
+	return append(secrets, strings.TrimPrefix(retried.GetSigningSecret(), "whsec_")), payload
 }
 
 // TestSecrets_NeitherTheStoreNorTemporalHoldsThem reads SQLite's files and
@@ -89,7 +93,7 @@ func TestSecrets_NeitherTheStoreNorTemporalHoldsThem(t *testing.T) {
 	cfg := nodeConfig(t, path)
 	cfg.AdminKey = auth.NewKey()
 	n := startNode(t, cfg)
-	secrets := secretsOf(t, n)
+	secrets, payload := secretsOf(t, n)
 
 	var files []byte
 	for _, f := range []string{path, path + "-wal"} {
@@ -135,6 +139,9 @@ func TestSecrets_NeitherTheStoreNorTemporalHoldsThem(t *testing.T) {
 					t.Errorf("workflow %s event %d (%s) holds a secret: %.12s...", ex.GetExecution().GetWorkflowId(), ev.GetEventId(), ev.GetEventType(), s)
 				}
 			}
+			if bytes.Contains(raw, []byte(payload)) {
+				t.Errorf("workflow %s event %d (%s) holds the event's data", ex.GetExecution().GetWorkflowId(), ev.GetEventId(), ev.GetEventType())
+			}
 		}
 	}
 	if len(kinds) < 2 {
@@ -147,7 +154,7 @@ func TestSecrets_PostgresRowsHoldNone(t *testing.T) {
 	cfg := nodeConfig(t, url)
 	cfg.AdminKey = auth.NewKey()
 	n := startNode(t, cfg)
-	secrets := secretsOf(t, n)
+	secrets, _ := secretsOf(t, n)
 	conn, err := pgx.Connect(ctx(t), url)
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ const (
 	Delivery     = "dlv_"
 	Message      = "msg_" // Standard Webhooks webhook-id
 	APIKey       = "key_"
+	Node         = "node_"
 )
 
 // encoding is Crockford's base32 alphabet in lower case: it sorts in byte

@@ -52,6 +52,11 @@ var (
 	// PublishLimited counts publish calls refused because their key was
 	// over its publish rate.
 	PublishLimited = newCounter("herald_publish_rate_limited_total", "Publish calls refused because the key was over its publish rate.")
+	// Pruned counts rows retention deleted, by kind (deliveries,
+	// attempts, events); RetentionPass is when a retention pass last
+	// reached rows too recent to go.
+	Pruned        = newCounterVec("herald_pruned_total", "Rows deleted by retention, by kind (deliveries, attempts, events).", "kind")
+	RetentionPass = newGauge("herald_retention_pass_completed_timestamp_seconds", "When a retention pass last completed on this node (Unix seconds).")
 )
 
 // SchedulerStats is what the node's request scheduler reports.
@@ -111,6 +116,12 @@ func newCounterVec(name, help string, labels ...string) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	Registry.MustRegister(c)
 	return c
+}
+
+func newGauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	Registry.MustRegister(g)
+	return g
 }
 
 func newHistogram(name, help string, buckets []float64) prometheus.Histogram {

@@ -12,6 +12,7 @@ const (
 	ScopeSubscriptionsWrite Scope = "subscriptions.write"
 	ScopeDeliveriesRead     Scope = "deliveries.read"
 	ScopeDeliveriesWrite    Scope = "deliveries.write"
+	ScopeEventsWrite        Scope = "events.write"
 	ScopeKeysAdmin          Scope = "keys.admin"
 	ScopeAdmin              Scope = "admin"
 )
@@ -19,7 +20,7 @@ const (
 // Scopes lists every scope, ScopeAdmin last.
 var Scopes = []Scope{
 	ScopePublish, ScopeSubscriptionsRead, ScopeSubscriptionsWrite,
-	ScopeDeliveriesRead, ScopeDeliveriesWrite, ScopeKeysAdmin, ScopeAdmin,
+	ScopeDeliveriesRead, ScopeDeliveriesWrite, ScopeEventsWrite, ScopeKeysAdmin, ScopeAdmin,
 }
 
 // Open is the scope of a method anyone may call: the health service and
@@ -45,6 +46,8 @@ var MethodScopes = map[string]Scope{
 	"/herald.v1.DeliveryService/ListAttempts":       ScopeDeliveriesRead,
 	"/herald.v1.DeliveryService/RedriveDelivery":    ScopeDeliveriesWrite,
 	"/herald.v1.DeliveryService/RedriveDeadLetters": ScopeDeliveriesWrite,
+
+	"/herald.v1.EventService/EraseEvent": ScopeEventsWrite,
 
 	"/herald.v1.ApiKeyService/CreateApiKey": ScopeKeysAdmin,
 	"/herald.v1.ApiKeyService/ListApiKeys":  ScopeKeysAdmin,

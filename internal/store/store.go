@@ -19,6 +19,10 @@ import (
 // ErrNotFound is returned when the requested record does not exist.
 var ErrNotFound = errors.New("store: not found")
 
+// ErrInProgress is returned by EventErase for an event some of whose
+// deliveries may still be sent.
+var ErrInProgress = errors.New("store: the event's deliveries are in progress")
+
 // SubscriptionState is whether a subscription's deliveries are sent.
 type SubscriptionState string
 
@@ -299,6 +303,25 @@ type Store interface {
 	// AttemptList returns a delivery's attempts, oldest first.
 	AttemptList(ctx context.Context, deliveryID string) ([]*Attempt, error)
 
+	// Prune deletes, oldest first, deliveries that ended (delivered or
+	// dead) before their cutoffs, with their attempts, and events stored
+	// before EventsBefore that no delivery is left of. It examines at most
+	// Limit deliveries (in ID order) and Limit events (in store order),
+	// from the cursors in p, and a pass ends at the first row too recent
+	// to go: rows stored out of time order by a little wait for the next
+	// pass. It returns where to go on (see PruneResult).
+	Prune(ctx context.Context, p PruneParams) (PruneResult, error)
+	// EventErase removes the data of a tenant's event (source and id): its
+	// payload, and every attempt of its deliveries with the bodies they
+	// kept. The event's record stays, so it still deduplicates. It
+	// returns ErrNotFound for no such event, and ErrInProgress, changing
+	// nothing, while any of its deliveries may still be sent.
+	EventErase(ctx context.Context, tenant, source, id string) error
+	// LeaseAcquire takes or renews the named lease for holder until until,
+	// and reports whether holder has it: it is free, expired, or holder's
+	// already. One node at a time does work that needs a lease.
+	LeaseAcquire(ctx context.Context, name, holder string, now, until time.Time) (bool, error)
+
 	// APIKeyInsert stores a new API key; a key whose ID or Hash is stored
 	// already is an error.
 	APIKeyInsert(ctx context.Context, k *APIKey) error
@@ -312,6 +335,33 @@ type Store interface {
 
 	// Close releases the store's resources.
 	Close() error
+}
+
+// PruneParams says what Prune deletes, and where it goes on from.
+type PruneParams struct {
+	// DeliveredBefore and DeadBefore: a delivered (dead) delivery whose
+	// last change was before this goes. Zero keeps them all.
+	DeliveredBefore, DeadBefore time.Time
+	// EventsBefore: an event stored before this with no delivery left
+	// goes (its dedupe record with it). Zero keeps them all.
+	EventsBefore time.Time
+	// AfterDelivery and AfterEvent are the cursors of a pass: the last
+	// delivery ID and event examined by the previous call ("" and 0 to
+	// start).
+	AfterDelivery string
+	AfterEvent    int64
+	// Limit is the most deliveries, and the most events, examined (> 0).
+	Limit int
+}
+
+// PruneResult is what Prune deleted, and the cursors of the next call.
+type PruneResult struct {
+	Deliveries, Attempts, Events int
+	AfterDelivery                string
+	AfterEvent                   int64
+	// Done is set when both passes reached rows too recent to go: start
+	// from the beginning next time.
+	Done bool
 }
 
 // APIKey is a key that authenticates calls to Herald's API. Only its

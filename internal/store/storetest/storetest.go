@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeliveryUpdateBatch", updateTests},
 		{"DeliveryRead", readTests},
 		{"APIKey", apiKeyTests},
+		{"Prune", pruneTests},
 	}
 	for _, g := range groups {
 		for _, tc := range g.tests {

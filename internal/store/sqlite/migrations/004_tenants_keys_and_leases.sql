@@ -1,5 +1,5 @@
 -- herald:foreign-keys-off
--- Tenants and API keys. An event is identified by its publisher's tenant
+-- Tenants, API keys and leases. An event is identified by its publisher's tenant
 -- as well as its source and id, so that two tenants' events never
 -- deduplicate each other: events is rebuilt with UNIQUE (tenant, source,
 -- id), SQLite's way of changing a table's constraints (the migration runs
@@ -34,3 +34,10 @@ CREATE TABLE api_keys_version (
     version   INTEGER NOT NULL
 );
 INSERT INTO api_keys_version (singleton, version) VALUES (1, 0);
+
+-- Leases of work one node at a time does (pruning).
+CREATE TABLE leases (
+    name   TEXT    NOT NULL PRIMARY KEY,
+    holder TEXT    NOT NULL,
+    until  INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -1,4 +1,4 @@
--- Tenants and API keys. An event is identified by its publisher's tenant
+-- Tenants, API keys and leases. An event is identified by its publisher's tenant
 -- as well as its source and id, so that two tenants' events never
 -- deduplicate each other. Events published before tenants existed belong
 -- to no tenant ('').
@@ -19,3 +19,10 @@ CREATE TABLE api_keys_version (
     version   bigint  NOT NULL
 );
 INSERT INTO api_keys_version (singleton, version) VALUES (true, 0);
+
+-- Leases of work one node at a time does (pruning).
+CREATE TABLE leases (
+    name   text        NOT NULL PRIMARY KEY,
+    holder text        NOT NULL,
+    until  timestamptz NOT NULL
+);

@@ -1,0 +1,268 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald/internal/store"
+)
+
+const (
+	pruneScanDeliveriesSQL = `SELECT id, state, created_at, updated_at, event_seq FROM deliveries
+WHERE id > ? ORDER BY id LIMIT ?`
+	pruneScanEventsSQL = `SELECT seq, created_at, delivery_ids FROM events WHERE seq > ? ORDER BY seq LIMIT ?`
+	eventOfSeqSQL      = `SELECT created_at, delivery_ids FROM events WHERE seq = ?`
+	deliveryExistsByID = `SELECT 1 FROM deliveries WHERE id = ?`
+
+	eventFindSQL      = `SELECT seq, delivery_ids FROM events WHERE tenant = ? AND source = ? AND id = ?`
+	eventEraseSQL     = `UPDATE events SET payload = x'' WHERE seq = ?`
+	deliveryStateSQL  = `SELECT state FROM deliveries WHERE id = ?`
+	firstAttemptClear = `UPDATE deliveries SET first_started_at = NULL, first_status_code = 0, first_latency = 0,
+	first_error = '', first_response_body = x'' WHERE id = ?`
+	attemptsDeleteSQL = `DELETE FROM attempts WHERE delivery_id = ?`
+	deliveryDeleteSQL = `DELETE FROM deliveries WHERE id = ?`
+	eventDeleteSQL    = `DELETE FROM events WHERE seq = ?`
+
+	leaseAcquireSQL = `INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?4)
+ON CONFLICT (name) DO UPDATE SET holder = ?2, until = ?4 WHERE leases.holder = ?2 OR leases.until <= ?3
+RETURNING holder`
+)
+
+// Prune deletes ended deliveries and events left without deliveries,
+// oldest first (see store.Store).
+func (s *Store) Prune(ctx context.Context, p store.PruneParams) (store.PruneResult, error) {
+	if p.Limit <= 0 {
+		return store.PruneResult{}, errors.New("sqlite: prune: Limit must be positive")
+	}
+	res := store.PruneResult{AfterDelivery: p.AfterDelivery, AfterEvent: p.AfterEvent}
+	oldest := oldestCutoff(p)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// Deliveries, in ID (creation) order: those that ended long enough
+		// ago go with their attempts; a delivery created after every
+		// cutoff ends the pass.
+		rows, err := tx.QueryContext(ctx, pruneScanDeliveriesSQL, p.AfterDelivery, p.Limit)
+		if err != nil {
+			return err
+		}
+		var gone []string
+		seqs := map[int64]bool{}
+		n, deliveriesDone := 0, false
+		for rows.Next() {
+			var (
+				id, state        string
+				created, updated int64
+				seq              int64
+			)
+			if err := rows.Scan(&id, &state, &created, &updated, &seq); err != nil {
+				rows.Close()
+				return err
+			}
+			n++
+			if !oldest.IsZero() && !fromMillis(created).Before(oldest) {
+				deliveriesDone = true
+				break
+			}
+			res.AfterDelivery = id
+			if prunable(store.DeliveryState(state), fromMillis(updated), p) {
+				gone = append(gone, id)
+				seqs[seq] = true
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if n < p.Limit {
+			deliveriesDone = true
+		}
+		for _, id := range gone {
+			r, err := tx.ExecContext(ctx, attemptsDeleteSQL, id)
+			if err != nil {
+				return err
+			}
+			a, _ := r.RowsAffected()
+			res.Attempts += int(a)
+			if _, err := tx.ExecContext(ctx, deliveryDeleteSQL, id); err != nil {
+				return err
+			}
+			res.Deliveries++
+		}
+		// The events of the deleted deliveries, if none of theirs is left.
+		for seq := range seqs {
+			var created int64
+			var ids string
+			if err := tx.QueryRowContext(ctx, eventOfSeqSQL, seq).Scan(&created, &ids); err != nil {
+				return err
+			}
+			ok, err := eventGoes(ctx, tx, fromMillis(created), ids, p.EventsBefore)
+			if err != nil {
+				return err
+			}
+			if ok {
+				if _, err := tx.ExecContext(ctx, eventDeleteSQL, seq); err != nil {
+					return err
+				}
+				res.Events++
+			}
+		}
+
+		// Events in seq order: those that never had a delivery (nothing
+		// matched them) go once old enough.
+		eventsDone := p.EventsBefore.IsZero()
+		if !eventsDone {
+			rows, err := tx.QueryContext(ctx, pruneScanEventsSQL, p.AfterEvent, p.Limit)
+			if err != nil {
+				return err
+			}
+			var empty []int64
+			n := 0
+			for rows.Next() {
+				var (
+					seq, created int64
+					ids          string
+				)
+				if err := rows.Scan(&seq, &created, &ids); err != nil {
+					rows.Close()
+					return err
+				}
+				n++
+				if !fromMillis(created).Before(p.EventsBefore) {
+					eventsDone = true
+					break
+				}
+				res.AfterEvent = seq
+				if ids == "" {
+					empty = append(empty, seq)
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if n < p.Limit {
+				eventsDone = true
+			}
+			for _, seq := range empty {
+				if _, err := tx.ExecContext(ctx, eventDeleteSQL, seq); err != nil {
+					return err
+				}
+				res.Events++
+			}
+		}
+		res.Done = deliveriesDone && eventsDone
+		return nil
+	})
+	if err != nil {
+		return store.PruneResult{}, fmt.Errorf("sqlite: prune: %w", err)
+	}
+	return res, nil
+}
+
+// oldestCutoff is the latest of the set cutoffs: a delivery created at or
+// after it cannot have ended before any of them.
+func oldestCutoff(p store.PruneParams) time.Time {
+	var t time.Time
+	for _, c := range []time.Time{p.DeliveredBefore, p.DeadBefore} {
+		if c.After(t) {
+			t = c
+		}
+	}
+	return t
+}
+
+// prunable reports whether a delivery in state, last changed at updated, is
+// old enough to go.
+func prunable(state store.DeliveryState, updated time.Time, p store.PruneParams) bool {
+	switch state {
+	case store.DeliveryDelivered:
+		return !p.DeliveredBefore.IsZero() && updated.Before(p.DeliveredBefore)
+	case store.DeliveryDead:
+		return !p.DeadBefore.IsZero() && updated.Before(p.DeadBefore)
+	}
+	return false
+}
+
+// eventGoes reports whether an event stored at created, whose deliveries
+// were ids, may go: it is old enough and none of them is left.
+func eventGoes(ctx context.Context, tx *sql.Tx, created time.Time, ids string, before time.Time) (bool, error) {
+	if before.IsZero() || !created.Before(before) {
+		return false, nil
+	}
+	for _, id := range strings.Fields(ids) {
+		var one int
+		err := tx.QueryRowContext(ctx, deliveryExistsByID, id).Scan(&one)
+		if err == nil {
+			return false, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// EventErase removes an event's data and its deliveries' attempts (see
+// store.Store).
+func (s *Store) EventErase(ctx context.Context, tenant, source, id string) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var seq int64
+		var ids string
+		err := tx.QueryRowContext(ctx, eventFindSQL, tenant, source, id).Scan(&seq, &ids)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		deliveries := strings.Fields(ids)
+		for _, d := range deliveries {
+			var state string
+			err := tx.QueryRowContext(ctx, deliveryStateSQL, d).Scan(&state)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // pruned
+			}
+			if err != nil {
+				return err
+			}
+			if st := store.DeliveryState(state); st != store.DeliveryDelivered && st != store.DeliveryDead {
+				return store.ErrInProgress
+			}
+		}
+		for _, d := range deliveries {
+			if _, err := tx.ExecContext(ctx, attemptsDeleteSQL, d); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, firstAttemptClear, d); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, eventEraseSQL, seq)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInProgress) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: erase event %s/%s: %w", source, id, err)
+	}
+	return nil
+}
+
+// LeaseAcquire takes or renews a lease (see store.Store).
+func (s *Store) LeaseAcquire(ctx context.Context, name, holder string, now, until time.Time) (bool, error) {
+	var got string
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, leaseAcquireSQL, name, holder, millis(now), millis(until)).Scan(&got)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil // held by another, unexpired
+	}
+	if err != nil {
+		return false, fmt.Errorf("sqlite: lease %s: %w", name, err)
+	}
+	return got == holder, nil
+}
