@@ -36,9 +36,13 @@ Usage:
   herald encryption new-key [id]   print a new encryption key (for --encryption-key)
   herald encryption rotate [flags] seal every stored secret with the first encryption key
   herald temporal setup [flags]    check the Temporal cluster and register Herald's search attributes
+  herald config check [--dev] [flags]  validate the settings (file, environment, flags) and print them
+  herald migrate status|up --store postgres://...  show or apply the PostgreSQL schema's migrations
 
 Run "herald <command> -h" for the flags. Every flag can also be set with an
-environment variable: --grpc-addr is HERALD_GRPC_ADDR.
+environment variable (--grpc-addr is HERALD_GRPC_ADDR) or in a YAML file
+given with --config (or HERALD_CONFIG), keyed by flag name; flags win over
+the environment, the environment over the file.
 `
 
 func main() {
@@ -65,6 +69,10 @@ func main() {
 		err = runEncryption(ctx, os.Args[2:])
 	case "temporal":
 		err = runTemporal(ctx, os.Args[2:])
+	case "config":
+		err = runConfig(os.Args[2:])
+	case "migrate":
+		err = runMigrate(ctx, os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

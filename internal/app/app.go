@@ -72,10 +72,26 @@ type Node struct {
 }
 
 // OpenStore opens the database cfg names, as it is: its subscriptions'
-// secrets sealed (see OpenSealedStore).
+// secrets sealed (see OpenSealedStore). A PostgreSQL schema is migrated
+// with cfg.Migrate, and must otherwise be current.
 func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 	if cfg.IsPostgres() {
-		return postgres.Open(ctx, cfg.Store)
+		if cfg.Migrate {
+			return postgres.Open(ctx, cfg.Store)
+		}
+		s, err := postgres.Connect(ctx, cfg.Store)
+		if err != nil {
+			return nil, err
+		}
+		st, err := s.Schema(ctx)
+		if err == nil {
+			err = st.Err()
+		}
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		return s, nil
 	}
 	return sqlite.Open(ctx, cfg.Store)
 }

@@ -6,11 +6,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/heraldhq/herald/internal/policy"
 )
@@ -28,6 +33,12 @@ type Config struct {
 	// DataDir holds the dev mode's files (Herald's and Temporal's SQLite
 	// databases).
 	DataDir string
+	// Migrate applies the store's pending migrations at start. Without it
+	// a node on PostgreSQL refuses to start on a schema that lacks
+	// migrations (`herald migrate up` applies them); a SQLite store, which
+	// one node owns, is always migrated. No node starts on a schema newer
+	// than it knows.
+	Migrate bool
 
 	// TemporalAddr is the Temporal frontend. In dev mode Herald runs an
 	// embedded Temporal server there.
@@ -201,6 +212,7 @@ func Dev() Config {
 	c.AllowInsecureSinks = true
 	c.AllowPrivateSinks = true
 	c.DrainDelay = 0 // nothing balances load to a dev node
+	c.Migrate = true
 	c.Dev = true
 	return c
 }
@@ -245,6 +257,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "gRPC API listen address")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP edge listen address (health, readiness, CloudEvents ingest)")
 	fs.StringVar(&c.Store, "store", c.Store, "database: postgres://... URL or SQLite file path")
+	fs.BoolVar(&c.Migrate, "migrate", c.Migrate, "apply the store's pending migrations at start (otherwise a PostgreSQL store must be current: herald migrate up)")
 	fs.StringVar(&c.TemporalAddr, "temporal-addr", c.TemporalAddr, "Temporal frontend address")
 	fs.StringVar(&c.TemporalNamespace, "temporal-namespace", c.TemporalNamespace, "Temporal namespace")
 	fs.BoolVar(&c.TemporalTLS, "temporal-tls", c.TemporalTLS, "connect to Temporal over TLS (implied by the other --temporal-tls-* flags and --temporal-api-key)")
@@ -302,12 +315,30 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	}
 }
 
-// Parse fills c from the environment (HERALD_<FLAG>, e.g.
-// HERALD_GRPC_ADDR) and then from args, which take precedence.
+// Parse fills c from a configuration file (--config, or HERALD_CONFIG),
+// then the environment (HERALD_<FLAG>, e.g. HERALD_GRPC_ADDR), then args:
+// flags take precedence over the environment, the environment over the
+// file, and the file over the defaults.
 func (c *Config) Parse(fs *flag.FlagSet, args []string) error {
+	var file string
+	if fs.Lookup("config") == nil {
+		fs.StringVar(&file, "config", "", "a YAML file of settings, keyed by flag name (see docs/operations.md)")
+	}
+	path := configPath(args)
+	if path == "" {
+		path = os.Getenv("HERALD_CONFIG")
+	}
+	if path != "" {
+		if err := loadFile(fs, path); err != nil {
+			return err
+		}
+	}
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		env := "HERALD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if f.Name == "config" {
+			return
+		}
+		env := EnvName(f.Name)
 		if v, ok := os.LookupEnv(env); ok && err == nil {
 			if e := fs.Set(f.Name, v); e != nil {
 				err = fmt.Errorf("%s: %w", env, e)
@@ -318,6 +349,97 @@ func (c *Config) Parse(fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	return fs.Parse(args)
+}
+
+// EnvName is the environment variable of a flag: HERALD_ and its name in
+// capitals with underscores.
+func EnvName(flag string) string {
+	return "HERALD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// configPath finds --config in args before the flags are parsed.
+func configPath(args []string) string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "config" {
+			continue
+		}
+		if hasValue {
+			return value
+		}
+		if i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// loadFile sets flags from a YAML file of flag names and values: scalars,
+// or lists for list flags. A key that names no flag is an error, so a
+// typo is never silently ignored.
+func loadFile(fs *flag.FlagSet, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	for _, key := range slices.Sorted(maps.Keys(m)) {
+		if key == "config" || fs.Lookup(key) == nil {
+			return fmt.Errorf("config file %s: %q is not a setting (settings are the flags' names, e.g. grpc-addr)", path, key)
+		}
+		var v string
+		switch x := m[key].(type) {
+		case []any:
+			parts := make([]string, len(x))
+			for i, p := range x {
+				parts[i] = fmt.Sprint(p)
+			}
+			v = strings.Join(parts, ",")
+		case nil:
+			continue
+		default:
+			v = fmt.Sprint(x)
+		}
+		if err := fs.Set(key, v); err != nil {
+			return fmt.Errorf("config file %s: %s: %w", path, key, err)
+		}
+	}
+	return nil
+}
+
+// secretSettings are the settings whose values Effective masks.
+var secretSettings = map[string]bool{"admin-key": true, "encryption-key": true, "temporal-api-key": true}
+
+// Effective returns every setting of fs as "name: value" lines, as YAML
+// a --config file takes, with secrets masked (and a store URL's
+// password).
+func Effective(fs *flag.FlagSet) string {
+	var b strings.Builder
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "config" {
+			return
+		}
+		v := f.Value.String()
+		switch {
+		case secretSettings[f.Name] && v != "":
+			v = "(set, not shown)"
+		case f.Name == "store":
+			if u, err := url.Parse(v); err == nil && u.User != nil {
+				if _, has := u.User.Password(); has {
+					u.User = url.UserPassword(u.User.Username(), "xxxxx")
+					v = u.String()
+				}
+			}
+		}
+		fmt.Fprintf(&b, "%s: %q\n", f.Name, v)
+	})
+	return b.String()
 }
 
 // Finish applies derived defaults (the dev store path) and validates.

@@ -3,6 +3,8 @@ package config
 import (
 	"flag"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -132,5 +134,62 @@ func TestServe_UsesTheDefaults(t *testing.T) {
 	}
 	if d := Dev(); !d.AllowInsecureSinks || !d.AllowPrivateSinks || !d.Dev || d.DataDir == "" {
 		t.Errorf("Dev() = %+v: want insecure and private sinks and a data dir", d)
+	}
+}
+
+func TestParse_FileUnderEnvironmentUnderFlags(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(path, []byte(`
+grpc-addr: 127.0.0.1:6000
+http-addr: 127.0.0.1:6001
+max-in-flight: 77
+allow-client-cidrs: [10.0.0.0/8, 192.168.0.0/16]
+lease: 3m
+admin-key: hk_from_the_file
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HERALD_HTTP_ADDR", "127.0.0.1:7001")
+	c := Serve()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	c.RegisterFlags(fs, false)
+	if err := c.Parse(fs, []string{"--config", path, "--max-in-flight", "88"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.GRPCAddr != "127.0.0.1:6000" || c.Lease != 3*time.Minute || strings.Join(c.AllowClientCIDRs, ",") != "10.0.0.0/8,192.168.0.0/16" {
+		t.Errorf("from the file: grpc-addr %q, lease %s, cidrs %q", c.GRPCAddr, c.Lease, c.AllowClientCIDRs)
+	}
+	if c.HTTPAddr != "127.0.0.1:7001" {
+		t.Errorf("http-addr %q: the environment must win over the file", c.HTTPAddr)
+	}
+	if c.MaxInFlight != 88 {
+		t.Errorf("max-in-flight %d: the flag must win over the file", c.MaxInFlight)
+	}
+	out := Effective(fs)
+	if strings.Contains(out, "hk_from_the_file") || !strings.Contains(out, `admin-key: "(set, not shown)"`) || !strings.Contains(out, `max-in-flight: "88"`) {
+		t.Errorf("Effective:\n%s", out)
+	}
+}
+
+func TestParse_AFileKeyThatIsNoSettingIsAnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(path, []byte("grpc-adr: 127.0.0.1:1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := Serve()
+	if err := parse(t, &c, "--config="+path); err == nil || !strings.Contains(err.Error(), `"grpc-adr" is not a setting`) {
+		t.Errorf("a misspelt key: %v", err)
+	}
+}
+
+func TestEffective_MasksTheStorePassword(t *testing.T) {
+	c := Serve()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	c.RegisterFlags(fs, false)
+	if err := c.Parse(fs, []string{"--store", "postgres://herald:s3cret@db:5432/herald"}); err != nil {
+		t.Fatal(err)
+	}
+	if out := Effective(fs); strings.Contains(out, "s3cret") || !strings.Contains(out, "herald:xxxxx@db") {
+		t.Errorf("Effective shows the store as:\n%s", out)
 	}
 }

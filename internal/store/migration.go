@@ -45,3 +45,61 @@ func LoadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 	}
 	return ms, nil
 }
+
+// SchemaStatus is how a database's schema stands against the migrations a
+// driver knows.
+type SchemaStatus struct {
+	// Applied are the versions the database records, in order.
+	Applied []int
+	// Pending are the known migrations not applied yet, in order.
+	Pending []Migration
+	// Unknown are applied versions this driver does not know: the
+	// database was migrated by a newer Herald.
+	Unknown []int
+}
+
+// NewSchemaStatus compares applied versions with known migrations.
+func NewSchemaStatus(known []Migration, applied []int) SchemaStatus {
+	st := SchemaStatus{Applied: append([]int(nil), applied...)}
+	sort.Ints(st.Applied)
+	have := make(map[int]bool, len(applied))
+	for _, v := range applied {
+		have[v] = true
+	}
+	knownV := make(map[int]bool, len(known))
+	for _, m := range known {
+		knownV[m.Version] = true
+		if !have[m.Version] {
+			st.Pending = append(st.Pending, m)
+		}
+	}
+	for _, v := range st.Applied {
+		if !knownV[v] {
+			st.Unknown = append(st.Unknown, v)
+		}
+	}
+	return st
+}
+
+// Err says why a node may not run on this schema: it is newer than the
+// driver knows, or migrations are pending. Nil when current.
+func (st SchemaStatus) Err() error {
+	switch {
+	case len(st.Unknown) > 0:
+		return fmt.Errorf("the database's schema has migrations %v that this Herald does not know: it was migrated by a newer Herald; run that version or newer", st.Unknown)
+	case len(st.Pending) > 0:
+		names := make([]string, len(st.Pending))
+		for i, m := range st.Pending {
+			names[i] = m.Name
+		}
+		return fmt.Errorf("%w: %s (run `herald migrate up`, or start with --migrate)", ErrMigrationsPending, strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// ErrMigrationsPending is the error of a schema that lacks migrations.
+var ErrMigrationsPending = errorString("the database's schema needs migrations")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }

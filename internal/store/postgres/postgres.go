@@ -47,6 +47,20 @@ var _ store.Store = (*Store)(nil)
 // Open connects to the database at dsn (a postgres:// URL or key=value
 // string, as pgx accepts) and applies any migrations it lacks.
 func Open(ctx context.Context, dsn string) (*Store, error) {
+	s, err := Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Connect connects to the database at dsn and changes nothing: check it
+// with Schema, and apply migrations with Migrate.
+func Connect(ctx context.Context, dsn string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: parse dsn: %w", err)
@@ -59,12 +73,33 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	s := &Store{pool: pool}
-	if err := s.migrate(ctx); err != nil {
-		pool.Close()
-		return nil, err
+	return &Store{pool: pool}, nil
+}
+
+// Schema says how the database's schema stands against the migrations
+// this driver knows.
+func (s *Store) Schema(ctx context.Context) (store.SchemaStatus, error) {
+	ms, err := loadMigrations()
+	if err != nil {
+		return store.SchemaStatus{}, err
 	}
-	return s, nil
+	var versions []int32
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, migrationsTableSQL); err != nil {
+			return err
+		}
+		rows, _ := tx.Query(ctx, migrationsAppliedSQL)
+		versions, err = pgx.CollectRows(rows, pgx.RowTo[int32])
+		return err
+	})
+	if err != nil {
+		return store.SchemaStatus{}, fmt.Errorf("postgres: schema: %w", err)
+	}
+	applied := make([]int, len(versions))
+	for i, v := range versions {
+		applied[i] = int(v)
+	}
+	return store.NewSchemaStatus(ms, applied), nil
 }
 
 // Close closes the pool's connections.
@@ -81,10 +116,11 @@ func loadMigrations() ([]store.Migration, error) {
 	return ms, nil
 }
 
-// migrate applies the migrations not yet recorded in schema_migrations, in
+// Migrate applies the migrations not yet recorded in schema_migrations, in
 // one transaction that holds an advisory lock, so that processes starting
-// together apply each migration once.
-func (s *Store) migrate(ctx context.Context) error {
+// together apply each migration once. It refuses a schema newer than it
+// knows.
+func (s *Store) Migrate(ctx context.Context) error {
 	ms, err := loadMigrations()
 	if err != nil {
 		return err
@@ -102,8 +138,15 @@ func (s *Store) migrate(ctx context.Context) error {
 			return err
 		}
 		applied := make(map[int]bool)
+		known := make(map[int]bool, len(ms))
+		for _, m := range ms {
+			known[m.Version] = true
+		}
 		for _, v := range versions {
 			applied[int(v)] = true
+			if !known[int(v)] {
+				return fmt.Errorf("the database's schema has migration %d, which this Herald does not know: it was migrated by a newer Herald", v)
+			}
 		}
 		for _, m := range ms {
 			if applied[m.Version] {

@@ -156,7 +156,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	if _, err := s.writer.ExecContext(ctx, migrationsTableSQL); err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", err)
 	}
-	applied := make(map[int]bool)
+	appliedSet := make(map[int]bool)
 	rows, err := s.writer.QueryContext(ctx, migrationsAppliedSQL)
 	if err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", err)
@@ -167,13 +167,20 @@ func (s *Store) migrate(ctx context.Context) error {
 			rows.Close()
 			return fmt.Errorf("sqlite: migrate: %w", err)
 		}
-		applied[v] = true
+		appliedSet[v] = true
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", err)
 	}
+	var applied []int
+	for v := range appliedSet {
+		applied = append(applied, v)
+	}
+	if st := store.NewSchemaStatus(ms, applied); len(st.Unknown) > 0 {
+		return fmt.Errorf("sqlite: %w", st.Err())
+	}
 	for _, m := range ms {
-		if applied[m.Version] {
+		if appliedSet[m.Version] {
 			continue
 		}
 		if err := s.apply(ctx, m); err != nil {
