@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +64,7 @@ func (en *Entry) Signer(now time.Time) (*signing.Signer, error) {
 type Store interface {
 	SubscriptionList(ctx context.Context, p store.SubscriptionListParams) ([]*store.Subscription, error)
 	SubscriptionsVersion(ctx context.Context) (int64, error)
+	SubscriptionChanges(ctx context.Context, after int64) (store.SubscriptionChanges, error)
 }
 
 // Catalog is a snapshot of all subscriptions. Reads never block; Reload
@@ -78,6 +81,9 @@ type snapshot struct {
 	set     *filter.Set // subscriptions that take new events
 
 	byID map[string]*Entry // every subscription
+	// rules are the compiled matching rules of the subscriptions that take
+	// new events, by ID, kept so that a reload compiles only what changed.
+	rules map[string]*filter.CompiledRule
 }
 
 // New returns an empty catalog; call Reload before use.
@@ -86,7 +92,7 @@ func New(s Store, logger *slog.Logger) *Catalog {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Catalog{store: s, logger: logger}
-	c.snap.Store(&snapshot{version: -1, set: mustEmptySet(), byID: map[string]*Entry{}})
+	c.snap.Store(&snapshot{version: -1, set: mustEmptySet(), byID: map[string]*Entry{}, rules: map[string]*filter.CompiledRule{}})
 	return c
 }
 
@@ -98,8 +104,12 @@ func mustEmptySet() *filter.Set {
 	return s
 }
 
-// Reload reads every subscription from the store if it changed since the
-// last load.
+// Reload brings the catalog up to date with the store, if it changed: the
+// first time by reading every subscription, afterwards by reading only
+// the subscriptions written or deleted since the version it holds
+// (SubscriptionChanges), so that its cost follows the changes, not the
+// number of subscriptions; only changed subscriptions are compiled, and
+// the matching index is rebuilt from the compiled rules.
 func (c *Catalog) Reload(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -107,16 +117,37 @@ func (c *Catalog) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("catalog: read version: %w", err)
 	}
-	if v == c.snap.Load().version {
+	old := c.snap.Load()
+	if v == old.version {
 		return nil
 	}
-	subs, err := c.store.SubscriptionList(ctx, store.SubscriptionListParams{})
-	if err != nil {
-		return fmt.Errorf("catalog: list subscriptions: %w", err)
+	next := &snapshot{}
+	var changed []*store.Subscription
+	if old.version < 0 {
+		// Read the version first: a write during the listing is read
+		// again at the next reload, never missed.
+		subs, err := c.store.SubscriptionList(ctx, store.SubscriptionListParams{})
+		if err != nil {
+			return fmt.Errorf("catalog: list subscriptions: %w", err)
+		}
+		next.version, changed = v, subs
+		next.byID = make(map[string]*Entry, len(subs))
+		next.rules = make(map[string]*filter.CompiledRule, len(subs))
+	} else {
+		ch, err := c.store.SubscriptionChanges(ctx, old.version)
+		if err != nil {
+			return fmt.Errorf("catalog: read changes: %w", err)
+		}
+		next.version, changed = ch.Version, ch.Changed
+		next.byID, next.rules = maps.Clone(old.byID), maps.Clone(old.rules)
+		for _, id := range ch.Deleted {
+			delete(next.byID, id)
+			delete(next.rules, id)
+		}
 	}
-	byID := make(map[string]*Entry, len(subs))
-	rules := make([]filter.Rule, 0, len(subs))
-	for _, s := range subs {
+	for _, s := range changed {
+		delete(next.byID, s.ID)
+		delete(next.rules, s.ID)
 		en, err := NewEntry(s)
 		if err != nil {
 			// A stored subscription always has valid secrets; keep the rest
@@ -124,18 +155,26 @@ func (c *Catalog) Reload(ctx context.Context) error {
 			c.logger.Error("catalog: bad signing secret", "subscription", s.ID, "err", err)
 			continue
 		}
-		byID[s.ID] = en
+		next.byID[s.ID] = en
 		// Events for a sink still to consent are stored, and delivered
 		// once it does.
 		if s.State == store.SubscriptionActive || s.State == store.SubscriptionPendingValidation {
-			rules = append(rules, filter.Rule{ID: s.ID, Source: s.Source, Types: s.Types, Filters: s.Filters})
+			r, err := filter.CompileRule(filter.Rule{ID: s.ID, Source: s.Source, Types: s.Types, Filters: s.Filters})
+			if err != nil {
+				return fmt.Errorf("catalog: compile filters: %w", err)
+			}
+			next.rules[s.ID] = r
 		}
 	}
-	set, err := filter.NewSet(rules)
-	if err != nil {
-		return fmt.Errorf("catalog: compile filters: %w", err)
+	ids := slices.Sorted(maps.Keys(next.rules))
+	rules := make([]*filter.CompiledRule, len(ids))
+	for i, id := range ids {
+		rules[i] = next.rules[id]
 	}
-	c.snap.Store(&snapshot{version: v, set: set, byID: byID})
+	if next.set, err = filter.IndexSet(rules); err != nil {
+		return fmt.Errorf("catalog: index filters: %w", err)
+	}
+	c.snap.Store(next)
 	return nil
 }
 

@@ -2,8 +2,11 @@ package catalog_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,7 +18,7 @@ import (
 	"github.com/heraldhq/herald/internal/store/sqlite"
 )
 
-func openStore(t *testing.T) *sqlite.Store {
+func openStore(t testing.TB) *sqlite.Store {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "herald.db"))
 	if err != nil {
@@ -172,4 +175,131 @@ func TestSigner_DropsARotatedKeyWhenItsOverlapEnds(t *testing.T) {
 	if got := sign(now.Add(2 * time.Hour)); len(strings.Fields(got)) != 1 {
 		t.Errorf("after the overlap: %q, want one signature", got)
 	}
+}
+
+// readCounter counts what a catalog reads from its store.
+type readCounter struct {
+	*sqlite.Store
+	lists, changes, changed atomic.Int64
+}
+
+func (r *readCounter) SubscriptionList(ctx context.Context, p store.SubscriptionListParams) ([]*store.Subscription, error) {
+	r.lists.Add(1)
+	return r.Store.SubscriptionList(ctx, p)
+}
+
+func (r *readCounter) SubscriptionChanges(ctx context.Context, after int64) (store.SubscriptionChanges, error) {
+	ch, err := r.Store.SubscriptionChanges(ctx, after)
+	r.changes.Add(1)
+	r.changed.Add(int64(len(ch.Changed) + len(ch.Deleted)))
+	return ch, err
+}
+
+// TestReload_ReadsOnlyWhatChangedAfterTheFirstLoad: after one full load,
+// a reload reads only the subscriptions written or deleted since, and
+// the catalog matches as a full load would.
+func TestReload_ReadsOnlyWhatChangedAfterTheFirstLoad(t *testing.T) {
+	ctx := context.Background()
+	s := &readCounter{Store: openStore(t)}
+	for i := range 50 {
+		insert(t, s.Store, fmt.Sprintf("sub_%02d", i), store.SubscriptionActive, "a")
+	}
+	c := catalog.New(s, nil)
+	if err := c.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	insert(t, s.Store, "sub_new", store.SubscriptionActive, "a")
+	if err := s.SubscriptionDelete(ctx, "sub_07"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SubscriptionUpdate(ctx, "sub_08", func(sub *store.Subscription) error { sub.Types = []string{"b"}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SubscriptionUpdate(ctx, "sub_09", func(sub *store.Subscription) error { sub.State = store.SubscriptionDisabled; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l, ch, n := s.lists.Load(), s.changes.Load(), s.changed.Load(); l != 1 || ch != 1 || n != 4 {
+		t.Errorf("reads: %d full lists, %d change reads of %d subscriptions; want 1, 1, 4", l, ch, n)
+	}
+	full := catalog.New(s.Store, nil)
+	if err := full.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{"a", "b"} {
+		if got, want := matchIDs(c, typ), matchIDs(full, typ); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("type %s: the reloaded catalog matches %v, a full load %v", typ, got, want)
+		}
+	}
+	if got := matchIDs(c, "a"); got["sub_07"] || got["sub_09"] || got["sub_08"] || !got["sub_new"] {
+		t.Errorf("matched %v: want the new subscription, not the deleted, disabled or retyped ones", got)
+	}
+}
+
+// BenchmarkReload measures, at 100,000 subscriptions, a first full load,
+// a reload after one change, and matching; it reports the catalog's heap
+// per subscription.
+func BenchmarkReload(b *testing.B) {
+	ctx := context.Background()
+	s := openStore(b)
+	const n = 100_000
+	now := time.Now()
+	for i := range n {
+		if err := s.SubscriptionInsert(ctx, &store.Subscription{
+			ID: fmt.Sprintf("sub_%06d", i), Sink: "https://example.com/hook", Protocol: "HTTP",
+			Types: []string{fmt.Sprintf("com.example.t%d", i%1000)}, State: store.SubscriptionActive,
+			Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("full-100000", func(b *testing.B) {
+		var before, after runtime.MemStats
+		for b.Loop() {
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			c := catalog.New(s, nil)
+			if err := c.Reload(ctx); err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			runtime.KeepAlive(c)
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-bytes/subscription")
+	})
+	c := catalog.New(s, nil)
+	if err := c.Reload(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("one-change-100000", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			i++
+			if _, err := s.SubscriptionUpdate(ctx, "sub_000001", func(sub *store.Subscription) error {
+				sub.Types = []string{fmt.Sprintf("com.example.x%d", i)}
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Reload(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("match-100000", func(b *testing.B) {
+		e := event.New()
+		e.SetID("1")
+		e.SetSource("/s")
+		e.SetType("com.example.t42")
+		var dst []*catalog.Entry
+		for b.Loop() {
+			dst = c.Match(&e, "", dst[:0])
+		}
+		if len(dst) != n/1000 {
+			b.Fatalf("matched %d, want %d", len(dst), n/1000)
+		}
+	})
 }

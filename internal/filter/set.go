@@ -42,9 +42,39 @@ type setRule struct {
 	filter Filter
 }
 
+// CompiledRule is a rule compiled for a Set, so that a set of many rules
+// can be indexed again without compiling the rules that did not change.
+type CompiledRule struct {
+	rule       setRule
+	constraint typeConstraint
+}
+
+// CompileRule compiles one rule.
+func CompileRule(r Rule) (*CompiledRule, error) {
+	f, err := Compile(r.Filters)
+	if err != nil {
+		return nil, fmt.Errorf("rule %q: %w", r.ID, err)
+	}
+	return &CompiledRule{rule: setRule{id: r.ID, source: r.Source, filter: *f}, constraint: ruleTypes(r)}, nil
+}
+
 // NewSet compiles and indexes rules. It fails on the first rule whose
 // filters do not validate, naming the rule.
 func NewSet(rules []Rule) (*Set, error) {
+	compiled := make([]*CompiledRule, len(rules))
+	for i, r := range rules {
+		c, err := CompileRule(r)
+		if err != nil {
+			return nil, err
+		}
+		compiled[i] = c
+	}
+	return IndexSet(compiled)
+}
+
+// IndexSet indexes compiled rules into a Set, in the order given (the
+// order Match reports them in).
+func IndexSet(rules []*CompiledRule) (*Set, error) {
 	if len(rules) > math.MaxInt32 {
 		return nil, fmt.Errorf("too many rules: %d", len(rules))
 	}
@@ -54,13 +84,8 @@ func NewSet(rules []Rule) (*Set, error) {
 		byPrefix: make(map[string][]int32),
 	}
 	for i, r := range rules {
-		f, err := Compile(r.Filters)
-		if err != nil {
-			return nil, fmt.Errorf("rule %q: %w", r.ID, err)
-		}
-		s.rules[i] = setRule{id: r.ID, source: r.Source, filter: *f}
-
-		c := ruleTypes(r)
+		s.rules[i] = r.rule
+		c := r.constraint
 		switch c.kind {
 		case anyType:
 			s.untyped = append(s.untyped, int32(i))

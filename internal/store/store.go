@@ -135,6 +135,16 @@ func (s *Subscription) EffectiveRate() int {
 	return min(s.RateLimit, s.AllowedRate)
 }
 
+// SubscriptionChanges are the subscription writes since a version.
+type SubscriptionChanges struct {
+	// Changed are the subscriptions inserted or updated, in write order.
+	Changed []*Subscription
+	// Deleted are the IDs of the subscriptions deleted.
+	Deleted []string
+	// Version is the version these changes bring the caller to.
+	Version int64
+}
+
 // Event is a stored CloudEvent. Tenant, Source and ID identify it: two
 // tenants' events never deduplicate each other.
 type Event struct {
@@ -283,6 +293,12 @@ type Store interface {
 	// subscription is inserted, updated or deleted, so caches can tell
 	// when to reload.
 	SubscriptionsVersion(ctx context.Context) (int64, error)
+	// SubscriptionChanges returns the subscriptions inserted or updated,
+	// and the IDs of those deleted, since version after (a value of
+	// SubscriptionsVersion), with the version they bring the caller to,
+	// read in one snapshot: a cache removes the deleted, then applies the
+	// changed (an ID deleted and inserted again is in both).
+	SubscriptionChanges(ctx context.Context, after int64) (SubscriptionChanges, error)
 
 	// EventInsertBatch inserts events and their deliveries in one
 	// transaction that is durable when it returns nil. Results are in

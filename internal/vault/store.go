@@ -119,6 +119,21 @@ func (s *Store) SubscriptionList(ctx context.Context, p store.SubscriptionListPa
 	return subs, nil
 }
 
+// SubscriptionChanges returns the changes since a version with their
+// secrets open.
+func (s *Store) SubscriptionChanges(ctx context.Context, after int64) (store.SubscriptionChanges, error) {
+	ch, err := s.Store.SubscriptionChanges(ctx, after)
+	if err != nil {
+		return ch, err
+	}
+	for _, sub := range ch.Changed {
+		if _, err := s.open(sub); err != nil {
+			return store.SubscriptionChanges{}, err
+		}
+	}
+	return ch, nil
+}
+
 // SubscriptionUpdate runs change on the subscription with its secrets
 // open, and stores the result sealed.
 func (s *Store) SubscriptionUpdate(ctx context.Context, id string, change func(*store.Subscription) error) (*store.Subscription, error) {

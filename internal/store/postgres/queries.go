@@ -38,6 +38,14 @@ ORDER BY id LIMIT $2`
 
 	subscriptionsVersionBumpSQL = `UPDATE subscriptions_version SET version = version + 1`
 	subscriptionsVersionSQL     = `SELECT version FROM subscriptions_version`
+	// subscriptionStampSQL marks a written subscription with the version
+	// its write made (run after subscriptionsVersionBumpSQL);
+	// subscriptionTombstoneSQL records a deletion the same way.
+	subscriptionStampSQL     = `UPDATE subscriptions SET seq = (SELECT version FROM subscriptions_version) WHERE id = $1`
+	subscriptionTombstoneSQL = `INSERT INTO subscription_tombstones (id, seq) VALUES ($1, (SELECT version FROM subscriptions_version))
+ON CONFLICT (id) DO UPDATE SET seq = excluded.seq`
+	subscriptionsChangedSQL = `SELECT ` + subscriptionColumns + ` FROM subscriptions WHERE seq > $1 ORDER BY seq`
+	subscriptionsDeletedSQL = `SELECT id FROM subscription_tombstones WHERE seq > $1 ORDER BY seq`
 
 	apiKeyColumns   = `id, hash, document, created_at`
 	apiKeyInsertSQL = `INSERT INTO api_keys (` + apiKeyColumns + `) VALUES ($1, $2, $3, $4)`

@@ -58,8 +58,7 @@ func (s *Store) SubscriptionInsert(ctx context.Context, sub *store.Subscription)
 			sub.ID, string(sub.State), doc, sub.CreatedAt, sub.UpdatedAt); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, subscriptionsVersionBumpSQL)
-		return err
+		return bump(ctx, tx, sub.ID, subscriptionStampSQL)
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: insert subscription %s: %w", sub.ID, err)
@@ -119,7 +118,7 @@ func (s *Store) SubscriptionUpdate(ctx context.Context, id string, change func(*
 		if err := tx.QueryRow(ctx, subscriptionUpdateSQL, string(cur.State), doc, updated, id).Scan(&created); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, subscriptionsVersionBumpSQL); err != nil {
+		if err := bump(ctx, tx, id, subscriptionStampSQL); err != nil {
 			return err
 		}
 		cur.CreatedAt, cur.UpdatedAt = created.UTC(), updated
@@ -146,8 +145,7 @@ func (s *Store) SubscriptionDelete(ctx context.Context, id string) error {
 		if tag.RowsAffected() == 0 {
 			return store.ErrNotFound
 		}
-		_, err = tx.Exec(ctx, subscriptionsVersionBumpSQL)
-		return err
+		return bump(ctx, tx, id, subscriptionTombstoneSQL)
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return err
@@ -166,4 +164,41 @@ func (s *Store) SubscriptionsVersion(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("postgres: subscriptions version: %w", err)
 	}
 	return v, nil
+}
+
+// bump grows the subscriptions' version and records the write of id with
+// it (stamp: subscriptionStampSQL or subscriptionTombstoneSQL).
+func bump(ctx context.Context, tx pgx.Tx, id, stamp string) error {
+	if _, err := tx.Exec(ctx, subscriptionsVersionBumpSQL); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, stamp, id)
+	return err
+}
+
+// SubscriptionChanges returns the subscriptions written, and the IDs of
+// those deleted, since version after, and the version they bring the
+// caller to.
+func (s *Store) SubscriptionChanges(ctx context.Context, after int64) (store.SubscriptionChanges, error) {
+	var ch store.SubscriptionChanges
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, subscriptionsVersionSQL).Scan(&ch.Version); err != nil {
+			return err
+		}
+		rows, _ := tx.Query(ctx, subscriptionsChangedSQL, after)
+		var err error
+		ch.Changed, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Subscription, error) {
+			return scanSubscription(row)
+		})
+		if err != nil {
+			return err
+		}
+		rows, _ = tx.Query(ctx, subscriptionsDeletedSQL, after)
+		ch.Deleted, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return ch, fmt.Errorf("postgres: subscription changes: %w", err)
+	}
+	return ch, nil
 }

@@ -33,6 +33,14 @@ ORDER BY id LIMIT ?2`
 
 	subscriptionsVersionBumpSQL = `UPDATE subscriptions_version SET version = version + 1 WHERE singleton = 1`
 	subscriptionsVersionSQL     = `SELECT version FROM subscriptions_version WHERE singleton = 1`
+	// subscriptionStampSQL marks a written subscription with the version
+	// its write made (run after subscriptionsVersionBumpSQL);
+	// subscriptionTombstoneSQL records a deletion the same way.
+	subscriptionStampSQL     = `UPDATE subscriptions SET seq = (SELECT version FROM subscriptions_version WHERE singleton = 1) WHERE id = ?`
+	subscriptionTombstoneSQL = `INSERT INTO subscription_tombstones (id, seq) VALUES (?, (SELECT version FROM subscriptions_version WHERE singleton = 1))
+ON CONFLICT (id) DO UPDATE SET seq = excluded.seq`
+	subscriptionsChangedSQL = `SELECT ` + subscriptionColumns + ` FROM subscriptions WHERE seq > ? ORDER BY seq`
+	subscriptionsDeletedSQL = `SELECT id FROM subscription_tombstones WHERE seq > ? ORDER BY seq`
 
 	// eventDeliveryIDsSQL returns a stored event's delivery IDs,
 	// space-separated in the order they were inserted.

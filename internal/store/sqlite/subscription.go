@@ -60,8 +60,7 @@ func (s *Store) SubscriptionInsert(ctx context.Context, sub *store.Subscription)
 			sub.ID, string(sub.State), doc, millis(sub.CreatedAt), millis(sub.UpdatedAt)); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, subscriptionsVersionBumpSQL)
-		return err
+		return bump(ctx, tx, sub.ID, subscriptionStampSQL)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: insert subscription %s: %w", sub.ID, err)
@@ -131,7 +130,7 @@ func (s *Store) SubscriptionUpdate(ctx context.Context, id string, change func(*
 			string(cur.State), doc, millis(updated), id).Scan(&created); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, subscriptionsVersionBumpSQL); err != nil {
+		if err := bump(ctx, tx, id, subscriptionStampSQL); err != nil {
 			return err
 		}
 		cur.CreatedAt, cur.UpdatedAt = fromMillis(created), updated
@@ -160,8 +159,7 @@ func (s *Store) SubscriptionDelete(ctx context.Context, id string) error {
 		} else if n == 0 {
 			return store.ErrNotFound
 		}
-		_, err = tx.ExecContext(ctx, subscriptionsVersionBumpSQL)
-		return err
+		return bump(ctx, tx, id, subscriptionTombstoneSQL)
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return err
@@ -180,4 +178,61 @@ func (s *Store) SubscriptionsVersion(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("sqlite: subscriptions version: %w", err)
 	}
 	return v, nil
+}
+
+// bump grows the subscriptions' version and records the write of id with
+// it (stamp: subscriptionStampSQL or subscriptionTombstoneSQL).
+func bump(ctx context.Context, tx *sql.Tx, id, stamp string) error {
+	if _, err := tx.ExecContext(ctx, subscriptionsVersionBumpSQL); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, stamp, id)
+	return err
+}
+
+// SubscriptionChanges returns the subscriptions written, and the IDs of
+// those deleted, since version after, and the version they bring the
+// caller to.
+func (s *Store) SubscriptionChanges(ctx context.Context, after int64) (store.SubscriptionChanges, error) {
+	var ch store.SubscriptionChanges
+	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return ch, fmt.Errorf("sqlite: subscription changes: %w", err)
+	}
+	defer tx.Rollback()
+	if err := tx.QueryRowContext(ctx, subscriptionsVersionSQL).Scan(&ch.Version); err != nil {
+		return ch, fmt.Errorf("sqlite: subscription changes: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, subscriptionsChangedSQL, after)
+	if err != nil {
+		return ch, fmt.Errorf("sqlite: subscription changes: %w", err)
+	}
+	for rows.Next() {
+		sub, err := scanSubscription(rows)
+		if err != nil {
+			rows.Close()
+			return ch, fmt.Errorf("sqlite: subscription changes: %w", err)
+		}
+		ch.Changed = append(ch.Changed, sub)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return ch, fmt.Errorf("sqlite: subscription changes: %w", err)
+	}
+	rows, err = tx.QueryContext(ctx, subscriptionsDeletedSQL, after)
+	if err != nil {
+		return ch, fmt.Errorf("sqlite: subscription changes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return ch, fmt.Errorf("sqlite: subscription changes: %w", err)
+		}
+		ch.Deleted = append(ch.Deleted, id)
+	}
+	if err := rows.Err(); err != nil {
+		return ch, fmt.Errorf("sqlite: subscription changes: %w", err)
+	}
+	return ch, nil
 }

@@ -27,6 +27,7 @@ var subscriptionTests = []test{
 	{"ListFiltersByTenant", testSubscriptionListTenant},
 	{"WithoutTenantIsTheDefaultTenants", testSubscriptionDefaultTenant},
 	{"VersionGrowsOnInsertUpdateDelete", testSubscriptionsVersion},
+	{"ChangesSinceAVersion", testSubscriptionChanges},
 }
 
 // fullSubscription returns a subscription with every field set.
@@ -359,5 +360,49 @@ func testSubscriptionsVersion(t *testing.T, s store.Store) {
 			t.Errorf("after %s, SubscriptionsVersion = %d, want more than %d", step.name, v, last)
 		}
 		last = v
+	}
+}
+
+func testSubscriptionChanges(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, id := range []string{"sub_1", "sub_2", "sub_3"} {
+		subscriptionInsert(t, s, minimalSubscription(id))
+	}
+	ch, err := s.SubscriptionChanges(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.Changed) != 3 || len(ch.Deleted) != 0 {
+		t.Fatalf("changes since 0: %d changed, %v deleted; want 3, none", len(ch.Changed), ch.Deleted)
+	}
+	v, err := s.SubscriptionsVersion(ctx)
+	if err != nil || ch.Version != v {
+		t.Fatalf("changes bring the caller to %d, the version is %d (%v)", ch.Version, v, err)
+	}
+	// Nothing since then.
+	if ch, err := s.SubscriptionChanges(ctx, v); err != nil || len(ch.Changed)+len(ch.Deleted) != 0 || ch.Version != v {
+		t.Fatalf("changes since the current version: %+v, %v; want none", ch, err)
+	}
+	// An update, a deletion and an insert since v: exactly those.
+	if _, err := s.SubscriptionUpdate(ctx, "sub_2", func(sub *store.Subscription) error { sub.Sink = "https://changed.example/"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SubscriptionDelete(ctx, "sub_3"); err != nil {
+		t.Fatal(err)
+	}
+	subscriptionInsert(t, s, minimalSubscription("sub_4"))
+	ch, err = s.SubscriptionChanges(ctx, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changed []string
+	for _, sub := range ch.Changed {
+		changed = append(changed, sub.ID)
+	}
+	if fmt.Sprint(changed) != "[sub_2 sub_4]" || fmt.Sprint(ch.Deleted) != "[sub_3]" || ch.Version <= v {
+		t.Errorf("changes since %d: changed %v, deleted %v, version %d; want [sub_2 sub_4], [sub_3], more than %d", v, changed, ch.Deleted, ch.Version, v)
+	}
+	if ch.Changed[0].Sink != "https://changed.example/" {
+		t.Errorf("the changed subscription reads as %+v", ch.Changed[0])
 	}
 }

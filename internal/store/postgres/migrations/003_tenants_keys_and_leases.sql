@@ -1,4 +1,4 @@
--- Tenants, API keys and leases. An event is identified by its publisher's tenant
+-- Tenants, API keys, leases and the catalog's change log. An event is identified by its publisher's tenant
 -- as well as its source and id, so that two tenants' events never
 -- deduplicate each other. Events published before tenants existed belong
 -- to no tenant ('').
@@ -26,3 +26,14 @@ CREATE TABLE leases (
     holder text        NOT NULL,
     until  timestamptz NOT NULL
 );
+
+-- The catalog's change log: each subscription write stamps the row with
+-- the version it made, and a deletion leaves a tombstone, so that nodes
+-- read only what changed since the version they hold.
+ALTER TABLE subscriptions ADD COLUMN seq bigint NOT NULL DEFAULT 0;
+CREATE INDEX subscriptions_seq ON subscriptions (seq);
+CREATE TABLE subscription_tombstones (
+    id  text   NOT NULL PRIMARY KEY,
+    seq bigint NOT NULL
+);
+CREATE INDEX subscription_tombstones_seq ON subscription_tombstones (seq);

@@ -1,5 +1,5 @@
 -- herald:foreign-keys-off
--- Tenants, API keys and leases. An event is identified by its publisher's tenant
+-- Tenants, API keys, leases and the catalog's change log. An event is identified by its publisher's tenant
 -- as well as its source and id, so that two tenants' events never
 -- deduplicate each other: events is rebuilt with UNIQUE (tenant, source,
 -- id), SQLite's way of changing a table's constraints (the migration runs
@@ -41,3 +41,14 @@ CREATE TABLE leases (
     holder TEXT    NOT NULL,
     until  INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- The catalog's change log: each subscription write stamps the row with
+-- the version it made, and a deletion leaves a tombstone, so that nodes
+-- read only what changed since the version they hold.
+ALTER TABLE subscriptions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX subscriptions_seq ON subscriptions (seq);
+CREATE TABLE subscription_tombstones (
+    id  TEXT    NOT NULL PRIMARY KEY,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX subscription_tombstones_seq ON subscription_tombstones (seq);
