@@ -8,21 +8,9 @@ import (
 	"strings"
 
 	"github.com/heraldhq/herald/internal/app"
-	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/vault"
 )
-
-// runKeys runs `herald keys new`: it prints a new API key, made on this
-// machine and stored nowhere, for --admin-key. Keys that Herald stores
-// are made with ApiKeyService.CreateApiKey.
-func runKeys(args []string) error {
-	if len(args) != 1 || args[0] != "new" {
-		return usageError("usage: herald keys new")
-	}
-	fmt.Println(auth.NewKey())
-	return nil
-}
 
 // runEncryption runs `herald encryption new-key [id]` and `herald
 // encryption rotate [flags]`.

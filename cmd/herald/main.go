@@ -21,18 +21,30 @@ import (
 	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/internal/bench"
 	"github.com/heraldhq/herald/internal/bench/inprocess"
+	"github.com/heraldhq/herald/internal/cli"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/devtemporal"
 )
 
 const usage = `Herald delivers CloudEvents as signed webhooks.
 
-Usage:
+Run it:
   herald dev   [flags]   run everything in one process (embedded Temporal and SQLite)
   herald serve [flags]   run a node against a Temporal cluster and a database
   herald bench [flags]   measure Herald end to end (in this process, or --target)
   herald listen [flags]  run a webhook receiver that prints what it gets
-  herald keys new        print a new API key (for --admin-key)
+
+Operate a running Herald (over gRPC: --addr or HERALD_ADDR, --api-key or
+HERALD_API_KEY, --tls...; -o table|json|yaml; exit 3 when not found):
+  herald subscriptions list|get|create|delete|enable|disable|validate|rotate-secret
+  herald deliveries list|get|attempts|redrive
+  herald dead-letters list|redrive
+  herald events erase SOURCE ID
+  herald keys create|list|delete, and keys new (print a new key made here)
+  herald publish --id ID --source S --type T [--data D] | -f events.json
+  herald completion bash  print a bash completion script
+
+Set up and run:
   herald encryption new-key [id]   print a new encryption key (for --encryption-key)
   herald encryption rotate [flags] seal every stored secret with the first encryption key
   herald temporal setup [flags]    check the Temporal cluster and register Herald's search attributes
@@ -63,8 +75,6 @@ func main() {
 		err = listen(ctx, os.Args[2:])
 	case "bench":
 		err = runBench(ctx, os.Args[2:])
-	case "keys":
-		err = runKeys(os.Args[2:])
 	case "encryption":
 		err = runEncryption(ctx, os.Args[2:])
 	case "temporal":
@@ -73,6 +83,10 @@ func main() {
 		err = runConfig(os.Args[2:])
 	case "migrate":
 		err = runMigrate(ctx, os.Args[2:])
+	case "subscriptions", "deliveries", "dead-letters", "events", "keys", "publish":
+		os.Exit(cli.Run(ctx, os.Args[1], os.Args[2:], cli.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}))
+	case "completion":
+		err = runCompletion(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

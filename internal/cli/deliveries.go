@@ -1,0 +1,205 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+)
+
+func init() {
+	nouns["deliveries"] = map[string]command{
+		"list":     {"[--subscription ID] [--state S] [--since 1h] [--limit N]: list deliveries, newest first", deliveriesList},
+		"get":      {"ID: show one delivery", deliveriesGet},
+		"attempts": {"ID: list a delivery's attempts", deliveriesAttempts},
+		"redrive":  {"ID: send a dead delivery again (same webhook-id, a fresh series of attempts)", deliveriesRedrive},
+	}
+	nouns["dead-letters"] = map[string]command{
+		"list":    {"[--subscription ID] [--since 1h] [--limit N]: list dead deliveries, newest first", deadLettersList},
+		"redrive": {"--subscription ID [--since 1h] [--rate N]: redrive a subscription's dead deliveries at a bounded rate", deadLettersRedrive},
+	}
+}
+
+// states are the delivery states by the names the CLI takes.
+var states = map[string]heraldv1.DeliveryState{
+	"pending":   heraldv1.DeliveryState_DELIVERY_STATE_PENDING,
+	"in_flight": heraldv1.DeliveryState_DELIVERY_STATE_IN_FLIGHT,
+	"delivered": heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED,
+	"retrying":  heraldv1.DeliveryState_DELIVERY_STATE_RETRYING,
+	"dead":      heraldv1.DeliveryState_DELIVERY_STATE_DEAD,
+}
+
+func deliveryRows(ds []*heraldv1.Delivery) [][]string {
+	now := time.Now()
+	rows := [][]string{{"ID", "SUBSCRIPTION", "EVENT", "TYPE", "STATE", "ATTEMPTS", "LAST", "CREATED"}}
+	for _, d := range ds {
+		last := "-"
+		if d.GetLastStatusCode() != 0 {
+			last = strconv.Itoa(int(d.GetLastStatusCode()))
+		}
+		if d.GetLastError() != "" {
+			last += " " + cut(d.GetLastError(), 40)
+		}
+		rows = append(rows, []string{
+			d.GetId(), d.GetSubscriptionId(), cut(d.GetEventSource()+" "+d.GetEventId(), 32), cut(d.GetEventType(), 32),
+			enumName(d.GetState().String(), "DELIVERY_STATE_"), strconv.Itoa(int(d.GetAttempts())), strings.TrimSpace(last),
+			ago(d.GetCreateTime(), now),
+		})
+	}
+	return rows
+}
+
+// listDeliveries lists up to limit deliveries, page by page.
+func (c *call) listDeliveries(req *heraldv1.ListDeliveriesRequest, limit int) error {
+	svc, err := c.deliveries()
+	if err != nil {
+		return err
+	}
+	all := &heraldv1.ListDeliveriesResponse{}
+	for len(all.Deliveries) < limit {
+		req.PageSize = int32(min(1000, limit-len(all.Deliveries)))
+		resp, err := svc.ListDeliveries(c.ctx, req)
+		if err != nil {
+			return err
+		}
+		all.Deliveries = append(all.Deliveries, resp.GetDeliveries()...)
+		if resp.GetNextPageToken() == "" {
+			break
+		}
+		req.PageToken = resp.GetNextPageToken()
+	}
+	return c.print(all, deliveryRows(all.GetDeliveries()))
+}
+
+func deliveriesList(c *call) error {
+	sub := c.flags.String("subscription", "", "only this subscription's deliveries")
+	state := c.flags.String("state", "", "only deliveries in this state: pending, in_flight, delivered, retrying or dead")
+	since := c.flags.Duration("since", 0, "only deliveries created within this long (e.g. 1h)")
+	limit := c.flags.Int("limit", 100, "the most deliveries listed")
+	if _, err := c.parse(0, 0); err != nil {
+		return err
+	}
+	req := &heraldv1.ListDeliveriesRequest{SubscriptionId: *sub}
+	if *state != "" {
+		st, ok := states[*state]
+		if !ok {
+			return usageError(fmt.Sprintf("--state %q: want pending, in_flight, delivered, retrying or dead", *state))
+		}
+		req.State = st
+	}
+	if *since > 0 {
+		req.CreateTimeStart = timestamppb.New(time.Now().Add(-*since))
+	}
+	return c.listDeliveries(req, *limit)
+}
+
+func deadLettersList(c *call) error {
+	sub := c.flags.String("subscription", "", "only this subscription's dead letters")
+	since := c.flags.Duration("since", 0, "only deliveries created within this long (e.g. 1h)")
+	limit := c.flags.Int("limit", 100, "the most deliveries listed")
+	if _, err := c.parse(0, 0); err != nil {
+		return err
+	}
+	req := &heraldv1.ListDeliveriesRequest{SubscriptionId: *sub, State: heraldv1.DeliveryState_DELIVERY_STATE_DEAD}
+	if *since > 0 {
+		req.CreateTimeStart = timestamppb.New(time.Now().Add(-*since))
+	}
+	return c.listDeliveries(req, *limit)
+}
+
+func deliveriesGet(c *call) error {
+	args, err := c.parse(1, 1)
+	if err != nil {
+		return err
+	}
+	svc, err := c.deliveries()
+	if err != nil {
+		return err
+	}
+	d, err := svc.GetDelivery(c.ctx, &heraldv1.GetDeliveryRequest{Id: args[0]})
+	if err != nil {
+		return err
+	}
+	return c.print(d, [][]string{
+		{"ID", d.GetId()},
+		{"SUBSCRIPTION", d.GetSubscriptionId()},
+		{"EVENT", d.GetEventSource() + " " + d.GetEventId()},
+		{"TYPE", d.GetEventType()},
+		{"STATE", enumName(d.GetState().String(), "DELIVERY_STATE_")},
+		{"WEBHOOK-ID", d.GetWebhookId()},
+		{"ATTEMPTS", strconv.Itoa(int(d.GetAttempts()))},
+		{"LAST STATUS", orDash(strconv.Itoa(int(d.GetLastStatusCode())))},
+		{"LAST ERROR", orDash(d.GetLastError())},
+		{"CREATED", d.GetCreateTime().AsTime().Format(time.RFC3339)},
+	})
+}
+
+func deliveriesAttempts(c *call) error {
+	args, err := c.parse(1, 1)
+	if err != nil {
+		return err
+	}
+	svc, err := c.deliveries()
+	if err != nil {
+		return err
+	}
+	resp, err := svc.ListAttempts(c.ctx, &heraldv1.ListAttemptsRequest{DeliveryId: args[0]})
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	rows := [][]string{{"#", "STARTED", "STATUS", "LATENCY", "ERROR", "RESPONSE"}}
+	for _, a := range resp.GetAttempts() {
+		rows = append(rows, []string{
+			strconv.Itoa(int(a.GetNumber())), ago(a.GetStartTime(), now), orDash(strconv.Itoa(int(a.GetStatusCode()))),
+			a.GetLatency().AsDuration().Round(time.Millisecond).String(), cut(orDash(a.GetError()), 40),
+			cut(orDash(strings.Join(strings.Fields(string(a.GetResponseBody())), " ")), 40),
+		})
+	}
+	return c.print(resp, rows)
+}
+
+func deliveriesRedrive(c *call) error {
+	args, err := c.parse(1, 1)
+	if err != nil {
+		return err
+	}
+	svc, err := c.deliveries()
+	if err != nil {
+		return err
+	}
+	d, err := svc.RedriveDelivery(c.ctx, &heraldv1.RedriveDeliveryRequest{Id: args[0]})
+	if err != nil {
+		return err
+	}
+	return c.print(d, deliveryRows([]*heraldv1.Delivery{d}))
+}
+
+func deadLettersRedrive(c *call) error {
+	sub := c.flags.String("subscription", "", "the subscription whose dead letters are redriven (required)")
+	since := c.flags.Duration("since", 0, "only deliveries created within this long")
+	rate := c.flags.Int("rate", 0, "redrives per second (default: Herald's, 10)")
+	if _, err := c.parse(0, 0); err != nil {
+		return err
+	}
+	if *sub == "" {
+		return usageError("--subscription is required")
+	}
+	svc, err := c.deliveries()
+	if err != nil {
+		return err
+	}
+	req := &heraldv1.RedriveDeadLettersRequest{SubscriptionId: *sub, RatePerSecond: int32(*rate)}
+	if *since > 0 {
+		req.CreateTimeStart = timestamppb.New(time.Now().Add(-*since))
+	}
+	resp, err := svc.RedriveDeadLetters(c.ctx, req)
+	if err != nil {
+		return err
+	}
+	return c.print(resp, [][]string{{"REDRIVEN"}, {strconv.Itoa(int(resp.GetRedriven()))}})
+}

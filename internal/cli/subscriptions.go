@@ -1,0 +1,250 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+)
+
+func init() {
+	nouns["subscriptions"] = map[string]command{
+		"list":          {"[--tenant T]: list subscriptions", subscriptionsList},
+		"get":           {"ID: show one subscription", subscriptionsGet},
+		"create":        {"--sink URL [--type T]... [--source S] [--tenant T] [--skip-validation] | -f subscription.json: create a subscription", subscriptionsCreate},
+		"delete":        {"ID: delete a subscription", subscriptionsDelete},
+		"enable":        {"ID: enable a disabled subscription", func(c *call) error { return subscriptionsSetState(c, heraldv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE) }},
+		"disable":       {"ID: disable a subscription (nothing is sent to it)", func(c *call) error { return subscriptionsSetState(c, heraldv1.SubscriptionState_SUBSCRIPTION_STATE_DISABLED) }},
+		"validate":      {"ID: run the webhook validation handshake again", subscriptionsValidate},
+		"rotate-secret": {"ID [--overlap 24h]: make a new signing secret; the old one signs too until the overlap ends", subscriptionsRotate},
+	}
+}
+
+func subscriptionRows(subs []*heraldv1.Subscription) [][]string {
+	now := time.Now()
+	rows := [][]string{{"ID", "TENANT", "STATE", "SINK", "TYPES", "CREATED"}}
+	for _, s := range subs {
+		rows = append(rows, []string{
+			s.GetId(), s.GetTenant(), enumName(s.GetState().String(), "SUBSCRIPTION_STATE_"),
+			cut(s.GetSink(), 48), cut(orDash(strings.Join(s.GetTypes(), ",")), 40), ago(s.GetCreateTime(), now),
+		})
+	}
+	return rows
+}
+
+func subscriptionsList(c *call) error {
+	tenant := c.flags.String("tenant", "", "only this tenant's subscriptions")
+	if _, err := c.parse(0, 0); err != nil {
+		return err
+	}
+	svc, err := c.subs()
+	if err != nil {
+		return err
+	}
+	all := &heraldv1.ListSubscriptionsResponse{}
+	req := &heraldv1.ListSubscriptionsRequest{Tenant: *tenant, PageSize: 1000}
+	for {
+		resp, err := svc.ListSubscriptions(c.ctx, req)
+		if err != nil {
+			return err
+		}
+		all.Subscriptions = append(all.Subscriptions, resp.GetSubscriptions()...)
+		if resp.GetNextPageToken() == "" {
+			break
+		}
+		req.PageToken = resp.GetNextPageToken()
+	}
+	return c.print(all, subscriptionRows(all.GetSubscriptions()))
+}
+
+// subscriptionDetail prints one subscription's fields as a table of
+// names and values.
+func (c *call) subscriptionDetail(s *heraldv1.Subscription) error {
+	rows := [][]string{
+		{"ID", s.GetId()},
+		{"TENANT", s.GetTenant()},
+		{"STATE", enumName(s.GetState().String(), "SUBSCRIPTION_STATE_")},
+		{"REASON", orDash(s.GetStateReason())},
+		{"SINK", s.GetSink()},
+		{"SOURCE", orDash(s.GetSource())},
+		{"TYPES", orDash(strings.Join(s.GetTypes(), ", "))},
+		{"CONTENT MODE", enumName(s.GetContentMode().String(), "CONTENT_MODE_")},
+		{"SIGNING", enumName(s.GetSigningAlgorithm().String(), "SIGNING_ALGORITHM_")},
+		{"RATE LIMIT", perMinute(s.GetRateLimit()) + " (granted by the sink: " + perMinute(s.GetAllowedRate()) + ")"},
+		{"CREATED", s.GetCreateTime().AsTime().Format(time.RFC3339)},
+	}
+	if s.GetSigningSecret() != "" {
+		rows = append(rows, []string{"SIGNING SECRET", s.GetSigningSecret() + "   (shown only now)"})
+	} else if s.GetSigningPublicKey() != "" {
+		rows = append(rows, []string{"PUBLIC KEY", s.GetSigningPublicKey()})
+	} else {
+		rows = append(rows, []string{"SECRET HINT", orDash(s.GetSigningSecretHint())})
+	}
+	if s.GetGeneratedBearerToken() != "" {
+		rows = append(rows, []string{"BEARER TOKEN", s.GetGeneratedBearerToken() + "   (shown only now)"})
+	}
+	return c.print(s, rows)
+}
+
+func subscriptionsGet(c *call) error {
+	args, err := c.parse(1, 1)
+	if err != nil {
+		return err
+	}
+	svc, err := c.subs()
+	if err != nil {
+		return err
+	}
+	s, err := svc.GetSubscription(c.ctx, &heraldv1.GetSubscriptionRequest{Id: args[0]})
+	if err != nil {
+		return err
+	}
+	return c.subscriptionDetail(s)
+}
+
+// stringsFlag is a flag that may be repeated.
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+func subscriptionsCreate(c *call) error {
+	var types stringsFlag
+	c.flags.Var(&types, "type", "an event type to match (repeat for several)")
+	sink := c.flags.String("sink", "", "the URL deliveries are POSTed to")
+	source := c.flags.String("source", "", "only events of this source")
+	tenant := c.flags.String("tenant", "", "the subscription's tenant (default: the key's, or default)")
+	skip := c.flags.Bool("skip-validation", false, "skip the webhook validation handshake")
+	file := c.flags.String("f", "", "a Subscription in the API's JSON (\"-\": standard input); flags override its fields")
+	if _, err := c.parse(0, 0); err != nil {
+		return err
+	}
+	sub := &heraldv1.Subscription{Protocol: "HTTP"}
+	if *file != "" {
+		b, err := readInput(c, *file)
+		if err != nil {
+			return err
+		}
+		if err := protojson.Unmarshal(b, sub); err != nil {
+			return usageError(fmt.Sprintf("-f %s: %v", *file, err))
+		}
+		if sub.Protocol == "" {
+			sub.Protocol = "HTTP"
+		}
+	}
+	if *sink != "" {
+		sub.Sink = *sink
+	}
+	if len(types) > 0 {
+		sub.Types = types
+	}
+	if *source != "" {
+		sub.Source = *source
+	}
+	if *tenant != "" {
+		sub.Tenant = *tenant
+	}
+	if *skip {
+		sub.SkipValidation = true
+	}
+	if sub.Sink == "" {
+		return usageError("--sink (or a sink in -f) is required")
+	}
+	svc, err := c.subs()
+	if err != nil {
+		return err
+	}
+	out, err := svc.CreateSubscription(c.ctx, &heraldv1.CreateSubscriptionRequest{Subscription: sub})
+	if err != nil {
+		return err
+	}
+	return c.subscriptionDetail(out)
+}
+
+func subscriptionsDelete(c *call) error {
+	args, err := c.parse(1, 1)
+	if err != nil {
+		return err
+	}
+	svc, err := c.subs()
+	if err != nil {
+		return err
+	}
+	if _, err := svc.DeleteSubscription(c.ctx, &heraldv1.DeleteSubscriptionRequest{Id: args[0]}); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.io.Err, "deleted %s\n", args[0])
+	return nil
+}
+
+func subscriptionsSetState(c *call, st heraldv1.SubscriptionState) error {
+	args, err := c.parse(1, 1)
+	if err != nil {
+		return err
+	}
+	svc, err := c.subs()
+	if err != nil {
+		return err
+	}
+	out, err := svc.UpdateSubscription(c.ctx, &heraldv1.UpdateSubscriptionRequest{
+		Subscription: &heraldv1.Subscription{Id: args[0], State: st},
+		UpdateMask:   &fieldmaskpb.FieldMask{Paths: []string{"state"}},
+	})
+	if err != nil {
+		return err
+	}
+	return c.subscriptionDetail(out)
+}
+
+func subscriptionsValidate(c *call) error {
+	args, err := c.parse(1, 1)
+	if err != nil {
+		return err
+	}
+	svc, err := c.subs()
+	if err != nil {
+		return err
+	}
+	out, err := svc.ValidateSubscription(c.ctx, &heraldv1.ValidateSubscriptionRequest{Id: args[0]})
+	if err != nil {
+		return err
+	}
+	return c.subscriptionDetail(out)
+}
+
+func subscriptionsRotate(c *call) error {
+	overlap := c.flags.Duration("overlap", 24*time.Hour, "how long the previous secret keeps signing")
+	args, err := c.parse(1, 1)
+	if err != nil {
+		return err
+	}
+	svc, err := c.subs()
+	if err != nil {
+		return err
+	}
+	out, err := svc.RotateSecret(c.ctx, &heraldv1.RotateSecretRequest{Id: args[0], Overlap: durationpb.New(*overlap)})
+	if err != nil {
+		return err
+	}
+	secret := out.GetSigningSecret()
+	if secret == "" {
+		secret = out.GetSigningPublicKey() + " (public key)"
+	}
+	return c.print(out, [][]string{
+		{"NEW SECRET", secret + "   (shown only now)"},
+		{"PREVIOUS SIGNS UNTIL", out.GetPreviousExpireTime().AsTime().Format(time.RFC3339)},
+	})
+}
+
+// perMinute is a rate in requests per minute, or "none" for 0.
+func perMinute(n int32) string {
+	if n == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d/min", n)
+}

@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/heraldhq/herald/internal/cli"
+	"github.com/heraldhq/herald/internal/heraldtest"
+)
+
+// herald runs the CLI against n as key and returns its exit code, output
+// and errors.
+func herald(t *testing.T, n *testNode, key string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errs bytes.Buffer
+	full := append(append([]string(nil), args[1:]...), "--addr", n.GRPCAddr())
+	if key != "" {
+		full = append(full, "--api-key", key)
+	}
+	code := cli.Run(context.Background(), args[0], full, cli.IO{In: strings.NewReader(stdin), Out: &out, Err: &errs})
+	return code, out.String(), errs.String()
+}
+
+// TestCLI_AnOperatorsDay drives the CLI as an operator would: make a key,
+// create a subscription, publish, follow the delivery and its attempts,
+// redrive a dead letter, with tables, JSON and YAML, and the exit codes
+// scripts rely on.
+func TestCLI_AnOperatorsDay(t *testing.T) {
+	n := authNode(t)
+	admin := n.cfg.AdminKey
+	rcv := heraldtest.NewReceiver(t, nil)
+
+	code, out, errs := herald(t, n, admin, "", "keys", "create", "--scope", "publish", "--scope", "deliveries.read", "--tenant", "acme", "--name", "acme orders", "-o", "json")
+	if code != cli.ExitOK {
+		t.Fatalf("keys create: %d %s", code, errs)
+	}
+	var key struct {
+		ID, Secret, Tenant string
+		Scopes             []string
+	}
+	if err := json.Unmarshal([]byte(out), &key); err != nil || !strings.HasPrefix(key.Secret, "hk_") || key.Tenant != "acme" || len(key.Scopes) != 2 {
+		t.Fatalf("keys create -o json: %v\n%s", err, out)
+	}
+	code, out, _ = herald(t, n, admin, "", "keys", "list")
+	if code != 0 || !strings.Contains(out, "acme orders") || strings.Contains(out, key.Secret) || !strings.Contains(out, "HINT") {
+		t.Errorf("keys list: %d\n%s", code, out)
+	}
+
+	code, out, errs = herald(t, n, admin, "", "subscriptions", "create", "--sink", rcv.URL, "--type", "com.example.order.created", "--tenant", "acme", "--skip-validation")
+	if code != 0 || !strings.Contains(out, "SIGNING SECRET") || !strings.Contains(out, "whsec_") {
+		t.Fatalf("subscriptions create: %d %s\n%s", code, errs, out)
+	}
+	code, out, _ = herald(t, n, admin, "", "subscriptions", "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "ID") || !strings.Contains(lines[1], "active") || !strings.Contains(lines[1], "acme") {
+		t.Fatalf("subscriptions list: %d\n%s", code, out)
+	}
+	sub := strings.Fields(lines[1])[0]
+	code, out, _ = herald(t, n, admin, "", "subscriptions", "get", sub, "-o", "yaml")
+	if code != 0 || !strings.Contains(out, "tenant: acme") || !strings.Contains(out, "sink: "+rcv.URL) {
+		t.Errorf("subscriptions get -o yaml: %d\n%s", code, out)
+	}
+
+	// Publish as acme's key, from a file of two events on standard input
+	// (Python-style whitespace, data_base64 before datacontenttype).
+	events := `[{"specversion": "1.0", "id": "cli-1", "source": "/orders", "type": "com.example.order.created", "data_base64": "AP/+", "datacontenttype": "application/octet-stream"},
+	           {"specversion": "1.0", "id": "cli-2", "source": "/orders", "type": "com.example.order.created", "data": {"n": 2}}]`
+	code, out, errs = herald(t, n, key.Secret, events, "publish", "-f", "-")
+	if code != 0 || strings.Count(out, "accepted") != 2 {
+		t.Fatalf("publish -f -: %d %s\n%s", code, errs, out)
+	}
+	rcv.WaitFor(t, 2, wait)
+	heraldtest.Eventually(t, wait, "both deliveries delivered", func() bool {
+		_, out, _ := herald(t, n, key.Secret, "", "deliveries", "list", "--state", "delivered")
+		return strings.Count(out, "delivered") == 2
+	})
+	_, out, _ = herald(t, n, key.Secret, "", "deliveries", "list", "-o", "json")
+	var list struct{ Deliveries []struct{ ID string } }
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list.Deliveries) != 2 {
+		t.Fatalf("deliveries list -o json: %v\n%s", err, out)
+	}
+	code, out, _ = herald(t, n, key.Secret, "", "deliveries", "attempts", list.Deliveries[0].ID)
+	if code != 0 || !strings.Contains(out, "204") {
+		t.Errorf("deliveries attempts: %d\n%s", code, out)
+	}
+
+	// Exit codes: not found 3, usage 2, refused 1 with the status in one line.
+	if code, _, errs := herald(t, n, admin, "", "deliveries", "get", "dlv_nope"); code != cli.ExitNotFound || !strings.Contains(errs, "NotFound") {
+		t.Errorf("get of nothing: %d %q, want exit 3 saying NotFound", code, errs)
+	}
+	if code, _, _ := herald(t, n, admin, "", "subscriptions", "get"); code != cli.ExitUsage {
+		t.Errorf("get without an ID: %d, want exit 2", code)
+	}
+	if code, _, errs := herald(t, n, key.Secret, "", "subscriptions", "list"); code != cli.ExitError || !strings.Contains(errs, "PermissionDenied") {
+		t.Errorf("a publish key listing subscriptions: %d %q, want exit 1 saying PermissionDenied", code, errs)
+	}
+	if code, _, errs := herald(t, n, "", "", "subscriptions", "create", "--sink", "ftp://x", "--skip-validation", "--api-key", admin); code != cli.ExitError || !strings.Contains(errs, "subscription.sink") {
+		t.Errorf("an invalid sink: %d %q, want the field violation in one line", code, errs)
+	}
+
+	// Dead letters: a sink answering 400 dead-letters at once; redrive.
+	bad := heraldtest.NewReceiver(t, failFirst(1, 400, nil))
+	_, out, _ = herald(t, n, admin, "", "subscriptions", "create", "--sink", bad.URL, "--type", "com.example.order.paid", "--skip-validation", "-o", "json")
+	var badSub struct{ ID string }
+	_ = json.Unmarshal([]byte(out), &badSub)
+	if code, _, errs := herald(t, n, admin, "", "publish", "--id", "cli-3", "--source", "/orders", "--type", "com.example.order.paid", "--data", `{"n":3}`); code != 0 {
+		t.Fatalf("publish with flags: %d %s", code, errs)
+	}
+	heraldtest.Eventually(t, wait, "a dead letter", func() bool {
+		_, out, _ := herald(t, n, admin, "", "dead-letters", "list", "--subscription", badSub.ID)
+		return strings.Contains(out, "400")
+	})
+	code, out, errs = herald(t, n, admin, "", "dead-letters", "redrive", "--subscription", badSub.ID)
+	if code != 0 || !strings.Contains(out, "1") {
+		t.Errorf("dead-letters redrive: %d %s\n%s", code, errs, out)
+	}
+	bad.WaitFor(t, 2, wait)
+}
