@@ -14,12 +14,16 @@ import (
 
 func init() {
 	nouns["subscriptions"] = map[string]command{
-		"list":          {"[--tenant T]: list subscriptions", subscriptionsList},
-		"get":           {"ID: show one subscription", subscriptionsGet},
-		"create":        {"--sink URL [--type T]... [--source S] [--tenant T] [--skip-validation] | -f subscription.json: create a subscription", subscriptionsCreate},
-		"delete":        {"ID: delete a subscription", subscriptionsDelete},
-		"enable":        {"ID: enable a disabled subscription", func(c *call) error { return subscriptionsSetState(c, heraldv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE) }},
-		"disable":       {"ID: disable a subscription (nothing is sent to it)", func(c *call) error { return subscriptionsSetState(c, heraldv1.SubscriptionState_SUBSCRIPTION_STATE_DISABLED) }},
+		"list":   {"[--tenant T]: list subscriptions", subscriptionsList},
+		"get":    {"ID: show one subscription", subscriptionsGet},
+		"create": {"--sink URL [--type T]... [--source S] [--tenant T] [--skip-validation] | -f subscription.json: create a subscription", subscriptionsCreate},
+		"delete": {"ID: delete a subscription", subscriptionsDelete},
+		"enable": {"ID: enable a disabled subscription", func(c *call) error {
+			return subscriptionsSetState(c, heraldv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE)
+		}},
+		"disable": {"ID: disable a subscription (nothing is sent to it)", func(c *call) error {
+			return subscriptionsSetState(c, heraldv1.SubscriptionState_SUBSCRIPTION_STATE_DISABLED)
+		}},
 		"validate":      {"ID: run the webhook validation handshake again", subscriptionsValidate},
 		"rotate-secret": {"ID [--overlap 24h]: make a new signing secret; the old one signs too until the overlap ends", subscriptionsRotate},
 	}
