@@ -2,17 +2,22 @@ package receiver_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
+	"github.com/heraldhq/herald/clients/publisher"
 	"github.com/heraldhq/herald/clients/receiver"
 )
 
@@ -58,4 +63,22 @@ func ExampleNewHandler() {
 	// Output:
 	// msg_01example com.example.order.created "Euro € 😀" {"order":42}
 	// 204
+}
+
+func ExampleReconciler() {
+	conn, err := grpc.NewClient("herald.internal:50051",
+		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})),
+		grpc.WithPerRPCCredentials(publisher.APIKey(os.Getenv("HERALD_API_KEY"))))
+	if err != nil {
+		log.Fatal(err)
+	}
+	seen := map[string]bool{} // your store of what the webhook handler took
+	r := receiver.NewReconciler(conn, "sub_...", &receiver.MemoryCursor{}, func(ctx context.Context, e event.Event) error {
+		seen[e.Source()+" "+e.ID()] = true
+		fmt.Println("caught up on", e.ID())
+		return nil
+	})
+	r.Seen = func(_ context.Context, source, id string) (bool, error) { return seen[source+" "+id], nil }
+	// Every minute, hand over whatever the endpoint missed.
+	_ = r.Run(context.Background(), time.Minute, func(err error) { log.Print(err) })
 }

@@ -26,6 +26,8 @@ func init() {
 		"new":    {": print a new API key made here and stored nowhere (for --admin-key)", keysNew},
 	}
 	nouns["events"] = map[string]command{
+		"list":  {"--subscription ID [--after CURSOR] [--type T]... [--limit N]: list the events a subscription matched, in publish order, with their delivery's state", eventsList},
+		"get":   {"SOURCE ID [--tenant T]: show an event and its deliveries", eventsGet},
 		"erase": {"SOURCE ID [--tenant T]: remove an event's data and its deliveries' attempts (erasure requests)", eventsErase},
 	}
 	nouns["publish"] = map[string]command{
@@ -114,6 +116,53 @@ func keysDelete(c *call) error {
 	}
 	fmt.Fprintf(c.io.Err, "revoked %s\n", args[0])
 	return nil
+}
+
+func eventsList(c *call) error {
+	sub := c.flags.String("subscription", "", "the subscription (required)")
+	after := c.flags.String("after", "", "list after this cursor (from a previous list's CURSOR column or next_cursor)")
+	limit := c.flags.Int("limit", 100, "the most events listed")
+	var types stringsFlag
+	c.flags.Var(&types, "type", "only events of this type (repeat for several)")
+	if _, err := c.parse(0, 0); err != nil {
+		return err
+	}
+	if *sub == "" {
+		return usageError("--subscription is required")
+	}
+	cc, err := c.dial()
+	if err != nil {
+		return err
+	}
+	resp, err := heraldv1.NewEventServiceClient(cc).ListEvents(c.ctx, &heraldv1.ListEventsRequest{
+		SubscriptionId: *sub, AfterCursor: *after, Types: types, PageSize: int32(min(*limit, 1000))})
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	rows := [][]string{{"SOURCE", "ID", "TYPE", "PUBLISHED", "DELIVERY", "STATE", "CURSOR"}}
+	for _, e := range resp.GetEvents() {
+		rows = append(rows, []string{e.GetEvent().GetSource(), e.GetEvent().GetId(), cut(e.GetEvent().GetType(), 32),
+			ago(e.GetPublishTime(), now), e.GetDeliveryId(), enumName(e.GetDeliveryState().String(), "DELIVERY_STATE_"), e.GetCursor()})
+	}
+	return c.print(resp, rows)
+}
+
+func eventsGet(c *call) error {
+	tenant := c.flags.String("tenant", "", "the publishing key's tenant (empty: a key bound to none)")
+	args, err := c.parse(2, 2)
+	if err != nil {
+		return err
+	}
+	cc, err := c.dial()
+	if err != nil {
+		return err
+	}
+	resp, err := heraldv1.NewEventServiceClient(cc).GetEvent(c.ctx, &heraldv1.GetEventRequest{Source: args[0], Id: args[1], Tenant: *tenant})
+	if err != nil {
+		return err
+	}
+	return c.print(resp, deliveryRows(resp.GetDeliveries()))
 }
 
 func eventsErase(c *call) error {

@@ -159,6 +159,12 @@ func TestAuth_EveryMethodRefusesWhoMayNotCallIt(t *testing.T) {
 			return c.deliveries.RedriveDeadLetters(ctx, &heraldv1.RedriveDeadLettersRequest{SubscriptionId: sub.GetId()})
 		},
 		"/herald.v1.EventService/EraseEvent": eraseCall,
+		"/herald.v1.EventService/ListEvents": func(ctx context.Context, c clients) (any, error) {
+			return c.events.ListEvents(ctx, &heraldv1.ListEventsRequest{SubscriptionId: sub.GetId()})
+		},
+		"/herald.v1.EventService/GetEvent": func(ctx context.Context, c clients) (any, error) {
+			return c.events.GetEvent(ctx, &heraldv1.GetEventRequest{Source: "/orders", Id: "acme-erase"})
+		},
 		"/herald.v1.ApiKeyService/CreateApiKey": func(ctx context.Context, c clients) (any, error) {
 			return c.keys.CreateApiKey(ctx, &heraldv1.CreateApiKeyRequest{ApiKey: &heraldv1.ApiKey{Tenant: "acme", Scopes: []string{"keys.admin"}}})
 		},

@@ -343,3 +343,8 @@ const (
 	// MaxCallbackURL is the longest callback URL accepted.
 	MaxCallbackURL = 2048
 )
+
+// EventListSettle is how long an event is stored before ListEvents lists
+// it: a cursor never passes an event whose transaction committed late
+// (concurrent commits on PostgreSQL, clocks of nodes a little apart).
+const EventListSettle = 5 * time.Second

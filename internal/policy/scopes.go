@@ -12,6 +12,7 @@ const (
 	ScopeSubscriptionsWrite Scope = "subscriptions.write"
 	ScopeDeliveriesRead     Scope = "deliveries.read"
 	ScopeDeliveriesWrite    Scope = "deliveries.write"
+	ScopeEventsRead         Scope = "events.read"
 	ScopeEventsWrite        Scope = "events.write"
 	ScopeKeysAdmin          Scope = "keys.admin"
 	ScopeAdmin              Scope = "admin"
@@ -20,7 +21,7 @@ const (
 // Scopes lists every scope, ScopeAdmin last.
 var Scopes = []Scope{
 	ScopePublish, ScopeSubscriptionsRead, ScopeSubscriptionsWrite,
-	ScopeDeliveriesRead, ScopeDeliveriesWrite, ScopeEventsWrite, ScopeKeysAdmin, ScopeAdmin,
+	ScopeDeliveriesRead, ScopeDeliveriesWrite, ScopeEventsRead, ScopeEventsWrite, ScopeKeysAdmin, ScopeAdmin,
 }
 
 // Open is the scope of a method anyone may call: the health service and
@@ -47,6 +48,8 @@ var MethodScopes = map[string]Scope{
 	"/herald.v1.DeliveryService/RedriveDelivery":    ScopeDeliveriesWrite,
 	"/herald.v1.DeliveryService/RedriveDeadLetters": ScopeDeliveriesWrite,
 
+	"/herald.v1.EventService/ListEvents": ScopeEventsRead,
+	"/herald.v1.EventService/GetEvent":   ScopeEventsRead,
 	"/herald.v1.EventService/EraseEvent": ScopeEventsWrite,
 
 	"/herald.v1.ApiKeyService/CreateApiKey": ScopeKeysAdmin,

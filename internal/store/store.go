@@ -261,6 +261,27 @@ type DeliveryListParams struct {
 	After string
 }
 
+// EventListParams selects and pages EventList.
+type EventListParams struct {
+	SubscriptionID string // required
+	// After is the cursor: the delivery ID of the last row of the previous
+	// page ("" from the start).
+	After string
+	// CreatedFrom (inclusive) and CreatedTo (exclusive) bound when the
+	// events were stored; zero does not bound.
+	CreatedFrom, CreatedTo time.Time
+	// Types, if any, keeps only events of these types.
+	Types []string
+	// Limit is the most rows returned (required, > 0).
+	Limit int
+}
+
+// EventDelivery is an event and the delivery it made for a subscription.
+type EventDelivery struct {
+	Event    Event // with its Payload
+	Delivery Delivery
+}
+
 // SubscriptionListParams filters and pages SubscriptionList.
 type SubscriptionListParams struct {
 	// Tenant, if set, keeps only that tenant's subscriptions.
@@ -318,6 +339,14 @@ type Store interface {
 	DeliveryList(ctx context.Context, p DeliveryListParams) ([]*Delivery, error)
 	// AttemptList returns a delivery's attempts, oldest first.
 	AttemptList(ctx context.Context, deliveryID string) ([]*Attempt, error)
+	// EventGet returns a tenant's event (with its Payload) and its
+	// deliveries, in the order they were made; ErrNotFound if there is no
+	// such event.
+	EventGet(ctx context.Context, tenant, source, id string) (*Event, []*Delivery, error)
+	// EventList returns the events a subscription got a delivery of, with
+	// that delivery, in delivery ID order (the order they were published
+	// in, to the millisecond), after the cursor p.After.
+	EventList(ctx context.Context, p EventListParams) ([]*EventDelivery, error)
 
 	// Prune deletes, oldest first, deliveries that ended (delivered or
 	// dead) before their cutoffs, with their attempts, and events stored

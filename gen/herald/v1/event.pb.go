@@ -7,9 +7,11 @@
 package heraldv1
 
 import (
+	v1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -85,16 +87,395 @@ func (x *EraseEventRequest) GetTenant() string {
 	return ""
 }
 
+type ListEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required.
+	SubscriptionId string `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	// From a previous response's next_cursor: list the events after it.
+	// Empty lists from the oldest kept. Cursors hold across nodes and
+	// restarts.
+	AfterCursor string `protobuf:"bytes,2,opt,name=after_cursor,json=afterCursor,proto3" json:"after_cursor,omitempty"`
+	// Only events published at or after start_time and before end_time.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Only events of these types.
+	Types []string `protobuf:"bytes,5,rep,name=types,proto3" json:"types,omitempty"`
+	// At most this many (default 100, at most 1000).
+	PageSize      int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventsRequest) Reset() {
+	*x = ListEventsRequest{}
+	mi := &file_herald_v1_event_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventsRequest) ProtoMessage() {}
+
+func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_event_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListEventsRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListEventsRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *ListEventsRequest) GetAfterCursor() string {
+	if x != nil {
+		return x.AfterCursor
+	}
+	return ""
+}
+
+func (x *ListEventsRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ListEventsRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *ListEventsRequest) GetTypes() []string {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+func (x *ListEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+type ListEventsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*SubscribedEvent     `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Where the next call goes on from: after the last event listed, or
+	// where this call started if it listed none.
+	NextCursor    string `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventsResponse) Reset() {
+	*x = ListEventsResponse{}
+	mi := &file_herald_v1_event_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventsResponse) ProtoMessage() {}
+
+func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_event_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListEventsResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListEventsResponse) GetEvents() []*SubscribedEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListEventsResponse) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
+// SubscribedEvent is an event a subscription matched and its delivery.
+type SubscribedEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Event         *v1.CloudEvent         `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	DeliveryId    string                 `protobuf:"bytes,2,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	DeliveryState DeliveryState          `protobuf:"varint,3,opt,name=delivery_state,json=deliveryState,proto3,enum=herald.v1.DeliveryState" json:"delivery_state,omitempty"`
+	PublishTime   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=publish_time,json=publishTime,proto3" json:"publish_time,omitempty"`
+	// The cursor just after this event.
+	Cursor        string `protobuf:"bytes,5,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribedEvent) Reset() {
+	*x = SubscribedEvent{}
+	mi := &file_herald_v1_event_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribedEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribedEvent) ProtoMessage() {}
+
+func (x *SubscribedEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_event_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribedEvent.ProtoReflect.Descriptor instead.
+func (*SubscribedEvent) Descriptor() ([]byte, []int) {
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SubscribedEvent) GetEvent() *v1.CloudEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *SubscribedEvent) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *SubscribedEvent) GetDeliveryState() DeliveryState {
+	if x != nil {
+		return x.DeliveryState
+	}
+	return DeliveryState_DELIVERY_STATE_UNSPECIFIED
+}
+
+func (x *SubscribedEvent) GetPublishTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PublishTime
+	}
+	return nil
+}
+
+func (x *SubscribedEvent) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+type GetEventRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Source string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Id     string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// The tenant of the key that published it (empty: a key bound to none;
+	// a tenant-bound caller reads only its own).
+	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEventRequest) Reset() {
+	*x = GetEventRequest{}
+	mi := &file_herald_v1_event_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEventRequest) ProtoMessage() {}
+
+func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_event_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
+func (*GetEventRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetEventRequest) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *GetEventRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *GetEventRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+type GetEventResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Event       *v1.CloudEvent         `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	PublishTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=publish_time,json=publishTime,proto3" json:"publish_time,omitempty"`
+	// Its deliveries, one per subscription it matched (those the caller
+	// may see).
+	Deliveries    []*Delivery `protobuf:"bytes,3,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEventResponse) Reset() {
+	*x = GetEventResponse{}
+	mi := &file_herald_v1_event_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEventResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEventResponse) ProtoMessage() {}
+
+func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_event_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEventResponse.ProtoReflect.Descriptor instead.
+func (*GetEventResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetEventResponse) GetEvent() *v1.CloudEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *GetEventResponse) GetPublishTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PublishTime
+	}
+	return nil
+}
+
+func (x *GetEventResponse) GetDeliveries() []*Delivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
 var File_herald_v1_event_proto protoreflect.FileDescriptor
 
 const file_herald_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x15herald/v1/event.proto\x12\therald.v1\x1a\x1bgoogle/protobuf/empty.proto\"S\n" +
+	"\x15herald/v1/event.proto\x12\therald.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18herald/v1/delivery.proto\x1a#io/cloudevents/v1/cloudevents.proto\"S\n" +
 	"\x11EraseEventRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
-	"\x06tenant\x18\x03 \x01(\tR\x06tenant2R\n" +
-	"\fEventService\x12B\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant\"\x84\x02\n" +
+	"\x11ListEventsRequest\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12!\n" +
+	"\fafter_cursor\x18\x02 \x01(\tR\vafterCursor\x129\n" +
+	"\n" +
+	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x14\n" +
+	"\x05types\x18\x05 \x03(\tR\x05types\x12\x1b\n" +
+	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\"i\n" +
+	"\x12ListEventsResponse\x122\n" +
+	"\x06events\x18\x01 \x03(\v2\x1a.herald.v1.SubscribedEventR\x06events\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor\"\xff\x01\n" +
+	"\x0fSubscribedEvent\x123\n" +
+	"\x05event\x18\x01 \x01(\v2\x1d.io.cloudevents.v1.CloudEventR\x05event\x12\x1f\n" +
+	"\vdelivery_id\x18\x02 \x01(\tR\n" +
+	"deliveryId\x12?\n" +
+	"\x0edelivery_state\x18\x03 \x01(\x0e2\x18.herald.v1.DeliveryStateR\rdeliveryState\x12=\n" +
+	"\fpublish_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishTime\x12\x16\n" +
+	"\x06cursor\x18\x05 \x01(\tR\x06cursor\"Q\n" +
+	"\x0fGetEventRequest\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant\"\xbb\x01\n" +
+	"\x10GetEventResponse\x123\n" +
+	"\x05event\x18\x01 \x01(\v2\x1d.io.cloudevents.v1.CloudEventR\x05event\x12=\n" +
+	"\fpublish_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishTime\x123\n" +
+	"\n" +
+	"deliveries\x18\x03 \x03(\v2\x13.herald.v1.DeliveryR\n" +
+	"deliveries2\xe2\x01\n" +
+	"\fEventService\x12I\n" +
+	"\n" +
+	"ListEvents\x12\x1c.herald.v1.ListEventsRequest\x1a\x1d.herald.v1.ListEventsResponse\x12C\n" +
+	"\bGetEvent\x12\x1a.herald.v1.GetEventRequest\x1a\x1b.herald.v1.GetEventResponse\x12B\n" +
 	"\n" +
 	"EraseEvent\x12\x1c.herald.v1.EraseEventRequest\x1a\x16.google.protobuf.EmptyB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
@@ -110,19 +491,41 @@ func file_herald_v1_event_proto_rawDescGZIP() []byte {
 	return file_herald_v1_event_proto_rawDescData
 }
 
-var file_herald_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_herald_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_herald_v1_event_proto_goTypes = []any{
-	(*EraseEventRequest)(nil), // 0: herald.v1.EraseEventRequest
-	(*emptypb.Empty)(nil),     // 1: google.protobuf.Empty
+	(*EraseEventRequest)(nil),     // 0: herald.v1.EraseEventRequest
+	(*ListEventsRequest)(nil),     // 1: herald.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),    // 2: herald.v1.ListEventsResponse
+	(*SubscribedEvent)(nil),       // 3: herald.v1.SubscribedEvent
+	(*GetEventRequest)(nil),       // 4: herald.v1.GetEventRequest
+	(*GetEventResponse)(nil),      // 5: herald.v1.GetEventResponse
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*v1.CloudEvent)(nil),         // 7: io.cloudevents.v1.CloudEvent
+	(DeliveryState)(0),            // 8: herald.v1.DeliveryState
+	(*Delivery)(nil),              // 9: herald.v1.Delivery
+	(*emptypb.Empty)(nil),         // 10: google.protobuf.Empty
 }
 var file_herald_v1_event_proto_depIdxs = []int32{
-	0, // 0: herald.v1.EventService.EraseEvent:input_type -> herald.v1.EraseEventRequest
-	1, // 1: herald.v1.EventService.EraseEvent:output_type -> google.protobuf.Empty
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	6,  // 0: herald.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	6,  // 1: herald.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	3,  // 2: herald.v1.ListEventsResponse.events:type_name -> herald.v1.SubscribedEvent
+	7,  // 3: herald.v1.SubscribedEvent.event:type_name -> io.cloudevents.v1.CloudEvent
+	8,  // 4: herald.v1.SubscribedEvent.delivery_state:type_name -> herald.v1.DeliveryState
+	6,  // 5: herald.v1.SubscribedEvent.publish_time:type_name -> google.protobuf.Timestamp
+	7,  // 6: herald.v1.GetEventResponse.event:type_name -> io.cloudevents.v1.CloudEvent
+	6,  // 7: herald.v1.GetEventResponse.publish_time:type_name -> google.protobuf.Timestamp
+	9,  // 8: herald.v1.GetEventResponse.deliveries:type_name -> herald.v1.Delivery
+	1,  // 9: herald.v1.EventService.ListEvents:input_type -> herald.v1.ListEventsRequest
+	4,  // 10: herald.v1.EventService.GetEvent:input_type -> herald.v1.GetEventRequest
+	0,  // 11: herald.v1.EventService.EraseEvent:input_type -> herald.v1.EraseEventRequest
+	2,  // 12: herald.v1.EventService.ListEvents:output_type -> herald.v1.ListEventsResponse
+	5,  // 13: herald.v1.EventService.GetEvent:output_type -> herald.v1.GetEventResponse
+	10, // 14: herald.v1.EventService.EraseEvent:output_type -> google.protobuf.Empty
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_event_proto_init() }
@@ -130,13 +533,14 @@ func file_herald_v1_event_proto_init() {
 	if File_herald_v1_event_proto != nil {
 		return
 	}
+	file_herald_v1_delivery_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_event_proto_rawDesc), len(file_herald_v1_event_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

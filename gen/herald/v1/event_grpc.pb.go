@@ -20,6 +20,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
+	EventService_ListEvents_FullMethodName = "/herald.v1.EventService/ListEvents"
+	EventService_GetEvent_FullMethodName   = "/herald.v1.EventService/GetEvent"
 	EventService_EraseEvent_FullMethodName = "/herald.v1.EventService/EraseEvent"
 )
 
@@ -29,6 +31,15 @@ const (
 //
 // EventService works on stored events.
 type EventServiceClient interface {
+	// ListEvents lists the events a subscription matched, in publish order,
+	// each with the state of its delivery, for a subscriber reconciling
+	// what it received (see clients/receiver's Reconciler). Events stored
+	// in the last 5 seconds are not listed yet, so that a cursor never
+	// passes an event whose transaction committed late. A tenant-bound key
+	// lists only its tenant's subscriptions' events.
+	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
+	// GetEvent returns one event and its deliveries.
+	GetEvent(ctx context.Context, in *GetEventRequest, opts ...grpc.CallOption) (*GetEventResponse, error)
 	// EraseEvent removes an event's data, for erasure requests (GDPR): its
 	// payload, and every attempt of its deliveries with the response bodies
 	// they kept. The event's record (tenant, source, id, type) and its
@@ -44,6 +55,26 @@ type eventServiceClient struct {
 
 func NewEventServiceClient(cc grpc.ClientConnInterface) EventServiceClient {
 	return &eventServiceClient{cc}
+}
+
+func (c *eventServiceClient) ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListEventsResponse)
+	err := c.cc.Invoke(ctx, EventService_ListEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventServiceClient) GetEvent(ctx context.Context, in *GetEventRequest, opts ...grpc.CallOption) (*GetEventResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetEventResponse)
+	err := c.cc.Invoke(ctx, EventService_GetEvent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *eventServiceClient) EraseEvent(ctx context.Context, in *EraseEventRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
@@ -62,6 +93,15 @@ func (c *eventServiceClient) EraseEvent(ctx context.Context, in *EraseEventReque
 //
 // EventService works on stored events.
 type EventServiceServer interface {
+	// ListEvents lists the events a subscription matched, in publish order,
+	// each with the state of its delivery, for a subscriber reconciling
+	// what it received (see clients/receiver's Reconciler). Events stored
+	// in the last 5 seconds are not listed yet, so that a cursor never
+	// passes an event whose transaction committed late. A tenant-bound key
+	// lists only its tenant's subscriptions' events.
+	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
+	// GetEvent returns one event and its deliveries.
+	GetEvent(context.Context, *GetEventRequest) (*GetEventResponse, error)
 	// EraseEvent removes an event's data, for erasure requests (GDPR): its
 	// payload, and every attempt of its deliveries with the response bodies
 	// they kept. The event's record (tenant, source, id, type) and its
@@ -79,6 +119,12 @@ type EventServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedEventServiceServer struct{}
 
+func (UnimplementedEventServiceServer) ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListEvents not implemented")
+}
+func (UnimplementedEventServiceServer) GetEvent(context.Context, *GetEventRequest) (*GetEventResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetEvent not implemented")
+}
 func (UnimplementedEventServiceServer) EraseEvent(context.Context, *EraseEventRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method EraseEvent not implemented")
 }
@@ -101,6 +147,42 @@ func RegisterEventServiceServer(s grpc.ServiceRegistrar, srv EventServiceServer)
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&EventService_ServiceDesc, srv)
+}
+
+func _EventService_ListEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).ListEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_ListEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).ListEvents(ctx, req.(*ListEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventService_GetEvent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetEventRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).GetEvent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_GetEvent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).GetEvent(ctx, req.(*GetEventRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _EventService_EraseEvent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -128,6 +210,14 @@ var EventService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "herald.v1.EventService",
 	HandlerType: (*EventServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ListEvents",
+			Handler:    _EventService_ListEvents_Handler,
+		},
+		{
+			MethodName: "GetEvent",
+			Handler:    _EventService_GetEvent_Handler,
+		},
 		{
 			MethodName: "EraseEvent",
 			Handler:    _EventService_EraseEvent_Handler,

@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeliveryRead", readTests},
 		{"APIKey", apiKeyTests},
 		{"Prune", pruneTests},
+		{"EventList", eventListTests},
 	}
 	for _, g := range groups {
 		for _, tc := range g.tests {
