@@ -139,6 +139,7 @@ type Dispatcher struct {
 	store     Store
 	catalog   *catalog.Catalog
 	attempter *attempt.Attempter
+	sched     *scheduler.Scheduler // the attempter's; nil without one
 	handoff   Handoff
 	pacer     *pacer // nil unless Config.PaceHandoffs
 
@@ -162,6 +163,10 @@ type Dispatcher struct {
 	// pauses holds the pauses this dispatcher set itself (subscription ID
 	// to time.Time), seen before the catalog reloads them from the store.
 	pauses sync.Map
+	// held holds the places Reserve took in origins' queues, by
+	// subscription, until Enqueue gives them to jobs.
+	heldMu sync.Mutex
+	held   map[string]heldPlaces
 }
 
 // failure is a failed attempt on its way to its workflow.
@@ -178,6 +183,10 @@ type failure struct {
 type job struct {
 	ds     []*store.Delivery
 	events []*event.Event
+	// held is how many places Reserve held for the job's deliveries in
+	// heldOrigin's queue: its request waits in their stead.
+	held       int
+	heldOrigin string
 }
 
 // New returns a dispatcher.
@@ -187,7 +196,13 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 	if cfg.PaceHandoffs {
 		p = newPacer(cfg.CPU)
 	}
+	var sched *scheduler.Scheduler
+	if a != nil {
+		sched = a.Scheduler
+	}
 	return &Dispatcher{
+		sched:     sched,
+		held:      map[string]heldPlaces{},
 		cfg:       cfg,
 		store:     s,
 		catalog:   c,
@@ -204,20 +219,27 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 	}
 }
 
-// Reserve takes room in the queue for up to n deliveries that a publisher
-// on this node will store already claimed (in flight until the returned
+// Reserve takes room in the queue for deliveries that a publisher on
+// this node will store already claimed (in flight until the returned
 // lease) and pass to Enqueue, so that fresh deliveries skip the claim
-// query. It returns how many it reserved, maybe none.
+// query. want says how many deliveries of each subscription ask for
+// room; got, how many of each have it (maybe none).
 //
-// While the queue is full it waits for requests to start and make room,
-// as long as they make some at least once every stall and for at most
-// maxWait in all. A queue that keeps moving means the node is saturated:
-// a publisher that waits for it costs less than storing deliveries for a
-// claim, which writes them twice. A queue that stalls (its sinks slow)
+// Each sink origin takes no more than its share of the queue
+// (scheduler.Scheduler.Hold): the room kept for origins that are not
+// busy is never given to a busy one, and what an origin cannot take is
+// stored pending rather than taken and then put back.
+//
+// While there is not room for all, it waits for requests to start and
+// make some, as long as it gets some at least once every stall and for
+// at most maxWait in all. Room that keeps coming means the node is
+// saturated: a publisher that waits for it costs less than storing
+// deliveries for a claim, which writes them twice. Room that stops
+// coming (slow sinks, or an origin at its share that does not move)
 // would only add latency, so Reserve stops waiting for it.
-func (d *Dispatcher) Reserve(n int, stall, maxWait time.Duration) (reserved int, leaseUntil time.Time) {
-	reserved = d.tryReserve(n)
-	if reserved < n && stall > 0 && maxWait > 0 {
+func (d *Dispatcher) Reserve(want map[string]int, stall, maxWait time.Duration) (got map[string]int, leaseUntil time.Time) {
+	r := d.newReservation(want)
+	if !r.take(d) && stall > 0 && maxWait > 0 {
 		d.waiters.Add(1)
 		deadline := time.NewTimer(maxWait)
 		stalled := time.NewTimer(stall)
@@ -226,13 +248,16 @@ func (d *Dispatcher) Reserve(n int, stall, maxWait time.Duration) (reserved int,
 			d.roomMu.Lock()
 			room := d.room
 			d.roomMu.Unlock()
-			// Check again after taking the channel, so no wake-up is missed.
-			if reserved += d.tryReserve(n - reserved); reserved == n {
+			// Try again after taking the channel, so no wake-up is missed.
+			before := r.n
+			if r.take(d) {
 				break
+			}
+			if r.n > before {
+				stalled.Reset(stall)
 			}
 			select {
 			case <-room:
-				stalled.Reset(stall)
 			case <-stalled.C:
 				break wait
 			case <-deadline.C:
@@ -243,7 +268,101 @@ func (d *Dispatcher) Reserve(n int, stall, maxWait time.Duration) (reserved int,
 		stalled.Stop()
 		d.waiters.Add(-1)
 	}
-	return reserved, time.Now().Add(d.cfg.Lease)
+	return r.done(d), time.Now().Add(d.cfg.Lease)
+}
+
+// reservation is Reserve's room, as it is taken.
+type reservation struct {
+	subs   []string           // the subscriptions, in the order of places
+	places []scheduler.Places // what each asks and holds; Origin "" holds nothing in the scheduler
+	n      int                // places taken in all
+}
+
+func (d *Dispatcher) newReservation(want map[string]int) *reservation {
+	r := &reservation{subs: make([]string, 0, len(want)), places: make([]scheduler.Places, 0, len(want))}
+	for sub, n := range want {
+		if n <= 0 {
+			continue
+		}
+		origin := ""
+		if d.catalog == nil || d.sched == nil {
+			// No scheduler: room in the queue only.
+		} else if en, ok := d.catalog.Get(sub); ok {
+			origin = delivery.Origin(en.Subscription.Sink)
+		}
+		r.subs = append(r.subs, sub)
+		r.places = append(r.places, scheduler.Places{Origin: origin, Want: n})
+	}
+	return r
+}
+
+// take takes what room there is; it reports whether r has all it wants.
+func (r *reservation) take(d *Dispatcher) bool {
+	need := 0
+	for _, p := range r.places {
+		need += p.Want - p.Held
+	}
+	if need == 0 {
+		return true
+	}
+	budget := d.tryReserve(need)
+	if budget == 0 {
+		return false
+	}
+	used := 0
+	for i := range r.places {
+		p := &r.places[i]
+		if p.Origin == "" {
+			k := min(p.Want-p.Held, budget-used)
+			p.Held += k
+			used += k
+		}
+	}
+	if d.sched != nil && used < budget {
+		// Places without an origin are full by now, and Hold skips full
+		// places.
+		used += d.sched.Hold(r.places, budget-used)
+	}
+	if unused := budget - used; unused > 0 {
+		d.queued.Add(-int64(unused)) // never ours: no one to wake
+	}
+	r.n += used
+	return used == need
+}
+
+// done records the places held in the scheduler for Enqueue and returns
+// how many deliveries of each subscription have room.
+func (r *reservation) done(d *Dispatcher) map[string]int {
+	got := make(map[string]int, len(r.subs))
+	d.heldMu.Lock()
+	defer d.heldMu.Unlock()
+	for i, sub := range r.subs {
+		p := r.places[i]
+		if p.Held == 0 {
+			continue
+		}
+		got[sub] = p.Held
+		if p.Origin == "" {
+			continue
+		}
+		h := d.held[sub]
+		if h.n > 0 && h.origin != p.Origin {
+			// Places for the subscription's old sink are still waiting
+			// for Enqueue (its sink changed meanwhile): these are not
+			// told apart, so give them back.
+			d.sched.Unhold(p.Origin, p.Held)
+			continue
+		}
+		d.held[sub] = heldPlaces{origin: p.Origin, n: h.n + p.Held}
+	}
+	return got
+}
+
+// heldPlaces are places Reserve held in an origin's queue for a
+// subscription's deliveries, until Enqueue gives them to their jobs.
+type heldPlaces struct {
+	origin string
+	n      int
 }
 
 func (d *Dispatcher) tryReserve(n int) int {
@@ -260,23 +379,74 @@ func (d *Dispatcher) tryReserve(n int) int {
 }
 
 // Enqueue hands deliveries stored as claimed (with their EventPayload) to
-// the dispatcher, using places reserved with Reserve; unused places are
-// given back. events[i], if not nil, is ds[i]'s event already decoded; it
-// is only read. After Run has returned the deliveries are left to their
-// lease.
-func (d *Dispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, reserved int) {
-	if unused := reserved - len(ds); unused > 0 {
+// the dispatcher, using the room Reserve gave (reserved, as it returned
+// it); room not used is given back. events[i], if not nil, is ds[i]'s
+// event already decoded; it is only read. After Run has returned the
+// deliveries are left to their lease.
+func (d *Dispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, reserved map[string]int) {
+	total := 0
+	for _, n := range reserved {
+		total += n
+	}
+	used := make(map[string]int, len(reserved))
+	for _, dl := range ds {
+		used[dl.SubscriptionID]++
+	}
+	// The places held for each subscription go to its jobs; the rest
+	// are given back.
+	held := make(map[string]heldPlaces, len(reserved))
+	d.heldMu.Lock()
+	for sub, n := range reserved {
+		h, ok := d.held[sub]
+		if !ok {
+			continue
+		}
+		k := min(n, h.n)
+		if h.n -= k; h.n == 0 {
+			delete(d.held, sub)
+		} else {
+			d.held[sub] = h
+		}
+		u := min(k, used[sub])
+		if k > u {
+			d.sched.Unhold(h.origin, k-u)
+		}
+		held[sub] = heldPlaces{origin: h.origin, n: u}
+	}
+	d.heldMu.Unlock()
+
+	if unused := total - len(ds); unused > 0 {
 		d.freed(unused)
 	} else {
 		d.queued.Add(int64(-unused))
 	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
+	jobs := d.group(ds, events)
+	for i := range jobs {
+		sub := jobs[i].ds[0].SubscriptionID
+		if h := held[sub]; h.n > 0 {
+			k := min(h.n, len(jobs[i].ds))
+			jobs[i].held, jobs[i].heldOrigin = k, h.origin
+			h.n -= k
+			held[sub] = h
+		}
+	}
 	if d.closed {
 		d.queued.Add(-int64(len(ds)))
+		for _, j := range jobs {
+			d.unhold(j)
+		}
 		return
 	}
-	d.start(d.group(ds, events))
+	d.start(jobs)
+}
+
+// unhold gives back the places j holds in its origin's queue, if any.
+func (d *Dispatcher) unhold(j job) {
+	if j.held > 0 {
+		d.sched.Unhold(j.heldOrigin, j.held)
+	}
 }
 
 // freed gives back n places in the queue and tells the claim loop and any
@@ -483,6 +653,9 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 		}
 	}
 	defer leave()
+	// The places held for the job are given back unless its request
+	// waits in their stead.
+	defer func() { d.unhold(j) }()
 	dl := j.ds[0]
 	en, err := d.entry(ctx, dl.SubscriptionID)
 	if err != nil {
@@ -506,7 +679,16 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 		return
 	}
 
-	grant, err := d.attempter.Acquire(ctx, en, d.startBy(j.ds))
+	held := 0
+	if j.held > 0 {
+		if delivery.Origin(sub.Sink) == j.heldOrigin {
+			held = j.held // Acquire gives them back
+		} else {
+			d.unhold(j) // the sink changed: its request waits as any other
+		}
+		j.held = 0
+	}
+	grant, err := d.attempter.AcquireHeld(ctx, en, d.startBy(j.ds), held)
 	leave()
 	if err != nil {
 		d.refused(j.ds, sub, err)

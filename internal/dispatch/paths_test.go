@@ -96,12 +96,12 @@ func TestEnqueue_FreshDeliveriesAreSentWithoutAClaim(t *testing.T) {
 	cs := &countingStore{Store: s}
 	d := dispatch.New(dispatch.Config{BatchSize: 8, Queue: 8}, cs, cat, newAttempter(), stuckHandoff{context.Background()})
 	run(t, d)
-	n, lease := d.Reserve(2, 0, 0)
+	got, lease := d.Reserve(map[string]int{"sub_1": 2}, 0, 0)
 	var ds []*store.Delivery
-	for i := range n {
+	for i := range got["sub_1"] {
 		ds = append(ds, put(t, s, fmt.Sprint(i), "sub_1", store.Delivery{State: store.DeliveryInFlight, LeaseUntil: lease}))
 	}
-	d.Enqueue(ds, make([]*event.Event, len(ds)), n)
+	d.Enqueue(ds, make([]*event.Event, len(ds)), got)
 	rcv.WaitFor(t, 2, time.Minute)
 	heraldtest.Eventually(t, time.Minute, "both recorded delivered", func() bool {
 		return state(t, s, "dlv_0").State == store.DeliveryDelivered && state(t, s, "dlv_1").State == store.DeliveryDelivered
