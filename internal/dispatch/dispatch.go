@@ -558,13 +558,24 @@ func (d *Dispatcher) work(j job) {
 }
 
 // claimLoop keeps the queue filled: it claims as many deliveries as there
-// is room for, at once while the store has more, and otherwise when woken
-// by a commit or by the poll interval.
+// is room for (less the room kept for an origin not busy yet), at once
+// while the store has more, and otherwise when woken by a commit or by
+// the poll interval.
 func (d *Dispatcher) claimLoop(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		room := min(d.cfg.Queue-int(d.queued.Load()), d.cfg.BatchSize)
+		// Claims take deliveries of any origin: they leave the room kept
+		// for an origin not busy yet, which fresh deliveries take by
+		// origin (Reserve), and so they do not take what the busy origins'
+		// shares cannot hold only to put it back.
+		kept := 0
+		if d.sched != nil {
+			// One share of the queue, as the scheduler divides it (at
+			// least one origin counts: the one the claims are for).
+			kept = d.cfg.Queue / (max(1, d.sched.Busy()) + 1)
+		}
+		room := min(d.cfg.Queue-kept-int(d.queued.Load()), d.cfg.BatchSize)
 		if room < d.cfg.BatchSize/4 {
 			// Full: wait for a job to leave the queue.
 			select {

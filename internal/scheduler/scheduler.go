@@ -403,6 +403,15 @@ func (s *Scheduler) Hold(ps []Places, budget int) int {
 	return took
 }
 
+// Busy is how many origins share the queue now: those with requests
+// waiting, held or in flight, or with some within the last 2 s. One more
+// share than that is kept free (see share).
+func (s *Scheduler) Busy() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.busyOrigins(s.cfg.Now())
+}
+
 // Unhold gives back n places that Hold took in origin's queue and that
 // no request will use.
 func (s *Scheduler) Unhold(origin string, n int) {
