@@ -340,6 +340,11 @@ type Peak struct {
 	Waiting int `json:"waiting"`
 	// Connections is the open connections to the sinks.
 	Connections int `json:"connections"`
+	// Refused is the requests the node's scheduler refused and put back
+	// in the store since the node started (the warm-up included), by
+	// reason (queue_full: over their origin's share; breaker_open;
+	// deadline). Not a peak: a count.
+	Refused map[string]int64 `json:"refused,omitempty"`
 	// Goroutines is this process's goroutines.
 	Goroutines int `json:"goroutines"`
 }

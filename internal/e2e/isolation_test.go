@@ -289,6 +289,17 @@ func TestIsolation_AHangingSinkWithMoreEventsThanTheQueueLeavesRoom(t *testing.T
 	if w := m["herald_requests_waiting"]; w > float64(cfg.Queue/2) {
 		t.Errorf("%g requests waiting, want at most the hanging origin's share, half of the queue (%d)", w, cfg.Queue/2)
 	}
+	// The hanging origin's state is visible on its own.
+	label := fmt.Sprintf("{origin=%q}", delivery.Origin(bad.URL))
+	if got := m["herald_origin_requests_in_flight"+label]; got != float64(len(bad.Requests())) {
+		t.Errorf("herald_origin_requests_in_flight%s = %g, want the %d requests it holds", label, got, len(bad.Requests()))
+	}
+	if got := m["herald_origin_requests_waiting"+label]; got <= 0 || got > float64(cfg.Queue/2) {
+		t.Errorf("herald_origin_requests_waiting%s = %g, want some, at most half the queue", label, got)
+	}
+	if _, ok := m["herald_origin_limit"+label]; !ok {
+		t.Errorf("/metrics lacks herald_origin_limit%s", label)
+	}
 
 	// Released, the hanging sink gets every one of its events: those
 	// that did not fit waited in the store.
