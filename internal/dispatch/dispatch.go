@@ -64,7 +64,9 @@ type Config struct {
 	// Handoffs is how many failed deliveries are handed to their
 	// workflows at once (default 16), and HandoffQueue how many may wait
 	// for that (default 4096). When the queue is full, a failed delivery is
-	// tried again after a few seconds instead of holding its request slot.
+	// tried again after a few seconds instead of holding its request slot;
+	// so is one whose lease would end before its hand-off (it is still
+	// in flight under that lease while it waits).
 	Handoffs     int
 	HandoffQueue int
 	// PaceHandoffs slows hand-offs to 2 per second while the process is
@@ -150,7 +152,7 @@ type Dispatcher struct {
 	tasks   chan job      // to idle workers
 	stopped chan struct{} // closed when Run ends: idle workers end
 	updates chan store.DeliveryUpdate
-	failed  chan failure // failed attempts waiting for their workflow
+	failed  *handoffQueue // failed attempts waiting for their workflow
 
 	mu     sync.RWMutex // guards closed and runCtx against Enqueue
 	closed bool
@@ -213,7 +215,7 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 		tasks:     make(chan job),
 		stopped:   make(chan struct{}),
 		updates:   make(chan store.DeliveryUpdate, 4*cfg.BatchSize),
-		failed:    make(chan failure, cfg.HandoffQueue),
+		failed:    newHandoffQueue(cfg.HandoffQueue),
 		room:      make(chan struct{}),
 		pacer:     p,
 	}
@@ -485,7 +487,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		handoffs.Add(1)
 		go func() {
 			defer handoffs.Done()
-			for f := range d.failed {
+			for {
+				f, ok := d.failed.pop()
+				if !ok {
+					return
+				}
 				if d.pacer != nil {
 					d.pacer.wait(ctx)
 				}
@@ -493,6 +499,23 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	// Failures whose lease ends while they wait for a hand-off worker
+	// are put back.
+	stopExpiring := make(chan struct{})
+	expired := make(chan struct{})
+	go func() {
+		defer close(expired)
+		tick := time.NewTicker(expireEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopExpiring:
+				return
+			case <-tick.C:
+				d.deferAll(d.failed.expire(time.Now().Add(handoffMargin)))
+			}
+		}
+	}()
 	if d.pacer != nil {
 		go d.pacer.run(ctx)
 	}
@@ -508,8 +531,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.mu.Unlock()
 	d.jobs.Wait()
 	close(d.stopped)
-	close(d.failed)
+	d.failed.close()
 	handoffs.Wait()
+	close(stopExpiring)
+	<-expired
 	close(d.updates)
 	<-recorded
 	return nil
@@ -816,16 +841,25 @@ func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog
 		}
 	}
 	// Starting a workflow is slow next to a send: hand it to the hand-off
-	// workers, so that this request's slot is free for other deliveries. Until the
-	// workflow has started, the delivery stays in flight under its lease.
-	select {
-	case d.failed <- failure{dl: dl, sub: sub, number: number, res: res}:
-	default:
-		// Temporal is not keeping up. Rather than hold this request's
-		// slot, record the attempt and try the delivery again later as a
-		// first attempt.
+	// workers, so that this request's slot is free for other deliveries.
+	// Until the workflow has started, the delivery stays in flight under
+	// its lease; if the lease would end first, it is put back (deferAll).
+	f := failure{dl: dl, sub: sub, number: number, res: res}
+	if leaseEndsBefore(f, time.Now().Add(handoffMargin)) || !d.failed.push(f) {
+		// Temporal is not keeping up, or the lease is ending. Rather
+		// than hold this request's slot, record the attempt and try the
+		// delivery again later as a first attempt.
+		d.deferAll([]failure{f})
+	}
+}
+
+// deferAll records failed attempts whose workflow could not be started
+// in time (the hand-off queue full, or the delivery's lease ending) and
+// puts their deliveries back, to be tried again later as first attempts.
+func (d *Dispatcher) deferAll(fs []failure) {
+	for _, f := range fs {
 		metrics.Handoffs.WithLabelValues("deferred").Inc()
-		d.updates <- lifecycle.Deferred(dl, &res.Record, time.Now().Add(handoffBackoff))
+		d.updates <- lifecycle.Deferred(f.dl, &f.res.Record, time.Now().Add(handoffBackoff))
 	}
 }
 
@@ -833,9 +867,20 @@ func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog
 // the hand-off queue is full.
 const handoffBackoff = 5 * time.Second
 
-// handOff starts a failed delivery's workflow and records the attempt.
+// handOff starts a failed delivery's workflow and records the attempt;
+// a delivery whose lease is ending is put back instead, and the start
+// must end before the lease does (less a margin for the record).
 func (d *Dispatcher) handOff(ctx context.Context, f failure) {
 	dl, sub, number, res := f.dl, f.sub, f.number, f.res
+	if leaseEndsBefore(f, time.Now().Add(handoffMargin)) {
+		d.deferAll([]failure{f})
+		return
+	}
+	if !dl.LeaseUntil.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.LeaseUntil.Add(-leaseMargin))
+		defer cancel()
+	}
 	err := d.handoff.Start(ctx, workflows.DeliveryInput{
 		DeliveryID:     dl.ID,
 		SubscriptionID: sub.ID,
