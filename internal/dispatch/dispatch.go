@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -165,6 +166,11 @@ type Dispatcher struct {
 	// pauses holds the pauses this dispatcher set itself (subscription ID
 	// to time.Time), seen before the catalog reloads them from the store.
 	pauses sync.Map
+	// fill is held while room is taken in the queue: by Reserve for
+	// fresh deliveries, and by the claim loop from sizing a claim to
+	// holding its deliveries' places, so that neither takes the room the
+	// other counted on.
+	fill sync.Mutex
 	// held holds the places Reserve took in origins' queues, by
 	// subscription, until Enqueue gives them to jobs.
 	heldMu sync.Mutex
@@ -300,6 +306,8 @@ func (d *Dispatcher) newReservation(want map[string]int) *reservation {
 
 // take takes what room there is; it reports whether r has all it wants.
 func (r *reservation) take(d *Dispatcher) bool {
+	d.fill.Lock()
+	defer d.fill.Unlock()
 	need := 0
 	for _, p := range r.places {
 		need += p.Want - p.Held
@@ -593,7 +601,10 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 		// Claims take deliveries of any origin: they leave the room kept
 		// for an origin not busy yet, which fresh deliveries take by
 		// origin (Reserve), and so they do not take what the busy origins'
-		// shares cannot hold only to put it back.
+		// shares cannot hold only to put it back. Fresh deliveries take
+		// no room while a claim is made (d.fill), so the claimed ones find
+		// the room the claim was sized for.
+		d.fill.Lock()
 		kept := 0
 		if d.sched != nil {
 			// One share of the queue, as the scheduler divides it (at
@@ -602,6 +613,7 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 		}
 		room := min(d.cfg.Queue-kept-int(d.queued.Load()), d.cfg.BatchSize)
 		if room < d.cfg.BatchSize/4 {
+			d.fill.Unlock()
 			// Full: wait for a job to leave the queue.
 			select {
 			case <-ctx.Done():
@@ -620,8 +632,11 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 			d.cfg.Logger.Error("claim deliveries", "err", err)
 		}
 		d.queued.Add(int64(len(claimed)))
+		jobs := d.group(claimed, nil)
+		d.hold(jobs)
+		d.fill.Unlock()
 		d.mu.RLock()
-		d.start(d.group(claimed, nil))
+		d.start(jobs)
 		d.mu.RUnlock()
 		if len(claimed) == room {
 			continue // likely more waiting
@@ -633,6 +648,50 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 		case <-d.wake:
 		case <-timer.C:
 		}
+	}
+}
+
+// hold takes places in their origins' queues for claimed jobs, as far as
+// each origin's share has room; a job without them is refused when it
+// asks to start, and its deliveries wait in the store a little.
+func (d *Dispatcher) hold(jobs []job) {
+	if d.sched == nil || len(jobs) == 0 {
+		return
+	}
+	index := map[string]int{} // origin -> its places
+	var places []scheduler.Places
+	origins := make([]string, len(jobs))
+	originOf := map[string]string{} // subscription -> origin
+	for i, j := range jobs {
+		sub := j.ds[0].SubscriptionID
+		o, ok := originOf[sub]
+		if !ok {
+			if en, found := d.catalog.Get(sub); found {
+				o = delivery.Origin(en.Subscription.Sink)
+			}
+			originOf[sub] = o
+		}
+		if o == "" {
+			continue
+		}
+		origins[i] = o
+		k, ok := index[o]
+		if !ok {
+			k = len(places)
+			index[o] = k
+			places = append(places, scheduler.Places{Origin: o})
+		}
+		places[k].Want += len(j.ds)
+	}
+	d.sched.Hold(places, math.MaxInt)
+	for i := range jobs {
+		if origins[i] == "" {
+			continue
+		}
+		p := &places[index[origins[i]]]
+		n := min(p.Held, len(jobs[i].ds))
+		p.Held -= n
+		jobs[i].held, jobs[i].heldOrigin = n, origins[i]
 	}
 }
 
