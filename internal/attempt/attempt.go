@@ -74,7 +74,7 @@ func (a *Attempter) Acquire(ctx context.Context, en *catalog.Entry, deadline tim
 func (a *Attempter) AcquireHeld(ctx context.Context, en *catalog.Entry, deadline time.Time, held int) (*scheduler.Grant, error) {
 	sub := en.Subscription
 	return a.Scheduler.Acquire(ctx, scheduler.Request{
-		Origin:   delivery.Origin(sub.Sink),
+		Origin:   en.Origin,
 		Key:      sub.ID,
 		Limits:   Limits(sub),
 		Deadline: deadline,

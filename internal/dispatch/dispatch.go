@@ -296,7 +296,7 @@ func (d *Dispatcher) newReservation(want map[string]int) *reservation {
 		if d.catalog == nil || d.sched == nil {
 			// No scheduler: room in the queue only.
 		} else if en, ok := d.catalog.Get(sub); ok {
-			origin = delivery.Origin(en.Subscription.Sink)
+			origin = en.Origin
 		}
 		r.subs = append(r.subs, sub)
 		r.places = append(r.places, scheduler.Places{Origin: origin, Want: n})
@@ -667,7 +667,7 @@ func (d *Dispatcher) hold(jobs []job) {
 		o, ok := originOf[sub]
 		if !ok {
 			if en, found := d.catalog.Get(sub); found {
-				o = delivery.Origin(en.Subscription.Sink)
+				o = en.Origin
 			}
 			originOf[sub] = o
 		}
@@ -776,7 +776,7 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 
 	held := 0
 	if j.held > 0 {
-		if delivery.Origin(sub.Sink) == j.heldOrigin {
+		if en.Origin == j.heldOrigin {
 			held = j.held // Acquire gives them back
 		} else {
 			d.unhold(j) // the sink changed: its request waits as any other
