@@ -838,7 +838,8 @@ func (d *Dispatcher) startBy(ds []*store.Delivery) time.Time {
 const leaseMargin = 2 * time.Second
 
 // spillDelay is how long deliveries wait in the store when their origin
-// has its share of the queue already.
+// has its share of the queue already, unless the scheduler says how long
+// (longer for an origin that does not answer).
 const spillDelay = time.Second
 
 // refused puts back deliveries whose request the scheduler did not let
@@ -860,7 +861,11 @@ func (d *Dispatcher) refused(ds []*store.Delivery, sub *store.Subscription, err 
 			d.updates <- lifecycle.Rescheduled(dl, r.Until, r.Reason)
 		}
 	case ok && r.Reason == scheduler.ReasonQueueFull:
-		d.reschedule(ds, now.Add(spillDelay), "")
+		at := r.Until
+		if at.IsZero() {
+			at = now.Add(spillDelay)
+		}
+		d.reschedule(ds, at, "")
 	default:
 		d.reschedule(ds, now, "")
 	}

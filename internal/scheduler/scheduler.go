@@ -168,7 +168,9 @@ const (
 
 // Refused is Acquire's error when a request may not wait for its turn.
 // The caller should put the request back until Until (or at once when
-// Until is zero) without counting an attempt.
+// Until is zero) without counting an attempt. A request refused for its
+// origin's share (ReasonQueueFull) has an Until from 1 s to 10 s away:
+// as long as the origin has gone without a request ending.
 type Refused struct {
 	Reason string
 	Until  time.Time
@@ -215,6 +217,8 @@ type origin struct {
 	slowStart bool
 	lastDecr  time.Time
 	idleSince time.Time
+	busySince time.Time // when it last became busy
+	lastEnd   time.Time // when a request of it last ended (answered or not)
 	// unloaded is the average latency of requests that ran nearly alone:
 	// how fast the origin answers when it is not loaded; recent is the
 	// average of every request's, lately.
@@ -318,7 +322,7 @@ func (s *Scheduler) Acquire(ctx context.Context, req Request) (*Grant, error) {
 		return &Grant{s: s, key: k, start: now, load: load}, nil
 	}
 	if req.Held == 0 && o.waiting+o.held >= s.share(o, now) {
-		return refuse(&Refused{Reason: ReasonQueueFull})
+		return refuse(&Refused{Reason: ReasonQueueFull, Until: now.Add(o.spillFor(now))})
 	}
 	w := &waiter{key: k, deadline: req.Deadline, ready: make(chan error, 1)}
 	s.enqueue(w, now)
@@ -393,6 +397,7 @@ func (s *Scheduler) Hold(ps []Places, budget int) int {
 		}
 		if !o.busy() {
 			s.active++
+			o.busySince = now
 		}
 		o.held += n
 		s.held += n
@@ -637,10 +642,29 @@ func (s *Scheduler) reshare(now time.Time) {
 					k = x
 				}
 			}
-			s.refuse(k.waiters[len(k.waiters)-1], &Refused{Reason: ReasonQueueFull})
+			s.refuse(k.waiters[len(k.waiters)-1], &Refused{Reason: ReasonQueueFull, Until: now.Add(o.spillFor(now))})
 		}
 	}
 }
+
+// spillFor is how long a request refused for its origin's share should
+// wait before it comes back: as long as the origin has gone without any
+// request ending (since it became busy, or since its last request
+// ended), from spillMin to spillMax. An origin that answers comes back
+// soon; one that hangs is not asked again every second.
+func (o *origin) spillFor(now time.Time) time.Duration {
+	since := o.lastEnd
+	if o.busySince.After(since) {
+		since = o.busySince
+	}
+	return min(max(now.Sub(since), spillMin), spillMax)
+}
+
+// The least and the most a request refused for its origin's share waits.
+const (
+	spillMin = time.Second
+	spillMax = 10 * time.Second
+)
 
 // An origin counts for the queue's shares while it had requests within
 // activeWindow; the count is refreshed every recentEvery.
@@ -691,6 +715,7 @@ func (s *Scheduler) mayStart(o *origin, k *key, now time.Time) bool {
 func (s *Scheduler) start(o *origin, k *key) {
 	if !o.busy() {
 		s.active++
+		o.busySince = s.cfg.Now()
 	}
 	s.inFlight++
 	o.inFlight++
@@ -706,6 +731,7 @@ func (s *Scheduler) enqueue(w *waiter, now time.Time) {
 	k.waiters = append(k.waiters, w)
 	if !o.busy() {
 		s.active++
+		o.busySince = now
 	}
 	o.waiting++
 	s.queued++
@@ -833,6 +859,7 @@ func (s *Scheduler) done(k *key, sig Signal, latency time.Duration, load int) {
 	recovered := sig == Answered && o.failing
 	if sig != released {
 		o.failing = sig != Answered
+		o.lastEnd = now
 	}
 	switch sig {
 	case Answered, Failed, Overloaded:

@@ -453,3 +453,48 @@ func TestDefaults_AreConfigs(t *testing.T) {
 		t.Errorf("zero Config takes %+v, not package config's defaults", c)
 	}
 }
+
+// TestAcquire_AnOriginThatDoesNotAnswerIsAskedLessOften: a request refused
+// for its origin's share comes back after as long as the origin has gone
+// without a request ending, from 1 s to 10 s.
+func TestAcquire_AnOriginThatDoesNotAnswerIsAskedLessOften(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	s := New(Config{OriginConcurrency: 1, MaxOriginConcurrency: 1, MaxQueued: 2, Now: clock.Now})
+	req := Request{Origin: "http://hang", Key: "k"}
+	stuck := mustAcquire(t, s, req) // never answers
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	waiting := acquireAsync(s, Request{Origin: "http://hang", Key: "k"}) // its share: 2/(1+1) = 1
+	waitFor(t, "one waiting", func() bool { return s.Origin(req.Origin).Waiting == 1 })
+	backIn := func() time.Duration {
+		_, err := s.Acquire(ctx, req)
+		r, ok := AsRefused(err)
+		if !ok || r.Reason != ReasonQueueFull {
+			t.Fatalf("err = %v, want refused: queue full", err)
+		}
+		return r.Until.Sub(clock.Now())
+	}
+	for _, c := range []struct {
+		after, want time.Duration
+	}{{0, time.Second}, {4 * time.Second, 4 * time.Second}, {30 * time.Second, 10 * time.Second}} {
+		clock.Add(c.after)
+		if got := backIn(); got != c.want {
+			t.Errorf("%s after it became busy without an answer: back in %s, want %s", clock.Now().Sub(time.Unix(1_700_000_000, 0)), got, c.want)
+		}
+	}
+	// An answer: the next refusal comes back in a second again.
+	stuck.Done(Answered)
+	r := <-waiting
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	waiting = acquireAsync(s, req)
+	waitFor(t, "one waiting again", func() bool { return s.Origin(req.Origin).Waiting == 1 })
+	if got := backIn(); got != time.Second {
+		t.Errorf("after an answer: back in %s, want 1s", got)
+	}
+	r.g.Done(Answered)
+	if r := <-waiting; r.err == nil {
+		r.g.Done(Answered)
+	}
+}
