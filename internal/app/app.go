@@ -237,7 +237,19 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 	n.scheduler = sched
 	metrics.Scheduler(func() metrics.SchedulerStats {
 		st := sched.Stats()
-		return metrics.SchedulerStats{InFlight: st.InFlight, Queued: st.Queued, Origins: st.Origins, Open: st.Open}
+		refused := make(map[string]int64, len(st.Refused))
+		for reason, n := range st.Refused {
+			refused[refusedLabel[reason]] += n
+		}
+		return metrics.SchedulerStats{InFlight: st.InFlight, Queued: st.Queued, Origins: st.Origins, Open: st.Open, Refused: refused}
+	})
+	metrics.Origins(func() []metrics.OriginStats {
+		all := sched.Origins()
+		out := make([]metrics.OriginStats, len(all))
+		for i, o := range all {
+			out[i] = metrics.OriginStats{Origin: o.Name, InFlight: o.InFlight, Waiting: o.Waiting, Limit: o.Limit, Open: o.Open}
+		}
+		return out
 	})
 	attempter := &attempt.Attempter{
 		Sender:    delivery.NewSender(delivery.WithGuard(guard), delivery.WithRootCAs(sinkRoots), delivery.WithMaxConnsPerHost(cfg.MaxOriginConcurrency)),
@@ -338,6 +350,15 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 	logger.Info("herald serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(),
 		"store", storeKind(cfg), "temporal", cfg.TemporalAddr)
 	return n, nil
+}
+
+// refusedLabel is the metrics label of each reason the scheduler refuses
+// a request for.
+var refusedLabel = map[string]string{
+	scheduler.ReasonBreakerOpen: "breaker_open",
+	scheduler.ReasonQueueFull:   "queue_full",
+	scheduler.ReasonDeadline:    "deadline",
+	scheduler.ReasonClosed:      "closed",
 }
 
 // publicURL is the base URL sinks reach the HTTP edge at: the configured

@@ -65,12 +65,20 @@ func Limits(sub *store.Subscription) scheduler.Limits {
 // ctx's error): callers put the deliveries back without counting an
 // attempt. Send the request with Send.
 func (a *Attempter) Acquire(ctx context.Context, en *catalog.Entry, deadline time.Time) (*scheduler.Grant, error) {
+	return a.AcquireHeld(ctx, en, deadline, 0)
+}
+
+// AcquireHeld is Acquire for a request for which held places were taken
+// in its origin's queue (scheduler.Scheduler.Hold); it gives them back,
+// whatever happens.
+func (a *Attempter) AcquireHeld(ctx context.Context, en *catalog.Entry, deadline time.Time, held int) (*scheduler.Grant, error) {
 	sub := en.Subscription
 	return a.Scheduler.Acquire(ctx, scheduler.Request{
-		Origin:   delivery.Origin(sub.Sink),
+		Origin:   en.Origin,
 		Key:      sub.ID,
 		Limits:   Limits(sub),
 		Deadline: deadline,
+		Held:     held,
 	})
 }
 

@@ -44,10 +44,11 @@ type Config struct {
 	// Store is the in-process node's database: a postgres:// URL, or empty
 	// for SQLite in a temporary directory.
 	Store string
-	// MaxInFlight and ClaimBatch tune the in-process node (0: its
+	// MaxInFlight, ClaimBatch and Queue tune the in-process node (0: its
 	// defaults).
 	MaxInFlight int
 	ClaimBatch  int
+	Queue       int
 	// Start starts the in-process node (see package inprocess); it is
 	// needed unless Target is set. It is a field, not an import, so that
 	// this package's tests do not link the Temporal server.
@@ -122,9 +123,11 @@ type NodeOptions struct {
 	// Store is a postgres:// URL, or empty for SQLite in a temporary
 	// directory.
 	Store string
-	// MaxInFlight and ClaimBatch tune the node (0: Herald's defaults).
+	// MaxInFlight, ClaimBatch and Queue tune the node (0: Herald's
+	// defaults).
 	MaxInFlight int
 	ClaimBatch  int
+	Queue       int
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// Log receives the node's log lines.
@@ -166,6 +169,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Store, "store", c.Store, "in-process node's database: postgres://... URL (default: SQLite in a temporary directory)")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "in-process node's webhook requests in flight at most (0: Herald's default)")
 	fs.IntVar(&c.ClaimBatch, "claim-batch", c.ClaimBatch, "in-process node's claim batch (0: Herald's default)")
+	fs.IntVar(&c.Queue, "queue", c.Queue, "in-process node's dispatcher queue (0: Herald's default)")
 	fs.IntVar(&c.Events, "events", c.Events, "events to publish (0: 10000, or no count limit with --duration)")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "publishing time limit (0: "+MaxLoadTime.String()+")")
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "events per second (0: as fast as possible)")
@@ -227,8 +231,8 @@ func (c *Config) validate() error {
 	if c.RateLimit < 0 || c.Outage < 0 || c.RetryMax < 0 {
 		errs = append(errs, errors.New("rate-limit, outage and retry-max must not be negative"))
 	}
-	if c.Target != "" && (c.Store != "" || c.MaxInFlight != 0 || c.ClaimBatch != 0) {
-		errs = append(errs, errors.New("store, max-in-flight and claim-batch apply only to an in-process node, not with --target"))
+	if c.Target != "" && (c.Store != "" || c.MaxInFlight != 0 || c.ClaimBatch != 0 || c.Queue != 0) {
+		errs = append(errs, errors.New("store, max-in-flight, claim-batch and queue apply only to an in-process node, not with --target"))
 	}
 	if c.Target == "" && c.Start == nil {
 		errs = append(errs, errors.New("no in-process node available: set --target"))
@@ -340,6 +344,11 @@ type Peak struct {
 	Waiting int `json:"waiting"`
 	// Connections is the open connections to the sinks.
 	Connections int `json:"connections"`
+	// Refused is the requests the node's scheduler refused and put back
+	// in the store since the node started (the warm-up included), by
+	// reason (queue_full: over their origin's share; breaker_open;
+	// deadline). Not a peak: a count.
+	Refused map[string]int64 `json:"refused,omitempty"`
 	// Goroutines is this process's goroutines.
 	Goroutines int `json:"goroutines"`
 }
@@ -448,6 +457,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			Store:       cfg.Store,
 			MaxInFlight: cfg.MaxInFlight,
 			ClaimBatch:  cfg.ClaimBatch,
+			Queue:       cfg.Queue,
 			LogLevel:    cfg.LogLevel,
 			Log:         logOut,
 		})

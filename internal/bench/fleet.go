@@ -328,6 +328,9 @@ func samplePeaks(f *fleet) (*Peak, func()) {
 			p.Waiting = max(p.Waiting, st.Queued)
 			p.Connections = max(p.Connections, f.conns())
 			p.Goroutines = max(p.Goroutines, runtime.NumGoroutine())
+			if len(st.Refused) > 0 {
+				p.Refused = st.Refused
+			}
 			select {
 			case <-done:
 				return

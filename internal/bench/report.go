@@ -68,6 +68,10 @@ func writeTable(out io.Writer, res *Result) error {
 	}
 	row("peak in flight / waiting", fmt.Sprintf("%d / %d", h.Peak.InFlight, h.Peak.Waiting), "-")
 	row("peak sink connections / goroutines", fmt.Sprintf("%d / %d", h.Peak.Connections, h.Peak.Goroutines), "-")
+	if len(h.Peak.Refused) > 0 {
+		row("put back: over share / breaker / lease", fmt.Sprintf("%d / %d / %d",
+			h.Peak.Refused["queue_full"], h.Peak.Refused["breaker_open"], h.Peak.Refused["deadline"]), "-")
+	}
 	row("sink: bad signatures / malformed", fmt.Sprintf("%d / %d", h.Sink.BadSignature, h.Sink.Malformed),
 		bval(b, func(b *BaselineResult) string { return fmt.Sprintf("%d / %d", b.Sink.BadSignature, b.Sink.Malformed) }))
 	row("wall time", h.Usage.Wall.Round(time.Millisecond).String(), bval(b, func(b *BaselineResult) string {

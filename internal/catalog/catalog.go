@@ -15,6 +15,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/heraldhq/herald/clients/signing"
+	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/filter"
 	"github.com/heraldhq/herald/internal/store"
 )
@@ -22,7 +23,11 @@ import (
 // Entry is one subscription, ready to sign with.
 type Entry struct {
 	Subscription *store.Subscription
-	signer       atomic.Pointer[signerUntil]
+	// Origin is the sink's origin (delivery.Origin), the key its
+	// requests wait under in the scheduler; parsed once here rather than
+	// for every request.
+	Origin string
+	signer atomic.Pointer[signerUntil]
 }
 
 type signerUntil struct {
@@ -32,7 +37,7 @@ type signerUntil struct {
 
 // NewEntry returns an entry for sub.
 func NewEntry(sub *store.Subscription) (*Entry, error) {
-	en := &Entry{Subscription: sub}
+	en := &Entry{Subscription: sub, Origin: delivery.Origin(sub.Sink)}
 	if _, err := en.Signer(time.Now()); err != nil {
 		return nil, err
 	}

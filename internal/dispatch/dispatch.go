@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,7 +65,9 @@ type Config struct {
 	// Handoffs is how many failed deliveries are handed to their
 	// workflows at once (default 16), and HandoffQueue how many may wait
 	// for that (default 4096). When the queue is full, a failed delivery is
-	// tried again after a few seconds instead of holding its request slot.
+	// tried again after a few seconds instead of holding its request slot;
+	// so is one whose lease would end before its hand-off (it is still
+	// in flight under that lease while it waits).
 	Handoffs     int
 	HandoffQueue int
 	// PaceHandoffs slows hand-offs to 2 per second while the process is
@@ -139,6 +142,7 @@ type Dispatcher struct {
 	store     Store
 	catalog   *catalog.Catalog
 	attempter *attempt.Attempter
+	sched     *scheduler.Scheduler // the attempter's; nil without one
 	handoff   Handoff
 	pacer     *pacer // nil unless Config.PaceHandoffs
 
@@ -149,7 +153,7 @@ type Dispatcher struct {
 	tasks   chan job      // to idle workers
 	stopped chan struct{} // closed when Run ends: idle workers end
 	updates chan store.DeliveryUpdate
-	failed  chan failure // failed attempts waiting for their workflow
+	failed  *handoffQueue // failed attempts waiting for their workflow
 
 	mu     sync.RWMutex // guards closed and runCtx against Enqueue
 	closed bool
@@ -162,6 +166,15 @@ type Dispatcher struct {
 	// pauses holds the pauses this dispatcher set itself (subscription ID
 	// to time.Time), seen before the catalog reloads them from the store.
 	pauses sync.Map
+	// fill is held while room is taken in the queue: by Reserve for
+	// fresh deliveries, and by the claim loop from sizing a claim to
+	// holding its deliveries' places, so that neither takes the room the
+	// other counted on.
+	fill sync.Mutex
+	// held holds the places Reserve took in origins' queues, by
+	// subscription, until Enqueue gives them to jobs.
+	heldMu sync.Mutex
+	held   map[string]heldPlaces
 }
 
 // failure is a failed attempt on its way to its workflow.
@@ -178,6 +191,10 @@ type failure struct {
 type job struct {
 	ds     []*store.Delivery
 	events []*event.Event
+	// held is how many places Reserve held for the job's deliveries in
+	// heldOrigin's queue: its request waits in their stead.
+	held       int
+	heldOrigin string
 }
 
 // New returns a dispatcher.
@@ -187,7 +204,13 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 	if cfg.PaceHandoffs {
 		p = newPacer(cfg.CPU)
 	}
+	var sched *scheduler.Scheduler
+	if a != nil {
+		sched = a.Scheduler
+	}
 	return &Dispatcher{
+		sched:     sched,
+		held:      map[string]heldPlaces{},
 		cfg:       cfg,
 		store:     s,
 		catalog:   c,
@@ -198,26 +221,33 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 		tasks:     make(chan job),
 		stopped:   make(chan struct{}),
 		updates:   make(chan store.DeliveryUpdate, 4*cfg.BatchSize),
-		failed:    make(chan failure, cfg.HandoffQueue),
+		failed:    newHandoffQueue(cfg.HandoffQueue),
 		room:      make(chan struct{}),
 		pacer:     p,
 	}
 }
 
-// Reserve takes room in the queue for up to n deliveries that a publisher
-// on this node will store already claimed (in flight until the returned
+// Reserve takes room in the queue for deliveries that a publisher on
+// this node will store already claimed (in flight until the returned
 // lease) and pass to Enqueue, so that fresh deliveries skip the claim
-// query. It returns how many it reserved, maybe none.
+// query. want says how many deliveries of each subscription ask for
+// room; got, how many of each have it (maybe none).
 //
-// While the queue is full it waits for requests to start and make room,
-// as long as they make some at least once every stall and for at most
-// maxWait in all. A queue that keeps moving means the node is saturated:
-// a publisher that waits for it costs less than storing deliveries for a
-// claim, which writes them twice. A queue that stalls (its sinks slow)
+// Each sink origin takes no more than its share of the queue
+// (scheduler.Scheduler.Hold): the room kept for origins that are not
+// busy is never given to a busy one, and what an origin cannot take is
+// stored pending rather than taken and then put back.
+//
+// While there is not room for all, it waits for requests to start and
+// make some, as long as it gets some at least once every stall and for
+// at most maxWait in all. Room that keeps coming means the node is
+// saturated: a publisher that waits for it costs less than storing
+// deliveries for a claim, which writes them twice. Room that stops
+// coming (slow sinks, or an origin at its share that does not move)
 // would only add latency, so Reserve stops waiting for it.
-func (d *Dispatcher) Reserve(n int, stall, maxWait time.Duration) (reserved int, leaseUntil time.Time) {
-	reserved = d.tryReserve(n)
-	if reserved < n && stall > 0 && maxWait > 0 {
+func (d *Dispatcher) Reserve(want map[string]int, stall, maxWait time.Duration) (got map[string]int, leaseUntil time.Time) {
+	r := d.newReservation(want)
+	if !r.take(d) && stall > 0 && maxWait > 0 {
 		d.waiters.Add(1)
 		deadline := time.NewTimer(maxWait)
 		stalled := time.NewTimer(stall)
@@ -226,13 +256,16 @@ func (d *Dispatcher) Reserve(n int, stall, maxWait time.Duration) (reserved int,
 			d.roomMu.Lock()
 			room := d.room
 			d.roomMu.Unlock()
-			// Check again after taking the channel, so no wake-up is missed.
-			if reserved += d.tryReserve(n - reserved); reserved == n {
+			// Try again after taking the channel, so no wake-up is missed.
+			before := r.n
+			if r.take(d) {
 				break
+			}
+			if r.n > before {
+				stalled.Reset(stall)
 			}
 			select {
 			case <-room:
-				stalled.Reset(stall)
 			case <-stalled.C:
 				break wait
 			case <-deadline.C:
@@ -243,7 +276,103 @@ func (d *Dispatcher) Reserve(n int, stall, maxWait time.Duration) (reserved int,
 		stalled.Stop()
 		d.waiters.Add(-1)
 	}
-	return reserved, time.Now().Add(d.cfg.Lease)
+	return r.done(d), time.Now().Add(d.cfg.Lease)
+}
+
+// reservation is Reserve's room, as it is taken.
+type reservation struct {
+	subs   []string           // the subscriptions, in the order of places
+	places []scheduler.Places // what each asks and holds; Origin "" holds nothing in the scheduler
+	n      int                // places taken in all
+}
+
+func (d *Dispatcher) newReservation(want map[string]int) *reservation {
+	r := &reservation{subs: make([]string, 0, len(want)), places: make([]scheduler.Places, 0, len(want))}
+	for sub, n := range want {
+		if n <= 0 {
+			continue
+		}
+		origin := ""
+		if d.catalog == nil || d.sched == nil {
+			// No scheduler: room in the queue only.
+		} else if en, ok := d.catalog.Get(sub); ok {
+			origin = en.Origin
+		}
+		r.subs = append(r.subs, sub)
+		r.places = append(r.places, scheduler.Places{Origin: origin, Want: n})
+	}
+	return r
+}
+
+// take takes what room there is; it reports whether r has all it wants.
+func (r *reservation) take(d *Dispatcher) bool {
+	d.fill.Lock()
+	defer d.fill.Unlock()
+	need := 0
+	for _, p := range r.places {
+		need += p.Want - p.Held
+	}
+	if need == 0 {
+		return true
+	}
+	budget := d.tryReserve(need)
+	if budget == 0 {
+		return false
+	}
+	used := 0
+	for i := range r.places {
+		p := &r.places[i]
+		if p.Origin == "" {
+			k := min(p.Want-p.Held, budget-used)
+			p.Held += k
+			used += k
+		}
+	}
+	if d.sched != nil && used < budget {
+		// Places without an origin are full by now, and Hold skips full
+		// places.
+		used += d.sched.Hold(r.places, budget-used)
+	}
+	if unused := budget - used; unused > 0 {
+		d.queued.Add(-int64(unused)) // never ours: no one to wake
+	}
+	r.n += used
+	return used == need
+}
+
+// done records the places held in the scheduler for Enqueue and returns
+// how many deliveries of each subscription have room.
+func (r *reservation) done(d *Dispatcher) map[string]int {
+	got := make(map[string]int, len(r.subs))
+	d.heldMu.Lock()
+	defer d.heldMu.Unlock()
+	for i, sub := range r.subs {
+		p := r.places[i]
+		if p.Held == 0 {
+			continue
+		}
+		got[sub] = p.Held
+		if p.Origin == "" {
+			continue
+		}
+		h := d.held[sub]
+		if h.n > 0 && h.origin != p.Origin {
+			// Places for the subscription's old sink are still waiting
+			// for Enqueue (its sink changed meanwhile): these are not
+			// told apart, so give them back.
+			d.sched.Unhold(p.Origin, p.Held)
+			continue
+		}
+		d.held[sub] = heldPlaces{origin: p.Origin, n: h.n + p.Held}
+	}
+	return got
+}
+
+// heldPlaces are places Reserve held in an origin's queue for a
+// subscription's deliveries, until Enqueue gives them to their jobs.
+type heldPlaces struct {
+	origin string
+	n      int
 }
 
 func (d *Dispatcher) tryReserve(n int) int {
@@ -260,23 +389,74 @@ func (d *Dispatcher) tryReserve(n int) int {
 }
 
 // Enqueue hands deliveries stored as claimed (with their EventPayload) to
-// the dispatcher, using places reserved with Reserve; unused places are
-// given back. events[i], if not nil, is ds[i]'s event already decoded; it
-// is only read. After Run has returned the deliveries are left to their
-// lease.
-func (d *Dispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, reserved int) {
-	if unused := reserved - len(ds); unused > 0 {
+// the dispatcher, using the room Reserve gave (reserved, as it returned
+// it); room not used is given back. events[i], if not nil, is ds[i]'s
+// event already decoded; it is only read. After Run has returned the
+// deliveries are left to their lease.
+func (d *Dispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, reserved map[string]int) {
+	total := 0
+	for _, n := range reserved {
+		total += n
+	}
+	used := make(map[string]int, len(reserved))
+	for _, dl := range ds {
+		used[dl.SubscriptionID]++
+	}
+	// The places held for each subscription go to its jobs; the rest
+	// are given back.
+	held := make(map[string]heldPlaces, len(reserved))
+	d.heldMu.Lock()
+	for sub, n := range reserved {
+		h, ok := d.held[sub]
+		if !ok {
+			continue
+		}
+		k := min(n, h.n)
+		if h.n -= k; h.n == 0 {
+			delete(d.held, sub)
+		} else {
+			d.held[sub] = h
+		}
+		u := min(k, used[sub])
+		if k > u {
+			d.sched.Unhold(h.origin, k-u)
+		}
+		held[sub] = heldPlaces{origin: h.origin, n: u}
+	}
+	d.heldMu.Unlock()
+
+	if unused := total - len(ds); unused > 0 {
 		d.freed(unused)
 	} else {
 		d.queued.Add(int64(-unused))
 	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
+	jobs := d.group(ds, events)
+	for i := range jobs {
+		sub := jobs[i].ds[0].SubscriptionID
+		if h := held[sub]; h.n > 0 {
+			k := min(h.n, len(jobs[i].ds))
+			jobs[i].held, jobs[i].heldOrigin = k, h.origin
+			h.n -= k
+			held[sub] = h
+		}
+	}
 	if d.closed {
 		d.queued.Add(-int64(len(ds)))
+		for _, j := range jobs {
+			d.unhold(j)
+		}
 		return
 	}
-	d.start(d.group(ds, events))
+	d.start(jobs)
+}
+
+// unhold gives back the places j holds in its origin's queue, if any.
+func (d *Dispatcher) unhold(j job) {
+	if j.held > 0 {
+		d.sched.Unhold(j.heldOrigin, j.held)
+	}
 }
 
 // freed gives back n places in the queue and tells the claim loop and any
@@ -315,7 +495,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		handoffs.Add(1)
 		go func() {
 			defer handoffs.Done()
-			for f := range d.failed {
+			for {
+				f, ok := d.failed.pop()
+				if !ok {
+					return
+				}
 				if d.pacer != nil {
 					d.pacer.wait(ctx)
 				}
@@ -323,6 +507,23 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	// Failures whose lease ends while they wait for a hand-off worker
+	// are put back.
+	stopExpiring := make(chan struct{})
+	expired := make(chan struct{})
+	go func() {
+		defer close(expired)
+		tick := time.NewTicker(expireEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopExpiring:
+				return
+			case <-tick.C:
+				d.deferAll(d.failed.expire(time.Now().Add(handoffMargin)))
+			}
+		}
+	}()
 	if d.pacer != nil {
 		go d.pacer.run(ctx)
 	}
@@ -338,8 +539,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.mu.Unlock()
 	d.jobs.Wait()
 	close(d.stopped)
-	close(d.failed)
+	d.failed.close()
 	handoffs.Wait()
+	close(stopExpiring)
+	<-expired
 	close(d.updates)
 	<-recorded
 	return nil
@@ -388,14 +591,29 @@ func (d *Dispatcher) work(j job) {
 }
 
 // claimLoop keeps the queue filled: it claims as many deliveries as there
-// is room for, at once while the store has more, and otherwise when woken
-// by a commit or by the poll interval.
+// is room for (less the room kept for an origin not busy yet), at once
+// while the store has more, and otherwise when woken by a commit or by
+// the poll interval.
 func (d *Dispatcher) claimLoop(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		room := min(d.cfg.Queue-int(d.queued.Load()), d.cfg.BatchSize)
+		// Claims take deliveries of any origin: they leave the room kept
+		// for an origin not busy yet, which fresh deliveries take by
+		// origin (Reserve), and so they do not take what the busy origins'
+		// shares cannot hold only to put it back. Fresh deliveries take
+		// no room while a claim is made (d.fill), so the claimed ones find
+		// the room the claim was sized for.
+		d.fill.Lock()
+		kept := 0
+		if d.sched != nil {
+			// One share of the queue, as the scheduler divides it (at
+			// least one origin counts: the one the claims are for).
+			kept = d.cfg.Queue / (max(1, d.sched.Busy()) + 1)
+		}
+		room := min(d.cfg.Queue-kept-int(d.queued.Load()), d.cfg.BatchSize)
 		if room < d.cfg.BatchSize/4 {
+			d.fill.Unlock()
 			// Full: wait for a job to leave the queue.
 			select {
 			case <-ctx.Done():
@@ -414,8 +632,11 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 			d.cfg.Logger.Error("claim deliveries", "err", err)
 		}
 		d.queued.Add(int64(len(claimed)))
+		jobs := d.group(claimed, nil)
+		d.hold(jobs)
+		d.fill.Unlock()
 		d.mu.RLock()
-		d.start(d.group(claimed, nil))
+		d.start(jobs)
 		d.mu.RUnlock()
 		if len(claimed) == room {
 			continue // likely more waiting
@@ -427,6 +648,50 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 		case <-d.wake:
 		case <-timer.C:
 		}
+	}
+}
+
+// hold takes places in their origins' queues for claimed jobs, as far as
+// each origin's share has room; a job without them is refused when it
+// asks to start, and its deliveries wait in the store a little.
+func (d *Dispatcher) hold(jobs []job) {
+	if d.sched == nil || len(jobs) == 0 {
+		return
+	}
+	index := map[string]int{} // origin -> its places
+	var places []scheduler.Places
+	origins := make([]string, len(jobs))
+	originOf := map[string]string{} // subscription -> origin
+	for i, j := range jobs {
+		sub := j.ds[0].SubscriptionID
+		o, ok := originOf[sub]
+		if !ok {
+			if en, found := d.catalog.Get(sub); found {
+				o = en.Origin
+			}
+			originOf[sub] = o
+		}
+		if o == "" {
+			continue
+		}
+		origins[i] = o
+		k, ok := index[o]
+		if !ok {
+			k = len(places)
+			index[o] = k
+			places = append(places, scheduler.Places{Origin: o})
+		}
+		places[k].Want += len(j.ds)
+	}
+	d.sched.Hold(places, math.MaxInt)
+	for i := range jobs {
+		if origins[i] == "" {
+			continue
+		}
+		p := &places[index[origins[i]]]
+		n := min(p.Held, len(jobs[i].ds))
+		p.Held -= n
+		jobs[i].held, jobs[i].heldOrigin = n, origins[i]
 	}
 }
 
@@ -483,6 +748,9 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 		}
 	}
 	defer leave()
+	// The places held for the job are given back unless its request
+	// waits in their stead.
+	defer func() { d.unhold(j) }()
 	dl := j.ds[0]
 	en, err := d.entry(ctx, dl.SubscriptionID)
 	if err != nil {
@@ -506,7 +774,16 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 		return
 	}
 
-	grant, err := d.attempter.Acquire(ctx, en, d.startBy(j.ds))
+	held := 0
+	if j.held > 0 {
+		if en.Origin == j.heldOrigin {
+			held = j.held // Acquire gives them back
+		} else {
+			d.unhold(j) // the sink changed: its request waits as any other
+		}
+		j.held = 0
+	}
+	grant, err := d.attempter.AcquireHeld(ctx, en, d.startBy(j.ds), held)
 	leave()
 	if err != nil {
 		d.refused(j.ds, sub, err)
@@ -561,7 +838,8 @@ func (d *Dispatcher) startBy(ds []*store.Delivery) time.Time {
 const leaseMargin = 2 * time.Second
 
 // spillDelay is how long deliveries wait in the store when their origin
-// has its share of the queue already.
+// has its share of the queue already, unless the scheduler says how long
+// (longer for an origin that does not answer).
 const spillDelay = time.Second
 
 // refused puts back deliveries whose request the scheduler did not let
@@ -583,7 +861,11 @@ func (d *Dispatcher) refused(ds []*store.Delivery, sub *store.Subscription, err 
 			d.updates <- lifecycle.Rescheduled(dl, r.Until, r.Reason)
 		}
 	case ok && r.Reason == scheduler.ReasonQueueFull:
-		d.reschedule(ds, now.Add(spillDelay), "")
+		at := r.Until
+		if at.IsZero() {
+			at = now.Add(spillDelay)
+		}
+		d.reschedule(ds, at, "")
 	default:
 		d.reschedule(ds, now, "")
 	}
@@ -623,16 +905,25 @@ func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog
 		}
 	}
 	// Starting a workflow is slow next to a send: hand it to the hand-off
-	// workers, so that this request's slot is free for other deliveries. Until the
-	// workflow has started, the delivery stays in flight under its lease.
-	select {
-	case d.failed <- failure{dl: dl, sub: sub, number: number, res: res}:
-	default:
-		// Temporal is not keeping up. Rather than hold this request's
-		// slot, record the attempt and try the delivery again later as a
-		// first attempt.
+	// workers, so that this request's slot is free for other deliveries.
+	// Until the workflow has started, the delivery stays in flight under
+	// its lease; if the lease would end first, it is put back (deferAll).
+	f := failure{dl: dl, sub: sub, number: number, res: res}
+	if leaseEndsBefore(f, time.Now().Add(handoffMargin)) || !d.failed.push(f) {
+		// Temporal is not keeping up, or the lease is ending. Rather
+		// than hold this request's slot, record the attempt and try the
+		// delivery again later as a first attempt.
+		d.deferAll([]failure{f})
+	}
+}
+
+// deferAll records failed attempts whose workflow could not be started
+// in time (the hand-off queue full, or the delivery's lease ending) and
+// puts their deliveries back, to be tried again later as first attempts.
+func (d *Dispatcher) deferAll(fs []failure) {
+	for _, f := range fs {
 		metrics.Handoffs.WithLabelValues("deferred").Inc()
-		d.updates <- lifecycle.Deferred(dl, &res.Record, time.Now().Add(handoffBackoff))
+		d.updates <- lifecycle.Deferred(f.dl, &f.res.Record, time.Now().Add(handoffBackoff))
 	}
 }
 
@@ -640,9 +931,20 @@ func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog
 // the hand-off queue is full.
 const handoffBackoff = 5 * time.Second
 
-// handOff starts a failed delivery's workflow and records the attempt.
+// handOff starts a failed delivery's workflow and records the attempt;
+// a delivery whose lease is ending is put back instead, and the start
+// must end before the lease does (less a margin for the record).
 func (d *Dispatcher) handOff(ctx context.Context, f failure) {
 	dl, sub, number, res := f.dl, f.sub, f.number, f.res
+	if leaseEndsBefore(f, time.Now().Add(handoffMargin)) {
+		d.deferAll([]failure{f})
+		return
+	}
+	if !dl.LeaseUntil.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.LeaseUntil.Add(-leaseMargin))
+		defer cancel()
+	}
 	err := d.handoff.Start(ctx, workflows.DeliveryInput{
 		DeliveryID:     dl.ID,
 		SubscriptionID: sub.ID,

@@ -128,16 +128,16 @@ func TestDispatch_HangingSinkNeverDelaysAnotherSink(t *testing.T) {
 
 func TestReserve_TakesOnlyTheRoomThereIs(t *testing.T) {
 	d := dispatch.New(dispatch.Config{BatchSize: 4, Queue: 4}, nil, nil, nil, nil)
-	got, lease := d.Reserve(5, 10*time.Millisecond, time.Second) // waits, then gives what there is
-	if got != 4 || lease.IsZero() {
-		t.Fatalf("Reserve(5) = %d, %v; want 4 with a lease", got, lease)
+	got, lease := d.Reserve(want(5), 10*time.Millisecond, time.Second) // waits, then gives what there is
+	if got["sub"] != 4 || lease.IsZero() {
+		t.Fatalf("Reserve(5) = %v, %v; want 4 with a lease", got, lease)
 	}
-	if got, _ := d.Reserve(1, 0, 0); got != 0 {
-		t.Errorf("Reserve on a full queue = %d, want 0", got)
+	if got, _ := d.Reserve(want(1), 0, 0); got["sub"] != 0 {
+		t.Errorf("Reserve on a full queue = %v, want 0", got)
 	}
-	d.Enqueue(nil, nil, 4) // nothing stored claimed after all: all 4 back
-	if got, _ := d.Reserve(3, 0, 0); got != 3 {
-		t.Errorf("Reserve after giving room back = %d, want 3", got)
+	d.Enqueue(nil, nil, got) // nothing stored claimed after all: all 4 back
+	if got, _ := d.Reserve(want(3), 0, 0); got["sub"] != 3 {
+		t.Errorf("Reserve after giving room back = %v, want 3", got)
 	}
 }
 
@@ -145,8 +145,8 @@ func TestReserve_TakesOnlyTheRoomThereIs(t *testing.T) {
 // longer than one stall interval in all.
 func TestReserve_WaitsWhileRoomIsMade(t *testing.T) {
 	d := dispatch.New(dispatch.Config{BatchSize: 8, Queue: 8}, nil, nil, nil, nil)
-	if got, _ := d.Reserve(8, 0, 0); got != 8 {
-		t.Fatalf("Reserve(8) on an empty queue = %d", got)
+	if got, _ := d.Reserve(want(8), 0, 0); got["sub"] != 8 {
+		t.Fatalf("Reserve(8) on an empty queue = %v", got)
 	}
 	const stall = 400 * time.Millisecond
 	done := make(chan struct{})
@@ -155,13 +155,13 @@ func TestReserve_WaitsWhileRoomIsMade(t *testing.T) {
 		// One place every stall/4: eight places take two stall intervals.
 		for range 8 {
 			time.Sleep(stall / 4)
-			d.Enqueue(nil, nil, 1)
+			d.Enqueue(nil, nil, want(1))
 		}
 	}()
-	got, _ := d.Reserve(8, stall, time.Minute)
+	got, _ := d.Reserve(want(8), stall, time.Minute)
 	<-done
-	if got != 8 {
-		t.Errorf("Reserve(8) while room is made = %d, want 8", got)
+	if got["sub"] != 8 {
+		t.Errorf("Reserve(8) while room is made = %v, want 8", got)
 	}
 }
 
@@ -169,11 +169,11 @@ func TestReserve_WaitsWhileRoomIsMade(t *testing.T) {
 // rather than its whole maximum wait.
 func TestReserve_StopsWaitingWhenTheQueueStalls(t *testing.T) {
 	d := dispatch.New(dispatch.Config{BatchSize: 2, Queue: 2}, nil, nil, nil, nil)
-	d.Reserve(2, 0, 0)
+	d.Reserve(want(2), 0, 0)
 	result := make(chan int, 1)
 	go func() {
-		got, _ := d.Reserve(1, 10*time.Millisecond, time.Hour)
-		result <- got
+		got, _ := d.Reserve(want(1), 10*time.Millisecond, time.Hour)
+		result <- got["sub"]
 	}()
 	select {
 	case got := <-result:
@@ -182,5 +182,40 @@ func TestReserve_StopsWaitingWhenTheQueueStalls(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("Reserve waited for its maximum instead of giving up on a stall")
+	}
+}
+
+// want asks Reserve for n places for subscription "sub".
+func want(n int) map[string]int { return map[string]int{"sub": n} }
+
+// TestReserve_AnOriginTakesOnlyItsShare: room for a sink's deliveries is
+// bounded by its origin's share of the queue, so room for another sink's
+// is always left, and held places wait for their jobs.
+func TestReserve_AnOriginTakesOnlyItsShare(t *testing.T) {
+	s, cat := newStore(t, map[string]string{"sub_a": "http://a.example/", "sub_b": "http://b.example/"})
+	sched := scheduler.New(scheduler.Config{MaxQueued: 60})
+	d := dispatch.New(dispatch.Config{BatchSize: 60, Queue: 60}, s, cat,
+		&attempt.Attempter{Sender: delivery.NewSender(), Scheduler: sched}, stuckHandoff{context.Background()})
+	got, _ := d.Reserve(map[string]int{"sub_a": 100}, 0, 0)
+	if got["sub_a"] != 30 {
+		t.Fatalf("a alone got %d places of 60, want 30", got["sub_a"])
+	}
+	// b finds room though a asked for more than the queue; with two
+	// origins busy, a takes no more.
+	got, _ = d.Reserve(map[string]int{"sub_a": 100, "sub_b": 100}, 0, 0)
+	if got["sub_a"] != 0 || got["sub_b"] != 20 {
+		t.Fatalf("a and b got %v, want a nothing more and b its share of 20", got)
+	}
+	if st := sched.Stats(); st.Held != 50 {
+		t.Errorf("scheduler holds %d places, want 50", st.Held)
+	}
+	// Nothing was stored claimed after all: every place comes back.
+	d.Enqueue(nil, nil, map[string]int{"sub_a": 30})
+	d.Enqueue(nil, nil, map[string]int{"sub_b": 20})
+	if st := sched.Stats(); st.Held != 0 {
+		t.Errorf("scheduler holds %d places after Enqueue gave them back", st.Held)
+	}
+	if got, _ := d.Reserve(want(60), 0, 0); got["sub"] != 60 {
+		t.Errorf("the queue has %v places free, want all 60", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,12 +97,12 @@ func TestEnqueue_FreshDeliveriesAreSentWithoutAClaim(t *testing.T) {
 	cs := &countingStore{Store: s}
 	d := dispatch.New(dispatch.Config{BatchSize: 8, Queue: 8}, cs, cat, newAttempter(), stuckHandoff{context.Background()})
 	run(t, d)
-	n, lease := d.Reserve(2, 0, 0)
+	got, lease := d.Reserve(map[string]int{"sub_1": 2}, 0, 0)
 	var ds []*store.Delivery
-	for i := range n {
+	for i := range got["sub_1"] {
 		ds = append(ds, put(t, s, fmt.Sprint(i), "sub_1", store.Delivery{State: store.DeliveryInFlight, LeaseUntil: lease}))
 	}
-	d.Enqueue(ds, make([]*event.Event, len(ds)), n)
+	d.Enqueue(ds, make([]*event.Event, len(ds)), got)
 	rcv.WaitFor(t, 2, time.Minute)
 	heraldtest.Eventually(t, time.Minute, "both recorded delivered", func() bool {
 		return state(t, s, "dlv_0").State == store.DeliveryDelivered && state(t, s, "dlv_1").State == store.DeliveryDelivered
@@ -224,5 +225,96 @@ func TestRun_PutsBackWhatWaitsWhenItStops(t *testing.T) {
 	}
 	if delivered != 1 || pending != 2 {
 		t.Errorf("%d delivered and %d put back, want 1 and 2", delivered, pending)
+	}
+}
+
+// leaseStore remembers the lease each claim gave.
+type leaseStore struct {
+	dispatch.Store
+	mu     sync.Mutex
+	leases map[string]time.Time
+}
+
+func (l *leaseStore) DeliveryClaim(ctx context.Context, p store.DeliveryClaimParams) ([]*store.Delivery, error) {
+	ds, err := l.Store.DeliveryClaim(ctx, p)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, d := range ds {
+		l.leases[d.ID] = d.LeaseUntil
+	}
+	return ds, err
+}
+
+func (l *leaseStore) lease(id string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.leases[id]
+}
+
+// heldHandoff is a Temporal that holds every start until release or
+// until the start's context ends, and says which deliveries it got.
+type heldHandoff struct {
+	started chan string
+	release chan struct{}
+}
+
+func (h heldHandoff) Start(ctx context.Context, in workflows.DeliveryInput) error {
+	h.started <- in.DeliveryID
+	select {
+	case <-h.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestHandoff_AWaitingFailureIsPutBackBeforeItsLeaseEnds: failed first
+// attempts wait in the hand-off queue behind a start that Temporal holds.
+// Nothing renews their leases, so before a lease ends the delivery is
+// recorded and put back (pending, for any node, its attempt counted),
+// never left in flight past its lease where another node would claim and
+// send it again while it still waits here.
+func TestHandoff_AWaitingFailureIsPutBackBeforeItsLeaseEnds(t *testing.T) {
+	rcv := heraldtest.NewReceiver(t, func(int, *http.Request) (int, http.Header) { return http.StatusInternalServerError, nil })
+	s, cat := newStore(t, map[string]string{"sub_1": rcv.URL})
+	ls := &leaseStore{Store: s, leases: map[string]time.Time{}}
+	h := heldHandoff{started: make(chan string, 10), release: make(chan struct{})}
+	for i := range 3 {
+		put(t, s, fmt.Sprint(i), "sub_1", store.Delivery{State: store.DeliveryPending, NextAt: time.Now().Add(time.Duration(i) * time.Millisecond)})
+	}
+	// One hand-off worker; leases a little longer than the hand-off's
+	// margin, so a failure that waits runs out of lease.
+	stop := run(t, dispatch.New(dispatch.Config{Handoffs: 1, HandoffQueue: 10, Lease: 14 * time.Second,
+		RequestTimeout: time.Second, PollInterval: 10 * time.Millisecond}, ls, cat, newAttempter(), h))
+	first := <-h.started
+	var putBack []*store.Delivery
+	heraldtest.Eventually(t, time.Minute, "the waiting failures put back", func() bool {
+		putBack = putBack[:0]
+		for i := range 3 {
+			if id := fmt.Sprintf("dlv_%d", i); id != first {
+				if d := state(t, s, id); d.State == store.DeliveryPending && d.Attempts == 1 {
+					putBack = append(putBack, d)
+				}
+			}
+		}
+		return len(putBack) == 2
+	})
+	close(h.release)
+	stop()
+	for _, d := range putBack {
+		if lease := ls.lease(d.ID); !d.UpdatedAt.Before(lease) {
+			t.Errorf("%s put back at %s, after its lease ended at %s", d.ID, d.UpdatedAt, lease)
+		}
+		if d.LastStatus != 500 || !d.NextAt.After(d.UpdatedAt) {
+			t.Errorf("%s put back with status %d, next %s: want its failed attempt recorded and a later retry", d.ID, d.LastStatus, d.NextAt)
+		}
+	}
+	select {
+	case id := <-h.started:
+		t.Errorf("%s was handed off after waiting out its lease", id)
+	default:
+	}
+	if n := len(rcv.Requests()); n != 3 {
+		t.Errorf("the sink got %d requests, want 3: one per delivery", n)
 	}
 }

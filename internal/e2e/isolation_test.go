@@ -241,3 +241,79 @@ func TestRecovery_WakesRetriesWaitingForTheSink(t *testing.T) {
 		t.Error("the workflow got no wake signal")
 	}
 }
+
+// TestIsolation_AHangingSinkWithMoreEventsThanTheQueueLeavesRoom: a sink
+// that hangs gets more events than the dispatcher's queue holds, all
+// published before a healthy sink's. The healthy sink still gets every
+// one of its events, once, while every request to the hanging sink is
+// still held: the hanging origin takes only its share of the queue (half
+// of it while it is the only one busy), the rest of its deliveries wait
+// in the store, and none of them is lost.
+func TestIsolation_AHangingSinkWithMoreEventsThanTheQueueLeavesRoom(t *testing.T) {
+	cfg := nodeConfig(t, tempStore(t))
+	n := startNode(t, cfg)
+	bad := newBadSink(t, "hang")
+	good := heraldtest.NewReceiver(t, nil)
+	createSub(t, n, bad.URL, func(s *heraldv1.Subscription) { s.Types = []string{"bad"} })
+	createSub(t, n, good.URL, func(s *heraldv1.Subscription) { s.Types = []string{"good"} })
+	badEvents := cfg.Queue + cfg.Queue/4
+	const goodEvents = 100
+	for i := 0; i < badEvents; i += 500 {
+		var batch []*cloudeventsv1.CloudEvent
+		for j := i; j < min(i+500, badEvents); j++ {
+			batch = append(batch, typed(fmt.Sprintf("bad-%d", j), "bad"))
+		}
+		publish(t, n, batch...)
+	}
+	// The hanging sink holds its first requests before the healthy
+	// sink's events are published.
+	heraldtest.Eventually(t, wait, "the hanging sink holding requests", func() bool { return len(bad.Requests()) > 0 })
+	var batch []*cloudeventsv1.CloudEvent
+	for i := range goodEvents {
+		batch = append(batch, typed(fmt.Sprintf("good-%d", i), "good"))
+	}
+	publish(t, n, batch...)
+
+	got := good.WaitFor(t, goodEvents, wait)
+	finishedBad := bad.finished.Load()
+	if ids := distinctIDs(got); len(got) != goodEvents || ids != goodEvents {
+		t.Errorf("healthy sink got %d requests for %d events, want %d, once each", len(got), ids, goodEvents)
+	}
+	if finishedBad != 0 {
+		t.Errorf("%d requests to the hanging sink ended before the healthy sink had all its events", finishedBad)
+	}
+	if held := len(bad.Requests()); held > cfg.OriginConcurrency {
+		t.Errorf("the hanging sink holds %d requests, want at most its origin's starting limit of %d", held, cfg.OriginConcurrency)
+	}
+	m := scrape(t, n)
+	if w := m["herald_requests_waiting"]; w > float64(cfg.Queue/2) {
+		t.Errorf("%g requests waiting, want at most the hanging origin's share, half of the queue (%d)", w, cfg.Queue/2)
+	}
+	// The hanging origin's state is visible on its own.
+	label := fmt.Sprintf("{origin=%q}", delivery.Origin(bad.URL))
+	if got := m["herald_origin_requests_in_flight"+label]; got != float64(len(bad.Requests())) {
+		t.Errorf("herald_origin_requests_in_flight%s = %g, want the %d requests it holds", label, got, len(bad.Requests()))
+	}
+	if got := m["herald_origin_requests_waiting"+label]; got <= 0 || got > float64(cfg.Queue/2) {
+		t.Errorf("herald_origin_requests_waiting%s = %g, want some, at most half the queue", label, got)
+	}
+	if _, ok := m["herald_origin_limit"+label]; !ok {
+		t.Errorf("/metrics lacks herald_origin_limit%s", label)
+	}
+
+	// Released, the hanging sink gets every one of its events: those
+	// that did not fit waited in the store.
+	bad.free()
+	heraldtest.Eventually(t, 3*wait, "every event of the released sink delivered", func() bool {
+		return distinctIDs(bad.Requests()) == badEvents
+	})
+}
+
+// distinctIDs counts the distinct CloudEvents ids among requests.
+func distinctIDs(reqs []heraldtest.Request) int {
+	ids := map[string]bool{}
+	for _, r := range reqs {
+		ids[r.Header.Get("Ce-Id")] = true
+	}
+	return len(ids)
+}

@@ -62,6 +62,10 @@ var (
 // SchedulerStats is what the node's request scheduler reports.
 type SchedulerStats struct {
 	InFlight, Queued, Origins, Open int
+	// Refused counts the requests refused since the node started, by
+	// reason (breaker_open, queue_full, deadline, closed): each was put
+	// back in the store.
+	Refused map[string]int64
 }
 
 // scheduler is the running node's scheduler, read by the gauges below.
@@ -98,7 +102,22 @@ func init() {
 		schedulerGauge("herald_requests_waiting", "Webhook requests waiting for their turn.", func(s SchedulerStats) int { return s.Queued }),
 		schedulerGauge("herald_sink_origins", "Sink origins the scheduler keeps state for.", func(s SchedulerStats) int { return s.Origins }),
 		schedulerGauge("herald_sink_origins_open", "Sink origins cut off by their circuit breaker (open or half-open).", func(s SchedulerStats) int { return s.Open }),
+		newOriginCollector(),
+		refusedCollector{prometheus.NewDesc("herald_requests_refused_total",
+			"Webhook requests the scheduler refused, by reason (breaker_open, queue_full, deadline, closed); each delivery was put back in the store.",
+			[]string{"reason"}, nil)},
 	)
+}
+
+// refusedCollector reports the scheduler's refusals.
+type refusedCollector struct{ desc *prometheus.Desc }
+
+func (c refusedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c refusedCollector) Collect(ch chan<- prometheus.Metric) {
+	for reason, n := range SchedulerNow().Refused {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n), reason)
+	}
 }
 
 // Handler serves the metrics in the Prometheus exposition format.

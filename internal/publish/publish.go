@@ -44,12 +44,14 @@ type Result struct {
 // stored already claimed by this node, so no claim query is needed to
 // find them. See dispatch.Dispatcher.
 type Dispatcher interface {
-	// Reserve takes room for up to n deliveries, waiting for it while
-	// room is being made at least once every stall, up to maxWait.
-	Reserve(n int, stall, maxWait time.Duration) (reserved int, leaseUntil time.Time)
+	// Reserve takes room for deliveries of subscriptions (want: how many
+	// of each), waiting for it while it gets some at least once every
+	// stall, up to maxWait; got says how many of each have room.
+	Reserve(want map[string]int, stall, maxWait time.Duration) (got map[string]int, leaseUntil time.Time)
 	// Enqueue takes the deliveries stored claimed, with their events
-	// decoded (events[i] is ds[i]'s; the dispatcher only reads it).
-	Enqueue(ds []*store.Delivery, events []*event.Event, reserved int)
+	// decoded (events[i] is ds[i]'s; the dispatcher only reads it), and
+	// gives back the room of reserved (what Reserve returned) not used.
+	Enqueue(ds []*store.Delivery, events []*event.Event, reserved map[string]int)
 }
 
 // Config tunes the publisher. Zero fields take the defaults.
@@ -354,29 +356,34 @@ const (
 )
 
 // claim reserves room in the dispatcher for the batch's deliveries and
-// marks that many claimed (in flight, leased), so the dispatcher gets them
-// from handOver instead of a claim query. It returns how many it reserved.
-func (p *Publisher) claim(all []store.EventInsertParams) int {
+// marks those that have it claimed (in flight, leased), so the dispatcher
+// gets them from handOver instead of a claim query. It returns the room
+// reserved, by subscription.
+func (p *Publisher) claim(all []store.EventInsertParams) map[string]int {
 	if p.cfg.Dispatcher == nil {
-		return 0
+		return nil
 	}
-	n := 0
+	want := map[string]int{}
 	for _, e := range all {
-		n += len(e.Deliveries)
+		for _, d := range e.Deliveries {
+			want[d.SubscriptionID]++
+		}
 	}
-	if n == 0 {
-		return 0
+	if len(want) == 0 {
+		return nil
 	}
-	reserved, lease := p.cfg.Dispatcher.Reserve(n, reserveStall, reserveMaxWait)
-	left := reserved
+	reserved, lease := p.cfg.Dispatcher.Reserve(want, reserveStall, reserveMaxWait)
+	left := make(map[string]int, len(reserved))
+	for sub, n := range reserved {
+		left[sub] = n
+	}
 	for i := range all {
 		for j := range all[i].Deliveries {
-			if left == 0 {
-				return reserved
-			}
 			d := &all[i].Deliveries[j]
-			d.State, d.LeaseUntil = store.DeliveryInFlight, lease
-			left--
+			if left[d.SubscriptionID] > 0 {
+				d.State, d.LeaseUntil = store.DeliveryInFlight, lease
+				left[d.SubscriptionID]--
+			}
 		}
 	}
 	return reserved
@@ -384,8 +391,8 @@ func (p *Publisher) claim(all []store.EventInsertParams) int {
 
 // handOver passes the deliveries that were stored claimed to the
 // dispatcher, with their events.
-func (p *Publisher) handOver(all []store.EventInsertParams, events []*event.Event, results []store.EventInsertResult, err error, reserved int) {
-	if reserved == 0 {
+func (p *Publisher) handOver(all []store.EventInsertParams, events []*event.Event, results []store.EventInsertResult, err error, reserved map[string]int) {
+	if len(reserved) == 0 {
 		return
 	}
 	var ds []*store.Delivery

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -189,15 +191,21 @@ type fakeDispatcher struct {
 	returned int // reserved slots given back unused
 }
 
-func (f *fakeDispatcher) Reserve(n int, _, _ time.Duration) (int, time.Time) {
+func (f *fakeDispatcher) Reserve(want map[string]int, _, _ time.Duration) (map[string]int, time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	k := min(n, f.room)
-	f.room -= k
-	return k, time.Now().Add(time.Minute)
+	got := map[string]int{}
+	for _, sub := range slices.Sorted(maps.Keys(want)) {
+		k := min(want[sub], f.room)
+		f.room -= k
+		if k > 0 {
+			got[sub] = k
+		}
+	}
+	return got, time.Now().Add(time.Minute)
 }
 
-func (f *fakeDispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, reserved int) {
+func (f *fakeDispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, reserved map[string]int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, d := range ds {
@@ -206,7 +214,10 @@ func (f *fakeDispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, re
 		}
 	}
 	f.got = append(f.got, ds...)
-	f.returned += reserved - len(ds)
+	for _, n := range reserved {
+		f.returned += n
+	}
+	f.returned -= len(ds)
 }
 
 func TestPublish_HandsFreshDeliveriesToTheDispatcherAsFarAsItHasRoom(t *testing.T) {

@@ -32,11 +32,16 @@
 //     Config.BreakerOpen to Config.BreakerMaxOpen): waiting and new requests
 //     are refused with the time to try again. Then one probe request is let
 //     through; an answer closes the breaker, a failure opens it again.
+//   - An origin may hold at most its share of Config.MaxQueued waiting
+//     (or held for it with Hold): MaxQueued / (n+1), n being the origins
+//     busy lately, itself included. One share is always left over, so an
+//     origin that becomes busy finds room however the others are stuck;
+//     when n grows, origins over their new share give back their newest
+//     waiters at once.
 //   - A request that cannot start before its Request.Deadline (its lease),
-//     whose origin has more waiting than its share of Config.MaxQueued
-//     (divided among the origins busy lately), or
-//     that waits when the scheduler closes, is refused (*Refused), so that
-//     the caller puts it back rather than holding it.
+//     whose origin is at its share of the queue, or that waits when the
+//     scheduler closes, is refused (*Refused), so that the caller puts it
+//     back rather than holding it.
 package scheduler
 
 import (
@@ -59,9 +64,10 @@ type Config struct {
 	// 4096).
 	MaxInFlight int
 	// MaxQueued is how many requests may wait on the node; an origin may
-	// hold at most its share of it (MaxQueued / origins busy lately, at
-	// least 16) (default 2048). Set it to what feeds the scheduler (the
-	// dispatcher's queue), so that no origin can fill that.
+	// hold at most its share of it, MaxQueued / (origins busy lately + 1)
+	// (default 2048). Set it to what feeds the scheduler (the
+	// dispatcher's queue), so that no origin, nor all the busy ones
+	// together, can fill that.
 	MaxQueued int
 	// OriginConcurrency is the in-flight limit an origin starts with
 	// (default 4); MaxOriginConcurrency the most it grows to (default
@@ -131,6 +137,10 @@ type Request struct {
 	Limits Limits
 	// Deadline, if set, is the latest time the request may start.
 	Deadline time.Time
+	// Held is how many places Hold took for this request in its origin's
+	// queue: Acquire gives them back (the request waits in their stead,
+	// without the check of its origin's share, which Hold made).
+	Held int
 }
 
 // Signal is how an origin answered a request, as the scheduler reads it.
@@ -158,7 +168,9 @@ const (
 
 // Refused is Acquire's error when a request may not wait for its turn.
 // The caller should put the request back until Until (or at once when
-// Until is zero) without counting an attempt.
+// Until is zero) without counting an attempt. A request refused for its
+// origin's share (ReasonQueueFull) has an Until from 1 s to 10 s away:
+// as long as the origin has gone without a request ending.
 type Refused struct {
 	Reason string
 	Until  time.Time
@@ -175,9 +187,15 @@ type Scheduler struct {
 	closed   bool
 	inFlight int
 	queued   int
-	active   int // origins with requests waiting or in flight
+	held     int // places held in origins' queues (Hold)
+	active   int // origins with requests waiting, held or in flight
 	recent   int // origins with requests within activeWindow, at recentAt
 	recentAt time.Time
+	// sharedBy is the count of busy origins the queue was last shared
+	// among: when more are busy, shares shrink and origins over theirs
+	// shed.
+	sharedBy int
+	refused  map[string]int64 // refusals by reason, for Stats
 	origins  map[string]*origin
 	// ring holds origins that may have a request to start, in turn order.
 	// An origin leaves it when it has none that may start now, and comes
@@ -194,10 +212,13 @@ type origin struct {
 	name      string
 	inFlight  int
 	waiting   int
+	held      int // places held for requests about to wait (Hold)
 	limit     float64
 	slowStart bool
 	lastDecr  time.Time
 	idleSince time.Time
+	busySince time.Time // when it last became busy
+	lastEnd   time.Time // when a request of it last ended (answered or not)
 	// unloaded is the average latency of requests that ran nearly alone:
 	// how fast the origin answers when it is not loaded; recent is the
 	// average of every request's, lately.
@@ -274,33 +295,39 @@ func (g *Grant) Done(sig Signal) {
 // error when it may not wait (see the package doc); or ctx's error.
 func (s *Scheduler) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, &Refused{Reason: ReasonClosed}
-	}
 	now := s.cfg.Now()
 	o := s.origin(req.Origin)
-	if now.Before(o.openUntil) {
+	refuse := func(r *Refused) (*Grant, error) {
+		s.unhold(o, req.Held, now)
+		s.count(r)
 		s.mu.Unlock()
-		return nil, &Refused{Reason: ReasonBreakerOpen, Until: o.openUntil}
+		return nil, r
+	}
+	if s.closed {
+		return refuse(&Refused{Reason: ReasonClosed})
+	}
+	if now.Before(o.openUntil) {
+		return refuse(&Refused{Reason: ReasonBreakerOpen, Until: o.openUntil})
 	}
 	if !req.Deadline.IsZero() && !now.Before(req.Deadline) {
-		s.mu.Unlock()
-		return nil, &Refused{Reason: ReasonDeadline}
+		return refuse(&Refused{Reason: ReasonDeadline})
 	}
 	k := o.key(req.Key, req.Limits)
 	if len(k.waiters) == 0 && s.mayStart(o, k, now) {
 		s.start(o, k)
+		s.unhold(o, req.Held, now)
 		load := o.inFlight
+		s.reshare(now)
 		s.mu.Unlock()
 		return &Grant{s: s, key: k, start: now, load: load}, nil
 	}
-	if o.waiting >= s.share(o, now) {
-		s.mu.Unlock()
-		return nil, &Refused{Reason: ReasonQueueFull}
+	if req.Held == 0 && o.waiting+o.held >= s.share(o, now) {
+		return refuse(&Refused{Reason: ReasonQueueFull, Until: now.Add(o.spillFor(now))})
 	}
 	w := &waiter{key: k, deadline: req.Deadline, ready: make(chan error, 1)}
 	s.enqueue(w, now)
+	s.unhold(o, req.Held, now)
+	s.reshare(now)
 	s.dispatch(now)
 	s.mu.Unlock()
 
@@ -326,6 +353,94 @@ func (s *Scheduler) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	return nil, ctx.Err()
 }
 
+// Places asks Hold for room in one origin's queue.
+type Places struct {
+	Origin string
+	Want   int // places wanted in all
+	Held   int // places held so far; Hold adds to it
+}
+
+// Hold takes room in origins' queues for requests that will soon Acquire
+// with Request.Held set: for each of ps, up to Want-Held more places,
+// within the origin's share of the queue (its waiting requests and held
+// places count against it) and at most budget in all; none for an origin
+// whose breaker is open. It returns how many places it took. A caller
+// that has held places it will not use gives them back with Unhold.
+//
+// It lets a caller that feeds the scheduler (the dispatcher, taking fresh
+// deliveries from the publisher) take in only what each origin may hold,
+// so that what it cannot take waits in the store rather than being
+// refused after it was taken.
+func (s *Scheduler) Hold(ps []Places, budget int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0
+	}
+	now := s.cfg.Now()
+	took := 0
+	for i := range ps {
+		p := &ps[i]
+		if took >= budget {
+			break
+		}
+		if p.Held >= p.Want {
+			continue
+		}
+		o := s.origin(p.Origin)
+		if now.Before(o.openUntil) {
+			continue
+		}
+		n := min(p.Want-p.Held, s.share(o, now)-o.waiting-o.held, budget-took)
+		if n <= 0 {
+			continue
+		}
+		if !o.busy() {
+			s.active++
+			o.busySince = now
+		}
+		o.held += n
+		s.held += n
+		p.Held += n
+		took += n
+	}
+	s.reshare(now)
+	return took
+}
+
+// Busy is how many origins share the queue now: those with requests
+// waiting, held or in flight, or with some within the last 2 s. One more
+// share than that is kept free (see share).
+func (s *Scheduler) Busy() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.busyOrigins(s.cfg.Now())
+}
+
+// Unhold gives back n places that Hold took in origin's queue and that
+// no request will use.
+func (s *Scheduler) Unhold(origin string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o, ok := s.origins[origin]; ok {
+		s.unhold(o, n, s.cfg.Now())
+	}
+}
+
+// unhold gives back up to n places held in o's queue.
+func (s *Scheduler) unhold(o *origin, n int, now time.Time) {
+	n = min(n, o.held)
+	if n <= 0 {
+		return
+	}
+	o.held -= n
+	s.held -= n
+	if !o.busy() {
+		s.active--
+		o.idleSince = now
+	}
+}
+
 // Close refuses every waiting request, and every later Acquire; requests
 // in flight end normally.
 func (s *Scheduler) Close() {
@@ -344,27 +459,44 @@ func (s *Scheduler) Close() {
 type Stats struct {
 	InFlight int // requests in flight
 	Queued   int // requests waiting
+	Held     int // places held in origins' queues (Hold)
 	Origins  int // origins known
 	Open     int // origins whose breaker is open or half-open
+	// Refused counts the requests refused since the start, by reason
+	// (Reason*): a refused request goes back to the store.
+	Refused map[string]int64
 }
 
 // Stats returns a snapshot.
 func (s *Scheduler) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{InFlight: s.inFlight, Queued: s.queued, Origins: len(s.origins)}
+	st := Stats{InFlight: s.inFlight, Queued: s.queued, Held: s.held, Origins: len(s.origins),
+		Refused: make(map[string]int64, len(s.refused))}
 	for _, o := range s.origins {
 		if o.tripped {
 			st.Open++
 		}
 	}
+	for r, n := range s.refused {
+		st.Refused[r] = n
+	}
 	return st
+}
+
+// count counts a refusal.
+func (s *Scheduler) count(r *Refused) {
+	if s.refused == nil {
+		s.refused = map[string]int64{}
+	}
+	s.refused[r.Reason]++
 }
 
 // OriginStats is one origin's state.
 type OriginStats struct {
+	Name     string
 	InFlight int
-	Waiting  int
+	Waiting  int // requests waiting, and places held for them (Hold)
 	Limit    int
 	// Open is true while the breaker is open or half-open; OpenUntil is
 	// when it lets a probe through.
@@ -382,8 +514,23 @@ func (s *Scheduler) Origin(name string) OriginStats {
 	if !ok {
 		return OriginStats{}
 	}
-	return OriginStats{InFlight: o.inFlight, Waiting: o.waiting, Limit: int(o.limit),
+	return o.stats()
+}
+
+func (o *origin) stats() OriginStats {
+	return OriginStats{Name: o.name, InFlight: o.inFlight, Waiting: o.waiting + o.held, Limit: int(o.limit),
 		Open: o.tripped, OpenUntil: o.openUntil, Failures: o.failures}
+}
+
+// Origins returns the state of every origin known.
+func (s *Scheduler) Origins() []OriginStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]OriginStats, 0, len(s.origins))
+	for _, o := range s.origins {
+		out = append(out, o.stats())
+	}
+	return out
 }
 
 // origin returns origin name's state, creating it.
@@ -408,7 +555,7 @@ const forgetAt = 4096
 func (s *Scheduler) forgetIdle() {
 	now := s.cfg.Now()
 	for name, o := range s.origins {
-		if o.inFlight == 0 && o.waiting == 0 && !o.tripped && o.failures == 0 && now.Sub(o.idleSince) > time.Minute {
+		if !o.busy() && !o.tripped && o.failures == 0 && now.Sub(o.idleSince) > time.Minute {
 			delete(s.origins, name)
 		}
 	}
@@ -440,11 +587,29 @@ func (o *origin) forget(k *key, now time.Time) {
 	}
 }
 
-// share is how many requests origin o may have waiting: its share of
-// MaxQueued among the origins that had requests lately (waiting or in
-// flight within activeWindow), at least minShare. An origin whose requests end
-// at once is idle most of the time, and still needs its room.
+// share is how many requests origin o may have waiting (or held for it):
+// MaxQueued / (n+1), n being the origins busy lately (with requests
+// waiting, held or in flight within activeWindow), o included. The one
+// share left over is room for an origin that is not busy yet: however
+// the busy ones are stuck, together they hold at most n/(n+1) of the
+// queue. An origin whose requests end at once is idle most of the time,
+// and still counts.
 func (s *Scheduler) share(o *origin, now time.Time) int {
+	n := s.busyOrigins(now)
+	if !o.busy() && now.Sub(o.idleSince) >= activeWindow {
+		n++ // o itself, not counted yet
+	}
+	return s.shareOf(n)
+}
+
+// shareOf is one origin's share of the queue when n origins are busy.
+func (s *Scheduler) shareOf(n int) int {
+	return max(1, s.cfg.MaxQueued/(n+1))
+}
+
+// busyOrigins is how many origins are busy, or were lately; the count of
+// those lately is refreshed every recentEvery.
+func (s *Scheduler) busyOrigins(now time.Time) int {
 	if now.Sub(s.recentAt) > recentEvery {
 		s.recent, s.recentAt = 0, now
 		for _, x := range s.origins {
@@ -452,16 +617,54 @@ func (s *Scheduler) share(o *origin, now time.Time) int {
 				s.recent++
 			}
 		}
+		s.sharedBy = min(s.sharedBy, max(s.recent, s.active))
 	}
-	active := max(s.recent, s.active)
-	if !o.busy() && now.Sub(o.idleSince) >= activeWindow {
-		active++
-	}
-	return max(minShare, s.cfg.MaxQueued/max(active, 1))
+	return max(s.recent, s.active)
 }
 
-// minShare is the least share of the queue an origin may hold.
-const minShare = 16
+// reshare shrinks the shares when more origins are busy than the queue
+// was last shared among (since the last refresh of the count): origins
+// over their new share refuse their newest waiters (ReasonQueueFull), so
+// the room kept for one more origin is there again.
+func (s *Scheduler) reshare(now time.Time) {
+	n := s.busyOrigins(now)
+	if n <= s.sharedBy {
+		return
+	}
+	s.sharedBy = n
+	limit := s.shareOf(n)
+	for _, o := range s.origins {
+		for o.waiting > 0 && o.waiting+o.held > limit {
+			// The newest waiter of the key with the most waiting.
+			k := o.turns[0]
+			for _, x := range o.turns[1:] {
+				if len(x.waiters) > len(k.waiters) {
+					k = x
+				}
+			}
+			s.refuse(k.waiters[len(k.waiters)-1], &Refused{Reason: ReasonQueueFull, Until: now.Add(o.spillFor(now))})
+		}
+	}
+}
+
+// spillFor is how long a request refused for its origin's share should
+// wait before it comes back: as long as the origin has gone without any
+// request ending (since it became busy, or since its last request
+// ended), from spillMin to spillMax. An origin that answers comes back
+// soon; one that hangs is not asked again every second.
+func (o *origin) spillFor(now time.Time) time.Duration {
+	since := o.lastEnd
+	if o.busySince.After(since) {
+		since = o.busySince
+	}
+	return min(max(now.Sub(since), spillMin), spillMax)
+}
+
+// The least and the most a request refused for its origin's share waits.
+const (
+	spillMin = time.Second
+	spillMax = 10 * time.Second
+)
 
 // An origin counts for the queue's shares while it had requests within
 // activeWindow; the count is refreshed every recentEvery.
@@ -470,8 +673,8 @@ const (
 	recentEvery  = 100 * time.Millisecond
 )
 
-// busy reports whether o has requests waiting or in flight.
-func (o *origin) busy() bool { return o.waiting > 0 || o.inFlight > 0 }
+// busy reports whether o has requests waiting, held or in flight.
+func (o *origin) busy() bool { return o.waiting > 0 || o.inFlight > 0 || o.held > 0 }
 
 // full reports whether o may start no request at all now, whichever key.
 func (s *Scheduler) full(o *origin, now time.Time) bool {
@@ -512,6 +715,7 @@ func (s *Scheduler) mayStart(o *origin, k *key, now time.Time) bool {
 func (s *Scheduler) start(o *origin, k *key) {
 	if !o.busy() {
 		s.active++
+		o.busySince = s.cfg.Now()
 	}
 	s.inFlight++
 	o.inFlight++
@@ -527,6 +731,7 @@ func (s *Scheduler) enqueue(w *waiter, now time.Time) {
 	k.waiters = append(k.waiters, w)
 	if !o.busy() {
 		s.active++
+		o.busySince = now
 	}
 	o.waiting++
 	s.queued++
@@ -573,6 +778,7 @@ func deleteFirst[T comparable](s []T, x T) []T {
 }
 
 func (s *Scheduler) refuse(w *waiter, r *Refused) {
+	s.count(r)
 	s.unqueue(w)
 	w.ready <- r
 }
@@ -653,6 +859,7 @@ func (s *Scheduler) done(k *key, sig Signal, latency time.Duration, load int) {
 	recovered := sig == Answered && o.failing
 	if sig != released {
 		o.failing = sig != Answered
+		o.lastEnd = now
 	}
 	switch sig {
 	case Answered, Failed, Overloaded:

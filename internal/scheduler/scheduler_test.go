@@ -213,26 +213,146 @@ func TestAcquire_DeadlineRefusesAWaiter(t *testing.T) {
 	}
 }
 
-func TestAcquire_AnOriginMayHoldOnlyItsShareOfTheQueue(t *testing.T) {
+// waitMany starts n Acquires of req under ctx; wg ends with them.
+func waitMany(s *Scheduler, ctx context.Context, wg *sync.WaitGroup, req Request, n int, refused *atomicCount) {
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g, err := s.Acquire(ctx, req)
+			if g != nil {
+				g.Release()
+			}
+			if isReason(err, ReasonQueueFull) {
+				refused.add(req.Origin)
+			}
+		}()
+	}
+}
+
+// atomicCount counts refusals by origin.
+type atomicCount struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *atomicCount) add(o string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[o]++
+}
+
+func (c *atomicCount) get(o string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[o]
+}
+
+func TestAcquire_ALoneOriginMayHoldOnlyHalfTheQueue(t *testing.T) {
 	s := New(Config{OriginConcurrency: 1, MaxQueued: 64})
 	g := mustAcquire(t, s, Request{Origin: "http://hot", Key: "k"})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for range 64 {
-		wg.Add(1)
-		go func() { defer wg.Done(); _, _ = s.Acquire(ctx, Request{Origin: "http://hot", Key: "k"}) }()
-	}
-	waitFor(t, "64 waiting", func() bool { return s.Origin("http://hot").Waiting == 64 })
+	var refused atomicCount
+	waitMany(s, ctx, &wg, Request{Origin: "http://hot", Key: "k"}, 32, &refused)
+	waitFor(t, "32 waiting", func() bool { return s.Origin("http://hot").Waiting == 32 })
 	_, err := s.Acquire(ctx, Request{Origin: "http://hot", Key: "k"})
 	if r, ok := AsRefused(err); !ok || r.Reason != ReasonQueueFull {
-		t.Errorf("65th = %v, want refused: queue full", err)
+		t.Errorf("33rd = %v, want refused: queue full", err)
 	}
 	cancel()
 	wg.Wait()
-	if st := s.Stats(); st.Queued != 0 {
-		t.Errorf("cancelled waiters still queued: %+v", st)
+	if st := s.Stats(); st.Queued != 0 || st.Refused[ReasonQueueFull] != 1 {
+		t.Errorf("after cancelling the waiters: %+v", st)
 	}
 	g.Done(Answered)
+}
+
+// TestAcquire_AnOriginThatBecomesBusyAlwaysFindsRoom: origins whose
+// requests never end fill the queue one after another, each as far as it
+// may; every new origin still finds room, because the busy ones give back
+// their newest waiters as their shares shrink.
+func TestAcquire_AnOriginThatBecomesBusyAlwaysFindsRoom(t *testing.T) {
+	const queue = 60
+	s := New(Config{OriginConcurrency: 1, MaxQueued: queue})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	var refused atomicCount
+	stuck := []string{"http://a", "http://b", "http://c", "http://d", "http://e"}
+	var grants []*Grant
+	for i, o := range stuck {
+		// The origin's one request in flight never ends; then it asks for
+		// more room than the whole queue.
+		grants = append(grants, mustAcquire(t, s, Request{Origin: o, Key: "k"}))
+		share := queue / (i + 2)
+		waitMany(s, ctx, &wg, Request{Origin: o, Key: "k"}, queue, &refused)
+		waitFor(t, o+" at its share", func() bool {
+			return s.Origin(o).Waiting == share && refused.get(o) == queue-share
+		})
+		total := 0
+		for _, p := range stuck[:i+1] {
+			w := s.Origin(p).Waiting
+			if w > share {
+				t.Errorf("with %d origins busy, %s holds %d waiting, over its share %d", i+1, p, w, share)
+			}
+			total += w
+		}
+		if room := queue - total; room < share {
+			t.Errorf("with %d origins busy, %d places are free, want at least a share (%d)", i+1, room, share)
+		}
+	}
+	if st := s.Stats(); st.Refused[ReasonQueueFull] == 0 {
+		t.Errorf("stats count no refusals: %+v", st)
+	}
+	cancel()
+	wg.Wait()
+	for _, g := range grants {
+		g.Release()
+	}
+}
+
+// TestHold_TakesTheOriginsShareAndAcquireUsesIt: Hold takes no more than
+// an origin's share, Acquire with the places held waits without another
+// check, and Unhold gives back what was not used.
+func TestHold_TakesTheOriginsShareAndAcquireUsesIt(t *testing.T) {
+	s := New(Config{OriginConcurrency: 1, MaxQueued: 64})
+	busy := mustAcquire(t, s, Request{Origin: "http://o", Key: "k"})
+	ps := []Places{{Origin: "http://o", Want: 40}, {Origin: "http://p", Want: 5}}
+	if got := s.Hold(ps, 100); got != 32+5 || ps[0].Held != 32 || ps[1].Held != 5 {
+		t.Fatalf("Hold = %d, %+v; want 32 for o (half the queue) and 5 for p", got, ps)
+	}
+	// With two origins busy, o's share is 21: it holds more already, and
+	// no more is given.
+	if got := s.Hold(ps, 100); got != 0 {
+		t.Errorf("second Hold = %d, want 0", got)
+	}
+	if w := s.Origin("http://o").Waiting; w != 32 {
+		t.Errorf("o: %d waiting or held, want 32", w)
+	}
+	// A request on held places waits though o is over its share.
+	w := acquireAsync(s, Request{Origin: "http://o", Key: "k", Held: 1})
+	waitFor(t, "the held request waiting", func() bool { return s.Stats().Queued == 1 })
+	if st := s.Stats(); st.Held != 31+5 {
+		t.Errorf("held after one Acquire = %d, want 36", st.Held)
+	}
+	s.Unhold("http://o", 31)
+	s.Unhold("http://p", 5)
+	if st := s.Stats(); st.Held != 0 {
+		t.Errorf("held after Unhold = %d", st.Held)
+	}
+	busy.Done(Answered)
+	r := <-w
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	r.g.Done(Answered)
+	if st := s.Stats(); st.InFlight != 0 || st.Queued != 0 {
+		t.Errorf("stats at the end: %+v", st)
+	}
 }
 
 // fakeClock is a clock the test moves.
@@ -331,5 +451,50 @@ func TestDefaults_AreConfigs(t *testing.T) {
 		c.BreakerThreshold != config.DefaultBreakerThreshold || c.BreakerOpen != config.DefaultBreakerOpen ||
 		c.BreakerMaxOpen != config.DefaultBreakerMaxOpen {
 		t.Errorf("zero Config takes %+v, not package config's defaults", c)
+	}
+}
+
+// TestAcquire_AnOriginThatDoesNotAnswerIsAskedLessOften: a request refused
+// for its origin's share comes back after as long as the origin has gone
+// without a request ending, from 1 s to 10 s.
+func TestAcquire_AnOriginThatDoesNotAnswerIsAskedLessOften(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	s := New(Config{OriginConcurrency: 1, MaxOriginConcurrency: 1, MaxQueued: 2, Now: clock.Now})
+	req := Request{Origin: "http://hang", Key: "k"}
+	stuck := mustAcquire(t, s, req) // never answers
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	waiting := acquireAsync(s, Request{Origin: "http://hang", Key: "k"}) // its share: 2/(1+1) = 1
+	waitFor(t, "one waiting", func() bool { return s.Origin(req.Origin).Waiting == 1 })
+	backIn := func() time.Duration {
+		_, err := s.Acquire(ctx, req)
+		r, ok := AsRefused(err)
+		if !ok || r.Reason != ReasonQueueFull {
+			t.Fatalf("err = %v, want refused: queue full", err)
+		}
+		return r.Until.Sub(clock.Now())
+	}
+	for _, c := range []struct {
+		after, want time.Duration
+	}{{0, time.Second}, {4 * time.Second, 4 * time.Second}, {30 * time.Second, 10 * time.Second}} {
+		clock.Add(c.after)
+		if got := backIn(); got != c.want {
+			t.Errorf("%s after it became busy without an answer: back in %s, want %s", clock.Now().Sub(time.Unix(1_700_000_000, 0)), got, c.want)
+		}
+	}
+	// An answer: the next refusal comes back in a second again.
+	stuck.Done(Answered)
+	r := <-waiting
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	waiting = acquireAsync(s, req)
+	waitFor(t, "one waiting again", func() bool { return s.Origin(req.Origin).Waiting == 1 })
+	if got := backIn(); got != time.Second {
+		t.Errorf("after an answer: back in %s, want 1s", got)
+	}
+	r.g.Done(Answered)
+	if r := <-waiting; r.err == nil {
+		r.g.Done(Answered)
 	}
 }

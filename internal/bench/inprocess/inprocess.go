@@ -59,6 +59,9 @@ func Start(ctx context.Context, opts bench.NodeOptions) (bench.Node, error) {
 	if opts.MaxInFlight > 0 {
 		cfg.MaxInFlight = opts.MaxInFlight
 	}
+	if opts.Queue > 0 {
+		cfg.Queue = opts.Queue
+	}
 	if opts.ClaimBatch > 0 {
 		cfg.ClaimBatch = opts.ClaimBatch
 	}
