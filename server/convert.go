@@ -197,6 +197,9 @@ func subscriptionToProto(s *store.Subscription) *heraldv1.Subscription {
 	p := &heraldv1.Subscription{
 		Id:                s.ID,
 		Tenant:            s.Tenant,
+		DisplayName:       s.DisplayName,
+		Description:       s.Description,
+		Labels:            maps.Clone(s.Labels),
 		Source:            s.Source,
 		Types:             slices.Clone(s.Types),
 		Config:            maps.Clone(s.Config),

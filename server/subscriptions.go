@@ -240,7 +240,7 @@ func (s *Services) ListSubscriptions(ctx context.Context, req *heraldv1.ListSubs
 		}
 		tenant = p.Tenant
 	}
-	subs, err := s.store.SubscriptionList(ctx, store.SubscriptionListParams{Tenant: tenant, Limit: limit + 1, After: req.GetPageToken()})
+	subs, err := s.store.SubscriptionList(ctx, store.SubscriptionListParams{Tenant: tenant, Labels: req.GetLabels(), Limit: limit + 1, After: req.GetPageToken()})
 	if err != nil {
 		return nil, storeError(err, "subscriptions")
 	}
@@ -320,7 +320,7 @@ func (s *Services) reload(ctx context.Context) {
 // writable are the fields UpdateSubscription may replace.
 var writable = []string{"source", "types", "config", "filters", "sink", "protocol", "protocol_settings",
 	"retry_policy", "content_mode", "max_batch_size", "rate_limit", "max_concurrency", "skip_validation",
-	"sink_credential", "state"}
+	"sink_credential", "state", "display_name", "description", "labels"}
 
 // apply validates in and copies the fields named in paths (all writable
 // fields if paths is empty) onto sub.
@@ -346,6 +346,21 @@ func (s *Services) apply(sub *store.Subscription, in *heraldv1.Subscription, pat
 			sub.Types = in.GetTypes()
 		case "config":
 			sub.Config = in.GetConfig()
+		case "display_name":
+			if len(in.GetDisplayName()) > policy.MaxKeyNameLength {
+				return invalidArgument("subscription.display_name", fmt.Sprintf("longer than %d bytes", policy.MaxKeyNameLength))
+			}
+			sub.DisplayName = in.GetDisplayName()
+		case "description":
+			if len(in.GetDescription()) > policy.MaxDescriptionLength {
+				return invalidArgument("subscription.description", fmt.Sprintf("longer than %d bytes", policy.MaxDescriptionLength))
+			}
+			sub.Description = in.GetDescription()
+		case "labels":
+			if err := policy.CheckLabels(in.GetLabels()); err != nil {
+				return invalidArgument("subscription.labels", err.Error())
+			}
+			sub.Labels = in.GetLabels()
 		case "filters":
 			exprs, err := filtersFromProto(in.GetFilters(), "filters")
 			if err == nil {

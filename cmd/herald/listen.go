@@ -32,13 +32,18 @@ func listen(ctx context.Context, args []string) error {
 	if *origin != "" {
 		opts = append(opts, receiver.WithAllowedOrigins(*origin))
 	}
+	verifiedNote := ""
+	if *secret != "" {
+		verifiedNote = " (signature verified)"
+	}
 	h, err := receiver.NewHandler(func(ctx context.Context, e event.Event) error {
-		fmt.Printf("%s webhook-id=%s\n%s\n", time.Now().Format(time.TimeOnly), receiver.WebhookID(ctx), e)
+		fmt.Printf("%s webhook-id=%s%s\n%s\n", time.Now().Format(time.TimeOnly), receiver.WebhookID(ctx), verifiedNote, e)
 		return nil
 	}, opts...)
 	if err != nil {
 		return err
 	}
+	h = narrate(h)
 	if *status != http.StatusNoContent {
 		code, next := *status, h
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -64,4 +69,45 @@ func listen(ctx context.Context, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// narrate prints what the receiver answered that its event callback does
+// not see: validation handshakes (granted or not) and refused requests
+// (a signature that did not verify, a malformed event).
+func narrate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		now := time.Now().Format(time.TimeOnly)
+		switch {
+		case r.Method == http.MethodOptions:
+			granted := rec.Header().Get("WebHook-Allowed-Origin")
+			if granted == "" {
+				fmt.Printf("%s validation handshake from %q: refused (%d)\n", now, r.Header.Get("WebHook-Request-Origin"), rec.status)
+			} else {
+				fmt.Printf("%s validation handshake from %q: granted (rate %s)\n", now, r.Header.Get("WebHook-Request-Origin"), orStar(rec.Header().Get("WebHook-Allowed-Rate")))
+			}
+		case rec.status == http.StatusUnauthorized:
+			fmt.Printf("%s webhook-id=%s: the signature did not verify (401)\n", now, r.Header.Get("webhook-id"))
+		case rec.status >= 400:
+			fmt.Printf("%s webhook-id=%s: refused with %d\n", now, r.Header.Get("webhook-id"), rec.status)
+		}
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func orStar(s string) string {
+	if s == "" {
+		return "*"
+	}
+	return s
 }

@@ -31,10 +31,10 @@ func init() {
 
 func subscriptionRows(subs []*heraldv1.Subscription) [][]string {
 	now := time.Now()
-	rows := [][]string{{"ID", "TENANT", "STATE", "SINK", "TYPES", "CREATED"}}
+	rows := [][]string{{"ID", "NAME", "TENANT", "STATE", "SINK", "TYPES", "CREATED"}}
 	for _, s := range subs {
 		rows = append(rows, []string{
-			s.GetId(), s.GetTenant(), enumName(s.GetState().String(), "SUBSCRIPTION_STATE_"),
+			s.GetId(), cut(orDash(s.GetDisplayName()), 24), s.GetTenant(), enumName(s.GetState().String(), "SUBSCRIPTION_STATE_"),
 			cut(s.GetSink(), 48), cut(orDash(strings.Join(s.GetTypes(), ",")), 40), ago(s.GetCreateTime(), now),
 		})
 	}
@@ -43,6 +43,8 @@ func subscriptionRows(subs []*heraldv1.Subscription) [][]string {
 
 func subscriptionsList(c *call) error {
 	tenant := c.flags.String("tenant", "", "only this tenant's subscriptions")
+	labels := labelsFlag{}
+	c.flags.Var(labels, "label", "only subscriptions with this label, key=value (repeat for several)")
 	if _, err := c.parse(0, 0); err != nil {
 		return err
 	}
@@ -51,7 +53,7 @@ func subscriptionsList(c *call) error {
 		return err
 	}
 	all := &heraldv1.ListSubscriptionsResponse{}
-	req := &heraldv1.ListSubscriptionsRequest{Tenant: *tenant, PageSize: 1000}
+	req := &heraldv1.ListSubscriptionsRequest{Tenant: *tenant, Labels: labels, PageSize: 1000}
 	for {
 		resp, err := svc.ListSubscriptions(c.ctx, req)
 		if err != nil {
@@ -71,6 +73,7 @@ func subscriptionsList(c *call) error {
 func (c *call) subscriptionDetail(s *heraldv1.Subscription) error {
 	rows := [][]string{
 		{"ID", s.GetId()},
+		{"NAME", orDash(s.GetDisplayName())},
 		{"TENANT", s.GetTenant()},
 		{"STATE", enumName(s.GetState().String(), "SUBSCRIPTION_STATE_")},
 		{"REASON", orDash(s.GetStateReason())},
@@ -111,6 +114,19 @@ func subscriptionsGet(c *call) error {
 	return c.subscriptionDetail(s)
 }
 
+// labelsFlag is a repeated key=value flag.
+type labelsFlag map[string]string
+
+func (l labelsFlag) String() string { return fmt.Sprint(map[string]string(l)) }
+func (l labelsFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want key=value, got %q", v)
+	}
+	l[k] = val
+	return nil
+}
+
 // stringsFlag is a flag that may be repeated.
 type stringsFlag []string
 
@@ -124,6 +140,9 @@ func subscriptionsCreate(c *call) error {
 	source := c.flags.String("source", "", "only events of this source")
 	tenant := c.flags.String("tenant", "", "the subscription's tenant (default: the key's, or default)")
 	skip := c.flags.Bool("skip-validation", false, "skip the webhook validation handshake")
+	name := c.flags.String("name", "", "a name for people")
+	labels := labelsFlag{}
+	c.flags.Var(labels, "label", "a label, key=value (repeat for several)")
 	file := c.flags.String("f", "", "a Subscription in the API's JSON (\"-\": standard input); flags override its fields")
 	if _, err := c.parse(0, 0); err != nil {
 		return err
@@ -155,6 +174,12 @@ func subscriptionsCreate(c *call) error {
 	}
 	if *skip {
 		sub.SkipValidation = true
+	}
+	if *name != "" {
+		sub.DisplayName = *name
+	}
+	if len(labels) > 0 {
+		sub.Labels = labels
 	}
 	if sub.Sink == "" {
 		return usageError("--sink (or a sink in -f) is required")

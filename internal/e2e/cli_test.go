@@ -119,3 +119,31 @@ func TestCLI_AnOperatorsDay(t *testing.T) {
 	}
 	bad.WaitFor(t, 2, wait)
 }
+
+// TestCLI_SubscriptionsCarryNamesAndLabelsToFilterOn: a name and labels
+// set at create show in lists, and a label filter keeps only the
+// subscriptions that have it; a bad label key is refused.
+func TestCLI_SubscriptionsCarryNamesAndLabelsToFilterOn(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	rcv := heraldtest.NewReceiver(t, nil)
+	for _, args := range [][]string{
+		{"--name", "Payments EU", "--label", "team=payments", "--label", "env=prod"},
+		{"--name", "Search", "--label", "team=search", "--label", "env=prod"},
+	} {
+		full := append([]string{"subscriptions", "create", "--sink", rcv.URL, "--skip-validation"}, args...)
+		if code, _, errs := herald(t, n, "", "", full...); code != 0 {
+			t.Fatalf("create %v: %d %s", args, code, errs)
+		}
+	}
+	code, out, _ := herald(t, n, "", "", "subscriptions", "list", "--label", "team=payments")
+	if code != 0 || !strings.Contains(out, "Payments EU") || strings.Contains(out, "Search") {
+		t.Errorf("list --label team=payments: %d\n%s", code, out)
+	}
+	_, out, _ = herald(t, n, "", "", "subscriptions", "list", "--label", "env=prod", "-o", "json")
+	if strings.Count(out, `"displayName"`) != 2 || !strings.Contains(out, `"team": "search"`) {
+		t.Errorf("list --label env=prod -o json:\n%s", out)
+	}
+	if code, _, errs := herald(t, n, "", "", "subscriptions", "create", "--sink", rcv.URL, "--label", "Bad Key=x"); code != cli.ExitError || !strings.Contains(errs, "subscription.labels") {
+		t.Errorf("a bad label key: %d %s", code, errs)
+	}
+}

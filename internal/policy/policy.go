@@ -3,6 +3,7 @@
 package policy
 
 import (
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -348,3 +349,45 @@ const (
 // it: a cursor never passes an event whose transaction committed late
 // (concurrent commits on PostgreSQL, clocks of nodes a little apart).
 const EventListSettle = 5 * time.Second
+
+// Labels of subscriptions: at most MaxLabels, keys of 1 to 63 lower-case
+// letters, digits, '.', '_', '-' or '/' starting with a letter or digit,
+// values at most MaxLabelValue bytes; a description at most
+// MaxDescriptionLength bytes.
+const (
+	MaxLabels            = 32
+	MaxLabelValue        = 256
+	MaxDescriptionLength = 2000
+)
+
+// CheckLabels returns why labels are not acceptable, or nil.
+func CheckLabels(labels map[string]string) error {
+	if len(labels) > MaxLabels {
+		return fmt.Errorf("%d labels; at most %d", len(labels), MaxLabels)
+	}
+	for k, v := range labels {
+		if !validLabelKey(k) {
+			return fmt.Errorf("label key %q: want 1 to 63 lower-case letters, digits, '.', '_', '-' or '/'", k)
+		}
+		if len(v) > MaxLabelValue {
+			return fmt.Errorf("label %s: value longer than %d bytes", k, MaxLabelValue)
+		}
+	}
+	return nil
+}
+
+func validLabelKey(k string) bool {
+	if k == "" || len(k) > 63 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-' || c == '/'):
+		default:
+			return false
+		}
+	}
+	return true
+}

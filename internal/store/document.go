@@ -14,6 +14,9 @@ import (
 // are part of the schema.
 type subscriptionDocument struct {
 	Tenant         string              `json:"tenant,omitempty"`
+	DisplayName    string              `json:"display_name,omitempty"`
+	Description    string              `json:"description,omitempty"`
+	Labels         map[string]string   `json:"labels,omitempty"`
 	Source         string              `json:"source,omitempty"`
 	Types          []string            `json:"types,omitempty"`
 	Config         map[string]string   `json:"config,omitempty"`
@@ -42,6 +45,9 @@ type subscriptionDocument struct {
 func EncodeSubscriptionDocument(s *Subscription) ([]byte, error) {
 	d := subscriptionDocument{
 		Tenant:         s.Tenant,
+		DisplayName:    s.DisplayName,
+		Description:    s.Description,
+		Labels:         s.Labels,
 		Source:         s.Source,
 		Types:          s.Types,
 		Config:         s.Config,
@@ -80,6 +86,7 @@ func DecodeSubscriptionDocument(b []byte, s *Subscription) error {
 		return fmt.Errorf("decode subscription %s: %w", s.ID, err)
 	}
 	s.Tenant = d.Tenant
+	s.DisplayName, s.Description, s.Labels = d.DisplayName, d.Description, d.Labels
 	if s.Tenant == "" {
 		s.Tenant = DefaultTenant // stored before tenants existed
 	}

@@ -55,7 +55,12 @@ type Subscription struct {
 	ID string
 	// Tenant owns the subscription (DefaultTenant unless set at create);
 	// it never changes.
-	Tenant      string
+	Tenant string
+	// DisplayName, Description and Labels are for people and for
+	// filtering lists.
+	DisplayName string
+	Description string
+	Labels      map[string]string
 	Source      string              // exact source to match, or empty
 	Types       []string            // types to match, or empty for any
 	Config      map[string]string   // free-form, stored as given
@@ -286,6 +291,8 @@ type EventDelivery struct {
 type SubscriptionListParams struct {
 	// Tenant, if set, keeps only that tenant's subscriptions.
 	Tenant string
+	// Labels, if any, keeps only subscriptions with every one of them.
+	Labels map[string]string
 	// Limit is the most subscriptions to return; 0 returns all.
 	Limit int
 	// After is the last ID of the previous page (oldest first).

@@ -254,7 +254,15 @@ type Subscription struct {
 	// The tenant the subscription belongs to (default "default"). Set at
 	// create by a key bound to no tenant; a tenant-bound key's own tenant
 	// is implied, and naming another is PERMISSION_DENIED. It cannot change.
-	Tenant        string `protobuf:"bytes,27,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Tenant string `protobuf:"bytes,27,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// A name for people ("Acme orders, EU"), at most 200 bytes.
+	DisplayName string `protobuf:"bytes,28,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// What the subscription is for, at most 2,000 bytes.
+	Description string `protobuf:"bytes,29,opt,name=description,proto3" json:"description,omitempty"`
+	// Free labels (e.g. team=payments, env=prod) that ListSubscriptions
+	// filters on: at most 32, keys of 1 to 63 lower-case letters, digits,
+	// '.', '_', '-' or '/', values at most 256 bytes.
+	Labels        map[string]string `protobuf:"bytes,30,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -476,6 +484,27 @@ func (x *Subscription) GetTenant() string {
 		return x.Tenant
 	}
 	return ""
+}
+
+func (x *Subscription) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *Subscription) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Subscription) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
 }
 
 // SinkCredential is what Herald presents to the sink. The CloudEvents
@@ -1053,6 +1082,8 @@ type ListSubscriptionsRequest struct {
 	// Only this tenant's subscriptions (a tenant-bound key always sees only
 	// its own).
 	Tenant string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Only subscriptions that have every one of these labels.
+	Labels map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// At most this many (default 100, at most 1000).
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token.
@@ -1096,6 +1127,13 @@ func (x *ListSubscriptionsRequest) GetTenant() string {
 		return x.Tenant
 	}
 	return ""
+}
+
+func (x *ListSubscriptionsRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
 }
 
 func (x *ListSubscriptionsRequest) GetPageSize() int32 {
@@ -1427,7 +1465,7 @@ var File_herald_v1_subscription_proto protoreflect.FileDescriptor
 
 const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\n" +
-	"\x1cherald/v1/subscription.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\t\n" +
+	"\x1cherald/v1/subscription.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\v\n" +
 	"\fSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x14\n" +
@@ -1459,8 +1497,14 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\x12signing_public_key\x18\x18 \x01(\tR\x10signingPublicKey\x12.\n" +
 	"\x13has_sink_credential\x18\x19 \x01(\bR\x11hasSinkCredential\x124\n" +
 	"\x16generated_bearer_token\x18\x1a \x01(\tR\x14generatedBearerToken\x12\x16\n" +
-	"\x06tenant\x18\x1b \x01(\tR\x06tenant\x1a9\n" +
+	"\x06tenant\x18\x1b \x01(\tR\x06tenant\x12!\n" +
+	"\fdisplay_name\x18\x1c \x01(\tR\vdisplayName\x12 \n" +
+	"\vdescription\x18\x1d \x01(\tR\vdescription\x12;\n" +
+	"\x06labels\x18\x1e \x03(\v2#.herald.v1.Subscription.LabelsEntryR\x06labels\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"_\n" +
 	"\x0eSinkCredential\x12!\n" +
@@ -1503,12 +1547,16 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\x19CreateSubscriptionRequest\x12;\n" +
 	"\fsubscription\x18\x01 \x01(\v2\x17.herald.v1.SubscriptionR\fsubscription\"(\n" +
 	"\x16GetSubscriptionRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"n\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xf2\x01\n" +
 	"\x18ListSubscriptionsRequest\x12\x16\n" +
-	"\x06tenant\x18\x03 \x01(\tR\x06tenant\x12\x1b\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant\x12G\n" +
+	"\x06labels\x18\x04 \x03(\v2/.herald.v1.ListSubscriptionsRequest.LabelsEntryR\x06labels\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"\x82\x01\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x82\x01\n" +
 	"\x19ListSubscriptionsResponse\x12=\n" +
 	"\rsubscriptions\x18\x01 \x03(\v2\x17.herald.v1.SubscriptionR\rsubscriptions\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x95\x01\n" +
@@ -1563,7 +1611,7 @@ func file_herald_v1_subscription_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_v1_subscription_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_herald_v1_subscription_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_herald_v1_subscription_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_herald_v1_subscription_proto_goTypes = []any{
 	(SigningAlgorithm)(0),               // 0: herald.v1.SigningAlgorithm
 	(SubscriptionState)(0),              // 1: herald.v1.SubscriptionState
@@ -1585,12 +1633,14 @@ var file_herald_v1_subscription_proto_goTypes = []any{
 	(*RotateSecretResponse)(nil),        // 17: herald.v1.RotateSecretResponse
 	(*ValidateSubscriptionRequest)(nil), // 18: herald.v1.ValidateSubscriptionRequest
 	nil,                                 // 19: herald.v1.Subscription.ConfigEntry
-	nil,                                 // 20: herald.v1.HttpSettings.HeadersEntry
-	nil,                                 // 21: herald.v1.AttributeFilter.AttributesEntry
-	(*timestamppb.Timestamp)(nil),       // 22: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 23: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),       // 24: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),               // 25: google.protobuf.Empty
+	nil,                                 // 20: herald.v1.Subscription.LabelsEntry
+	nil,                                 // 21: herald.v1.HttpSettings.HeadersEntry
+	nil,                                 // 22: herald.v1.AttributeFilter.AttributesEntry
+	nil,                                 // 23: herald.v1.ListSubscriptionsRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),       // 24: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 25: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),       // 26: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),               // 27: google.protobuf.Empty
 }
 var file_herald_v1_subscription_proto_depIdxs = []int32{
 	19, // 0: herald.v1.Subscription.config:type_name -> herald.v1.Subscription.ConfigEntry
@@ -1599,47 +1649,49 @@ var file_herald_v1_subscription_proto_depIdxs = []int32{
 	1,  // 3: herald.v1.Subscription.state:type_name -> herald.v1.SubscriptionState
 	9,  // 4: herald.v1.Subscription.retry_policy:type_name -> herald.v1.RetryPolicy
 	2,  // 5: herald.v1.Subscription.content_mode:type_name -> herald.v1.ContentMode
-	22, // 6: herald.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
-	22, // 7: herald.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	24, // 6: herald.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	24, // 7: herald.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 8: herald.v1.Subscription.signing_algorithm:type_name -> herald.v1.SigningAlgorithm
 	4,  // 9: herald.v1.Subscription.sink_credential:type_name -> herald.v1.SinkCredential
-	20, // 10: herald.v1.HttpSettings.headers:type_name -> herald.v1.HttpSettings.HeadersEntry
-	7,  // 11: herald.v1.Filter.exact:type_name -> herald.v1.AttributeFilter
-	7,  // 12: herald.v1.Filter.prefix:type_name -> herald.v1.AttributeFilter
-	7,  // 13: herald.v1.Filter.suffix:type_name -> herald.v1.AttributeFilter
-	8,  // 14: herald.v1.Filter.all:type_name -> herald.v1.FilterList
-	8,  // 15: herald.v1.Filter.any:type_name -> herald.v1.FilterList
-	6,  // 16: herald.v1.Filter.not:type_name -> herald.v1.Filter
-	21, // 17: herald.v1.AttributeFilter.attributes:type_name -> herald.v1.AttributeFilter.AttributesEntry
-	6,  // 18: herald.v1.FilterList.filters:type_name -> herald.v1.Filter
-	23, // 19: herald.v1.RetryPolicy.initial_interval:type_name -> google.protobuf.Duration
-	23, // 20: herald.v1.RetryPolicy.maximum_interval:type_name -> google.protobuf.Duration
-	23, // 21: herald.v1.RetryPolicy.maximum_age:type_name -> google.protobuf.Duration
-	3,  // 22: herald.v1.CreateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
-	3,  // 23: herald.v1.ListSubscriptionsResponse.subscriptions:type_name -> herald.v1.Subscription
-	3,  // 24: herald.v1.UpdateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
-	24, // 25: herald.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	23, // 26: herald.v1.RotateSecretRequest.overlap:type_name -> google.protobuf.Duration
-	22, // 27: herald.v1.RotateSecretResponse.previous_expire_time:type_name -> google.protobuf.Timestamp
-	10, // 28: herald.v1.SubscriptionService.CreateSubscription:input_type -> herald.v1.CreateSubscriptionRequest
-	11, // 29: herald.v1.SubscriptionService.GetSubscription:input_type -> herald.v1.GetSubscriptionRequest
-	12, // 30: herald.v1.SubscriptionService.ListSubscriptions:input_type -> herald.v1.ListSubscriptionsRequest
-	14, // 31: herald.v1.SubscriptionService.UpdateSubscription:input_type -> herald.v1.UpdateSubscriptionRequest
-	15, // 32: herald.v1.SubscriptionService.DeleteSubscription:input_type -> herald.v1.DeleteSubscriptionRequest
-	16, // 33: herald.v1.SubscriptionService.RotateSecret:input_type -> herald.v1.RotateSecretRequest
-	18, // 34: herald.v1.SubscriptionService.ValidateSubscription:input_type -> herald.v1.ValidateSubscriptionRequest
-	3,  // 35: herald.v1.SubscriptionService.CreateSubscription:output_type -> herald.v1.Subscription
-	3,  // 36: herald.v1.SubscriptionService.GetSubscription:output_type -> herald.v1.Subscription
-	13, // 37: herald.v1.SubscriptionService.ListSubscriptions:output_type -> herald.v1.ListSubscriptionsResponse
-	3,  // 38: herald.v1.SubscriptionService.UpdateSubscription:output_type -> herald.v1.Subscription
-	25, // 39: herald.v1.SubscriptionService.DeleteSubscription:output_type -> google.protobuf.Empty
-	17, // 40: herald.v1.SubscriptionService.RotateSecret:output_type -> herald.v1.RotateSecretResponse
-	3,  // 41: herald.v1.SubscriptionService.ValidateSubscription:output_type -> herald.v1.Subscription
-	35, // [35:42] is the sub-list for method output_type
-	28, // [28:35] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	20, // 10: herald.v1.Subscription.labels:type_name -> herald.v1.Subscription.LabelsEntry
+	21, // 11: herald.v1.HttpSettings.headers:type_name -> herald.v1.HttpSettings.HeadersEntry
+	7,  // 12: herald.v1.Filter.exact:type_name -> herald.v1.AttributeFilter
+	7,  // 13: herald.v1.Filter.prefix:type_name -> herald.v1.AttributeFilter
+	7,  // 14: herald.v1.Filter.suffix:type_name -> herald.v1.AttributeFilter
+	8,  // 15: herald.v1.Filter.all:type_name -> herald.v1.FilterList
+	8,  // 16: herald.v1.Filter.any:type_name -> herald.v1.FilterList
+	6,  // 17: herald.v1.Filter.not:type_name -> herald.v1.Filter
+	22, // 18: herald.v1.AttributeFilter.attributes:type_name -> herald.v1.AttributeFilter.AttributesEntry
+	6,  // 19: herald.v1.FilterList.filters:type_name -> herald.v1.Filter
+	25, // 20: herald.v1.RetryPolicy.initial_interval:type_name -> google.protobuf.Duration
+	25, // 21: herald.v1.RetryPolicy.maximum_interval:type_name -> google.protobuf.Duration
+	25, // 22: herald.v1.RetryPolicy.maximum_age:type_name -> google.protobuf.Duration
+	3,  // 23: herald.v1.CreateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
+	23, // 24: herald.v1.ListSubscriptionsRequest.labels:type_name -> herald.v1.ListSubscriptionsRequest.LabelsEntry
+	3,  // 25: herald.v1.ListSubscriptionsResponse.subscriptions:type_name -> herald.v1.Subscription
+	3,  // 26: herald.v1.UpdateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
+	26, // 27: herald.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	25, // 28: herald.v1.RotateSecretRequest.overlap:type_name -> google.protobuf.Duration
+	24, // 29: herald.v1.RotateSecretResponse.previous_expire_time:type_name -> google.protobuf.Timestamp
+	10, // 30: herald.v1.SubscriptionService.CreateSubscription:input_type -> herald.v1.CreateSubscriptionRequest
+	11, // 31: herald.v1.SubscriptionService.GetSubscription:input_type -> herald.v1.GetSubscriptionRequest
+	12, // 32: herald.v1.SubscriptionService.ListSubscriptions:input_type -> herald.v1.ListSubscriptionsRequest
+	14, // 33: herald.v1.SubscriptionService.UpdateSubscription:input_type -> herald.v1.UpdateSubscriptionRequest
+	15, // 34: herald.v1.SubscriptionService.DeleteSubscription:input_type -> herald.v1.DeleteSubscriptionRequest
+	16, // 35: herald.v1.SubscriptionService.RotateSecret:input_type -> herald.v1.RotateSecretRequest
+	18, // 36: herald.v1.SubscriptionService.ValidateSubscription:input_type -> herald.v1.ValidateSubscriptionRequest
+	3,  // 37: herald.v1.SubscriptionService.CreateSubscription:output_type -> herald.v1.Subscription
+	3,  // 38: herald.v1.SubscriptionService.GetSubscription:output_type -> herald.v1.Subscription
+	13, // 39: herald.v1.SubscriptionService.ListSubscriptions:output_type -> herald.v1.ListSubscriptionsResponse
+	3,  // 40: herald.v1.SubscriptionService.UpdateSubscription:output_type -> herald.v1.Subscription
+	27, // 41: herald.v1.SubscriptionService.DeleteSubscription:output_type -> google.protobuf.Empty
+	17, // 42: herald.v1.SubscriptionService.RotateSecret:output_type -> herald.v1.RotateSecretResponse
+	3,  // 43: herald.v1.SubscriptionService.ValidateSubscription:output_type -> herald.v1.Subscription
+	37, // [37:44] is the sub-list for method output_type
+	30, // [30:37] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_subscription_proto_init() }
@@ -1662,7 +1714,7 @@ func file_herald_v1_subscription_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_subscription_proto_rawDesc), len(file_herald_v1_subscription_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,8 +30,7 @@ const (
 	// tenant ('': any); subscriptions stored before tenants existed are
 	// the default tenant's.
 	subscriptionListSQL = `SELECT ` + subscriptionColumns + ` FROM subscriptions
-WHERE id > $1 AND ($3 = '' OR coalesce(document->>'tenant', '` + store.DefaultTenant + `') = $3)
-ORDER BY id LIMIT $2`
+WHERE id > $1 AND ($3 = '' OR coalesce(document->>'tenant', '` + store.DefaultTenant + `') = $3)`
 	// subscriptionUpdateSQL keeps the stored created_at and returns it.
 	subscriptionUpdateSQL = `UPDATE subscriptions SET state = $1, document = $2, updated_at = $3 WHERE id = $4 RETURNING created_at`
 	subscriptionDeleteSQL = `DELETE FROM subscriptions WHERE id = $1`

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -85,7 +87,12 @@ func (s *Store) SubscriptionList(ctx context.Context, p store.SubscriptionListPa
 		l := int64(p.Limit)
 		limit = &l
 	}
-	rows, _ := s.pool.Query(ctx, subscriptionListSQL, p.After, limit, p.Tenant)
+	query, args := subscriptionListSQL, []any{p.After, limit, p.Tenant}
+	for _, k := range slices.Sorted(maps.Keys(p.Labels)) {
+		args = append(args, k, p.Labels[k])
+		query += fmt.Sprintf(" AND document->'labels'->>$%d = $%d", len(args)-1, len(args))
+	}
+	rows, _ := s.pool.Query(ctx, query+" ORDER BY id LIMIT $2", args...)
 	subs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Subscription, error) {
 		return scanSubscription(row)
 	})

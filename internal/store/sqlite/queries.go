@@ -25,8 +25,11 @@ const (
 	// subscriptionListSQL takes ?1 after, ?2 limit, ?3 tenant ('': any);
 	// subscriptions stored before tenants existed are the default tenant's.
 	subscriptionListSQL = `SELECT ` + subscriptionColumns + ` FROM subscriptions
-WHERE id > ?1 AND (?3 = '' OR coalesce(json_extract(document, '$.tenant'), '` + store.DefaultTenant + `') = ?3)
-ORDER BY id LIMIT ?2`
+WHERE id > ?1 AND (?3 = '' OR coalesce(json_extract(document, '$.tenant'), '` + store.DefaultTenant + `') = ?3)`
+	// subscriptionLabelSQL is one label condition (a key, then a value)
+	// added to subscriptionListSQL, and subscriptionListEndSQL ends it.
+	subscriptionLabelSQL   = ` AND json_extract(document, '$.labels.' || json_quote(?)) = ?`
+	subscriptionListEndSQL = ` ORDER BY id LIMIT ?2`
 	// subscriptionUpdateSQL keeps the stored created_at and returns it.
 	subscriptionUpdateSQL = `UPDATE subscriptions SET state = ?, document = ?, updated_at = ? WHERE id = ? RETURNING created_at`
 	subscriptionDeleteSQL = `DELETE FROM subscriptions WHERE id = ?`

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/heraldhq/herald/internal/store"
@@ -86,7 +88,12 @@ func (s *Store) SubscriptionList(ctx context.Context, p store.SubscriptionListPa
 	if limit <= 0 {
 		limit = -1 // no limit
 	}
-	rows, err := s.reader.QueryContext(ctx, subscriptionListSQL, p.After, limit, p.Tenant)
+	query, args := subscriptionListSQL, []any{p.After, limit, p.Tenant}
+	for _, k := range slices.Sorted(maps.Keys(p.Labels)) {
+		query += subscriptionLabelSQL
+		args = append(args, k, p.Labels[k])
+	}
+	rows, err := s.reader.QueryContext(ctx, query+subscriptionListEndSQL, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list subscriptions: %w", err)
 	}

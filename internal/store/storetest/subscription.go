@@ -25,6 +25,7 @@ var subscriptionTests = []test{
 	{"DeleteMissingIsErrNotFound", testSubscriptionDeleteMissing},
 	{"ListIsInIDOrderAndPages", testSubscriptionList},
 	{"ListFiltersByTenant", testSubscriptionListTenant},
+	{"ListFiltersByLabels", testSubscriptionListLabels},
 	{"WithoutTenantIsTheDefaultTenants", testSubscriptionDefaultTenant},
 	{"VersionGrowsOnInsertUpdateDelete", testSubscriptionsVersion},
 	{"ChangesSinceAVersion", testSubscriptionChanges},
@@ -33,11 +34,14 @@ var subscriptionTests = []test{
 // fullSubscription returns a subscription with every field set.
 func fullSubscription(id string) *store.Subscription {
 	return &store.Subscription{
-		ID:     id,
-		Tenant: "acme",
-		Source: "/orders",
-		Types:  []string{"com.example.order.created", "com.example.order.paid"},
-		Config: map[string]string{"team": "payments"},
+		ID:          id,
+		Tenant:      "acme",
+		DisplayName: "Acme orders",
+		Description: "orders for the EU warehouse",
+		Labels:      map[string]string{"team": "payments", "env": "prod"},
+		Source:      "/orders",
+		Types:       []string{"com.example.order.created", "com.example.order.paid"},
+		Config:      map[string]string{"team": "payments"},
 		Filters: []filter.Expression{
 			{Prefix: map[string]string{"subject": "eu/"}},
 			{Not: &filter.Expression{SQL: "amount > 100"}},
@@ -404,5 +408,39 @@ func testSubscriptionChanges(t *testing.T, s store.Store) {
 	}
 	if ch.Changed[0].Sink != "https://changed.example/" {
 		t.Errorf("the changed subscription reads as %+v", ch.Changed[0])
+	}
+}
+
+func testSubscriptionListLabels(t *testing.T, s store.Store) {
+	for i, labels := range []map[string]string{
+		{"team": "payments", "env": "prod"},
+		{"team": "payments", "env": "staging"},
+		{"team": "search", "env": "prod", "k8s.io/app": "x"},
+		nil,
+	} {
+		sub := minimalSubscription(fmt.Sprintf("sub_%d", i+1))
+		sub.Labels = labels
+		subscriptionInsert(t, s, sub)
+	}
+	for _, tt := range []struct {
+		labels map[string]string
+		want   []string
+	}{
+		{map[string]string{"team": "payments"}, []string{"sub_1", "sub_2"}},
+		{map[string]string{"team": "payments", "env": "prod"}, []string{"sub_1"}},
+		{map[string]string{"k8s.io/app": "x"}, []string{"sub_3"}},
+		{map[string]string{"team": "nobody"}, nil},
+	} {
+		subs, err := s.SubscriptionList(t.Context(), store.SubscriptionListParams{Labels: tt.labels, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, sub := range subs {
+			got = append(got, sub.ID)
+		}
+		if !equalStrings(got, tt.want) {
+			t.Errorf("labels %v: %v, want %v", tt.labels, got, tt.want)
+		}
 	}
 }
