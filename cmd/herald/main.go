@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"syscall"
 
 	"github.com/heraldhq/herald/internal/app"
@@ -39,7 +40,8 @@ HERALD_API_KEY, --tls...; -o table|json|yaml; exit 3 when not found):
   herald subscriptions list|get|create|delete|enable|disable|validate|rotate-secret
   herald deliveries list|get|attempts|redrive
   herald dead-letters list|redrive
-  herald events erase SOURCE ID
+  herald endpoints health  every subscription's endpoint health, worst first
+  herald events list|get|erase
   herald keys create|list|delete, and keys new (print a new key made here)
   herald publish --id ID --source S --type T [--data D] | -f events.json
   herald completion bash  print a bash completion script
@@ -65,6 +67,11 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if slices.Contains(cli.Nouns, os.Args[1]) {
+		code := cli.Run(ctx, os.Args[1], os.Args[2:], cli.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+		stop()
+		os.Exit(code)
+	}
 	var err error
 	switch os.Args[1] {
 	case "dev":
@@ -83,8 +90,6 @@ func main() {
 		err = runConfig(os.Args[2:])
 	case "migrate":
 		err = runMigrate(ctx, os.Args[2:])
-	case "subscriptions", "deliveries", "dead-letters", "events", "keys", "publish":
-		os.Exit(cli.Run(ctx, os.Args[1], os.Args[2:], cli.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}))
 	case "completion":
 		err = runCompletion(os.Args[2:])
 	case "-h", "--help", "help":

@@ -140,6 +140,9 @@ func TestAuth_EveryMethodRefusesWhoMayNotCallIt(t *testing.T) {
 		"/herald.v1.SubscriptionService/RotateSecret": func(ctx context.Context, c clients) (any, error) {
 			return c.subs.RotateSecret(ctx, &heraldv1.RotateSecretRequest{Id: sub.GetId()})
 		},
+		"/herald.v1.SubscriptionService/GetSubscriptionHealth": func(ctx context.Context, c clients) (any, error) {
+			return c.subs.GetSubscriptionHealth(ctx, &heraldv1.GetSubscriptionHealthRequest{Id: sub.GetId()})
+		},
 		"/herald.v1.SubscriptionService/ValidateSubscription": func(ctx context.Context, c clients) (any, error) {
 			return c.subs.ValidateSubscription(ctx, &heraldv1.ValidateSubscriptionRequest{Id: validated.GetId()})
 		},

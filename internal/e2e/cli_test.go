@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/cli"
 	"github.com/heraldhq/herald/internal/heraldtest"
 )
@@ -145,5 +148,46 @@ func TestCLI_SubscriptionsCarryNamesAndLabelsToFilterOn(t *testing.T) {
 	}
 	if code, _, errs := herald(t, n, "", "", "subscriptions", "create", "--sink", rcv.URL, "--label", "Bad Key=x"); code != cli.ExitError || !strings.Contains(errs, "subscription.labels") {
 		t.Errorf("a bad label key: %d %s", code, errs)
+	}
+}
+
+// TestHealth_TheFailingEndpointComesFirst: a subscription whose sink
+// fails everything shows its failures in a row, its last failure and a
+// first-attempt success of 0, and `herald endpoints health` lists it
+// before a healthy one.
+func TestHealth_TheFailingEndpointComesFirst(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	good := heraldtest.NewReceiver(t, nil)
+	bad := heraldtest.NewReceiver(t, func(int, *http.Request) (int, http.Header) { return http.StatusBadRequest, nil })
+	goodSub := createSub(t, n, good.URL, func(s *heraldv1.Subscription) { s.DisplayName = "good" })
+	badSub := createSub(t, n, bad.URL, func(s *heraldv1.Subscription) {
+		s.DisplayName = "bad"
+		s.Types = []string{"com.example.order.paid"}
+	})
+	for i := range 3 {
+		publish(t, n, newEvent(fmt.Sprint("h-good-", i)))
+		e := newEvent(fmt.Sprint("h-bad-", i))
+		e.Type = "com.example.order.paid"
+		publish(t, n, e)
+	}
+	good.WaitFor(t, 3, wait)
+	var h *heraldv1.SubscriptionHealth
+	heraldtest.Eventually(t, wait, "three dead letters", func() bool {
+		var err error
+		h, err = n.subs.GetSubscriptionHealth(ctx(t), &heraldv1.GetSubscriptionHealthRequest{Id: badSub.GetId()})
+		return err == nil && h.GetLastHour().GetDead() == 3
+	})
+	if h.GetConsecutiveFailures() != 3 || h.GetLastFailureStatus() != 400 || h.GetLastHour().GetFirstAttemptSuccessRate() != 0 || h.GetLastSuccessTime() != nil {
+		t.Errorf("the failing endpoint's health: %v", h)
+	}
+	heraldtest.Eventually(t, wait, "three delivered", func() bool {
+		g, err := n.subs.GetSubscriptionHealth(ctx(t), &heraldv1.GetSubscriptionHealthRequest{Id: goodSub.GetId()})
+		return err == nil && g.GetLastHour().GetDelivered() == 3 && g.GetLastHour().GetFirstAttemptSuccessRate() == 1 &&
+			g.GetConsecutiveFailures() == 0 && g.GetLastHour().GetLatencyP95() != nil
+	})
+	code, out, errs := herald(t, n, "", "", "endpoints", "health")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 3 || !strings.Contains(lines[1], "bad") || !strings.Contains(lines[2], "good") {
+		t.Errorf("endpoints health: %d %s\n%s", code, errs, out)
 	}
 }

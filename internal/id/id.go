@@ -33,6 +33,14 @@ func New(prefix string) string {
 	return prefix + encoding.EncodeToString(b[:])
 }
 
+// Lowest returns the smallest ID New could make with prefix at t: every
+// ID made at or after t sorts at or after it.
+func Lowest(prefix string, t time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixMilli())<<16)
+	return prefix + encoding.EncodeToString(b[:])
+}
+
 // WebhookID returns the Standard Webhooks message id of a delivery: the
 // delivery id's suffix behind the msg_ prefix, so it is the same on every
 // attempt and redrive.

@@ -34,13 +34,14 @@ const Open Scope = ""
 var MethodScopes = map[string]Scope{
 	"/herald.v1.PublishService/Publish": ScopePublish,
 
-	"/herald.v1.SubscriptionService/CreateSubscription":   ScopeSubscriptionsWrite,
-	"/herald.v1.SubscriptionService/GetSubscription":      ScopeSubscriptionsRead,
-	"/herald.v1.SubscriptionService/ListSubscriptions":    ScopeSubscriptionsRead,
-	"/herald.v1.SubscriptionService/UpdateSubscription":   ScopeSubscriptionsWrite,
-	"/herald.v1.SubscriptionService/DeleteSubscription":   ScopeSubscriptionsWrite,
-	"/herald.v1.SubscriptionService/RotateSecret":         ScopeSubscriptionsWrite,
-	"/herald.v1.SubscriptionService/ValidateSubscription": ScopeSubscriptionsWrite,
+	"/herald.v1.SubscriptionService/CreateSubscription":    ScopeSubscriptionsWrite,
+	"/herald.v1.SubscriptionService/GetSubscription":       ScopeSubscriptionsRead,
+	"/herald.v1.SubscriptionService/ListSubscriptions":     ScopeSubscriptionsRead,
+	"/herald.v1.SubscriptionService/UpdateSubscription":    ScopeSubscriptionsWrite,
+	"/herald.v1.SubscriptionService/DeleteSubscription":    ScopeSubscriptionsWrite,
+	"/herald.v1.SubscriptionService/RotateSecret":          ScopeSubscriptionsWrite,
+	"/herald.v1.SubscriptionService/ValidateSubscription":  ScopeSubscriptionsWrite,
+	"/herald.v1.SubscriptionService/GetSubscriptionHealth": ScopeSubscriptionsRead,
 
 	"/herald.v1.DeliveryService/GetDelivery":        ScopeDeliveriesRead,
 	"/herald.v1.DeliveryService/ListDeliveries":     ScopeDeliveriesRead,

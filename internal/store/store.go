@@ -266,6 +266,29 @@ type DeliveryListParams struct {
 	After string
 }
 
+// DeliveryRecentParams selects DeliveryRecent's deliveries.
+type DeliveryRecentParams struct {
+	SubscriptionID string
+	// FromID is the lowest delivery ID returned (IDs sort by creation
+	// time: id.Lowest makes one for a time).
+	FromID string
+	Limit  int
+}
+
+// DeliveryOutcome is a delivery's state and first attempt.
+type DeliveryOutcome struct {
+	ID         string
+	State      DeliveryState
+	Attempts   int
+	LastStatus int
+	LastError  string
+	// FirstStatus and FirstLatency are its first attempt's (0 before it).
+	FirstStatus  int
+	FirstLatency time.Duration
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
 // EventListParams selects and pages EventList.
 type EventListParams struct {
 	SubscriptionID string // required
@@ -346,6 +369,10 @@ type Store interface {
 	DeliveryList(ctx context.Context, p DeliveryListParams) ([]*Delivery, error)
 	// AttemptList returns a delivery's attempts, oldest first.
 	AttemptList(ctx context.Context, deliveryID string) ([]*Attempt, error)
+	// DeliveryRecent returns a subscription's deliveries with IDs from
+	// p.FromID on, newest first, at most p.Limit, with what their first
+	// attempt was: what endpoint health is computed from.
+	DeliveryRecent(ctx context.Context, p DeliveryRecentParams) ([]*DeliveryOutcome, error)
 	// EventGet returns a tenant's event (with its Payload) and its
 	// deliveries, in the order they were made; ErrNotFound if there is no
 	// such event.

@@ -188,6 +188,322 @@ func (ContentMode) EnumDescriptor() ([]byte, []int) {
 	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{2}
 }
 
+type GetSubscriptionHealthRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSubscriptionHealthRequest) Reset() {
+	*x = GetSubscriptionHealthRequest{}
+	mi := &file_herald_v1_subscription_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSubscriptionHealthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSubscriptionHealthRequest) ProtoMessage() {}
+
+func (x *GetSubscriptionHealthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_subscription_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSubscriptionHealthRequest.ProtoReflect.Descriptor instead.
+func (*GetSubscriptionHealthRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetSubscriptionHealthRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type SubscriptionHealth struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	SubscriptionId  string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	LastHour        *HealthWindow          `protobuf:"bytes,2,opt,name=last_hour,json=lastHour,proto3" json:"last_hour,omitempty"`
+	LastDay         *HealthWindow          `protobuf:"bytes,3,opt,name=last_day,json=lastDay,proto3" json:"last_day,omitempty"`
+	LastSuccessTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_success_time,json=lastSuccessTime,proto3" json:"last_success_time,omitempty"`
+	LastFailureTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_failure_time,json=lastFailureTime,proto3" json:"last_failure_time,omitempty"`
+	// The last failure's HTTP status (0: no response) and error.
+	LastFailureStatus int32  `protobuf:"varint,6,opt,name=last_failure_status,json=lastFailureStatus,proto3" json:"last_failure_status,omitempty"`
+	LastFailureError  string `protobuf:"bytes,7,opt,name=last_failure_error,json=lastFailureError,proto3" json:"last_failure_error,omitempty"`
+	// The most recent deliveries that failed, in a row (dead or retrying),
+	// before the last that was delivered.
+	ConsecutiveFailures int32 `protobuf:"varint,8,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	// Deliveries of the last day not finished yet: waiting for a first
+	// attempt (pending or in flight) and being retried.
+	Waiting       int32 `protobuf:"varint,9,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	Retrying      int32 `protobuf:"varint,10,opt,name=retrying,proto3" json:"retrying,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscriptionHealth) Reset() {
+	*x = SubscriptionHealth{}
+	mi := &file_herald_v1_subscription_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscriptionHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscriptionHealth) ProtoMessage() {}
+
+func (x *SubscriptionHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_subscription_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscriptionHealth.ProtoReflect.Descriptor instead.
+func (*SubscriptionHealth) Descriptor() ([]byte, []int) {
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SubscriptionHealth) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *SubscriptionHealth) GetLastHour() *HealthWindow {
+	if x != nil {
+		return x.LastHour
+	}
+	return nil
+}
+
+func (x *SubscriptionHealth) GetLastDay() *HealthWindow {
+	if x != nil {
+		return x.LastDay
+	}
+	return nil
+}
+
+func (x *SubscriptionHealth) GetLastSuccessTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSuccessTime
+	}
+	return nil
+}
+
+func (x *SubscriptionHealth) GetLastFailureTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastFailureTime
+	}
+	return nil
+}
+
+func (x *SubscriptionHealth) GetLastFailureStatus() int32 {
+	if x != nil {
+		return x.LastFailureStatus
+	}
+	return 0
+}
+
+func (x *SubscriptionHealth) GetLastFailureError() string {
+	if x != nil {
+		return x.LastFailureError
+	}
+	return ""
+}
+
+func (x *SubscriptionHealth) GetConsecutiveFailures() int32 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *SubscriptionHealth) GetWaiting() int32 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
+func (x *SubscriptionHealth) GetRetrying() int32 {
+	if x != nil {
+		return x.Retrying
+	}
+	return 0
+}
+
+// ListSubscriptionHealthResponse is several subscriptions' health (the
+// CLI's `herald endpoints health -o json`).
+type ListSubscriptionHealthResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Health        []*SubscriptionHealth  `protobuf:"bytes,1,rep,name=health,proto3" json:"health,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSubscriptionHealthResponse) Reset() {
+	*x = ListSubscriptionHealthResponse{}
+	mi := &file_herald_v1_subscription_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSubscriptionHealthResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSubscriptionHealthResponse) ProtoMessage() {}
+
+func (x *ListSubscriptionHealthResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_subscription_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSubscriptionHealthResponse.ProtoReflect.Descriptor instead.
+func (*ListSubscriptionHealthResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListSubscriptionHealthResponse) GetHealth() []*SubscriptionHealth {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
+// HealthWindow is a subscription's deliveries created in a window.
+type HealthWindow struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Deliveries int32                  `protobuf:"varint,1,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
+	Delivered  int32                  `protobuf:"varint,2,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	Dead       int32                  `protobuf:"varint,3,opt,name=dead,proto3" json:"dead,omitempty"`
+	// Of the deliveries attempted, the share whose first attempt succeeded
+	// (0 to 1).
+	FirstAttemptSuccessRate float64 `protobuf:"fixed64,4,opt,name=first_attempt_success_rate,json=firstAttemptSuccessRate,proto3" json:"first_attempt_success_rate,omitempty"`
+	// First attempts' latency percentiles.
+	LatencyP50 *durationpb.Duration `protobuf:"bytes,5,opt,name=latency_p50,json=latencyP50,proto3" json:"latency_p50,omitempty"`
+	LatencyP95 *durationpb.Duration `protobuf:"bytes,6,opt,name=latency_p95,json=latencyP95,proto3" json:"latency_p95,omitempty"`
+	LatencyP99 *durationpb.Duration `protobuf:"bytes,7,opt,name=latency_p99,json=latencyP99,proto3" json:"latency_p99,omitempty"`
+	// Whether the window held more deliveries than were examined.
+	Sampled       bool `protobuf:"varint,8,opt,name=sampled,proto3" json:"sampled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthWindow) Reset() {
+	*x = HealthWindow{}
+	mi := &file_herald_v1_subscription_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthWindow) ProtoMessage() {}
+
+func (x *HealthWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_subscription_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthWindow.ProtoReflect.Descriptor instead.
+func (*HealthWindow) Descriptor() ([]byte, []int) {
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *HealthWindow) GetDeliveries() int32 {
+	if x != nil {
+		return x.Deliveries
+	}
+	return 0
+}
+
+func (x *HealthWindow) GetDelivered() int32 {
+	if x != nil {
+		return x.Delivered
+	}
+	return 0
+}
+
+func (x *HealthWindow) GetDead() int32 {
+	if x != nil {
+		return x.Dead
+	}
+	return 0
+}
+
+func (x *HealthWindow) GetFirstAttemptSuccessRate() float64 {
+	if x != nil {
+		return x.FirstAttemptSuccessRate
+	}
+	return 0
+}
+
+func (x *HealthWindow) GetLatencyP50() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP50
+	}
+	return nil
+}
+
+func (x *HealthWindow) GetLatencyP95() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP95
+	}
+	return nil
+}
+
+func (x *HealthWindow) GetLatencyP99() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP99
+	}
+	return nil
+}
+
+func (x *HealthWindow) GetSampled() bool {
+	if x != nil {
+		return x.Sampled
+	}
+	return false
+}
+
 // Subscription follows the CloudEvents Subscriptions API (id, source, types,
 // config, filters, sink, protocol, protocol_settings) and adds Herald's
 // delivery settings.
@@ -269,7 +585,7 @@ type Subscription struct {
 
 func (x *Subscription) Reset() {
 	*x = Subscription{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[0]
+	mi := &file_herald_v1_subscription_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +597,7 @@ func (x *Subscription) String() string {
 func (*Subscription) ProtoMessage() {}
 
 func (x *Subscription) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[0]
+	mi := &file_herald_v1_subscription_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +610,7 @@ func (x *Subscription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscription.ProtoReflect.Descriptor instead.
 func (*Subscription) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{0}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Subscription) GetId() string {
@@ -526,7 +842,7 @@ type SinkCredential struct {
 
 func (x *SinkCredential) Reset() {
 	*x = SinkCredential{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[1]
+	mi := &file_herald_v1_subscription_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +854,7 @@ func (x *SinkCredential) String() string {
 func (*SinkCredential) ProtoMessage() {}
 
 func (x *SinkCredential) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[1]
+	mi := &file_herald_v1_subscription_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +867,7 @@ func (x *SinkCredential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SinkCredential.ProtoReflect.Descriptor instead.
 func (*SinkCredential) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{1}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SinkCredential) GetBearerToken() string {
@@ -584,7 +900,7 @@ type HttpSettings struct {
 
 func (x *HttpSettings) Reset() {
 	*x = HttpSettings{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[2]
+	mi := &file_herald_v1_subscription_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +912,7 @@ func (x *HttpSettings) String() string {
 func (*HttpSettings) ProtoMessage() {}
 
 func (x *HttpSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[2]
+	mi := &file_herald_v1_subscription_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +925,7 @@ func (x *HttpSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpSettings.ProtoReflect.Descriptor instead.
 func (*HttpSettings) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{2}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HttpSettings) GetHeaders() map[string]string {
@@ -646,7 +962,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[3]
+	mi := &file_herald_v1_subscription_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +974,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[3]
+	mi := &file_herald_v1_subscription_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +987,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{3}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Filter) GetDialect() isFilter_Dialect {
@@ -807,7 +1123,7 @@ type AttributeFilter struct {
 
 func (x *AttributeFilter) Reset() {
 	*x = AttributeFilter{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[4]
+	mi := &file_herald_v1_subscription_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +1135,7 @@ func (x *AttributeFilter) String() string {
 func (*AttributeFilter) ProtoMessage() {}
 
 func (x *AttributeFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[4]
+	mi := &file_herald_v1_subscription_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +1148,7 @@ func (x *AttributeFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttributeFilter.ProtoReflect.Descriptor instead.
 func (*AttributeFilter) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{4}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AttributeFilter) GetAttributes() map[string]string {
@@ -852,7 +1168,7 @@ type FilterList struct {
 
 func (x *FilterList) Reset() {
 	*x = FilterList{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[5]
+	mi := &file_herald_v1_subscription_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +1180,7 @@ func (x *FilterList) String() string {
 func (*FilterList) ProtoMessage() {}
 
 func (x *FilterList) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[5]
+	mi := &file_herald_v1_subscription_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +1193,7 @@ func (x *FilterList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilterList.ProtoReflect.Descriptor instead.
 func (*FilterList) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{5}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *FilterList) GetFilters() []*Filter {
@@ -912,7 +1228,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[6]
+	mi := &file_herald_v1_subscription_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1240,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[6]
+	mi := &file_herald_v1_subscription_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1253,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{6}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RetryPolicy) GetInitialInterval() *durationpb.Duration {
@@ -998,7 +1314,7 @@ type CreateSubscriptionRequest struct {
 
 func (x *CreateSubscriptionRequest) Reset() {
 	*x = CreateSubscriptionRequest{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[7]
+	mi := &file_herald_v1_subscription_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1326,7 @@ func (x *CreateSubscriptionRequest) String() string {
 func (*CreateSubscriptionRequest) ProtoMessage() {}
 
 func (x *CreateSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[7]
+	mi := &file_herald_v1_subscription_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1339,7 @@ func (x *CreateSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{7}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateSubscriptionRequest) GetSubscription() *Subscription {
@@ -1042,7 +1358,7 @@ type GetSubscriptionRequest struct {
 
 func (x *GetSubscriptionRequest) Reset() {
 	*x = GetSubscriptionRequest{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[8]
+	mi := &file_herald_v1_subscription_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1370,7 @@ func (x *GetSubscriptionRequest) String() string {
 func (*GetSubscriptionRequest) ProtoMessage() {}
 
 func (x *GetSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[8]
+	mi := &file_herald_v1_subscription_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1383,7 @@ func (x *GetSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*GetSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{8}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetSubscriptionRequest) GetId() string {
@@ -1094,7 +1410,7 @@ type ListSubscriptionsRequest struct {
 
 func (x *ListSubscriptionsRequest) Reset() {
 	*x = ListSubscriptionsRequest{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[9]
+	mi := &file_herald_v1_subscription_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1422,7 @@ func (x *ListSubscriptionsRequest) String() string {
 func (*ListSubscriptionsRequest) ProtoMessage() {}
 
 func (x *ListSubscriptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[9]
+	mi := &file_herald_v1_subscription_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1435,7 @@ func (x *ListSubscriptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubscriptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSubscriptionsRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{9}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListSubscriptionsRequest) GetTenant() string {
@@ -1160,7 +1476,7 @@ type ListSubscriptionsResponse struct {
 
 func (x *ListSubscriptionsResponse) Reset() {
 	*x = ListSubscriptionsResponse{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[10]
+	mi := &file_herald_v1_subscription_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1488,7 @@ func (x *ListSubscriptionsResponse) String() string {
 func (*ListSubscriptionsResponse) ProtoMessage() {}
 
 func (x *ListSubscriptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[10]
+	mi := &file_herald_v1_subscription_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1501,7 @@ func (x *ListSubscriptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubscriptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSubscriptionsResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{10}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListSubscriptionsResponse) GetSubscriptions() []*Subscription {
@@ -1214,7 +1530,7 @@ type UpdateSubscriptionRequest struct {
 
 func (x *UpdateSubscriptionRequest) Reset() {
 	*x = UpdateSubscriptionRequest{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[11]
+	mi := &file_herald_v1_subscription_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1226,7 +1542,7 @@ func (x *UpdateSubscriptionRequest) String() string {
 func (*UpdateSubscriptionRequest) ProtoMessage() {}
 
 func (x *UpdateSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[11]
+	mi := &file_herald_v1_subscription_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1239,7 +1555,7 @@ func (x *UpdateSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{11}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateSubscriptionRequest) GetSubscription() *Subscription {
@@ -1265,7 +1581,7 @@ type DeleteSubscriptionRequest struct {
 
 func (x *DeleteSubscriptionRequest) Reset() {
 	*x = DeleteSubscriptionRequest{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[12]
+	mi := &file_herald_v1_subscription_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1593,7 @@ func (x *DeleteSubscriptionRequest) String() string {
 func (*DeleteSubscriptionRequest) ProtoMessage() {}
 
 func (x *DeleteSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[12]
+	mi := &file_herald_v1_subscription_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1606,7 @@ func (x *DeleteSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{12}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteSubscriptionRequest) GetId() string {
@@ -1311,7 +1627,7 @@ type RotateSecretRequest struct {
 
 func (x *RotateSecretRequest) Reset() {
 	*x = RotateSecretRequest{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[13]
+	mi := &file_herald_v1_subscription_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1639,7 @@ func (x *RotateSecretRequest) String() string {
 func (*RotateSecretRequest) ProtoMessage() {}
 
 func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[13]
+	mi := &file_herald_v1_subscription_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1652,7 @@ func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{13}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RotateSecretRequest) GetId() string {
@@ -1368,7 +1684,7 @@ type RotateSecretResponse struct {
 
 func (x *RotateSecretResponse) Reset() {
 	*x = RotateSecretResponse{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[14]
+	mi := &file_herald_v1_subscription_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1696,7 @@ func (x *RotateSecretResponse) String() string {
 func (*RotateSecretResponse) ProtoMessage() {}
 
 func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[14]
+	mi := &file_herald_v1_subscription_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1709,7 @@ func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotateSecretResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{14}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RotateSecretResponse) GetSigningSecret() string {
@@ -1426,7 +1742,7 @@ type ValidateSubscriptionRequest struct {
 
 func (x *ValidateSubscriptionRequest) Reset() {
 	*x = ValidateSubscriptionRequest{}
-	mi := &file_herald_v1_subscription_proto_msgTypes[15]
+	mi := &file_herald_v1_subscription_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1754,7 @@ func (x *ValidateSubscriptionRequest) String() string {
 func (*ValidateSubscriptionRequest) ProtoMessage() {}
 
 func (x *ValidateSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscription_proto_msgTypes[15]
+	mi := &file_herald_v1_subscription_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1767,7 @@ func (x *ValidateSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*ValidateSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{15}
+	return file_herald_v1_subscription_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ValidateSubscriptionRequest) GetId() string {
@@ -1465,7 +1781,37 @@ var File_herald_v1_subscription_proto protoreflect.FileDescriptor
 
 const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\n" +
-	"\x1cherald/v1/subscription.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\v\n" +
+	"\x1cherald/v1/subscription.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\".\n" +
+	"\x1cGetSubscriptionHealthRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xfe\x03\n" +
+	"\x12SubscriptionHealth\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x124\n" +
+	"\tlast_hour\x18\x02 \x01(\v2\x17.herald.v1.HealthWindowR\blastHour\x122\n" +
+	"\blast_day\x18\x03 \x01(\v2\x17.herald.v1.HealthWindowR\alastDay\x12F\n" +
+	"\x11last_success_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastSuccessTime\x12F\n" +
+	"\x11last_failure_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastFailureTime\x12.\n" +
+	"\x13last_failure_status\x18\x06 \x01(\x05R\x11lastFailureStatus\x12,\n" +
+	"\x12last_failure_error\x18\a \x01(\tR\x10lastFailureError\x121\n" +
+	"\x14consecutive_failures\x18\b \x01(\x05R\x13consecutiveFailures\x12\x18\n" +
+	"\awaiting\x18\t \x01(\x05R\awaiting\x12\x1a\n" +
+	"\bretrying\x18\n" +
+	" \x01(\x05R\bretrying\"W\n" +
+	"\x1eListSubscriptionHealthResponse\x125\n" +
+	"\x06health\x18\x01 \x03(\v2\x1d.herald.v1.SubscriptionHealthR\x06health\"\xeb\x02\n" +
+	"\fHealthWindow\x12\x1e\n" +
+	"\n" +
+	"deliveries\x18\x01 \x01(\x05R\n" +
+	"deliveries\x12\x1c\n" +
+	"\tdelivered\x18\x02 \x01(\x05R\tdelivered\x12\x12\n" +
+	"\x04dead\x18\x03 \x01(\x05R\x04dead\x12;\n" +
+	"\x1afirst_attempt_success_rate\x18\x04 \x01(\x01R\x17firstAttemptSuccessRate\x12:\n" +
+	"\vlatency_p50\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP50\x12:\n" +
+	"\vlatency_p95\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP95\x12:\n" +
+	"\vlatency_p99\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP99\x12\x18\n" +
+	"\asampled\x18\b \x01(\bR\asampled\"\xb6\v\n" +
 	"\fSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x14\n" +
@@ -1588,7 +1934,7 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\x18CONTENT_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CONTENT_MODE_BINARY\x10\x01\x12\x1b\n" +
 	"\x17CONTENT_MODE_STRUCTURED\x10\x02\x12\x18\n" +
-	"\x14CONTENT_MODE_BATCHED\x10\x032\xec\x04\n" +
+	"\x14CONTENT_MODE_BATCHED\x10\x032\xcd\x05\n" +
 	"\x13SubscriptionService\x12S\n" +
 	"\x12CreateSubscription\x12$.herald.v1.CreateSubscriptionRequest\x1a\x17.herald.v1.Subscription\x12M\n" +
 	"\x0fGetSubscription\x12!.herald.v1.GetSubscriptionRequest\x1a\x17.herald.v1.Subscription\x12^\n" +
@@ -1596,7 +1942,8 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\x12UpdateSubscription\x12$.herald.v1.UpdateSubscriptionRequest\x1a\x17.herald.v1.Subscription\x12R\n" +
 	"\x12DeleteSubscription\x12$.herald.v1.DeleteSubscriptionRequest\x1a\x16.google.protobuf.Empty\x12O\n" +
 	"\fRotateSecret\x12\x1e.herald.v1.RotateSecretRequest\x1a\x1f.herald.v1.RotateSecretResponse\x12W\n" +
-	"\x14ValidateSubscription\x12&.herald.v1.ValidateSubscriptionRequest\x1a\x17.herald.v1.SubscriptionB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
+	"\x14ValidateSubscription\x12&.herald.v1.ValidateSubscriptionRequest\x1a\x17.herald.v1.Subscription\x12_\n" +
+	"\x15GetSubscriptionHealth\x12'.herald.v1.GetSubscriptionHealthRequest\x1a\x1d.herald.v1.SubscriptionHealthB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_subscription_proto_rawDescOnce sync.Once
@@ -1611,87 +1958,101 @@ func file_herald_v1_subscription_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_v1_subscription_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_herald_v1_subscription_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_herald_v1_subscription_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_herald_v1_subscription_proto_goTypes = []any{
-	(SigningAlgorithm)(0),               // 0: herald.v1.SigningAlgorithm
-	(SubscriptionState)(0),              // 1: herald.v1.SubscriptionState
-	(ContentMode)(0),                    // 2: herald.v1.ContentMode
-	(*Subscription)(nil),                // 3: herald.v1.Subscription
-	(*SinkCredential)(nil),              // 4: herald.v1.SinkCredential
-	(*HttpSettings)(nil),                // 5: herald.v1.HttpSettings
-	(*Filter)(nil),                      // 6: herald.v1.Filter
-	(*AttributeFilter)(nil),             // 7: herald.v1.AttributeFilter
-	(*FilterList)(nil),                  // 8: herald.v1.FilterList
-	(*RetryPolicy)(nil),                 // 9: herald.v1.RetryPolicy
-	(*CreateSubscriptionRequest)(nil),   // 10: herald.v1.CreateSubscriptionRequest
-	(*GetSubscriptionRequest)(nil),      // 11: herald.v1.GetSubscriptionRequest
-	(*ListSubscriptionsRequest)(nil),    // 12: herald.v1.ListSubscriptionsRequest
-	(*ListSubscriptionsResponse)(nil),   // 13: herald.v1.ListSubscriptionsResponse
-	(*UpdateSubscriptionRequest)(nil),   // 14: herald.v1.UpdateSubscriptionRequest
-	(*DeleteSubscriptionRequest)(nil),   // 15: herald.v1.DeleteSubscriptionRequest
-	(*RotateSecretRequest)(nil),         // 16: herald.v1.RotateSecretRequest
-	(*RotateSecretResponse)(nil),        // 17: herald.v1.RotateSecretResponse
-	(*ValidateSubscriptionRequest)(nil), // 18: herald.v1.ValidateSubscriptionRequest
-	nil,                                 // 19: herald.v1.Subscription.ConfigEntry
-	nil,                                 // 20: herald.v1.Subscription.LabelsEntry
-	nil,                                 // 21: herald.v1.HttpSettings.HeadersEntry
-	nil,                                 // 22: herald.v1.AttributeFilter.AttributesEntry
-	nil,                                 // 23: herald.v1.ListSubscriptionsRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),       // 24: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 25: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),       // 26: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),               // 27: google.protobuf.Empty
+	(SigningAlgorithm)(0),                  // 0: herald.v1.SigningAlgorithm
+	(SubscriptionState)(0),                 // 1: herald.v1.SubscriptionState
+	(ContentMode)(0),                       // 2: herald.v1.ContentMode
+	(*GetSubscriptionHealthRequest)(nil),   // 3: herald.v1.GetSubscriptionHealthRequest
+	(*SubscriptionHealth)(nil),             // 4: herald.v1.SubscriptionHealth
+	(*ListSubscriptionHealthResponse)(nil), // 5: herald.v1.ListSubscriptionHealthResponse
+	(*HealthWindow)(nil),                   // 6: herald.v1.HealthWindow
+	(*Subscription)(nil),                   // 7: herald.v1.Subscription
+	(*SinkCredential)(nil),                 // 8: herald.v1.SinkCredential
+	(*HttpSettings)(nil),                   // 9: herald.v1.HttpSettings
+	(*Filter)(nil),                         // 10: herald.v1.Filter
+	(*AttributeFilter)(nil),                // 11: herald.v1.AttributeFilter
+	(*FilterList)(nil),                     // 12: herald.v1.FilterList
+	(*RetryPolicy)(nil),                    // 13: herald.v1.RetryPolicy
+	(*CreateSubscriptionRequest)(nil),      // 14: herald.v1.CreateSubscriptionRequest
+	(*GetSubscriptionRequest)(nil),         // 15: herald.v1.GetSubscriptionRequest
+	(*ListSubscriptionsRequest)(nil),       // 16: herald.v1.ListSubscriptionsRequest
+	(*ListSubscriptionsResponse)(nil),      // 17: herald.v1.ListSubscriptionsResponse
+	(*UpdateSubscriptionRequest)(nil),      // 18: herald.v1.UpdateSubscriptionRequest
+	(*DeleteSubscriptionRequest)(nil),      // 19: herald.v1.DeleteSubscriptionRequest
+	(*RotateSecretRequest)(nil),            // 20: herald.v1.RotateSecretRequest
+	(*RotateSecretResponse)(nil),           // 21: herald.v1.RotateSecretResponse
+	(*ValidateSubscriptionRequest)(nil),    // 22: herald.v1.ValidateSubscriptionRequest
+	nil,                                    // 23: herald.v1.Subscription.ConfigEntry
+	nil,                                    // 24: herald.v1.Subscription.LabelsEntry
+	nil,                                    // 25: herald.v1.HttpSettings.HeadersEntry
+	nil,                                    // 26: herald.v1.AttributeFilter.AttributesEntry
+	nil,                                    // 27: herald.v1.ListSubscriptionsRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),          // 28: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),            // 29: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),          // 30: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                  // 31: google.protobuf.Empty
 }
 var file_herald_v1_subscription_proto_depIdxs = []int32{
-	19, // 0: herald.v1.Subscription.config:type_name -> herald.v1.Subscription.ConfigEntry
-	6,  // 1: herald.v1.Subscription.filters:type_name -> herald.v1.Filter
-	5,  // 2: herald.v1.Subscription.protocol_settings:type_name -> herald.v1.HttpSettings
-	1,  // 3: herald.v1.Subscription.state:type_name -> herald.v1.SubscriptionState
-	9,  // 4: herald.v1.Subscription.retry_policy:type_name -> herald.v1.RetryPolicy
-	2,  // 5: herald.v1.Subscription.content_mode:type_name -> herald.v1.ContentMode
-	24, // 6: herald.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
-	24, // 7: herald.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
-	0,  // 8: herald.v1.Subscription.signing_algorithm:type_name -> herald.v1.SigningAlgorithm
-	4,  // 9: herald.v1.Subscription.sink_credential:type_name -> herald.v1.SinkCredential
-	20, // 10: herald.v1.Subscription.labels:type_name -> herald.v1.Subscription.LabelsEntry
-	21, // 11: herald.v1.HttpSettings.headers:type_name -> herald.v1.HttpSettings.HeadersEntry
-	7,  // 12: herald.v1.Filter.exact:type_name -> herald.v1.AttributeFilter
-	7,  // 13: herald.v1.Filter.prefix:type_name -> herald.v1.AttributeFilter
-	7,  // 14: herald.v1.Filter.suffix:type_name -> herald.v1.AttributeFilter
-	8,  // 15: herald.v1.Filter.all:type_name -> herald.v1.FilterList
-	8,  // 16: herald.v1.Filter.any:type_name -> herald.v1.FilterList
-	6,  // 17: herald.v1.Filter.not:type_name -> herald.v1.Filter
-	22, // 18: herald.v1.AttributeFilter.attributes:type_name -> herald.v1.AttributeFilter.AttributesEntry
-	6,  // 19: herald.v1.FilterList.filters:type_name -> herald.v1.Filter
-	25, // 20: herald.v1.RetryPolicy.initial_interval:type_name -> google.protobuf.Duration
-	25, // 21: herald.v1.RetryPolicy.maximum_interval:type_name -> google.protobuf.Duration
-	25, // 22: herald.v1.RetryPolicy.maximum_age:type_name -> google.protobuf.Duration
-	3,  // 23: herald.v1.CreateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
-	23, // 24: herald.v1.ListSubscriptionsRequest.labels:type_name -> herald.v1.ListSubscriptionsRequest.LabelsEntry
-	3,  // 25: herald.v1.ListSubscriptionsResponse.subscriptions:type_name -> herald.v1.Subscription
-	3,  // 26: herald.v1.UpdateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
-	26, // 27: herald.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	25, // 28: herald.v1.RotateSecretRequest.overlap:type_name -> google.protobuf.Duration
-	24, // 29: herald.v1.RotateSecretResponse.previous_expire_time:type_name -> google.protobuf.Timestamp
-	10, // 30: herald.v1.SubscriptionService.CreateSubscription:input_type -> herald.v1.CreateSubscriptionRequest
-	11, // 31: herald.v1.SubscriptionService.GetSubscription:input_type -> herald.v1.GetSubscriptionRequest
-	12, // 32: herald.v1.SubscriptionService.ListSubscriptions:input_type -> herald.v1.ListSubscriptionsRequest
-	14, // 33: herald.v1.SubscriptionService.UpdateSubscription:input_type -> herald.v1.UpdateSubscriptionRequest
-	15, // 34: herald.v1.SubscriptionService.DeleteSubscription:input_type -> herald.v1.DeleteSubscriptionRequest
-	16, // 35: herald.v1.SubscriptionService.RotateSecret:input_type -> herald.v1.RotateSecretRequest
-	18, // 36: herald.v1.SubscriptionService.ValidateSubscription:input_type -> herald.v1.ValidateSubscriptionRequest
-	3,  // 37: herald.v1.SubscriptionService.CreateSubscription:output_type -> herald.v1.Subscription
-	3,  // 38: herald.v1.SubscriptionService.GetSubscription:output_type -> herald.v1.Subscription
-	13, // 39: herald.v1.SubscriptionService.ListSubscriptions:output_type -> herald.v1.ListSubscriptionsResponse
-	3,  // 40: herald.v1.SubscriptionService.UpdateSubscription:output_type -> herald.v1.Subscription
-	27, // 41: herald.v1.SubscriptionService.DeleteSubscription:output_type -> google.protobuf.Empty
-	17, // 42: herald.v1.SubscriptionService.RotateSecret:output_type -> herald.v1.RotateSecretResponse
-	3,  // 43: herald.v1.SubscriptionService.ValidateSubscription:output_type -> herald.v1.Subscription
-	37, // [37:44] is the sub-list for method output_type
-	30, // [30:37] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	6,  // 0: herald.v1.SubscriptionHealth.last_hour:type_name -> herald.v1.HealthWindow
+	6,  // 1: herald.v1.SubscriptionHealth.last_day:type_name -> herald.v1.HealthWindow
+	28, // 2: herald.v1.SubscriptionHealth.last_success_time:type_name -> google.protobuf.Timestamp
+	28, // 3: herald.v1.SubscriptionHealth.last_failure_time:type_name -> google.protobuf.Timestamp
+	4,  // 4: herald.v1.ListSubscriptionHealthResponse.health:type_name -> herald.v1.SubscriptionHealth
+	29, // 5: herald.v1.HealthWindow.latency_p50:type_name -> google.protobuf.Duration
+	29, // 6: herald.v1.HealthWindow.latency_p95:type_name -> google.protobuf.Duration
+	29, // 7: herald.v1.HealthWindow.latency_p99:type_name -> google.protobuf.Duration
+	23, // 8: herald.v1.Subscription.config:type_name -> herald.v1.Subscription.ConfigEntry
+	10, // 9: herald.v1.Subscription.filters:type_name -> herald.v1.Filter
+	9,  // 10: herald.v1.Subscription.protocol_settings:type_name -> herald.v1.HttpSettings
+	1,  // 11: herald.v1.Subscription.state:type_name -> herald.v1.SubscriptionState
+	13, // 12: herald.v1.Subscription.retry_policy:type_name -> herald.v1.RetryPolicy
+	2,  // 13: herald.v1.Subscription.content_mode:type_name -> herald.v1.ContentMode
+	28, // 14: herald.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	28, // 15: herald.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	0,  // 16: herald.v1.Subscription.signing_algorithm:type_name -> herald.v1.SigningAlgorithm
+	8,  // 17: herald.v1.Subscription.sink_credential:type_name -> herald.v1.SinkCredential
+	24, // 18: herald.v1.Subscription.labels:type_name -> herald.v1.Subscription.LabelsEntry
+	25, // 19: herald.v1.HttpSettings.headers:type_name -> herald.v1.HttpSettings.HeadersEntry
+	11, // 20: herald.v1.Filter.exact:type_name -> herald.v1.AttributeFilter
+	11, // 21: herald.v1.Filter.prefix:type_name -> herald.v1.AttributeFilter
+	11, // 22: herald.v1.Filter.suffix:type_name -> herald.v1.AttributeFilter
+	12, // 23: herald.v1.Filter.all:type_name -> herald.v1.FilterList
+	12, // 24: herald.v1.Filter.any:type_name -> herald.v1.FilterList
+	10, // 25: herald.v1.Filter.not:type_name -> herald.v1.Filter
+	26, // 26: herald.v1.AttributeFilter.attributes:type_name -> herald.v1.AttributeFilter.AttributesEntry
+	10, // 27: herald.v1.FilterList.filters:type_name -> herald.v1.Filter
+	29, // 28: herald.v1.RetryPolicy.initial_interval:type_name -> google.protobuf.Duration
+	29, // 29: herald.v1.RetryPolicy.maximum_interval:type_name -> google.protobuf.Duration
+	29, // 30: herald.v1.RetryPolicy.maximum_age:type_name -> google.protobuf.Duration
+	7,  // 31: herald.v1.CreateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
+	27, // 32: herald.v1.ListSubscriptionsRequest.labels:type_name -> herald.v1.ListSubscriptionsRequest.LabelsEntry
+	7,  // 33: herald.v1.ListSubscriptionsResponse.subscriptions:type_name -> herald.v1.Subscription
+	7,  // 34: herald.v1.UpdateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
+	30, // 35: herald.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	29, // 36: herald.v1.RotateSecretRequest.overlap:type_name -> google.protobuf.Duration
+	28, // 37: herald.v1.RotateSecretResponse.previous_expire_time:type_name -> google.protobuf.Timestamp
+	14, // 38: herald.v1.SubscriptionService.CreateSubscription:input_type -> herald.v1.CreateSubscriptionRequest
+	15, // 39: herald.v1.SubscriptionService.GetSubscription:input_type -> herald.v1.GetSubscriptionRequest
+	16, // 40: herald.v1.SubscriptionService.ListSubscriptions:input_type -> herald.v1.ListSubscriptionsRequest
+	18, // 41: herald.v1.SubscriptionService.UpdateSubscription:input_type -> herald.v1.UpdateSubscriptionRequest
+	19, // 42: herald.v1.SubscriptionService.DeleteSubscription:input_type -> herald.v1.DeleteSubscriptionRequest
+	20, // 43: herald.v1.SubscriptionService.RotateSecret:input_type -> herald.v1.RotateSecretRequest
+	22, // 44: herald.v1.SubscriptionService.ValidateSubscription:input_type -> herald.v1.ValidateSubscriptionRequest
+	3,  // 45: herald.v1.SubscriptionService.GetSubscriptionHealth:input_type -> herald.v1.GetSubscriptionHealthRequest
+	7,  // 46: herald.v1.SubscriptionService.CreateSubscription:output_type -> herald.v1.Subscription
+	7,  // 47: herald.v1.SubscriptionService.GetSubscription:output_type -> herald.v1.Subscription
+	17, // 48: herald.v1.SubscriptionService.ListSubscriptions:output_type -> herald.v1.ListSubscriptionsResponse
+	7,  // 49: herald.v1.SubscriptionService.UpdateSubscription:output_type -> herald.v1.Subscription
+	31, // 50: herald.v1.SubscriptionService.DeleteSubscription:output_type -> google.protobuf.Empty
+	21, // 51: herald.v1.SubscriptionService.RotateSecret:output_type -> herald.v1.RotateSecretResponse
+	7,  // 52: herald.v1.SubscriptionService.ValidateSubscription:output_type -> herald.v1.Subscription
+	4,  // 53: herald.v1.SubscriptionService.GetSubscriptionHealth:output_type -> herald.v1.SubscriptionHealth
+	46, // [46:54] is the sub-list for method output_type
+	38, // [38:46] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_subscription_proto_init() }
@@ -1699,7 +2060,7 @@ func file_herald_v1_subscription_proto_init() {
 	if File_herald_v1_subscription_proto != nil {
 		return
 	}
-	file_herald_v1_subscription_proto_msgTypes[3].OneofWrappers = []any{
+	file_herald_v1_subscription_proto_msgTypes[7].OneofWrappers = []any{
 		(*Filter_Exact)(nil),
 		(*Filter_Prefix)(nil),
 		(*Filter_Suffix)(nil),
@@ -1714,7 +2075,7 @@ func file_herald_v1_subscription_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_subscription_proto_rawDesc), len(file_herald_v1_subscription_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   21,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

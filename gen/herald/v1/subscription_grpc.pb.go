@@ -20,13 +20,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SubscriptionService_CreateSubscription_FullMethodName   = "/herald.v1.SubscriptionService/CreateSubscription"
-	SubscriptionService_GetSubscription_FullMethodName      = "/herald.v1.SubscriptionService/GetSubscription"
-	SubscriptionService_ListSubscriptions_FullMethodName    = "/herald.v1.SubscriptionService/ListSubscriptions"
-	SubscriptionService_UpdateSubscription_FullMethodName   = "/herald.v1.SubscriptionService/UpdateSubscription"
-	SubscriptionService_DeleteSubscription_FullMethodName   = "/herald.v1.SubscriptionService/DeleteSubscription"
-	SubscriptionService_RotateSecret_FullMethodName         = "/herald.v1.SubscriptionService/RotateSecret"
-	SubscriptionService_ValidateSubscription_FullMethodName = "/herald.v1.SubscriptionService/ValidateSubscription"
+	SubscriptionService_CreateSubscription_FullMethodName    = "/herald.v1.SubscriptionService/CreateSubscription"
+	SubscriptionService_GetSubscription_FullMethodName       = "/herald.v1.SubscriptionService/GetSubscription"
+	SubscriptionService_ListSubscriptions_FullMethodName     = "/herald.v1.SubscriptionService/ListSubscriptions"
+	SubscriptionService_UpdateSubscription_FullMethodName    = "/herald.v1.SubscriptionService/UpdateSubscription"
+	SubscriptionService_DeleteSubscription_FullMethodName    = "/herald.v1.SubscriptionService/DeleteSubscription"
+	SubscriptionService_RotateSecret_FullMethodName          = "/herald.v1.SubscriptionService/RotateSecret"
+	SubscriptionService_ValidateSubscription_FullMethodName  = "/herald.v1.SubscriptionService/ValidateSubscription"
+	SubscriptionService_GetSubscriptionHealth_FullMethodName = "/herald.v1.SubscriptionService/GetSubscriptionHealth"
 )
 
 // SubscriptionServiceClient is the client API for SubscriptionService service.
@@ -55,6 +56,12 @@ type SubscriptionServiceClient interface {
 	// ValidateSubscription runs the webhook validation handshake again (for
 	// a subscription still pending validation, or after the sink changed).
 	ValidateSubscription(ctx context.Context, in *ValidateSubscriptionRequest, opts ...grpc.CallOption) (*Subscription, error)
+	// GetSubscriptionHealth says how a subscription's endpoint is doing:
+	// its deliveries over the last hour and day, first-attempt success and
+	// latency, its last success and failure, failures in a row, and what is
+	// waiting. Computed from its most recent deliveries (at most 10,000 per
+	// window; `sampled` says when a window held more).
+	GetSubscriptionHealth(ctx context.Context, in *GetSubscriptionHealthRequest, opts ...grpc.CallOption) (*SubscriptionHealth, error)
 }
 
 type subscriptionServiceClient struct {
@@ -135,6 +142,16 @@ func (c *subscriptionServiceClient) ValidateSubscription(ctx context.Context, in
 	return out, nil
 }
 
+func (c *subscriptionServiceClient) GetSubscriptionHealth(ctx context.Context, in *GetSubscriptionHealthRequest, opts ...grpc.CallOption) (*SubscriptionHealth, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubscriptionHealth)
+	err := c.cc.Invoke(ctx, SubscriptionService_GetSubscriptionHealth_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SubscriptionServiceServer is the server API for SubscriptionService service.
 // All implementations must embed UnimplementedSubscriptionServiceServer
 // for forward compatibility.
@@ -161,6 +178,12 @@ type SubscriptionServiceServer interface {
 	// ValidateSubscription runs the webhook validation handshake again (for
 	// a subscription still pending validation, or after the sink changed).
 	ValidateSubscription(context.Context, *ValidateSubscriptionRequest) (*Subscription, error)
+	// GetSubscriptionHealth says how a subscription's endpoint is doing:
+	// its deliveries over the last hour and day, first-attempt success and
+	// latency, its last success and failure, failures in a row, and what is
+	// waiting. Computed from its most recent deliveries (at most 10,000 per
+	// window; `sampled` says when a window held more).
+	GetSubscriptionHealth(context.Context, *GetSubscriptionHealthRequest) (*SubscriptionHealth, error)
 	mustEmbedUnimplementedSubscriptionServiceServer()
 }
 
@@ -191,6 +214,9 @@ func (UnimplementedSubscriptionServiceServer) RotateSecret(context.Context, *Rot
 }
 func (UnimplementedSubscriptionServiceServer) ValidateSubscription(context.Context, *ValidateSubscriptionRequest) (*Subscription, error) {
 	return nil, status.Error(codes.Unimplemented, "method ValidateSubscription not implemented")
+}
+func (UnimplementedSubscriptionServiceServer) GetSubscriptionHealth(context.Context, *GetSubscriptionHealthRequest) (*SubscriptionHealth, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSubscriptionHealth not implemented")
 }
 func (UnimplementedSubscriptionServiceServer) mustEmbedUnimplementedSubscriptionServiceServer() {}
 func (UnimplementedSubscriptionServiceServer) testEmbeddedByValue()                             {}
@@ -339,6 +365,24 @@ func _SubscriptionService_ValidateSubscription_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SubscriptionService_GetSubscriptionHealth_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSubscriptionHealthRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SubscriptionServiceServer).GetSubscriptionHealth(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SubscriptionService_GetSubscriptionHealth_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SubscriptionServiceServer).GetSubscriptionHealth(ctx, req.(*GetSubscriptionHealthRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SubscriptionService_ServiceDesc is the grpc.ServiceDesc for SubscriptionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -373,6 +417,10 @@ var SubscriptionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ValidateSubscription",
 			Handler:    _SubscriptionService_ValidateSubscription_Handler,
+		},
+		{
+			MethodName: "GetSubscriptionHealth",
+			Handler:    _SubscriptionService_GetSubscriptionHealth_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

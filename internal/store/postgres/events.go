@@ -85,3 +85,27 @@ WHERE d.event_seq = $1 ORDER BY d.position`, seq)
 	}
 	return e, ds, nil
 }
+
+// DeliveryRecent returns a subscription's recent deliveries, newest
+// first (see store.Store).
+func (s *Store) DeliveryRecent(ctx context.Context, p store.DeliveryRecentParams) ([]*store.DeliveryOutcome, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT id, state, attempts, last_status, last_error, first_status_code, first_latency, created_at, updated_at
+FROM deliveries WHERE subscription_id = $1 AND id >= $2 ORDER BY id DESC LIMIT $3`, p.SubscriptionID, p.FromID, p.Limit)
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.DeliveryOutcome, error) {
+		var (
+			o       store.DeliveryOutcome
+			state   string
+			latency int64
+		)
+		if err := row.Scan(&o.ID, &state, &o.Attempts, &o.LastStatus, &o.LastError, &o.FirstStatus, &latency, &o.CreatedAt, &o.UpdatedAt); err != nil {
+			return nil, err
+		}
+		o.State, o.FirstLatency = store.DeliveryState(state), time.Duration(latency)
+		o.CreatedAt, o.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
+		return &o, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: recent deliveries: %w", err)
+	}
+	return out, nil
+}

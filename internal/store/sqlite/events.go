@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/heraldhq/herald/internal/store"
 )
@@ -93,4 +94,34 @@ func (s *Store) EventGet(ctx context.Context, tenant, source, id string) (*store
 		ds = append(ds, d)
 	}
 	return e, ds, nil
+}
+
+// DeliveryRecent returns a subscription's recent deliveries, newest
+// first (see store.Store).
+func (s *Store) DeliveryRecent(ctx context.Context, p store.DeliveryRecentParams) ([]*store.DeliveryOutcome, error) {
+	rows, err := s.reader.QueryContext(ctx, `SELECT id, state, attempts, last_status, last_error, first_status_code, first_latency, created_at, updated_at
+FROM deliveries INDEXED BY deliveries_subscription WHERE subscription_id = ? AND id >= ? ORDER BY id DESC LIMIT ?`, p.SubscriptionID, p.FromID, p.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: recent deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.DeliveryOutcome
+	for rows.Next() {
+		var (
+			o                store.DeliveryOutcome
+			state            string
+			latency          int64
+			created, updated int64
+		)
+		if err := rows.Scan(&o.ID, &state, &o.Attempts, &o.LastStatus, &o.LastError, &o.FirstStatus, &latency, &created, &updated); err != nil {
+			return nil, fmt.Errorf("sqlite: recent deliveries: %w", err)
+		}
+		o.State, o.FirstLatency = store.DeliveryState(state), time.Duration(latency)
+		o.CreatedAt, o.UpdatedAt = fromMillis(created), fromMillis(updated)
+		out = append(out, &o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: recent deliveries: %w", err)
+	}
+	return out, nil
 }

@@ -13,6 +13,7 @@ var eventListTests = []test{
 	{"ListsASubscriptionsEventsInOrderAndPages", testEventList},
 	{"ListFiltersByTimeAndType", testEventListFilters},
 	{"GetReturnsTheEventAndItsDeliveries", testEventGet},
+	{"RecentDeliveriesNewestFirstWithTheirFirstAttempt", testDeliveryRecent},
 }
 
 // insertForSubscriptions stores events 1..n, each with a delivery to
@@ -108,5 +109,28 @@ func testEventGet(t *testing.T, s store.Store) {
 		if _, _, err := s.EventGet(t.Context(), args[0], args[1], args[2]); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("EventGet%v = %v, want ErrNotFound", args, err)
 		}
+	}
+}
+
+func testDeliveryRecent(t *testing.T, s store.Store) {
+	insertForSubscriptions(t, s, 4)
+	update(t, s, store.DeliveryUpdate{ID: "dlv_a004", State: store.DeliveryDelivered, Attempts: 1, ExpectState: store.DeliveryDelivered,
+		Attempt: &store.Attempt{Number: 1, StartedAt: at(0), StatusCode: 201, Latency: 7 * time.Millisecond}})
+	got, err := s.DeliveryRecent(t.Context(), store.DeliveryRecentParams{SubscriptionID: "sub_a", FromID: "dlv_a002", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, o := range got {
+		order = append(order, o.ID)
+	}
+	if fmt.Sprint(order) != "[dlv_a004 dlv_a003 dlv_a002]" {
+		t.Fatalf("recent from dlv_a002: %v, want newest first", order)
+	}
+	if o := got[0]; o.FirstStatus != 201 || o.FirstLatency != 7*time.Millisecond || o.State != store.DeliveryDelivered || o.Attempts != 1 {
+		t.Errorf("the newest: %+v", o)
+	}
+	if got, _ := s.DeliveryRecent(t.Context(), store.DeliveryRecentParams{SubscriptionID: "sub_a", Limit: 1}); len(got) != 1 || got[0].ID != "dlv_a004" {
+		t.Errorf("limit 1: %v", got)
 	}
 }
