@@ -114,6 +114,19 @@ func (s *Services) RedriveDelivery(ctx context.Context, req *heraldv1.RedriveDel
 	return deliveryToProto(d), nil
 }
 
+// ResendDelivery implements herald.v1.DeliveryService.
+func (s *Services) ResendDelivery(ctx context.Context, req *heraldv1.ResendDeliveryRequest) (*heraldv1.Delivery, error) {
+	d, err := s.ownedDelivery(ctx, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.redriver.Resend(ctx, d); err != nil {
+		return nil, redriveError(err)
+	}
+	d.State = store.DeliveryRetrying
+	return deliveryToProto(d), nil
+}
+
 // RedriveDeadLetters implements herald.v1.DeliveryService. It redrives at
 // most rate_per_second deliveries a second and returns when all are
 // redriven or the call's deadline is near.

@@ -17,6 +17,7 @@ func init() {
 		"get":      {"ID: show one delivery", deliveriesGet},
 		"attempts": {"ID: list a delivery's attempts", deliveriesAttempts},
 		"redrive":  {"ID: send a dead delivery again (same webhook-id, a fresh series of attempts)", deliveriesRedrive},
+		"resend":   {"ID: send a delivered or dead delivery again (same webhook-id, a fresh series of attempts)", deliveriesResend},
 	}
 	nouns["dead-letters"] = map[string]command{
 		"list":    {"[--subscription ID] [--since 1h] [--limit N]: list dead deliveries, newest first", deadLettersList},
@@ -173,6 +174,22 @@ func deliveriesRedrive(c *call) error {
 		return err
 	}
 	d, err := svc.RedriveDelivery(c.ctx, &heraldv1.RedriveDeliveryRequest{Id: args[0]})
+	if err != nil {
+		return err
+	}
+	return c.print(d, deliveryRows([]*heraldv1.Delivery{d}))
+}
+
+func deliveriesResend(c *call) error {
+	args, err := c.parse(1, 1)
+	if err != nil {
+		return err
+	}
+	svc, err := c.deliveries()
+	if err != nil {
+		return err
+	}
+	d, err := svc.ResendDelivery(c.ctx, &heraldv1.ResendDeliveryRequest{Id: args[0]})
 	if err != nil {
 		return err
 	}

@@ -158,6 +158,9 @@ func TestAuth_EveryMethodRefusesWhoMayNotCallIt(t *testing.T) {
 		"/herald.v1.DeliveryService/RedriveDelivery": func(ctx context.Context, c clients) (any, error) {
 			return c.deliveries.RedriveDelivery(ctx, &heraldv1.RedriveDeliveryRequest{Id: dlv})
 		},
+		"/herald.v1.DeliveryService/ResendDelivery": func(ctx context.Context, c clients) (any, error) {
+			return c.deliveries.ResendDelivery(ctx, &heraldv1.ResendDeliveryRequest{Id: dlv})
+		},
 		"/herald.v1.DeliveryService/RedriveDeadLetters": func(ctx context.Context, c clients) (any, error) {
 			return c.deliveries.RedriveDeadLetters(ctx, &heraldv1.RedriveDeadLettersRequest{SubscriptionId: sub.GetId()})
 		},

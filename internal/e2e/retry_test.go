@@ -16,6 +16,8 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
@@ -292,5 +294,35 @@ func TestCrash_KilledNodeLosesNoAcceptedEvent(t *testing.T) {
 	waitDeliveryState(t, n2, id, heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
 	if got := len(rcv.Requests()); got != 2 {
 		t.Errorf("receiver got %d requests, want 2 (the lost attempt and the redelivery)", got)
+	}
+}
+
+// TestResend_SendsADeliveredDeliveryAgainWithItsWebhookID: a delivered
+// delivery resent reaches the sink again with the same webhook-id, as a
+// fresh series through its workflow; one still being retried is refused.
+func TestResend_SendsADeliveredDeliveryAgainWithItsWebhookID(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	rcv := heraldtest.NewReceiver(t, nil)
+	createSub(t, n, rcv.URL)
+	id := publish(t, n, newEvent("resend-1"))[0].GetDeliveryIds()[0]
+	waitDeliveryState(t, n, id, heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
+	d, err := n.deliveries.ResendDelivery(ctx(t), &heraldv1.ResendDeliveryRequest{Id: id})
+	if err != nil || d.GetState() != heraldv1.DeliveryState_DELIVERY_STATE_RETRYING {
+		t.Fatalf("ResendDelivery: %v, %v", d, err)
+	}
+	reqs := rcv.WaitFor(t, 2, wait)
+	if a, b := reqs[0].Header.Get("webhook-id"), reqs[1].Header.Get("webhook-id"); a == "" || a != b {
+		t.Errorf("webhook-ids %q and %q, want the same", a, b)
+	}
+	waitDeliveryState(t, n, id, heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
+
+	failing := heraldtest.NewReceiver(t, func(int, *http.Request) (int, http.Header) { return http.StatusServiceUnavailable, nil })
+	createSub(t, n, failing.URL, func(s *heraldv1.Subscription) { s.Types = []string{"com.example.order.paid"} })
+	e := newEvent("resend-2")
+	e.Type = "com.example.order.paid"
+	retrying := publish(t, n, e)[0].GetDeliveryIds()[0]
+	waitDeliveryState(t, n, retrying, heraldv1.DeliveryState_DELIVERY_STATE_RETRYING)
+	if _, err := n.deliveries.ResendDelivery(ctx(t), &heraldv1.ResendDeliveryRequest{Id: retrying}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("resending a delivery being retried: %v, want FailedPrecondition", err)
 	}
 }

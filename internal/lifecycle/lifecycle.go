@@ -18,6 +18,8 @@
 //	in_flight -> dead       kill: its subscription is gone or disabled, or it waited too long for consent
 //	retrying  -> dead       kill: retries ended (attempts, age, a permanent failure, 410 Gone)
 //	dead      -> retrying   redrive: an operator sends it again, with a fresh series of attempts
+//	delivered -> retrying   resend: an operator sends a delivered one again, with a fresh series of attempts
+//	dead      -> retrying   resend: the same, for a dead one
 //
 // Only the first attempt is the dispatcher's (package dispatch); a
 // retrying delivery belongs to its workflow (package workflows).
@@ -61,6 +63,7 @@ const (
 	Retry      = "retry"
 	Kill       = "kill"
 	Redrive    = "redrive"
+	Resend     = "resend"
 )
 
 // Table is every allowed transition.
@@ -77,6 +80,8 @@ var Table = []Transition{
 	{Kill, InFlight, Dead},
 	{Kill, Retrying, Dead},
 	{Redrive, Dead, Retrying},
+	{Resend, Delivered, Retrying},
+	{Resend, Dead, Retrying},
 }
 
 // ErrIllegal is returned (wrapped) for a transition the table does not
@@ -188,6 +193,19 @@ func Redriven(d *store.Delivery) (store.DeliveryUpdate, error) {
 	}
 	return store.DeliveryUpdate{ID: d.ID, State: to, Attempts: d.Attempts, LastStatus: d.LastStatus,
 		LastError: d.LastError, ExpectState: Dead}, nil
+}
+
+// Resent sends delivered or dead delivery d again: it is retrying, by its
+// workflow, with a fresh series of attempts and the same webhook-id. A
+// delivery in any other state (still being sent) is refused with
+// ErrIllegal. The update applies only while d is still in its state.
+func Resent(d *store.Delivery) (store.DeliveryUpdate, error) {
+	to, err := Check(Resend, d.State)
+	if err != nil {
+		return store.DeliveryUpdate{}, fmt.Errorf("delivery %s is %s; only delivered or dead deliveries can be resent (%w)", d.ID, d.State, err)
+	}
+	return store.DeliveryUpdate{ID: d.ID, State: to, Attempts: d.Attempts, LastStatus: d.LastStatus,
+		LastError: d.LastError, ExpectState: d.State}, nil
 }
 
 // Resumed records, from the delivery's workflow, that a redriven delivery

@@ -78,7 +78,7 @@ func equalUpdate(a, b store.DeliveryUpdate) bool {
 
 func TestCheck_RefusesWhatTheTableDoesNotAllow(t *testing.T) {
 	states := []State{Pending, InFlight, Delivered, Retrying, Dead}
-	names := []string{Claim, Keep, Reschedule, Defer, Deliver, HandOff, Retry, Kill, Redrive}
+	names := []string{Claim, Keep, Reschedule, Defer, Deliver, HandOff, Retry, Kill, Redrive, Resend}
 	allowed := 0
 	for _, name := range names {
 		for _, from := range states {
@@ -98,10 +98,24 @@ func TestCheck_RefusesWhatTheTableDoesNotAllow(t *testing.T) {
 	if allowed != len(Table) {
 		t.Errorf("%d transitions allowed, the table has %d", allowed, len(Table))
 	}
-	// Nothing leaves delivered.
+	// Nothing leaves delivered but an operator's resend.
 	for _, tr := range Table {
-		if tr.From == Delivered {
+		if tr.From == Delivered && tr.Name != Resend {
 			t.Errorf("the table lets a delivered delivery %s to %s", tr.Name, tr.To)
+		}
+	}
+}
+
+func TestResent_TakesDeliveredAndDeadAndRefusesTheRest(t *testing.T) {
+	for _, s := range []State{Delivered, Dead} {
+		u, err := Resent(&store.Delivery{ID: "dlv_1", State: s, Attempts: 3, LastStatus: 500})
+		if err != nil || u.State != Retrying || u.ExpectState != s || u.Attempts != 3 {
+			t.Errorf("Resent(%s) = %+v, %v; want retrying, applied only while %s", s, u, err, s)
+		}
+	}
+	for _, s := range []State{Pending, InFlight, Retrying} {
+		if _, err := Resent(&store.Delivery{ID: "dlv_1", State: s}); !errors.Is(err, ErrIllegal) {
+			t.Errorf("Resent(%s) = %v, want ErrIllegal", s, err)
 		}
 	}
 }

@@ -48,6 +48,7 @@ var MethodScopes = map[string]Scope{
 	"/herald.v1.DeliveryService/ListAttempts":       ScopeDeliveriesRead,
 	"/herald.v1.DeliveryService/RedriveDelivery":    ScopeDeliveriesWrite,
 	"/herald.v1.DeliveryService/RedriveDeadLetters": ScopeDeliveriesWrite,
+	"/herald.v1.DeliveryService/ResendDelivery":     ScopeDeliveriesWrite,
 
 	"/herald.v1.EventService/ListEvents": ScopeEventsRead,
 	"/herald.v1.EventService/GetEvent":   ScopeEventsRead,

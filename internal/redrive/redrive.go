@@ -1,6 +1,7 @@
-// Package redrive sends dead-lettered deliveries again: one, or every
-// dead letter of a subscription at a bounded rate, each through its
-// workflow with a fresh series of attempts and the same webhook-id.
+// Package redrive sends deliveries again: a dead letter, every dead letter
+// of a subscription at a bounded rate, or any finished delivery (resend),
+// each through its workflow with a fresh series of attempts and the same
+// webhook-id.
 package redrive
 
 import (
@@ -51,12 +52,27 @@ func (r *Redriver) One(ctx context.Context, d *store.Delivery) error {
 	if err != nil {
 		return err
 	}
+	return r.send(ctx, d, update, "redriving")
+}
+
+// Resend sends delivered or dead delivery d again, through its workflow,
+// and records it as retrying.
+func (r *Redriver) Resend(ctx context.Context, d *store.Delivery) error {
+	update, err := lifecycle.Resent(d)
+	if err != nil {
+		return err
+	}
+	return r.send(ctx, d, update, "resending")
+}
+
+// send hands d to its workflow for a fresh series and records update.
+func (r *Redriver) send(ctx context.Context, d *store.Delivery, update store.DeliveryUpdate, doing string) error {
 	sub, err := r.Store.SubscriptionGet(ctx, d.SubscriptionID)
 	if err != nil {
 		return fmt.Errorf("subscription %s: %w", d.SubscriptionID, err)
 	}
 	if sub.State != store.SubscriptionActive {
-		return fmt.Errorf("%w: subscription %s is %s (%s); enable it before redriving", ErrInactive, sub.ID, sub.State, sub.StateReason)
+		return fmt.Errorf("%w: subscription %s is %s (%s); enable it before %s", ErrInactive, sub.ID, sub.State, sub.StateReason, doing)
 	}
 	err = r.Workflows.Redrive(ctx, workflows.DeliveryInput{
 		DeliveryID:     d.ID,

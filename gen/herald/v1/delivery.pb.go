@@ -86,6 +86,50 @@ func (DeliveryState) EnumDescriptor() ([]byte, []int) {
 	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{0}
 }
 
+type ResendDeliveryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendDeliveryRequest) Reset() {
+	*x = ResendDeliveryRequest{}
+	mi := &file_herald_v1_delivery_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendDeliveryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendDeliveryRequest) ProtoMessage() {}
+
+func (x *ResendDeliveryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_delivery_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendDeliveryRequest.ProtoReflect.Descriptor instead.
+func (*ResendDeliveryRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ResendDeliveryRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 // Delivery is one event on its way to one subscription.
 type Delivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -115,7 +159,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[0]
+	mi := &file_herald_v1_delivery_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -127,7 +171,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[0]
+	mi := &file_herald_v1_delivery_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -140,7 +184,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{0}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Delivery) GetId() string {
@@ -253,7 +297,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[1]
+	mi := &file_herald_v1_delivery_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -265,7 +309,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[1]
+	mi := &file_herald_v1_delivery_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -278,7 +322,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{1}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Attempt) GetNumber() int32 {
@@ -332,7 +376,7 @@ type GetDeliveryRequest struct {
 
 func (x *GetDeliveryRequest) Reset() {
 	*x = GetDeliveryRequest{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[2]
+	mi := &file_herald_v1_delivery_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +388,7 @@ func (x *GetDeliveryRequest) String() string {
 func (*GetDeliveryRequest) ProtoMessage() {}
 
 func (x *GetDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[2]
+	mi := &file_herald_v1_delivery_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +401,7 @@ func (x *GetDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*GetDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{2}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetDeliveryRequest) GetId() string {
@@ -386,7 +430,7 @@ type ListDeliveriesRequest struct {
 
 func (x *ListDeliveriesRequest) Reset() {
 	*x = ListDeliveriesRequest{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[3]
+	mi := &file_herald_v1_delivery_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +442,7 @@ func (x *ListDeliveriesRequest) String() string {
 func (*ListDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[3]
+	mi := &file_herald_v1_delivery_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +455,7 @@ func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{3}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListDeliveriesRequest) GetSubscriptionId() string {
@@ -466,7 +510,7 @@ type ListDeliveriesResponse struct {
 
 func (x *ListDeliveriesResponse) Reset() {
 	*x = ListDeliveriesResponse{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[4]
+	mi := &file_herald_v1_delivery_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +522,7 @@ func (x *ListDeliveriesResponse) String() string {
 func (*ListDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[4]
+	mi := &file_herald_v1_delivery_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +535,7 @@ func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{4}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
@@ -517,7 +561,7 @@ type ListAttemptsRequest struct {
 
 func (x *ListAttemptsRequest) Reset() {
 	*x = ListAttemptsRequest{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[5]
+	mi := &file_herald_v1_delivery_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +573,7 @@ func (x *ListAttemptsRequest) String() string {
 func (*ListAttemptsRequest) ProtoMessage() {}
 
 func (x *ListAttemptsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[5]
+	mi := &file_herald_v1_delivery_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +586,7 @@ func (x *ListAttemptsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAttemptsRequest.ProtoReflect.Descriptor instead.
 func (*ListAttemptsRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{5}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListAttemptsRequest) GetDeliveryId() string {
@@ -561,7 +605,7 @@ type ListAttemptsResponse struct {
 
 func (x *ListAttemptsResponse) Reset() {
 	*x = ListAttemptsResponse{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[6]
+	mi := &file_herald_v1_delivery_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +617,7 @@ func (x *ListAttemptsResponse) String() string {
 func (*ListAttemptsResponse) ProtoMessage() {}
 
 func (x *ListAttemptsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[6]
+	mi := &file_herald_v1_delivery_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +630,7 @@ func (x *ListAttemptsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAttemptsResponse.ProtoReflect.Descriptor instead.
 func (*ListAttemptsResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{6}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListAttemptsResponse) GetAttempts() []*Attempt {
@@ -605,7 +649,7 @@ type RedriveDeliveryRequest struct {
 
 func (x *RedriveDeliveryRequest) Reset() {
 	*x = RedriveDeliveryRequest{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[7]
+	mi := &file_herald_v1_delivery_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +661,7 @@ func (x *RedriveDeliveryRequest) String() string {
 func (*RedriveDeliveryRequest) ProtoMessage() {}
 
 func (x *RedriveDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[7]
+	mi := &file_herald_v1_delivery_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +674,7 @@ func (x *RedriveDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*RedriveDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{7}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RedriveDeliveryRequest) GetId() string {
@@ -653,7 +697,7 @@ type RedriveDeadLettersRequest struct {
 
 func (x *RedriveDeadLettersRequest) Reset() {
 	*x = RedriveDeadLettersRequest{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[8]
+	mi := &file_herald_v1_delivery_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +709,7 @@ func (x *RedriveDeadLettersRequest) String() string {
 func (*RedriveDeadLettersRequest) ProtoMessage() {}
 
 func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[8]
+	mi := &file_herald_v1_delivery_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +722,7 @@ func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{8}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RedriveDeadLettersRequest) GetSubscriptionId() string {
@@ -712,7 +756,7 @@ type RedriveDeadLettersResponse struct {
 
 func (x *RedriveDeadLettersResponse) Reset() {
 	*x = RedriveDeadLettersResponse{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[9]
+	mi := &file_herald_v1_delivery_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +768,7 @@ func (x *RedriveDeadLettersResponse) String() string {
 func (*RedriveDeadLettersResponse) ProtoMessage() {}
 
 func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[9]
+	mi := &file_herald_v1_delivery_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +781,7 @@ func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{9}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RedriveDeadLettersResponse) GetRedriven() int32 {
@@ -751,7 +795,9 @@ var File_herald_v1_delivery_proto protoreflect.FileDescriptor
 
 const file_herald_v1_delivery_proto_rawDesc = "" +
 	"\n" +
-	"\x18herald/v1/delivery.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x03\n" +
+	"\x18herald/v1/delivery.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"'\n" +
+	"\x15ResendDeliveryRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xef\x03\n" +
 	"\bDelivery\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
 	"\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x12!\n" +
@@ -816,13 +862,14 @@ const file_herald_v1_delivery_proto_rawDesc = "" +
 	"\x18DELIVERY_STATE_IN_FLIGHT\x10\x02\x12\x1c\n" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x03\x12\x1b\n" +
 	"\x17DELIVERY_STATE_RETRYING\x10\x04\x12\x17\n" +
-	"\x13DELIVERY_STATE_DEAD\x10\x052\xaa\x03\n" +
+	"\x13DELIVERY_STATE_DEAD\x10\x052\xf3\x03\n" +
 	"\x0fDeliveryService\x12A\n" +
 	"\vGetDelivery\x12\x1d.herald.v1.GetDeliveryRequest\x1a\x13.herald.v1.Delivery\x12U\n" +
 	"\x0eListDeliveries\x12 .herald.v1.ListDeliveriesRequest\x1a!.herald.v1.ListDeliveriesResponse\x12O\n" +
 	"\fListAttempts\x12\x1e.herald.v1.ListAttemptsRequest\x1a\x1f.herald.v1.ListAttemptsResponse\x12I\n" +
 	"\x0fRedriveDelivery\x12!.herald.v1.RedriveDeliveryRequest\x1a\x13.herald.v1.Delivery\x12a\n" +
-	"\x12RedriveDeadLetters\x12$.herald.v1.RedriveDeadLettersRequest\x1a%.herald.v1.RedriveDeadLettersResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
+	"\x12RedriveDeadLetters\x12$.herald.v1.RedriveDeadLettersRequest\x1a%.herald.v1.RedriveDeadLettersResponse\x12G\n" +
+	"\x0eResendDelivery\x12 .herald.v1.ResendDeliveryRequest\x1a\x13.herald.v1.DeliveryB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_delivery_proto_rawDescOnce sync.Once
@@ -837,46 +884,49 @@ func file_herald_v1_delivery_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_v1_delivery_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herald_v1_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_herald_v1_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_herald_v1_delivery_proto_goTypes = []any{
 	(DeliveryState)(0),                 // 0: herald.v1.DeliveryState
-	(*Delivery)(nil),                   // 1: herald.v1.Delivery
-	(*Attempt)(nil),                    // 2: herald.v1.Attempt
-	(*GetDeliveryRequest)(nil),         // 3: herald.v1.GetDeliveryRequest
-	(*ListDeliveriesRequest)(nil),      // 4: herald.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil),     // 5: herald.v1.ListDeliveriesResponse
-	(*ListAttemptsRequest)(nil),        // 6: herald.v1.ListAttemptsRequest
-	(*ListAttemptsResponse)(nil),       // 7: herald.v1.ListAttemptsResponse
-	(*RedriveDeliveryRequest)(nil),     // 8: herald.v1.RedriveDeliveryRequest
-	(*RedriveDeadLettersRequest)(nil),  // 9: herald.v1.RedriveDeadLettersRequest
-	(*RedriveDeadLettersResponse)(nil), // 10: herald.v1.RedriveDeadLettersResponse
-	(*timestamppb.Timestamp)(nil),      // 11: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 12: google.protobuf.Duration
+	(*ResendDeliveryRequest)(nil),      // 1: herald.v1.ResendDeliveryRequest
+	(*Delivery)(nil),                   // 2: herald.v1.Delivery
+	(*Attempt)(nil),                    // 3: herald.v1.Attempt
+	(*GetDeliveryRequest)(nil),         // 4: herald.v1.GetDeliveryRequest
+	(*ListDeliveriesRequest)(nil),      // 5: herald.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),     // 6: herald.v1.ListDeliveriesResponse
+	(*ListAttemptsRequest)(nil),        // 7: herald.v1.ListAttemptsRequest
+	(*ListAttemptsResponse)(nil),       // 8: herald.v1.ListAttemptsResponse
+	(*RedriveDeliveryRequest)(nil),     // 9: herald.v1.RedriveDeliveryRequest
+	(*RedriveDeadLettersRequest)(nil),  // 10: herald.v1.RedriveDeadLettersRequest
+	(*RedriveDeadLettersResponse)(nil), // 11: herald.v1.RedriveDeadLettersResponse
+	(*timestamppb.Timestamp)(nil),      // 12: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 13: google.protobuf.Duration
 }
 var file_herald_v1_delivery_proto_depIdxs = []int32{
 	0,  // 0: herald.v1.Delivery.state:type_name -> herald.v1.DeliveryState
-	11, // 1: herald.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
-	11, // 2: herald.v1.Delivery.update_time:type_name -> google.protobuf.Timestamp
-	11, // 3: herald.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	12, // 4: herald.v1.Attempt.latency:type_name -> google.protobuf.Duration
+	12, // 1: herald.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
+	12, // 2: herald.v1.Delivery.update_time:type_name -> google.protobuf.Timestamp
+	12, // 3: herald.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	13, // 4: herald.v1.Attempt.latency:type_name -> google.protobuf.Duration
 	0,  // 5: herald.v1.ListDeliveriesRequest.state:type_name -> herald.v1.DeliveryState
-	11, // 6: herald.v1.ListDeliveriesRequest.create_time_start:type_name -> google.protobuf.Timestamp
-	11, // 7: herald.v1.ListDeliveriesRequest.create_time_end:type_name -> google.protobuf.Timestamp
-	1,  // 8: herald.v1.ListDeliveriesResponse.deliveries:type_name -> herald.v1.Delivery
-	2,  // 9: herald.v1.ListAttemptsResponse.attempts:type_name -> herald.v1.Attempt
-	11, // 10: herald.v1.RedriveDeadLettersRequest.create_time_start:type_name -> google.protobuf.Timestamp
-	3,  // 11: herald.v1.DeliveryService.GetDelivery:input_type -> herald.v1.GetDeliveryRequest
-	4,  // 12: herald.v1.DeliveryService.ListDeliveries:input_type -> herald.v1.ListDeliveriesRequest
-	6,  // 13: herald.v1.DeliveryService.ListAttempts:input_type -> herald.v1.ListAttemptsRequest
-	8,  // 14: herald.v1.DeliveryService.RedriveDelivery:input_type -> herald.v1.RedriveDeliveryRequest
-	9,  // 15: herald.v1.DeliveryService.RedriveDeadLetters:input_type -> herald.v1.RedriveDeadLettersRequest
-	1,  // 16: herald.v1.DeliveryService.GetDelivery:output_type -> herald.v1.Delivery
-	5,  // 17: herald.v1.DeliveryService.ListDeliveries:output_type -> herald.v1.ListDeliveriesResponse
-	7,  // 18: herald.v1.DeliveryService.ListAttempts:output_type -> herald.v1.ListAttemptsResponse
-	1,  // 19: herald.v1.DeliveryService.RedriveDelivery:output_type -> herald.v1.Delivery
-	10, // 20: herald.v1.DeliveryService.RedriveDeadLetters:output_type -> herald.v1.RedriveDeadLettersResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
+	12, // 6: herald.v1.ListDeliveriesRequest.create_time_start:type_name -> google.protobuf.Timestamp
+	12, // 7: herald.v1.ListDeliveriesRequest.create_time_end:type_name -> google.protobuf.Timestamp
+	2,  // 8: herald.v1.ListDeliveriesResponse.deliveries:type_name -> herald.v1.Delivery
+	3,  // 9: herald.v1.ListAttemptsResponse.attempts:type_name -> herald.v1.Attempt
+	12, // 10: herald.v1.RedriveDeadLettersRequest.create_time_start:type_name -> google.protobuf.Timestamp
+	4,  // 11: herald.v1.DeliveryService.GetDelivery:input_type -> herald.v1.GetDeliveryRequest
+	5,  // 12: herald.v1.DeliveryService.ListDeliveries:input_type -> herald.v1.ListDeliveriesRequest
+	7,  // 13: herald.v1.DeliveryService.ListAttempts:input_type -> herald.v1.ListAttemptsRequest
+	9,  // 14: herald.v1.DeliveryService.RedriveDelivery:input_type -> herald.v1.RedriveDeliveryRequest
+	10, // 15: herald.v1.DeliveryService.RedriveDeadLetters:input_type -> herald.v1.RedriveDeadLettersRequest
+	1,  // 16: herald.v1.DeliveryService.ResendDelivery:input_type -> herald.v1.ResendDeliveryRequest
+	2,  // 17: herald.v1.DeliveryService.GetDelivery:output_type -> herald.v1.Delivery
+	6,  // 18: herald.v1.DeliveryService.ListDeliveries:output_type -> herald.v1.ListDeliveriesResponse
+	8,  // 19: herald.v1.DeliveryService.ListAttempts:output_type -> herald.v1.ListAttemptsResponse
+	2,  // 20: herald.v1.DeliveryService.RedriveDelivery:output_type -> herald.v1.Delivery
+	11, // 21: herald.v1.DeliveryService.RedriveDeadLetters:output_type -> herald.v1.RedriveDeadLettersResponse
+	2,  // 22: herald.v1.DeliveryService.ResendDelivery:output_type -> herald.v1.Delivery
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -893,7 +943,7 @@ func file_herald_v1_delivery_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_delivery_proto_rawDesc), len(file_herald_v1_delivery_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	DeliveryService_ListAttempts_FullMethodName       = "/herald.v1.DeliveryService/ListAttempts"
 	DeliveryService_RedriveDelivery_FullMethodName    = "/herald.v1.DeliveryService/RedriveDelivery"
 	DeliveryService_RedriveDeadLetters_FullMethodName = "/herald.v1.DeliveryService/RedriveDeadLetters"
+	DeliveryService_ResendDelivery_FullMethodName     = "/herald.v1.DeliveryService/ResendDelivery"
 )
 
 // DeliveryServiceClient is the client API for DeliveryService service.
@@ -44,6 +45,11 @@ type DeliveryServiceClient interface {
 	// RedriveDeadLetters redrives every dead delivery of a subscription,
 	// optionally only those created since a time, at a bounded rate.
 	RedriveDeadLetters(ctx context.Context, in *RedriveDeadLettersRequest, opts ...grpc.CallOption) (*RedriveDeadLettersResponse, error)
+	// ResendDelivery sends a delivered or dead delivery again, as a fresh
+	// series of attempts with the same webhook-id (receivers that dedupe on
+	// it see a duplicate). A delivery still being sent is
+	// FAILED_PRECONDITION.
+	ResendDelivery(ctx context.Context, in *ResendDeliveryRequest, opts ...grpc.CallOption) (*Delivery, error)
 }
 
 type deliveryServiceClient struct {
@@ -104,6 +110,16 @@ func (c *deliveryServiceClient) RedriveDeadLetters(ctx context.Context, in *Redr
 	return out, nil
 }
 
+func (c *deliveryServiceClient) ResendDelivery(ctx context.Context, in *ResendDeliveryRequest, opts ...grpc.CallOption) (*Delivery, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Delivery)
+	err := c.cc.Invoke(ctx, DeliveryService_ResendDelivery_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DeliveryServiceServer is the server API for DeliveryService service.
 // All implementations must embed UnimplementedDeliveryServiceServer
 // for forward compatibility.
@@ -122,6 +138,11 @@ type DeliveryServiceServer interface {
 	// RedriveDeadLetters redrives every dead delivery of a subscription,
 	// optionally only those created since a time, at a bounded rate.
 	RedriveDeadLetters(context.Context, *RedriveDeadLettersRequest) (*RedriveDeadLettersResponse, error)
+	// ResendDelivery sends a delivered or dead delivery again, as a fresh
+	// series of attempts with the same webhook-id (receivers that dedupe on
+	// it see a duplicate). A delivery still being sent is
+	// FAILED_PRECONDITION.
+	ResendDelivery(context.Context, *ResendDeliveryRequest) (*Delivery, error)
 	mustEmbedUnimplementedDeliveryServiceServer()
 }
 
@@ -146,6 +167,9 @@ func (UnimplementedDeliveryServiceServer) RedriveDelivery(context.Context, *Redr
 }
 func (UnimplementedDeliveryServiceServer) RedriveDeadLetters(context.Context, *RedriveDeadLettersRequest) (*RedriveDeadLettersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RedriveDeadLetters not implemented")
+}
+func (UnimplementedDeliveryServiceServer) ResendDelivery(context.Context, *ResendDeliveryRequest) (*Delivery, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResendDelivery not implemented")
 }
 func (UnimplementedDeliveryServiceServer) mustEmbedUnimplementedDeliveryServiceServer() {}
 func (UnimplementedDeliveryServiceServer) testEmbeddedByValue()                         {}
@@ -258,6 +282,24 @@ func _DeliveryService_RedriveDeadLetters_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DeliveryService_ResendDelivery_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResendDeliveryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeliveryServiceServer).ResendDelivery(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeliveryService_ResendDelivery_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeliveryServiceServer).ResendDelivery(ctx, req.(*ResendDeliveryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DeliveryService_ServiceDesc is the grpc.ServiceDesc for DeliveryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -284,6 +326,10 @@ var DeliveryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RedriveDeadLetters",
 			Handler:    _DeliveryService_RedriveDeadLetters_Handler,
+		},
+		{
+			MethodName: "ResendDelivery",
+			Handler:    _DeliveryService_ResendDelivery_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
