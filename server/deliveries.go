@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/auth"
@@ -23,7 +24,16 @@ func (s *Services) GetDelivery(ctx context.Context, req *heraldv1.GetDeliveryReq
 	if err != nil {
 		return nil, err
 	}
-	return deliveryToProto(d), nil
+	out := deliveryToProto(d)
+	if d.State == store.DeliveryRetrying && s.workflows != nil {
+		// Best effort: its workflow knows when the next attempt is due.
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if st, err := s.workflows.Status(qctx, d.SubscriptionID, d.ID); err == nil && !st.NextAttempt.IsZero() {
+			out.NextAttemptTime = timestamppb.New(st.NextAttempt)
+		}
+	}
+	return out, nil
 }
 
 // ownedDelivery returns a delivery the caller may see: one of a

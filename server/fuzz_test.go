@@ -23,6 +23,9 @@ type noWorkflows struct{}
 func (noWorkflows) Redrive(context.Context, workflows.DeliveryInput) error         { return nil }
 func (noWorkflows) StartHandshake(context.Context, workflows.HandshakeInput) error { return nil }
 func (noWorkflows) Grant(context.Context, string, workflows.GrantInput) error      { return nil }
+func (noWorkflows) Status(context.Context, string, string) (workflows.DeliveryStatus, error) {
+	return workflows.DeliveryStatus{}, nil
+}
 
 // fuzzCalls are the services' methods, each decoding its request from
 // bytes. Handlers are called directly, without the recovering

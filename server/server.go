@@ -39,6 +39,8 @@ type Workflows interface {
 	StartHandshake(ctx context.Context, in workflows.HandshakeInput) error
 	// Grant passes an asynchronous grant to a waiting handshake.
 	Grant(ctx context.Context, subscriptionID string, g workflows.GrantInput) error
+	// Status asks a retrying delivery's workflow how it stands.
+	Status(ctx context.Context, subscriptionID, deliveryID string) (workflows.DeliveryStatus, error)
 }
 
 // Options configure the services.

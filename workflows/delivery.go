@@ -60,6 +60,13 @@ var activityOptions = workflow.ActivityOptions{
 	},
 }
 
+// withSummary returns o with the summary the Temporal UI shows for an
+// activity.
+func withSummary(o workflow.ActivityOptions, summary string) workflow.ActivityOptions {
+	o.Summary = summary
+	return o
+}
+
 // Delivery retries one delivery until it is delivered or dead-lettered. A
 // dead-lettered delivery's workflow stays open, parked on RedriveSignal;
 // each redrive starts a fresh series of attempts with the same webhook-id.
@@ -92,6 +99,11 @@ func Delivery(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
 		w.shown = StateRedriving // set by Starter.Redrive
 	}
 	redrives := workflow.GetSignalChannel(ctx, RedriveSignal)
+	w.nudges = workflow.NewBufferedChannel(ctx, 1)
+	w.redriven = workflow.NewBufferedChannel(ctx, 1)
+	if err := w.handleUpdates(ctx); err != nil {
+		return DeliveryResult{}, err
+	}
 	if in.Redrive {
 		// A signal-with-start delivers its signal too: it is this redrive.
 		redrives.ReceiveAsync(nil)
@@ -107,12 +119,20 @@ func Delivery(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
 		}
 		if delivered {
 			w.dropWakes()
+			workflow.SetCurrentDetails(ctx, fmt.Sprintf("delivered after %d attempts", w.total))
 			return DeliveryResult{Attempts: w.total}, w.upsert(ctx, StateDelivered)
 		}
 		if err := w.deadLetter(ctx, reason); err != nil {
 			return DeliveryResult{}, err
 		}
-		redrives.Receive(ctx, nil)
+		w.dead = true
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("dead: %s. Redrive it with the %q Update here, or `herald deliveries redrive %s`.",
+			reason, RedriveUpdate, w.in.DeliveryID))
+		workflow.NewSelector(ctx).
+			AddReceive(redrives, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) }).
+			AddReceive(w.redriven, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) }).
+			Select(ctx)
+		w.dead = false
 		if redriven++; redriven >= redrivesPerRun {
 			// Many redrives: carry on in a fresh run so the history stays
 			// small. The new run starts with the redrive.
@@ -148,6 +168,14 @@ type deliveryRun struct {
 	fewerUpserts bool
 	// wakes, if set, ends a backoff early (WakeSignal).
 	wakes workflow.ReceiveChannel
+	// nudges ends a backoff early too: the retry-now Update.
+	nudges workflow.Channel
+	// redriven takes the redrive and resend Updates.
+	redriven workflow.Channel
+	// dead is set while the delivery is dead-lettered; waitingUntil while
+	// it waits for its next attempt.
+	dead         bool
+	waitingUntil time.Time
 }
 
 // dropWakes takes the wake-ups that are waiting: they are for a wait that
@@ -161,19 +189,93 @@ func (w *deliveryRun) dropWakes() {
 // the sink answers again. Wake-ups that came before the wait began are
 // dropped: they were for an earlier failure.
 func (w *deliveryRun) backoff(ctx workflow.Context, d time.Duration) error {
+	w.waitingUntil = workflow.Now(ctx).Add(d)
+	defer func() { w.waitingUntil = time.Time{} }()
+	workflow.SetCurrentDetails(ctx, w.details())
+	summary := fmt.Sprintf("backoff before attempt %d", w.total+1)
 	if w.wakes == nil {
-		return workflow.Sleep(ctx, d)
+		return workflow.NewTimerWithOptions(ctx, d, workflow.TimerOptions{Summary: summary}).Get(ctx, nil)
 	}
 	w.dropWakes()
 	timerCtx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
-	timer := workflow.NewTimer(timerCtx, d)
+	timer := workflow.NewTimerWithOptions(timerCtx, d, workflow.TimerOptions{Summary: summary})
 	var err error
 	workflow.NewSelector(ctx).
 		AddFuture(timer, func(f workflow.Future) { err = f.Get(ctx, nil) }).
 		AddReceive(w.wakes, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) }).
+		AddReceive(w.nudges, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) }).
 		Select(ctx)
 	return err
+}
+
+// details is what the Temporal UI shows of the delivery now.
+func (w *deliveryRun) details() string {
+	s := fmt.Sprintf("attempt %d of %d", w.series, w.pol.MaximumAttempts)
+	if w.status != 0 || w.lastError != "" {
+		s += fmt.Sprintf(", last %d %q", w.status, cut(w.lastError, 120))
+	}
+	if !w.waitingUntil.IsZero() {
+		s += ", next attempt " + w.waitingUntil.UTC().Format("15:04:05 MST") +
+			fmt.Sprintf(" (the %q Update sends it now)", RetryNowUpdate)
+	}
+	return s
+}
+
+// cut shortens s to at most n bytes.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// handleUpdates registers the Updates operators send from the Temporal UI
+// ("Send an Update") or the API, each with a validator that refuses what
+// does not fit the delivery's state, and the status query.
+func (w *deliveryRun) handleUpdates(ctx workflow.Context) error {
+	for _, name := range []string{RedriveUpdate, ResendUpdate} {
+		err := workflow.SetUpdateHandlerWithOptions(ctx, name,
+			func(ctx workflow.Context) (string, error) {
+				w.redriven.SendAsync(nil)
+				return "a fresh series of attempts starts now", nil
+			},
+			workflow.UpdateHandlerOptions{Validator: func(workflow.Context) error {
+				if !w.dead {
+					return fmt.Errorf("delivery %s is not dead-lettered: it is being retried", w.in.DeliveryID)
+				}
+				return nil
+			}})
+		if err != nil {
+			return err
+		}
+	}
+	err := workflow.SetUpdateHandlerWithOptions(ctx, RetryNowUpdate,
+		func(ctx workflow.Context) (string, error) {
+			w.nudges.SendAsync(nil)
+			return "the next attempt starts now", nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(workflow.Context) error {
+			if w.waitingUntil.IsZero() {
+				return fmt.Errorf("delivery %s is not waiting for its next attempt", w.in.DeliveryID)
+			}
+			return nil
+		}})
+	if err != nil {
+		return err
+	}
+	return workflow.SetQueryHandler(ctx, StatusQuery, func() (DeliveryStatus, error) {
+		return DeliveryStatus{Attempts: w.total, LastStatus: w.status, LastError: w.lastError, NextAttempt: w.waitingUntil, Dead: w.dead}, nil
+	})
+}
+
+// DeliveryStatus is what StatusQuery answers.
+type DeliveryStatus struct {
+	Attempts    int
+	LastStatus  int
+	LastError   string
+	NextAttempt time.Time // zero unless waiting for its next attempt
+	Dead        bool
 }
 
 // retry makes attempts until the delivery is delivered (true) or must be
@@ -209,7 +311,9 @@ func (w *deliveryRun) retry(ctx workflow.Context) (bool, string, error) {
 		}
 		// An empty outcome (a fresh series) attempts at once.
 		var res AttemptResult
-		err := workflow.ExecuteActivity(ctx, acts.Attempt, AttemptInput{
+		actx := workflow.WithActivityOptions(ctx, withSummary(activityOptions, fmt.Sprintf("attempt %d: POST to %s", w.total+1, w.in.SinkHost)))
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("attempt %d of %d under way", w.series+1, w.pol.MaximumAttempts))
+		err := workflow.ExecuteActivity(actx, acts.Attempt, AttemptInput{
 			DeliveryID:     w.in.DeliveryID,
 			SubscriptionID: w.in.SubscriptionID,
 			Number:         w.total + 1,

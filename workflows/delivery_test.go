@@ -303,3 +303,64 @@ func TestDelivery_LongHistoryContinuesAsNewOnRedrive(t *testing.T) {
 		t.Errorf("next run input = %+v, want a redrive after 2 attempts", next)
 	}
 }
+
+// updateCallbacks records an Update's outcome in the test environment.
+type updateCallbacks struct {
+	rejected, completed error
+	accepted            bool
+	done                bool
+}
+
+func (u *updateCallbacks) Accept()                   { u.accepted = true }
+func (u *updateCallbacks) Reject(err error)          { u.rejected, u.done = err, true }
+func (u *updateCallbacks) Complete(_ any, err error) { u.completed, u.done = err, true }
+
+// TestDelivery_RetryNowUpdateEndsTheWait: the retry-now Update sends the
+// next attempt at once; it is refused while no wait is under way, and the
+// redrive Update is refused while the delivery is being retried.
+func TestDelivery_RetryNowUpdateEndsTheWait(t *testing.T) {
+	pol := policy.Retry{InitialInterval: time.Hour, BackoffCoefficient: 1, MaximumInterval: time.Hour, MaximumAttempts: 3, MaximumAge: 48 * time.Hour}
+	env, s := newEnv(t, delivered)
+	start := env.Now()
+	var redrive, retryNow updateCallbacks
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow(RedriveUpdate, "redrive-1", &redrive)
+		env.UpdateWorkflow(RetryNowUpdate, "retry-now-1", &retryNow)
+	}, time.Millisecond) // the drawn wait is below an hour, and below a millisecond once in 3.6 million
+	env.ExecuteWorkflow(Delivery, failedFirst(env, 500, pol))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if redrive.rejected == nil || !strings.Contains(redrive.rejected.Error(), "not dead-lettered") {
+		t.Errorf("redrive while retrying: rejected %v, want refused", redrive.rejected)
+	}
+	if !retryNow.accepted || retryNow.completed != nil {
+		t.Fatalf("retry-now: accepted %v, %v", retryNow.accepted, retryNow.completed)
+	}
+	if len(s.calls) != 1 || s.calls[0].Sub(start) > 2*time.Second {
+		t.Errorf("the attempt ran at %v after the start, want right after the Update", s.calls[0].Sub(start))
+	}
+}
+
+// TestDelivery_RedriveUpdateStartsAFreshSeries: a dead-lettered delivery
+// is redriven by the Update as by the signal; retry-now is refused while
+// it is dead.
+func TestDelivery_RedriveUpdateStartsAFreshSeries(t *testing.T) {
+	pol := policy.Retry{InitialInterval: time.Second, MaximumAttempts: 2}
+	env, s := newEnv(t, fail500)
+	var retryNow, redrive updateCallbacks
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow(RetryNowUpdate, "retry-now-1", &retryNow)
+		env.UpdateWorkflow(RedriveUpdate, "redrive-1", &redrive)
+	}, time.Hour)
+	env.ExecuteWorkflow(Delivery, failedFirst(env, 500, pol))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if retryNow.rejected == nil {
+		t.Error("retry-now on a dead letter was not refused")
+	}
+	if !redrive.accepted || len(s.dead) != 1 || len(s.calls) != 2 {
+		t.Errorf("redrive: accepted %v, dead letters %d, attempts %d; want accepted, 1, 2 (the last after the redrive)", redrive.accepted, len(s.dead), len(s.calls))
+	}
+}

@@ -24,6 +24,15 @@ const (
 	// WakeSignal ends a retrying delivery's wait before its next attempt:
 	// its sink answers again (see Waker).
 	WakeSignal = "wake"
+	// RedriveUpdate and ResendUpdate start a fresh series of attempts of a
+	// dead-lettered delivery (the Temporal UI's "Send an Update"; the
+	// validator refuses them for a delivery still being retried), and
+	// RetryNowUpdate ends the wait before the next attempt.
+	RedriveUpdate  = "redrive"
+	ResendUpdate   = "resend"
+	RetryNowUpdate = "retry-now"
+	// StatusQuery answers a delivery's DeliveryStatus.
+	StatusQuery = "status"
 )
 
 // Search attributes kept current on every delivery workflow, so operators

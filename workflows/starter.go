@@ -26,6 +26,13 @@ func (s *Starter) options(in DeliveryInput) client.StartWorkflowOptions {
 		ID:                       WorkflowID(in.SubscriptionID, in.DeliveryID),
 		TaskQueue:                tq,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		// What the Temporal UI shows in the workflow list: where, what and
+		// which delivery (the sink's host only: a URL's path may carry a
+		// credential).
+		StaticSummary: fmt.Sprintf("POST to %s: %s (%s)", in.SinkHost, in.EventType, in.DeliveryID),
+		StaticDetails: fmt.Sprintf("Delivery %s of subscription %s. `herald deliveries get %s` shows it, "+
+			"`herald deliveries attempts %s` its attempts; the Updates %q, %q and %q act on it.",
+			in.DeliveryID, in.SubscriptionID, in.DeliveryID, in.DeliveryID, RetryNowUpdate, RedriveUpdate, ResendUpdate),
 		// The node that starts a delivery's workflow runs a worker on the
 		// same client: eager start hands it the first task directly
 		// (measured about 2x workflows/s on SQLite, temporal.md).
@@ -67,6 +74,16 @@ func (s *Starter) Redrive(ctx context.Context, in DeliveryInput) error {
 		return fmt.Errorf("redrive delivery workflow: %w", err)
 	}
 	return nil
+}
+
+// Status asks a delivery's running workflow how it stands (StatusQuery).
+func (s *Starter) Status(ctx context.Context, subscriptionID, deliveryID string) (DeliveryStatus, error) {
+	var st DeliveryStatus
+	v, err := s.Client.QueryWorkflow(ctx, WorkflowID(subscriptionID, deliveryID), "", StatusQuery)
+	if err != nil {
+		return st, err
+	}
+	return st, v.Get(&st)
 }
 
 // StartHandshake starts a subscription's validation handshake, replacing

@@ -135,8 +135,17 @@ func deliveriesGet(c *call) error {
 		{"ATTEMPTS", strconv.Itoa(int(d.GetAttempts()))},
 		{"LAST STATUS", orDash(strconv.Itoa(int(d.GetLastStatusCode())))},
 		{"LAST ERROR", orDash(d.GetLastError())},
+		{"NEXT ATTEMPT", nextAttempt(d)},
+		{"WORKFLOW", orDash(d.GetWorkflowId())},
 		{"CREATED", d.GetCreateTime().AsTime().Format(time.RFC3339)},
 	})
+}
+
+func nextAttempt(d *heraldv1.Delivery) string {
+	if d.GetNextAttemptTime() == nil {
+		return "-"
+	}
+	return d.GetNextAttemptTime().AsTime().Format(time.RFC3339) + " (" + ago(d.GetNextAttemptTime(), time.Now()) + ")"
 }
 
 func deliveriesAttempts(c *call) error {

@@ -326,3 +326,36 @@ func TestResend_SendsADeliveredDeliveryAgainWithItsWebhookID(t *testing.T) {
 		t.Errorf("resending a delivery being retried: %v, want FailedPrecondition", err)
 	}
 }
+
+// TestRetrying_TheAPIShowsTheNextAttemptAndTheUpdateSendsItNow: a retrying
+// delivery's next attempt time comes from its workflow, and the
+// retry-now Update (as sent from the Temporal UI) sends it at once.
+func TestRetrying_TheAPIShowsTheNextAttemptAndTheUpdateSendsItNow(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	rcv := heraldtest.NewReceiver(t, failFirst(1, http.StatusInternalServerError, nil))
+	sub := createSub(t, n, rcv.URL, func(s *heraldv1.Subscription) {
+		s.RetryPolicy = &heraldv1.RetryPolicy{InitialInterval: durationpb.New(time.Hour), BackoffCoefficient: 1, MaximumInterval: durationpb.New(time.Hour)}
+	})
+	id := publish(t, n, newEvent("retry-now-1"))[0].GetDeliveryIds()[0]
+	var d *heraldv1.Delivery
+	heraldtest.Eventually(t, wait, "a next attempt time", func() bool {
+		var err error
+		d, err = n.deliveries.GetDelivery(ctx(t), &heraldv1.GetDeliveryRequest{Id: id})
+		return err == nil && d.GetNextAttemptTime() != nil
+	})
+	if !d.GetNextAttemptTime().AsTime().After(time.Now()) || d.GetLastStatusCode() != 500 {
+		t.Errorf("delivery %v: want a next attempt in the future after a 500", d)
+	}
+	h, err := temporalClient(t).UpdateWorkflow(ctx(t), client.UpdateWorkflowOptions{
+		WorkflowID: workflows.WorkflowID(sub.GetId(), id), UpdateName: workflows.RetryNowUpdate,
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg string
+	if err := h.Get(ctx(t), &msg); err != nil {
+		t.Fatal(err)
+	}
+	waitDeliveryState(t, n, id, heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
+}

@@ -150,11 +150,14 @@ type Delivery struct {
 	// The last attempt's error, if any.
 	LastError string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	// The Temporal workflow that owns the retries, once the first attempt failed.
-	WorkflowId    string                 `protobuf:"bytes,11,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	WorkflowId string                 `protobuf:"bytes,11,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Output only, in GetDelivery: when a retrying delivery's next attempt
+	// is due (asked of its workflow; unset when not waiting).
+	NextAttemptTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=next_attempt_time,json=nextAttemptTime,proto3" json:"next_attempt_time,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
@@ -274,6 +277,13 @@ func (x *Delivery) GetCreateTime() *timestamppb.Timestamp {
 func (x *Delivery) GetUpdateTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *Delivery) GetNextAttemptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptTime
 	}
 	return nil
 }
@@ -797,7 +807,7 @@ const file_herald_v1_delivery_proto_rawDesc = "" +
 	"\n" +
 	"\x18herald/v1/delivery.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"'\n" +
 	"\x15ResendDeliveryRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xef\x03\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xb7\x04\n" +
 	"\bDelivery\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
 	"\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x12!\n" +
@@ -818,7 +828,8 @@ const file_herald_v1_delivery_proto_rawDesc = "" +
 	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xed\x01\n" +
+	"updateTime\x12F\n" +
+	"\x11next_attempt_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\"\xed\x01\n" +
 	"\aAttempt\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x129\n" +
 	"\n" +
@@ -905,31 +916,32 @@ var file_herald_v1_delivery_proto_depIdxs = []int32{
 	0,  // 0: herald.v1.Delivery.state:type_name -> herald.v1.DeliveryState
 	12, // 1: herald.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
 	12, // 2: herald.v1.Delivery.update_time:type_name -> google.protobuf.Timestamp
-	12, // 3: herald.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	13, // 4: herald.v1.Attempt.latency:type_name -> google.protobuf.Duration
-	0,  // 5: herald.v1.ListDeliveriesRequest.state:type_name -> herald.v1.DeliveryState
-	12, // 6: herald.v1.ListDeliveriesRequest.create_time_start:type_name -> google.protobuf.Timestamp
-	12, // 7: herald.v1.ListDeliveriesRequest.create_time_end:type_name -> google.protobuf.Timestamp
-	2,  // 8: herald.v1.ListDeliveriesResponse.deliveries:type_name -> herald.v1.Delivery
-	3,  // 9: herald.v1.ListAttemptsResponse.attempts:type_name -> herald.v1.Attempt
-	12, // 10: herald.v1.RedriveDeadLettersRequest.create_time_start:type_name -> google.protobuf.Timestamp
-	4,  // 11: herald.v1.DeliveryService.GetDelivery:input_type -> herald.v1.GetDeliveryRequest
-	5,  // 12: herald.v1.DeliveryService.ListDeliveries:input_type -> herald.v1.ListDeliveriesRequest
-	7,  // 13: herald.v1.DeliveryService.ListAttempts:input_type -> herald.v1.ListAttemptsRequest
-	9,  // 14: herald.v1.DeliveryService.RedriveDelivery:input_type -> herald.v1.RedriveDeliveryRequest
-	10, // 15: herald.v1.DeliveryService.RedriveDeadLetters:input_type -> herald.v1.RedriveDeadLettersRequest
-	1,  // 16: herald.v1.DeliveryService.ResendDelivery:input_type -> herald.v1.ResendDeliveryRequest
-	2,  // 17: herald.v1.DeliveryService.GetDelivery:output_type -> herald.v1.Delivery
-	6,  // 18: herald.v1.DeliveryService.ListDeliveries:output_type -> herald.v1.ListDeliveriesResponse
-	8,  // 19: herald.v1.DeliveryService.ListAttempts:output_type -> herald.v1.ListAttemptsResponse
-	2,  // 20: herald.v1.DeliveryService.RedriveDelivery:output_type -> herald.v1.Delivery
-	11, // 21: herald.v1.DeliveryService.RedriveDeadLetters:output_type -> herald.v1.RedriveDeadLettersResponse
-	2,  // 22: herald.v1.DeliveryService.ResendDelivery:output_type -> herald.v1.Delivery
-	17, // [17:23] is the sub-list for method output_type
-	11, // [11:17] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	12, // 3: herald.v1.Delivery.next_attempt_time:type_name -> google.protobuf.Timestamp
+	12, // 4: herald.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	13, // 5: herald.v1.Attempt.latency:type_name -> google.protobuf.Duration
+	0,  // 6: herald.v1.ListDeliveriesRequest.state:type_name -> herald.v1.DeliveryState
+	12, // 7: herald.v1.ListDeliveriesRequest.create_time_start:type_name -> google.protobuf.Timestamp
+	12, // 8: herald.v1.ListDeliveriesRequest.create_time_end:type_name -> google.protobuf.Timestamp
+	2,  // 9: herald.v1.ListDeliveriesResponse.deliveries:type_name -> herald.v1.Delivery
+	3,  // 10: herald.v1.ListAttemptsResponse.attempts:type_name -> herald.v1.Attempt
+	12, // 11: herald.v1.RedriveDeadLettersRequest.create_time_start:type_name -> google.protobuf.Timestamp
+	4,  // 12: herald.v1.DeliveryService.GetDelivery:input_type -> herald.v1.GetDeliveryRequest
+	5,  // 13: herald.v1.DeliveryService.ListDeliveries:input_type -> herald.v1.ListDeliveriesRequest
+	7,  // 14: herald.v1.DeliveryService.ListAttempts:input_type -> herald.v1.ListAttemptsRequest
+	9,  // 15: herald.v1.DeliveryService.RedriveDelivery:input_type -> herald.v1.RedriveDeliveryRequest
+	10, // 16: herald.v1.DeliveryService.RedriveDeadLetters:input_type -> herald.v1.RedriveDeadLettersRequest
+	1,  // 17: herald.v1.DeliveryService.ResendDelivery:input_type -> herald.v1.ResendDeliveryRequest
+	2,  // 18: herald.v1.DeliveryService.GetDelivery:output_type -> herald.v1.Delivery
+	6,  // 19: herald.v1.DeliveryService.ListDeliveries:output_type -> herald.v1.ListDeliveriesResponse
+	8,  // 20: herald.v1.DeliveryService.ListAttempts:output_type -> herald.v1.ListAttemptsResponse
+	2,  // 21: herald.v1.DeliveryService.RedriveDelivery:output_type -> herald.v1.Delivery
+	11, // 22: herald.v1.DeliveryService.RedriveDeadLetters:output_type -> herald.v1.RedriveDeadLettersResponse
+	2,  // 23: herald.v1.DeliveryService.ResendDelivery:output_type -> herald.v1.Delivery
+	18, // [18:24] is the sub-list for method output_type
+	12, // [12:18] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_delivery_proto_init() }
