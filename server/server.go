@@ -24,6 +24,7 @@ import (
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/egress"
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/opsevents"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/publish"
 	"github.com/heraldhq/herald/internal/redrive"
@@ -64,6 +65,9 @@ type Options struct {
 	// KeysChanged is called after a key is made or deleted.
 	Keys        KeyStore
 	KeysChanged KeysChanged
+	// Ops publishes operational events about subscriptions changed
+	// through the API (enabled, disabled); nil publishes none.
+	Ops *opsevents.Emitter
 	// Limits bound requests and subscriptions (zero fields:
 	// policy.DefaultLimits).
 	Limits policy.Limits

@@ -22,6 +22,7 @@ import (
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/filter"
 	"github.com/heraldhq/herald/internal/id"
+	"github.com/heraldhq/herald/internal/opsevents"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/workflows"
@@ -266,12 +267,13 @@ func (s *Services) UpdateSubscription(ctx context.Context, req *heraldv1.UpdateS
 	}
 	var oldSink string
 	var oldSkip bool
+	var oldState store.SubscriptionState
 	caller := auth.FromContext(ctx)
 	sub, err := s.store.SubscriptionUpdate(ctx, in.GetId(), func(sub *store.Subscription) error {
 		if !caller.Sees(sub.Tenant) {
 			return notFound("subscription " + sub.ID)
 		}
-		oldSink, oldSkip = sub.Sink, sub.SkipValidation
+		oldSink, oldSkip, oldState = sub.Sink, sub.SkipValidation, sub.State
 		if err := s.apply(sub, in, req.GetUpdateMask().GetPaths()); err != nil {
 			return err
 		}
@@ -289,6 +291,14 @@ func (s *Services) UpdateSubscription(ctx context.Context, req *heraldv1.UpdateS
 		return nil, storeError(err, "subscription "+in.GetId())
 	}
 	s.reload(ctx)
+	if sub.State != oldState {
+		switch sub.State {
+		case store.SubscriptionDisabled:
+			s.tell(ctx, sub, opsevents.SubscriptionDisabled)
+		case store.SubscriptionActive:
+			s.tell(ctx, sub, opsevents.SubscriptionEnabled)
+		}
+	}
 	if sub.State == store.SubscriptionPendingValidation && (sub.Sink != oldSink || oldSkip) {
 		if err := s.validate(ctx, sub); err != nil {
 			return nil, err
@@ -307,6 +317,14 @@ func (s *Services) DeleteSubscription(ctx context.Context, req *heraldv1.DeleteS
 	}
 	s.reload(ctx)
 	return &emptypb.Empty{}, nil
+}
+
+// tell publishes an operational event about sub's new state; a failure
+// is logged, not the caller's (the change is made).
+func (s *Services) tell(ctx context.Context, sub *store.Subscription, typ string) {
+	if err := s.opts.Ops.SubscriptionChanged(ctx, sub, typ, sub.StateReason, sub.UpdatedAt); err != nil {
+		s.opts.Logger.Warn("operational event", "type", typ, "subscription", sub.ID, "err", err)
+	}
 }
 
 // reload makes the catalog see a change at once; other nodes see it at

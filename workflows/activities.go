@@ -13,6 +13,7 @@ import (
 	"github.com/heraldhq/herald/internal/handshake"
 	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/opsevents"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/scheduler"
 	"github.com/heraldhq/herald/internal/store"
@@ -37,6 +38,9 @@ type Activities struct {
 	// SubscriptionChanged, if set, is called after an activity changed a
 	// subscription (a pause or a disable), e.g. to reload the catalog.
 	SubscriptionChanged func(ctx context.Context)
+	// Ops publishes Herald's operational events (a dead letter, a disabled
+	// subscription, a failed validation); nil publishes none.
+	Ops *opsevents.Emitter
 }
 
 func (a *Activities) changed(ctx context.Context) {
@@ -155,11 +159,29 @@ type MarkDeadInput struct {
 	Reason     string
 }
 
-// MarkDead records that a delivery is dead-lettered, and why.
+// MarkDead records that a delivery is dead-lettered, and why, and says so
+// in an operational event.
 func (a *Activities) MarkDead(ctx context.Context, in MarkDeadInput) error {
 	metrics.DeadLetters.Inc()
-	return a.Store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{
-		lifecycle.DeadLettered(in.DeliveryID, in.Attempts, in.LastStatus, in.Reason)})
+	if err := a.Store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{
+		lifecycle.DeadLettered(in.DeliveryID, in.Attempts, in.LastStatus, in.Reason)}); err != nil {
+		return err
+	}
+	if a.Ops == nil {
+		return nil
+	}
+	d, err := a.Store.DeliveryGet(ctx, in.DeliveryID)
+	if err != nil {
+		return fmt.Errorf("load delivery: %w", err)
+	}
+	sub, err := a.Store.SubscriptionGet(ctx, d.SubscriptionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // deleted meanwhile: nobody to tell about
+	}
+	if err != nil {
+		return fmt.Errorf("load subscription: %w", err)
+	}
+	return a.Ops.DeliveryDead(ctx, sub, d, in.Reason)
 }
 
 // MarkRetrying records that a delivery is being retried again (a redrive).
@@ -180,9 +202,14 @@ type DisableInput struct {
 // DisableSubscription stops all deliveries to a subscription until it is
 // re-enabled (after its sink answered 410 Gone).
 func (a *Activities) DisableSubscription(ctx context.Context, in DisableInput) error {
-	return a.updateSubscription(ctx, in.SubscriptionID, func(sub *store.Subscription) {
+	var disabled bool
+	sub, err := a.changeSubscription(ctx, in.SubscriptionID, func(sub *store.Subscription) {
 		if sub.State != store.SubscriptionDisabled {
-			sub.State, sub.StateReason = store.SubscriptionDisabled, in.Reason
+			sub.State, sub.StateReason, disabled = store.SubscriptionDisabled, in.Reason, true
 		}
 	})
+	if err != nil || sub == nil || !disabled {
+		return err
+	}
+	return a.Ops.SubscriptionChanged(ctx, sub, opsevents.SubscriptionDisabled, in.Reason, sub.UpdatedAt)
 }

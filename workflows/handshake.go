@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/heraldhq/herald/internal/handshake"
+	"github.com/heraldhq/herald/internal/opsevents"
 	"github.com/heraldhq/herald/internal/store"
 )
 
@@ -180,24 +181,38 @@ type UnvalidatedInput struct {
 // MarkUnvalidated records why the sink has not consented; the
 // subscription stays pending validation.
 func (a *Activities) MarkUnvalidated(ctx context.Context, in UnvalidatedInput) error {
-	return a.updateSubscription(ctx, in.SubscriptionID, func(sub *store.Subscription) {
-		if sub.State == store.SubscriptionPendingValidation {
-			sub.StateReason = in.Reason
+	var changed bool
+	sub, err := a.changeSubscription(ctx, in.SubscriptionID, func(sub *store.Subscription) {
+		if sub.State == store.SubscriptionPendingValidation && sub.StateReason != in.Reason {
+			sub.StateReason, changed = in.Reason, true
 		}
 	})
+	if err != nil || sub == nil || !changed {
+		return err
+	}
+	// Each new reason is told once (a handshake retried for the same
+	// reason is not news).
+	return a.Ops.SubscriptionChanged(ctx, sub, opsevents.ValidationFailed, in.Reason, sub.UpdatedAt)
 }
 
 func (a *Activities) updateSubscription(ctx context.Context, id string, change func(*store.Subscription)) error {
-	_, err := a.Store.SubscriptionUpdate(ctx, id, func(sub *store.Subscription) error {
+	_, err := a.changeSubscription(ctx, id, change)
+	return err
+}
+
+// changeSubscription changes a subscription and returns it (nil if it no
+// longer exists).
+func (a *Activities) changeSubscription(ctx context.Context, id string, change func(*store.Subscription)) (*store.Subscription, error) {
+	sub, err := a.Store.SubscriptionUpdate(ctx, id, func(sub *store.Subscription) error {
 		change(sub)
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("update subscription: %w", err)
+		return nil, fmt.Errorf("update subscription: %w", err)
 	}
 	a.changed(ctx)
-	return nil
+	return sub, nil
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/heraldhq/herald/internal/handshake"
 	"github.com/heraldhq/herald/internal/id"
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/opsevents"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/publish"
 	"github.com/heraldhq/herald/internal/retention"
@@ -256,6 +257,9 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		Scheduler: sched,
 		Origin:    cfg.Origin,
 	}
+	// Operational events go out through the publisher, made below; the
+	// worker that emits them starts after it.
+	ops := &opsevents.Emitter{Origin: cfg.Origin}
 	n.worker = worker.New(n.temporal, cfg.TaskQueue, worker.Options{})
 	workflows.Register(n.worker, &workflows.Activities{
 		Store:     n.store,
@@ -266,10 +270,8 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 				logger.Warn("catalog reload after subscription change", "err", err)
 			}
 		},
+		Ops: ops,
 	})
-	if err = n.worker.Start(); err != nil {
-		return nil, fmt.Errorf("start Temporal worker: %w", err)
-	}
 
 	disp := dispatch.New(dispatch.Config{
 		BatchSize:    cfg.ClaimBatch,
@@ -289,11 +291,16 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		cat.Run(runCtx, cfg.CatalogReload)
 	}()
 	n.publisher = publish.New(n.store, cat, publish.Config{Dispatcher: disp, OnCommit: disp.Notify, Limits: cfg.Limits, Logger: logger})
+	ops.Publisher = n.publisher
+	if err = n.worker.Start(); err != nil {
+		return nil, fmt.Errorf("start Temporal worker: %w", err)
+	}
 
 	n.health = health.NewServer()
 	svc := server.NewServices(n.publisher, n.store, cat,
 		&workflows.Starter{Client: n.temporal, TaskQueue: cfg.TaskQueue},
 		server.Options{
+			Ops:                ops,
 			AllowInsecureSinks: cfg.AllowInsecureSinks,
 			Egress:             guard,
 			Origin:             cfg.Origin,

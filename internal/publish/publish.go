@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,6 +149,32 @@ func (p *Publisher) Arriving() (end func()) {
 // match only that tenant's subscriptions, and deduplicate only against
 // its own; empty (a key bound to no tenant) matches every tenant's.
 func (p *Publisher) Publish(ctx context.Context, tenant string, events []*cloudeventsv1.CloudEvent) ([]Result, error) {
+	for i, pe := range events {
+		if strings.HasPrefix(pe.GetType(), OpsTypePrefix) {
+			return nil, &InvalidError{Violations: []Violation{{Field: "events[" + strconv.Itoa(i) + "].type",
+				Description: "types starting " + OpsTypePrefix + " are Herald's own events"}}}
+		}
+	}
+	return p.publish(ctx, tenant, events, nil)
+}
+
+// OpsTypePrefix starts the types of Herald's own operational events.
+const OpsTypePrefix = "io.herald."
+
+// PublishOps publishes Herald's own operational events (types starting
+// OpsTypePrefix), for tenant, as Publish does, but to the subscriptions
+// that name each event's type in their types, and never to exclude (the
+// subscription the event is about).
+func (p *Publisher) PublishOps(ctx context.Context, tenant, exclude string, events []*cloudeventsv1.CloudEvent) error {
+	_, err := p.publish(ctx, tenant, events, func(en *catalog.Entry, typ string) bool {
+		return en.Subscription.ID != exclude && slices.Contains(en.Subscription.Types, typ)
+	})
+	return err
+}
+
+// publish validates, matches (keeping, when keep is set, only the entries
+// it keeps) and stores events.
+func (p *Publisher) publish(ctx context.Context, tenant string, events []*cloudeventsv1.CloudEvent, keep func(*catalog.Entry, string) bool) ([]Result, error) {
 	if len(events) == 0 {
 		return nil, &InvalidError{Violations: []Violation{{Field: "events", Description: "at least one event is required"}}}
 	}
@@ -174,6 +202,9 @@ func (p *Publisher) Publish(ctx context.Context, tenant string, events []*cloude
 		}
 		decoded[i] = &e
 		matched = p.catalog.Match(&e, tenant, matched[:0])
+		if keep != nil {
+			matched = slices.DeleteFunc(matched, func(en *catalog.Entry) bool { return !keep(en, pe.GetType()) })
+		}
 		deliveries := make([]store.Delivery, len(matched))
 		for j, en := range matched {
 			deliveries[j] = store.Delivery{
