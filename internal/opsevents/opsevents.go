@@ -104,7 +104,7 @@ func (e *Emitter) emit(ctx context.Context, sub *store.Subscription, typ, id str
 		Attributes: map[string]*cloudeventsv1.CloudEvent_CloudEventAttributeValue{
 			"datacontenttype": str(jsonContentType),
 			"subject":         str(sub.ID),
-			"time": {Attr: &cloudeventsv1.CloudEvent_CloudEventAttributeValue_CeTimestamp{CeTimestamp: timestamppb.Now()}},
+			"time":            {Attr: &cloudeventsv1.CloudEvent_CloudEventAttributeValue_CeTimestamp{CeTimestamp: timestamppb.Now()}},
 		},
 		Data: &cloudeventsv1.CloudEvent_TextData{TextData: string(b)},
 	}
