@@ -124,7 +124,7 @@ func run(ctx context.Context, args []string, dev bool) error {
 	if err := cfg.Finish(); err != nil {
 		return err
 	}
-	logger := newLogger(cfg.LogLevel)
+	logger := newLogger(cfg.LogLevel, cfg.LogFormat)
 
 	// Take Herald's ports first, so a port in use stops us before anything
 	// starts.
@@ -233,8 +233,12 @@ func orDisabled(s string) string {
 	return s
 }
 
-func newLogger(level string) *slog.Logger {
+func newLogger(level, format string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }

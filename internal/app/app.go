@@ -256,6 +256,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		Sender:    delivery.NewSender(delivery.WithGuard(guard), delivery.WithRootCAs(sinkRoots), delivery.WithMaxConnsPerHost(cfg.MaxOriginConcurrency)),
 		Scheduler: sched,
 		Origin:    cfg.Origin,
+		Logger:    logger.With("component", "attempt"),
 	}
 	// Operational events go out through the publisher, made below; the
 	// worker that emits them starts after it.

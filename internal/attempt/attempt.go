@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -39,6 +40,11 @@ type Attempter struct {
 	// Origin is sent as WebHook-Request-Origin to sinks that went through
 	// the validation handshake.
 	Origin string
+	// Logger gets one line per attempt: a failure at info, a delivery at
+	// debug (at thousands a second, successes are for metrics); nil logs
+	// nothing. A line names the delivery, subscription, tenant, sink
+	// host, attempt, status, outcome and latency, never a secret or data.
+	Logger *slog.Logger
 }
 
 // Result is one attempt's record and what it means for the delivery.
@@ -156,6 +162,7 @@ func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*eve
 	}
 	res := a.Sender.Send(ctx, req)
 	outcome := res.Outcome(sub.RetryPolicy.WithDefaults())
+	a.log(ctx, en, ds[sent[0]].ID, len(sent), n, outcome, res)
 	metrics.Attempts.WithLabelValues(string(outcome)).Add(float64(len(sent)))
 	metrics.AttemptSeconds.Observe(res.Latency.Seconds())
 	for _, i := range sent {
@@ -171,6 +178,33 @@ func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*eve
 		out[i].PauseSink = res.RetryAfter > 0 && policy.PausesSink(res.StatusCode)
 	}
 	return out, signal(res)
+}
+
+// log writes an attempt's line.
+func (a *Attempter) log(ctx context.Context, en *catalog.Entry, deliveryID string, events, n int, outcome policy.Outcome, res delivery.Result) {
+	if a.Logger == nil {
+		return
+	}
+	level := slog.LevelInfo
+	if outcome == policy.Delivered {
+		level = slog.LevelDebug
+	}
+	if !a.Logger.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("delivery", deliveryID), slog.String("subscription", en.Subscription.ID),
+		slog.String("tenant", en.Subscription.Tenant), slog.String("sink_host", delivery.OriginHost(en.Origin)),
+		slog.Int("attempt", n), slog.Int("status", res.StatusCode), slog.String("outcome", string(outcome)),
+		slog.Duration("latency", res.Latency),
+	}
+	if events > 1 {
+		attrs = append(attrs, slog.Int("batch", events))
+	}
+	if res.Err != nil {
+		attrs = append(attrs, slog.String("error", res.Err.Error()))
+	}
+	a.Logger.LogAttrs(ctx, level, "attempt", attrs...)
 }
 
 // signal is how the scheduler reads a result: no response at all is an

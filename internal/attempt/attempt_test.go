@@ -1,9 +1,12 @@
 package attempt
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -104,3 +107,51 @@ func TestSignal_ReadsResultsForTheScheduler(t *testing.T) {
 }
 
 var noDeadline time.Time
+
+// TestDo_LogsEachFailedAttemptWithoutSecretsOrData: a failed attempt is
+// one info line naming the delivery, subscription, tenant, sink host,
+// status and outcome; a delivered one is at debug; neither carries the
+// bearer token, a header value or the event's data.
+func TestDo_LogsEachFailedAttemptWithoutSecretsOrData(t *testing.T) {
+	rcv := heraldtest.NewReceiver(t, func(n int, _ *http.Request) (int, http.Header) {
+		if n == 0 {
+			return http.StatusBadGateway, nil
+		}
+		return http.StatusNoContent, nil
+	})
+	var buf bytes.Buffer
+	a := &Attempter{Sender: delivery.NewSender(), Scheduler: scheduler.New(scheduler.Config{}),
+		Logger: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	en, err := catalog.NewEntry(&store.Subscription{ID: "sub_1", Tenant: "acme", Sink: rcv.URL, SkipValidation: true,
+		BearerToken: "hbt_secret-token", Headers: map[string]string{"X-Api-Key": "header-secret"},
+		Secrets: []store.Secret{{Key: signing.NewSecret()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := a.Do(context.Background(), []*store.Delivery{stored(t, "x")}, nil, en, 1, noDeadline); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("%d lines at info, want 1 (the failure):\n%s", len(lines), buf.String())
+	}
+	var line map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &line); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"delivery": "dlv_x", "subscription": "sub_1", "tenant": "acme", "status": 502.0, "outcome": "retryable", "attempt": 1.0} {
+		if line[k] != want {
+			t.Errorf("%s = %v, want %v", k, line[k], want)
+		}
+	}
+	if h, _ := line["sink_host"].(string); !strings.HasPrefix(h, "127.0.0.1:") {
+		t.Errorf("sink_host = %v", line["sink_host"])
+	}
+	for _, secret := range []string{"hbt_secret-token", "header-secret", `{"n":1}`, `\"n\"`} {
+		if strings.Contains(buf.String(), secret) {
+			t.Errorf("the log holds %q", secret)
+		}
+	}
+}

@@ -122,8 +122,10 @@ type Config struct {
 	// load balancers it is not ready (/readyz 503, gRPC health
 	// NOT_SERVING), before it stops taking calls.
 	DrainDelay time.Duration
-	// LogLevel is debug, info, warn or error.
-	LogLevel string
+	// LogLevel is debug, info, warn or error; LogFormat json (serve's
+	// default, for log pipelines) or text (dev's).
+	LogLevel  string
+	LogFormat string
 
 	// Dev is set for `herald dev`: without AdminKey it authenticates
 	// nobody, and an encryption key is made in DataDir if none is given.
@@ -212,6 +214,7 @@ func Dev() Config {
 	c.AllowInsecureSinks = true
 	c.AllowPrivateSinks = true
 	c.DrainDelay = 0 // nothing balances load to a dev node
+	c.LogFormat = "text"
 	c.Migrate = true
 	c.Dev = true
 	return c
@@ -247,6 +250,7 @@ func Serve() Config {
 		RetentionDead:        DefaultRetentionDead,
 		PruneInterval:        DefaultPruneInterval,
 		LogLevel:             "info",
+		LogFormat:            "json",
 		Limits:               policy.DefaultLimits,
 	}
 }
@@ -289,6 +293,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.DurationVar(&c.PruneInterval, "prune-interval", c.PruneInterval, "how often a pruning pass starts (one node at a time prunes)")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "how long a stopping node keeps serving while it reports not ready, for load balancers to move away")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text")
 	fs.StringVar(&c.AdminKey, "admin-key", c.AdminKey, "an API key with the admin scope, never stored (prefer the HERALD_ADMIN_KEY environment variable; make one with `herald keys new`)")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", c.InsecureNoAuth, "serve without authenticating callers (never in production)")
 	fs.BoolVar(&c.MetricsOpen, "metrics-open", c.MetricsOpen, "serve /metrics without an API key")
@@ -525,6 +530,9 @@ func (c *Config) Finish() error {
 			errs = append(errs, fmt.Errorf("allowed-origins: %q is not a DNS name", o))
 		}
 		c.AllowedOrigins[i] = strings.ToLower(o)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("log-format %q: want json or text", c.LogFormat))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
