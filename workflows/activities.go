@@ -25,6 +25,7 @@ type Store interface {
 	DeliveryUpdateBatch(ctx context.Context, updates []store.DeliveryUpdate) error
 	SubscriptionGet(ctx context.Context, id string) (*store.Subscription, error)
 	SubscriptionUpdate(ctx context.Context, id string, change func(*store.Subscription) error) (*store.Subscription, error)
+	DeliveryList(ctx context.Context, p store.DeliveryListParams) ([]*store.Delivery, error)
 }
 
 // Activities are the side effects of the Delivery workflow. Each is
@@ -38,6 +39,8 @@ type Activities struct {
 	// SubscriptionChanged, if set, is called after an activity changed a
 	// subscription (a pause or a disable), e.g. to reload the catalog.
 	SubscriptionChanged func(ctx context.Context)
+	// Resender sends finished deliveries again, for replays; nil: none.
+	Resender Resender
 	// Ops publishes Herald's operational events (a dead letter, a disabled
 	// subscription, a failed validation); nil publishes none.
 	Ops *opsevents.Emitter

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"fmt"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -110,10 +111,48 @@ func (s *Starter) Grant(ctx context.Context, subscriptionID string, g GrantInput
 	return s.Client.SignalWorkflow(ctx, HandshakeWorkflowID(subscriptionID), "", GrantSignal, g)
 }
 
+// StartReplay starts a replay's workflow.
+func (s *Starter) StartReplay(ctx context.Context, in ReplayInput) error {
+	tq := s.TaskQueue
+	if tq == "" {
+		tq = TaskQueue
+	}
+	_, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: ReplayWorkflowID(in.ReplayID), TaskQueue: tq,
+		StaticSummary:         fmt.Sprintf("replay of %s: %s to %s", in.SubscriptionID, in.From.UTC().Format(time.RFC3339), in.To.UTC().Format(time.RFC3339)),
+		TypedSearchAttributes: temporal.NewSearchAttributes(AttrSubscriptionID.ValueSet(in.SubscriptionID)),
+	}, ReplayWorkflowName, in)
+	if err != nil {
+		return fmt.Errorf("start replay workflow: %w", err)
+	}
+	return nil
+}
+
+// ReplayProgress asks a replay how far it is: its progress query while it
+// runs, its result once it ended.
+func (s *Starter) ReplayProgress(ctx context.Context, replayID string) (ReplayProgress, error) {
+	var p ReplayProgress
+	run := s.Client.GetWorkflow(ctx, ReplayWorkflowID(replayID), "")
+	desc, err := s.Client.DescribeWorkflowExecution(ctx, ReplayWorkflowID(replayID), "")
+	if err != nil {
+		return p, err
+	}
+	if desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		v, err := s.Client.QueryWorkflow(ctx, ReplayWorkflowID(replayID), "", ProgressQuery)
+		if err != nil {
+			return p, err
+		}
+		return p, v.Get(&p)
+	}
+	err = run.Get(ctx, &p)
+	return p, err
+}
+
 // Register registers the workflows and activities on a worker.
 func Register(w worker.Registry, a *Activities) {
 	w.RegisterWorkflowWithOptions(Delivery, workflowRegisterOptions())
 	w.RegisterWorkflowWithOptions(Handshake, workflow.RegisterOptions{Name: HandshakeWorkflowName})
+	w.RegisterWorkflowWithOptions(Replay, workflow.RegisterOptions{Name: ReplayWorkflowName})
 	w.RegisterActivity(a)
 }
 

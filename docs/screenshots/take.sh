@@ -20,14 +20,29 @@ for _ in $(seq 60); do ./herald subscriptions list >/dev/null 2>&1 && break; sle
 ./herald publish --id order-1 --source /orders --type com.example.order.created --data '{"order": 1}' >/dev/null
 ./herald publish --id invoice-7 --source /billing --type com.example.invoice.issued --data '{"invoice": 7}' >/dev/null
 sleep 8
+# Playwright drives Debian's Chromium: the UI is a single-page app that
+# keeps polling, so a plain headless screenshot never settles.
+npm install --silent --prefix "$work/pw" playwright-core@1 >/dev/null
+cat >"$work/shot.js" <<'JS'
+const { chromium } = require(process.argv[2] + '/node_modules/playwright-core');
+(async () => {
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+  await page.goto(process.argv[4], { waitUntil: 'networkidle', timeout: 60000 }).catch(() => {});
+  await page.waitForTimeout(3000);
+  await page.screenshot({ path: process.argv[3] });
+  await browser.close();
+})();
+JS
 shot() { # name url
-  timeout 90 chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
-    --no-first-run --disable-sync --user-data-dir="$work/chrome" --hide-scrollbars --window-size=1440,900 \
-    --virtual-time-budget=15000 --screenshot="$out/$1.png" "$2" >/dev/null 2>&1 || echo "no screenshot of $2" >&2
+  timeout 120 node "$work/shot.js" "$work/pw" "$out/$1.png" "$2" || echo "no screenshot of $2" >&2
 }
 ui=http://127.0.0.1:58233/namespaces/default/workflows
 shot workflows-retrying "$ui?query=$(python3 -c 'import urllib.parse;print(urllib.parse.quote("HeraldDeliveryState=\"retrying\""))')"
 shot workflows-dead "$ui?query=$(python3 -c 'import urllib.parse;print(urllib.parse.quote("HeraldDeliveryState=\"dead\""))')"
 dead=$(./herald dead-letters list -o json | python3 -c 'import json,sys; d=json.load(sys.stdin)["deliveries"][0]; print(d["workflowId"])')
-shot workflow-dead "http://127.0.0.1:58233/namespaces/default/workflows/$(python3 -c "import urllib.parse,sys;print(urllib.parse.quote(sys.argv[1], safe=''))" "$dead")"
+q=$(python3 -c 'import urllib.parse,sys; print(urllib.parse.quote("WorkflowId=\"%s\"" % sys.argv[1]))' "$dead")
+run=$(curl -s "http://127.0.0.1:58233/api/v1/namespaces/default/workflows?query=$q" | python3 -c 'import json,sys; print(json.load(sys.stdin)["executions"][0]["execution"]["runId"])')
+shot workflow-dead "http://127.0.0.1:58233/namespaces/default/workflows/$(python3 -c "import urllib.parse,sys;print(urllib.parse.quote(sys.argv[1], safe=''))" "$dead")/$run/history"
 echo "screenshots in $out"

@@ -38,6 +38,7 @@ import (
 	"github.com/heraldhq/herald/internal/opsevents"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/publish"
+	"github.com/heraldhq/herald/internal/redrive"
 	"github.com/heraldhq/herald/internal/retention"
 	"github.com/heraldhq/herald/internal/scheduler"
 	"github.com/heraldhq/herald/internal/store"
@@ -271,7 +272,8 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 				logger.Warn("catalog reload after subscription change", "err", err)
 			}
 		},
-		Ops: ops,
+		Ops:      ops,
+		Resender: &redrive.Redriver{Store: n.store, Workflows: &workflows.Starter{Client: n.temporal, TaskQueue: cfg.TaskQueue}},
 	})
 
 	disp := dispatch.New(dispatch.Config{

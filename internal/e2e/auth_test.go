@@ -111,6 +111,11 @@ func TestAuth_EveryMethodRefusesWhoMayNotCallIt(t *testing.T) {
 	}
 	_, globex := createKey(t, n, "globex", policy.ScopeAdmin)
 
+	replayOp, err := n.deliveries.Replay(ctx(t), &heraldv1.ReplayRequest{SubscriptionId: sub.GetId(), StartTime: timestamppb.New(time.Now().Add(-time.Minute))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminReplay := replayOp.GetId()
 	type call func(context.Context, clients) (any, error)
 	eraseCall := func(ctx context.Context, c clients) (any, error) {
 		return c.events.EraseEvent(ctx, &heraldv1.EraseEventRequest{Source: "/orders", Id: "acme-erase"})
@@ -157,6 +162,12 @@ func TestAuth_EveryMethodRefusesWhoMayNotCallIt(t *testing.T) {
 		},
 		"/herald.v1.DeliveryService/RedriveDelivery": func(ctx context.Context, c clients) (any, error) {
 			return c.deliveries.RedriveDelivery(ctx, &heraldv1.RedriveDeliveryRequest{Id: dlv})
+		},
+		"/herald.v1.DeliveryService/Replay": func(ctx context.Context, c clients) (any, error) {
+			return c.deliveries.Replay(ctx, &heraldv1.ReplayRequest{SubscriptionId: sub.GetId(), StartTime: timestamppb.New(time.Now().Add(-time.Minute))})
+		},
+		"/herald.v1.DeliveryService/GetReplay": func(ctx context.Context, c clients) (any, error) {
+			return c.deliveries.GetReplay(ctx, &heraldv1.GetReplayRequest{Id: adminReplay})
 		},
 		"/herald.v1.DeliveryService/ResendDelivery": func(ctx context.Context, c clients) (any, error) {
 			return c.deliveries.ResendDelivery(ctx, &heraldv1.ResendDeliveryRequest{Id: dlv})

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/heraldtest"
@@ -358,4 +359,47 @@ func TestRetrying_TheAPIShowsTheNextAttemptAndTheUpdateSendsItNow(t *testing.T) 
 		t.Fatal(err)
 	}
 	waitDeliveryState(t, n, id, heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
+}
+
+// TestReplay_AWindowIsSentAgainAndSurvivesARestart: a replay sends every
+// delivery of the window again (same webhook-ids), paced; the node that
+// runs it stops half-way, and a node started on the same data finishes
+// it; the CLI follows it to the end.
+func TestReplay_AWindowIsSentAgainAndSurvivesARestart(t *testing.T) {
+	path := tempStore(t)
+	n := startNode(t, nodeConfig(t, path))
+	rcv := heraldtest.NewReceiver(t, nil)
+	sub := createSub(t, n, rcv.URL)
+	var ids []string
+	for i := range 6 {
+		id := publish(t, n, newEvent(fmt.Sprint("replay-", i)))[0].GetDeliveryIds()[0]
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		waitDeliveryState(t, n, id, heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
+	}
+	op, err := n.deliveries.Replay(ctx(t), &heraldv1.ReplayRequest{
+		SubscriptionId: sub.GetId(), StartTime: timestamppb.New(time.Now().Add(-time.Hour)), RatePerSecond: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv.WaitFor(t, 8, wait) // two of six replayed
+	n.Stop(ctx(t))
+
+	n2 := startNode(t, nodeConfig(t, path))
+	code, out, errs := herald(t, n2, "", "", "replay", "--id", op.GetId(), "-o", "json")
+	if code != 0 || !strings.Contains(out, `"resent": 6`) || !strings.Contains(out, `"done": true`) {
+		t.Fatalf("following the replay: %d %s\n%s", code, errs, out)
+	}
+	reqs := rcv.WaitFor(t, 12, wait)
+	seen := map[string]int{}
+	for _, r := range reqs {
+		seen[r.Header.Get("webhook-id")]++
+	}
+	for _, id := range ids {
+		if got := seen[strings.Replace(id, "dlv_", "msg_", 1)]; got < 2 {
+			t.Errorf("%s was sent %d times, want at least twice", id, got)
+		}
+	}
 }

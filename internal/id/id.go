@@ -17,6 +17,7 @@ const (
 	Message      = "msg_" // Standard Webhooks webhook-id
 	APIKey       = "key_"
 	Node         = "node_"
+	Replay       = "rpl_"
 )
 
 // encoding is Crockford's base32 alphabet in lower case: it sorts in byte

@@ -88,6 +88,10 @@ var Table = []Transition{
 // allow.
 var ErrIllegal = errors.New("lifecycle: transition not allowed")
 
+// ErrInactive is returned (wrapped) when a delivery may not be sent again
+// because its subscription is not active.
+var ErrInactive = errors.New("subscription not active")
+
 // Check returns nil if the table allows name from from, and the state it
 // leads to.
 func Check(name string, from State) (State, error) {

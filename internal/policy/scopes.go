@@ -49,6 +49,8 @@ var MethodScopes = map[string]Scope{
 	"/herald.v1.DeliveryService/RedriveDelivery":    ScopeDeliveriesWrite,
 	"/herald.v1.DeliveryService/RedriveDeadLetters": ScopeDeliveriesWrite,
 	"/herald.v1.DeliveryService/ResendDelivery":     ScopeDeliveriesWrite,
+	"/herald.v1.DeliveryService/Replay":             ScopeDeliveriesWrite,
+	"/herald.v1.DeliveryService/GetReplay":          ScopeDeliveriesRead,
 
 	"/herald.v1.EventService/ListEvents": ScopeEventsRead,
 	"/herald.v1.EventService/GetEvent":   ScopeEventsRead,

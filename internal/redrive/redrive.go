@@ -21,7 +21,7 @@ import (
 var (
 	// ErrInactive: the delivery's subscription is not active; enable it
 	// first.
-	ErrInactive = errors.New("redrive: subscription not active")
+	ErrInactive = lifecycle.ErrInactive
 	// ErrUnavailable: the workflow could not be signalled or started;
 	// retry.
 	ErrUnavailable = errors.New("redrive: workflows unavailable")

@@ -86,6 +86,227 @@ func (DeliveryState) EnumDescriptor() ([]byte, []int) {
 	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{0}
 }
 
+type ReplayRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SubscriptionId string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	// The window: deliveries created at or after start_time (required) and
+	// before end_time (default: now).
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// The states replayed: DELIVERED and DEAD (the default: both).
+	States []DeliveryState `protobuf:"varint,4,rep,packed,name=states,proto3,enum=herald.v1.DeliveryState" json:"states,omitempty"`
+	// Resends started a second (default 10, at most 1000).
+	RatePerSecond int32 `protobuf:"varint,5,opt,name=rate_per_second,json=ratePerSecond,proto3" json:"rate_per_second,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayRequest) Reset() {
+	*x = ReplayRequest{}
+	mi := &file_herald_v1_delivery_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayRequest) ProtoMessage() {}
+
+func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_delivery_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayRequest.ProtoReflect.Descriptor instead.
+func (*ReplayRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ReplayRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *ReplayRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ReplayRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *ReplayRequest) GetStates() []DeliveryState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *ReplayRequest) GetRatePerSecond() int32 {
+	if x != nil {
+		return x.RatePerSecond
+	}
+	return 0
+}
+
+type GetReplayRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReplayRequest) Reset() {
+	*x = GetReplayRequest{}
+	mi := &file_herald_v1_delivery_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReplayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReplayRequest) ProtoMessage() {}
+
+func (x *GetReplayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_delivery_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReplayRequest.ProtoReflect.Descriptor instead.
+func (*GetReplayRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetReplayRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// ReplayOperation is a replay under way or done.
+type ReplayOperation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "rpl_...".
+	Id             string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	SubscriptionId string `protobuf:"bytes,2,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	// The Temporal workflow that runs it.
+	WorkflowId string `protobuf:"bytes,3,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
+	Done       bool   `protobuf:"varint,4,opt,name=done,proto3" json:"done,omitempty"`
+	Resent     int32  `protobuf:"varint,5,opt,name=resent,proto3" json:"resent,omitempty"`
+	// Deliveries of the window not sent again: in another state, or being
+	// sent already.
+	Skipped       int32 `protobuf:"varint,6,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	Examined      int32 `protobuf:"varint,7,opt,name=examined,proto3" json:"examined,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayOperation) Reset() {
+	*x = ReplayOperation{}
+	mi := &file_herald_v1_delivery_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayOperation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayOperation) ProtoMessage() {}
+
+func (x *ReplayOperation) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_delivery_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayOperation.ProtoReflect.Descriptor instead.
+func (*ReplayOperation) Descriptor() ([]byte, []int) {
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReplayOperation) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ReplayOperation) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *ReplayOperation) GetWorkflowId() string {
+	if x != nil {
+		return x.WorkflowId
+	}
+	return ""
+}
+
+func (x *ReplayOperation) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *ReplayOperation) GetResent() int32 {
+	if x != nil {
+		return x.Resent
+	}
+	return 0
+}
+
+func (x *ReplayOperation) GetSkipped() int32 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *ReplayOperation) GetExamined() int32 {
+	if x != nil {
+		return x.Examined
+	}
+	return 0
+}
+
 type ResendDeliveryRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -95,7 +316,7 @@ type ResendDeliveryRequest struct {
 
 func (x *ResendDeliveryRequest) Reset() {
 	*x = ResendDeliveryRequest{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[0]
+	mi := &file_herald_v1_delivery_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -107,7 +328,7 @@ func (x *ResendDeliveryRequest) String() string {
 func (*ResendDeliveryRequest) ProtoMessage() {}
 
 func (x *ResendDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[0]
+	mi := &file_herald_v1_delivery_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -120,7 +341,7 @@ func (x *ResendDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*ResendDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{0}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ResendDeliveryRequest) GetId() string {
@@ -162,7 +383,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[1]
+	mi := &file_herald_v1_delivery_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -174,7 +395,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[1]
+	mi := &file_herald_v1_delivery_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -187,7 +408,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{1}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Delivery) GetId() string {
@@ -307,7 +528,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[2]
+	mi := &file_herald_v1_delivery_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -319,7 +540,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[2]
+	mi := &file_herald_v1_delivery_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -332,7 +553,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{2}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Attempt) GetNumber() int32 {
@@ -386,7 +607,7 @@ type GetDeliveryRequest struct {
 
 func (x *GetDeliveryRequest) Reset() {
 	*x = GetDeliveryRequest{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[3]
+	mi := &file_herald_v1_delivery_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +619,7 @@ func (x *GetDeliveryRequest) String() string {
 func (*GetDeliveryRequest) ProtoMessage() {}
 
 func (x *GetDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[3]
+	mi := &file_herald_v1_delivery_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +632,7 @@ func (x *GetDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*GetDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{3}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetDeliveryRequest) GetId() string {
@@ -440,7 +661,7 @@ type ListDeliveriesRequest struct {
 
 func (x *ListDeliveriesRequest) Reset() {
 	*x = ListDeliveriesRequest{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[4]
+	mi := &file_herald_v1_delivery_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +673,7 @@ func (x *ListDeliveriesRequest) String() string {
 func (*ListDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[4]
+	mi := &file_herald_v1_delivery_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +686,7 @@ func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{4}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListDeliveriesRequest) GetSubscriptionId() string {
@@ -520,7 +741,7 @@ type ListDeliveriesResponse struct {
 
 func (x *ListDeliveriesResponse) Reset() {
 	*x = ListDeliveriesResponse{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[5]
+	mi := &file_herald_v1_delivery_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +753,7 @@ func (x *ListDeliveriesResponse) String() string {
 func (*ListDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[5]
+	mi := &file_herald_v1_delivery_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +766,7 @@ func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{5}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
@@ -571,7 +792,7 @@ type ListAttemptsRequest struct {
 
 func (x *ListAttemptsRequest) Reset() {
 	*x = ListAttemptsRequest{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[6]
+	mi := &file_herald_v1_delivery_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +804,7 @@ func (x *ListAttemptsRequest) String() string {
 func (*ListAttemptsRequest) ProtoMessage() {}
 
 func (x *ListAttemptsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[6]
+	mi := &file_herald_v1_delivery_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +817,7 @@ func (x *ListAttemptsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAttemptsRequest.ProtoReflect.Descriptor instead.
 func (*ListAttemptsRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{6}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListAttemptsRequest) GetDeliveryId() string {
@@ -615,7 +836,7 @@ type ListAttemptsResponse struct {
 
 func (x *ListAttemptsResponse) Reset() {
 	*x = ListAttemptsResponse{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[7]
+	mi := &file_herald_v1_delivery_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +848,7 @@ func (x *ListAttemptsResponse) String() string {
 func (*ListAttemptsResponse) ProtoMessage() {}
 
 func (x *ListAttemptsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[7]
+	mi := &file_herald_v1_delivery_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +861,7 @@ func (x *ListAttemptsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAttemptsResponse.ProtoReflect.Descriptor instead.
 func (*ListAttemptsResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{7}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListAttemptsResponse) GetAttempts() []*Attempt {
@@ -659,7 +880,7 @@ type RedriveDeliveryRequest struct {
 
 func (x *RedriveDeliveryRequest) Reset() {
 	*x = RedriveDeliveryRequest{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[8]
+	mi := &file_herald_v1_delivery_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +892,7 @@ func (x *RedriveDeliveryRequest) String() string {
 func (*RedriveDeliveryRequest) ProtoMessage() {}
 
 func (x *RedriveDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[8]
+	mi := &file_herald_v1_delivery_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +905,7 @@ func (x *RedriveDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*RedriveDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{8}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RedriveDeliveryRequest) GetId() string {
@@ -707,7 +928,7 @@ type RedriveDeadLettersRequest struct {
 
 func (x *RedriveDeadLettersRequest) Reset() {
 	*x = RedriveDeadLettersRequest{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[9]
+	mi := &file_herald_v1_delivery_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +940,7 @@ func (x *RedriveDeadLettersRequest) String() string {
 func (*RedriveDeadLettersRequest) ProtoMessage() {}
 
 func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[9]
+	mi := &file_herald_v1_delivery_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +953,7 @@ func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{9}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RedriveDeadLettersRequest) GetSubscriptionId() string {
@@ -766,7 +987,7 @@ type RedriveDeadLettersResponse struct {
 
 func (x *RedriveDeadLettersResponse) Reset() {
 	*x = RedriveDeadLettersResponse{}
-	mi := &file_herald_v1_delivery_proto_msgTypes[10]
+	mi := &file_herald_v1_delivery_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +999,7 @@ func (x *RedriveDeadLettersResponse) String() string {
 func (*RedriveDeadLettersResponse) ProtoMessage() {}
 
 func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_delivery_proto_msgTypes[10]
+	mi := &file_herald_v1_delivery_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +1012,7 @@ func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{10}
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RedriveDeadLettersResponse) GetRedriven() int32 {
@@ -805,7 +1026,25 @@ var File_herald_v1_delivery_proto protoreflect.FileDescriptor
 
 const file_herald_v1_delivery_proto_rawDesc = "" +
 	"\n" +
-	"\x18herald/v1/delivery.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"'\n" +
+	"\x18herald/v1/delivery.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x02\n" +
+	"\rReplayRequest\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x129\n" +
+	"\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x120\n" +
+	"\x06states\x18\x04 \x03(\x0e2\x18.herald.v1.DeliveryStateR\x06states\x12&\n" +
+	"\x0frate_per_second\x18\x05 \x01(\x05R\rratePerSecond\"\"\n" +
+	"\x10GetReplayRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xcd\x01\n" +
+	"\x0fReplayOperation\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
+	"\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x12\x1f\n" +
+	"\vworkflow_id\x18\x03 \x01(\tR\n" +
+	"workflowId\x12\x12\n" +
+	"\x04done\x18\x04 \x01(\bR\x04done\x12\x16\n" +
+	"\x06resent\x18\x05 \x01(\x05R\x06resent\x12\x18\n" +
+	"\askipped\x18\x06 \x01(\x05R\askipped\x12\x1a\n" +
+	"\bexamined\x18\a \x01(\x05R\bexamined\"'\n" +
 	"\x15ResendDeliveryRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\xb7\x04\n" +
 	"\bDelivery\x12\x0e\n" +
@@ -873,14 +1112,16 @@ const file_herald_v1_delivery_proto_rawDesc = "" +
 	"\x18DELIVERY_STATE_IN_FLIGHT\x10\x02\x12\x1c\n" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x03\x12\x1b\n" +
 	"\x17DELIVERY_STATE_RETRYING\x10\x04\x12\x17\n" +
-	"\x13DELIVERY_STATE_DEAD\x10\x052\xf3\x03\n" +
+	"\x13DELIVERY_STATE_DEAD\x10\x052\xf9\x04\n" +
 	"\x0fDeliveryService\x12A\n" +
 	"\vGetDelivery\x12\x1d.herald.v1.GetDeliveryRequest\x1a\x13.herald.v1.Delivery\x12U\n" +
 	"\x0eListDeliveries\x12 .herald.v1.ListDeliveriesRequest\x1a!.herald.v1.ListDeliveriesResponse\x12O\n" +
 	"\fListAttempts\x12\x1e.herald.v1.ListAttemptsRequest\x1a\x1f.herald.v1.ListAttemptsResponse\x12I\n" +
 	"\x0fRedriveDelivery\x12!.herald.v1.RedriveDeliveryRequest\x1a\x13.herald.v1.Delivery\x12a\n" +
 	"\x12RedriveDeadLetters\x12$.herald.v1.RedriveDeadLettersRequest\x1a%.herald.v1.RedriveDeadLettersResponse\x12G\n" +
-	"\x0eResendDelivery\x12 .herald.v1.ResendDeliveryRequest\x1a\x13.herald.v1.DeliveryB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
+	"\x0eResendDelivery\x12 .herald.v1.ResendDeliveryRequest\x1a\x13.herald.v1.Delivery\x12>\n" +
+	"\x06Replay\x12\x18.herald.v1.ReplayRequest\x1a\x1a.herald.v1.ReplayOperation\x12D\n" +
+	"\tGetReplay\x12\x1b.herald.v1.GetReplayRequest\x1a\x1a.herald.v1.ReplayOperationB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_delivery_proto_rawDescOnce sync.Once
@@ -895,53 +1136,63 @@ func file_herald_v1_delivery_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_v1_delivery_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herald_v1_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_herald_v1_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_herald_v1_delivery_proto_goTypes = []any{
 	(DeliveryState)(0),                 // 0: herald.v1.DeliveryState
-	(*ResendDeliveryRequest)(nil),      // 1: herald.v1.ResendDeliveryRequest
-	(*Delivery)(nil),                   // 2: herald.v1.Delivery
-	(*Attempt)(nil),                    // 3: herald.v1.Attempt
-	(*GetDeliveryRequest)(nil),         // 4: herald.v1.GetDeliveryRequest
-	(*ListDeliveriesRequest)(nil),      // 5: herald.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil),     // 6: herald.v1.ListDeliveriesResponse
-	(*ListAttemptsRequest)(nil),        // 7: herald.v1.ListAttemptsRequest
-	(*ListAttemptsResponse)(nil),       // 8: herald.v1.ListAttemptsResponse
-	(*RedriveDeliveryRequest)(nil),     // 9: herald.v1.RedriveDeliveryRequest
-	(*RedriveDeadLettersRequest)(nil),  // 10: herald.v1.RedriveDeadLettersRequest
-	(*RedriveDeadLettersResponse)(nil), // 11: herald.v1.RedriveDeadLettersResponse
-	(*timestamppb.Timestamp)(nil),      // 12: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 13: google.protobuf.Duration
+	(*ReplayRequest)(nil),              // 1: herald.v1.ReplayRequest
+	(*GetReplayRequest)(nil),           // 2: herald.v1.GetReplayRequest
+	(*ReplayOperation)(nil),            // 3: herald.v1.ReplayOperation
+	(*ResendDeliveryRequest)(nil),      // 4: herald.v1.ResendDeliveryRequest
+	(*Delivery)(nil),                   // 5: herald.v1.Delivery
+	(*Attempt)(nil),                    // 6: herald.v1.Attempt
+	(*GetDeliveryRequest)(nil),         // 7: herald.v1.GetDeliveryRequest
+	(*ListDeliveriesRequest)(nil),      // 8: herald.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),     // 9: herald.v1.ListDeliveriesResponse
+	(*ListAttemptsRequest)(nil),        // 10: herald.v1.ListAttemptsRequest
+	(*ListAttemptsResponse)(nil),       // 11: herald.v1.ListAttemptsResponse
+	(*RedriveDeliveryRequest)(nil),     // 12: herald.v1.RedriveDeliveryRequest
+	(*RedriveDeadLettersRequest)(nil),  // 13: herald.v1.RedriveDeadLettersRequest
+	(*RedriveDeadLettersResponse)(nil), // 14: herald.v1.RedriveDeadLettersResponse
+	(*timestamppb.Timestamp)(nil),      // 15: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 16: google.protobuf.Duration
 }
 var file_herald_v1_delivery_proto_depIdxs = []int32{
-	0,  // 0: herald.v1.Delivery.state:type_name -> herald.v1.DeliveryState
-	12, // 1: herald.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
-	12, // 2: herald.v1.Delivery.update_time:type_name -> google.protobuf.Timestamp
-	12, // 3: herald.v1.Delivery.next_attempt_time:type_name -> google.protobuf.Timestamp
-	12, // 4: herald.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	13, // 5: herald.v1.Attempt.latency:type_name -> google.protobuf.Duration
-	0,  // 6: herald.v1.ListDeliveriesRequest.state:type_name -> herald.v1.DeliveryState
-	12, // 7: herald.v1.ListDeliveriesRequest.create_time_start:type_name -> google.protobuf.Timestamp
-	12, // 8: herald.v1.ListDeliveriesRequest.create_time_end:type_name -> google.protobuf.Timestamp
-	2,  // 9: herald.v1.ListDeliveriesResponse.deliveries:type_name -> herald.v1.Delivery
-	3,  // 10: herald.v1.ListAttemptsResponse.attempts:type_name -> herald.v1.Attempt
-	12, // 11: herald.v1.RedriveDeadLettersRequest.create_time_start:type_name -> google.protobuf.Timestamp
-	4,  // 12: herald.v1.DeliveryService.GetDelivery:input_type -> herald.v1.GetDeliveryRequest
-	5,  // 13: herald.v1.DeliveryService.ListDeliveries:input_type -> herald.v1.ListDeliveriesRequest
-	7,  // 14: herald.v1.DeliveryService.ListAttempts:input_type -> herald.v1.ListAttemptsRequest
-	9,  // 15: herald.v1.DeliveryService.RedriveDelivery:input_type -> herald.v1.RedriveDeliveryRequest
-	10, // 16: herald.v1.DeliveryService.RedriveDeadLetters:input_type -> herald.v1.RedriveDeadLettersRequest
-	1,  // 17: herald.v1.DeliveryService.ResendDelivery:input_type -> herald.v1.ResendDeliveryRequest
-	2,  // 18: herald.v1.DeliveryService.GetDelivery:output_type -> herald.v1.Delivery
-	6,  // 19: herald.v1.DeliveryService.ListDeliveries:output_type -> herald.v1.ListDeliveriesResponse
-	8,  // 20: herald.v1.DeliveryService.ListAttempts:output_type -> herald.v1.ListAttemptsResponse
-	2,  // 21: herald.v1.DeliveryService.RedriveDelivery:output_type -> herald.v1.Delivery
-	11, // 22: herald.v1.DeliveryService.RedriveDeadLetters:output_type -> herald.v1.RedriveDeadLettersResponse
-	2,  // 23: herald.v1.DeliveryService.ResendDelivery:output_type -> herald.v1.Delivery
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	15, // 0: herald.v1.ReplayRequest.start_time:type_name -> google.protobuf.Timestamp
+	15, // 1: herald.v1.ReplayRequest.end_time:type_name -> google.protobuf.Timestamp
+	0,  // 2: herald.v1.ReplayRequest.states:type_name -> herald.v1.DeliveryState
+	0,  // 3: herald.v1.Delivery.state:type_name -> herald.v1.DeliveryState
+	15, // 4: herald.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
+	15, // 5: herald.v1.Delivery.update_time:type_name -> google.protobuf.Timestamp
+	15, // 6: herald.v1.Delivery.next_attempt_time:type_name -> google.protobuf.Timestamp
+	15, // 7: herald.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	16, // 8: herald.v1.Attempt.latency:type_name -> google.protobuf.Duration
+	0,  // 9: herald.v1.ListDeliveriesRequest.state:type_name -> herald.v1.DeliveryState
+	15, // 10: herald.v1.ListDeliveriesRequest.create_time_start:type_name -> google.protobuf.Timestamp
+	15, // 11: herald.v1.ListDeliveriesRequest.create_time_end:type_name -> google.protobuf.Timestamp
+	5,  // 12: herald.v1.ListDeliveriesResponse.deliveries:type_name -> herald.v1.Delivery
+	6,  // 13: herald.v1.ListAttemptsResponse.attempts:type_name -> herald.v1.Attempt
+	15, // 14: herald.v1.RedriveDeadLettersRequest.create_time_start:type_name -> google.protobuf.Timestamp
+	7,  // 15: herald.v1.DeliveryService.GetDelivery:input_type -> herald.v1.GetDeliveryRequest
+	8,  // 16: herald.v1.DeliveryService.ListDeliveries:input_type -> herald.v1.ListDeliveriesRequest
+	10, // 17: herald.v1.DeliveryService.ListAttempts:input_type -> herald.v1.ListAttemptsRequest
+	12, // 18: herald.v1.DeliveryService.RedriveDelivery:input_type -> herald.v1.RedriveDeliveryRequest
+	13, // 19: herald.v1.DeliveryService.RedriveDeadLetters:input_type -> herald.v1.RedriveDeadLettersRequest
+	4,  // 20: herald.v1.DeliveryService.ResendDelivery:input_type -> herald.v1.ResendDeliveryRequest
+	1,  // 21: herald.v1.DeliveryService.Replay:input_type -> herald.v1.ReplayRequest
+	2,  // 22: herald.v1.DeliveryService.GetReplay:input_type -> herald.v1.GetReplayRequest
+	5,  // 23: herald.v1.DeliveryService.GetDelivery:output_type -> herald.v1.Delivery
+	9,  // 24: herald.v1.DeliveryService.ListDeliveries:output_type -> herald.v1.ListDeliveriesResponse
+	11, // 25: herald.v1.DeliveryService.ListAttempts:output_type -> herald.v1.ListAttemptsResponse
+	5,  // 26: herald.v1.DeliveryService.RedriveDelivery:output_type -> herald.v1.Delivery
+	14, // 27: herald.v1.DeliveryService.RedriveDeadLetters:output_type -> herald.v1.RedriveDeadLettersResponse
+	5,  // 28: herald.v1.DeliveryService.ResendDelivery:output_type -> herald.v1.Delivery
+	3,  // 29: herald.v1.DeliveryService.Replay:output_type -> herald.v1.ReplayOperation
+	3,  // 30: herald.v1.DeliveryService.GetReplay:output_type -> herald.v1.ReplayOperation
+	23, // [23:31] is the sub-list for method output_type
+	15, // [15:23] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_delivery_proto_init() }
@@ -955,7 +1206,7 @@ func file_herald_v1_delivery_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_delivery_proto_rawDesc), len(file_herald_v1_delivery_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,8 @@ const (
 	DeliveryService_RedriveDelivery_FullMethodName    = "/herald.v1.DeliveryService/RedriveDelivery"
 	DeliveryService_RedriveDeadLetters_FullMethodName = "/herald.v1.DeliveryService/RedriveDeadLetters"
 	DeliveryService_ResendDelivery_FullMethodName     = "/herald.v1.DeliveryService/ResendDelivery"
+	DeliveryService_Replay_FullMethodName             = "/herald.v1.DeliveryService/Replay"
+	DeliveryService_GetReplay_FullMethodName          = "/herald.v1.DeliveryService/GetReplay"
 )
 
 // DeliveryServiceClient is the client API for DeliveryService service.
@@ -50,6 +52,15 @@ type DeliveryServiceClient interface {
 	// it see a duplicate). A delivery still being sent is
 	// FAILED_PRECONDITION.
 	ResendDelivery(ctx context.Context, in *ResendDeliveryRequest, opts ...grpc.CallOption) (*Delivery, error)
+	// Replay sends again every delivery of a subscription created in a
+	// window and in the given states (default: delivered and dead), each as
+	// a fresh series with its webhook-id, at most rate_per_second started a
+	// second and each within its sink's limits. It runs as a Temporal
+	// workflow (replay/<id>), so it survives restarts and shows in the
+	// Temporal UI; it returns at once, and GetReplay says how far it is.
+	Replay(ctx context.Context, in *ReplayRequest, opts ...grpc.CallOption) (*ReplayOperation, error)
+	// GetReplay says how far a replay is.
+	GetReplay(ctx context.Context, in *GetReplayRequest, opts ...grpc.CallOption) (*ReplayOperation, error)
 }
 
 type deliveryServiceClient struct {
@@ -120,6 +131,26 @@ func (c *deliveryServiceClient) ResendDelivery(ctx context.Context, in *ResendDe
 	return out, nil
 }
 
+func (c *deliveryServiceClient) Replay(ctx context.Context, in *ReplayRequest, opts ...grpc.CallOption) (*ReplayOperation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplayOperation)
+	err := c.cc.Invoke(ctx, DeliveryService_Replay_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deliveryServiceClient) GetReplay(ctx context.Context, in *GetReplayRequest, opts ...grpc.CallOption) (*ReplayOperation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplayOperation)
+	err := c.cc.Invoke(ctx, DeliveryService_GetReplay_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DeliveryServiceServer is the server API for DeliveryService service.
 // All implementations must embed UnimplementedDeliveryServiceServer
 // for forward compatibility.
@@ -143,6 +174,15 @@ type DeliveryServiceServer interface {
 	// it see a duplicate). A delivery still being sent is
 	// FAILED_PRECONDITION.
 	ResendDelivery(context.Context, *ResendDeliveryRequest) (*Delivery, error)
+	// Replay sends again every delivery of a subscription created in a
+	// window and in the given states (default: delivered and dead), each as
+	// a fresh series with its webhook-id, at most rate_per_second started a
+	// second and each within its sink's limits. It runs as a Temporal
+	// workflow (replay/<id>), so it survives restarts and shows in the
+	// Temporal UI; it returns at once, and GetReplay says how far it is.
+	Replay(context.Context, *ReplayRequest) (*ReplayOperation, error)
+	// GetReplay says how far a replay is.
+	GetReplay(context.Context, *GetReplayRequest) (*ReplayOperation, error)
 	mustEmbedUnimplementedDeliveryServiceServer()
 }
 
@@ -170,6 +210,12 @@ func (UnimplementedDeliveryServiceServer) RedriveDeadLetters(context.Context, *R
 }
 func (UnimplementedDeliveryServiceServer) ResendDelivery(context.Context, *ResendDeliveryRequest) (*Delivery, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResendDelivery not implemented")
+}
+func (UnimplementedDeliveryServiceServer) Replay(context.Context, *ReplayRequest) (*ReplayOperation, error) {
+	return nil, status.Error(codes.Unimplemented, "method Replay not implemented")
+}
+func (UnimplementedDeliveryServiceServer) GetReplay(context.Context, *GetReplayRequest) (*ReplayOperation, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetReplay not implemented")
 }
 func (UnimplementedDeliveryServiceServer) mustEmbedUnimplementedDeliveryServiceServer() {}
 func (UnimplementedDeliveryServiceServer) testEmbeddedByValue()                         {}
@@ -300,6 +346,42 @@ func _DeliveryService_ResendDelivery_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DeliveryService_Replay_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplayRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeliveryServiceServer).Replay(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeliveryService_Replay_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeliveryServiceServer).Replay(ctx, req.(*ReplayRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeliveryService_GetReplay_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetReplayRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeliveryServiceServer).GetReplay(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeliveryService_GetReplay_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeliveryServiceServer).GetReplay(ctx, req.(*GetReplayRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DeliveryService_ServiceDesc is the grpc.ServiceDesc for DeliveryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -330,6 +412,14 @@ var DeliveryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResendDelivery",
 			Handler:    _DeliveryService_ResendDelivery_Handler,
+		},
+		{
+			MethodName: "Replay",
+			Handler:    _DeliveryService_Replay_Handler,
+		},
+		{
+			MethodName: "GetReplay",
+			Handler:    _DeliveryService_GetReplay_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
