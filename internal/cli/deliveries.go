@@ -174,22 +174,20 @@ func deliveriesAttempts(c *call) error {
 }
 
 func deliveriesRedrive(c *call) error {
-	args, err := c.parse(1, 1)
-	if err != nil {
-		return err
-	}
-	svc, err := c.deliveries()
-	if err != nil {
-		return err
-	}
-	d, err := svc.RedriveDelivery(c.ctx, &heraldv1.RedriveDeliveryRequest{Id: args[0]})
-	if err != nil {
-		return err
-	}
-	return c.print(d, deliveryRows([]*heraldv1.Delivery{d}))
+	return c.onDelivery(func(svc heraldv1.DeliveryServiceClient, id string) (*heraldv1.Delivery, error) {
+		return svc.RedriveDelivery(c.ctx, &heraldv1.RedriveDeliveryRequest{Id: id})
+	})
 }
 
 func deliveriesResend(c *call) error {
+	return c.onDelivery(func(svc heraldv1.DeliveryServiceClient, id string) (*heraldv1.Delivery, error) {
+		return svc.ResendDelivery(c.ctx, &heraldv1.ResendDeliveryRequest{Id: id})
+	})
+}
+
+// onDelivery runs a command that takes a delivery ID and prints the
+// delivery the call returns.
+func (c *call) onDelivery(do func(heraldv1.DeliveryServiceClient, string) (*heraldv1.Delivery, error)) error {
 	args, err := c.parse(1, 1)
 	if err != nil {
 		return err
@@ -198,7 +196,7 @@ func deliveriesResend(c *call) error {
 	if err != nil {
 		return err
 	}
-	d, err := svc.ResendDelivery(c.ctx, &heraldv1.ResendDeliveryRequest{Id: args[0]})
+	d, err := do(svc, args[0])
 	if err != nil {
 		return err
 	}

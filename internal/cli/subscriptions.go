@@ -99,6 +99,14 @@ func (c *call) subscriptionDetail(s *heraldv1.Subscription) error {
 }
 
 func subscriptionsGet(c *call) error {
+	return c.onSubscription(func(svc heraldv1.SubscriptionServiceClient, id string) (*heraldv1.Subscription, error) {
+		return svc.GetSubscription(c.ctx, &heraldv1.GetSubscriptionRequest{Id: id})
+	})
+}
+
+// onSubscription runs a command that takes a subscription ID and prints
+// the subscription the call returns.
+func (c *call) onSubscription(do func(heraldv1.SubscriptionServiceClient, string) (*heraldv1.Subscription, error)) error {
 	args, err := c.parse(1, 1)
 	if err != nil {
 		return err
@@ -107,7 +115,7 @@ func subscriptionsGet(c *call) error {
 	if err != nil {
 		return err
 	}
-	s, err := svc.GetSubscription(c.ctx, &heraldv1.GetSubscriptionRequest{Id: args[0]})
+	s, err := do(svc, args[0])
 	if err != nil {
 		return err
 	}
@@ -231,19 +239,9 @@ func subscriptionsSetState(c *call, st heraldv1.SubscriptionState) error {
 }
 
 func subscriptionsValidate(c *call) error {
-	args, err := c.parse(1, 1)
-	if err != nil {
-		return err
-	}
-	svc, err := c.subs()
-	if err != nil {
-		return err
-	}
-	out, err := svc.ValidateSubscription(c.ctx, &heraldv1.ValidateSubscriptionRequest{Id: args[0]})
-	if err != nil {
-		return err
-	}
-	return c.subscriptionDetail(out)
+	return c.onSubscription(func(svc heraldv1.SubscriptionServiceClient, id string) (*heraldv1.Subscription, error) {
+		return svc.ValidateSubscription(c.ctx, &heraldv1.ValidateSubscriptionRequest{Id: id})
+	})
 }
 
 func subscriptionsRotate(c *call) error {

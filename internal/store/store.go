@@ -433,6 +433,18 @@ type PruneParams struct {
 	Limit int
 }
 
+// Goes reports whether a delivery in state, last changed at updated, is
+// old enough for Prune to delete.
+func (p PruneParams) Goes(state DeliveryState, updated time.Time) bool {
+	switch state {
+	case DeliveryDelivered:
+		return !p.DeliveredBefore.IsZero() && updated.Before(p.DeliveredBefore)
+	case DeliveryDead:
+		return !p.DeadBefore.IsZero() && updated.Before(p.DeadBefore)
+	}
+	return false
+}
+
 // PruneResult is what Prune deleted, and the cursors of the next call.
 type PruneResult struct {
 	Deliveries, Attempts, Events int

@@ -63,7 +63,7 @@ func (s *Store) Prune(ctx context.Context, p store.PruneParams) (store.PruneResu
 				return nil
 			}
 			res.AfterDelivery = id
-			if prunable(store.DeliveryState(state), updated, p) {
+			if p.Goes(store.DeliveryState(state), updated) {
 				gone = append(gone, id)
 				seqs = append(seqs, seq)
 			}
@@ -129,18 +129,6 @@ func (s *Store) Prune(ctx context.Context, p store.PruneParams) (store.PruneResu
 		return store.PruneResult{}, fmt.Errorf("postgres: prune: %w", err)
 	}
 	return res, nil
-}
-
-// prunable reports whether a delivery in state, last changed at updated,
-// is old enough to go.
-func prunable(state store.DeliveryState, updated time.Time, p store.PruneParams) bool {
-	switch state {
-	case store.DeliveryDelivered:
-		return !p.DeliveredBefore.IsZero() && updated.Before(p.DeliveredBefore)
-	case store.DeliveryDead:
-		return !p.DeadBefore.IsZero() && updated.Before(p.DeadBefore)
-	}
-	return false
 }
 
 // EventErase removes an event's data and its deliveries' attempts (see

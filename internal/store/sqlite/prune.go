@@ -67,7 +67,7 @@ func (s *Store) Prune(ctx context.Context, p store.PruneParams) (store.PruneResu
 				break
 			}
 			res.AfterDelivery = id
-			if prunable(store.DeliveryState(state), fromMillis(updated), p) {
+			if p.Goes(store.DeliveryState(state), fromMillis(updated)) {
 				gone = append(gone, id)
 				seqs[seq] = true
 			}
@@ -172,18 +172,6 @@ func oldestCutoff(p store.PruneParams) time.Time {
 		}
 	}
 	return t
-}
-
-// prunable reports whether a delivery in state, last changed at updated, is
-// old enough to go.
-func prunable(state store.DeliveryState, updated time.Time, p store.PruneParams) bool {
-	switch state {
-	case store.DeliveryDelivered:
-		return !p.DeliveredBefore.IsZero() && updated.Before(p.DeliveredBefore)
-	case store.DeliveryDead:
-		return !p.DeadBefore.IsZero() && updated.Before(p.DeadBefore)
-	}
-	return false
 }
 
 // eventGoes reports whether an event stored at created, whose deliveries
