@@ -9,6 +9,9 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -20,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/egress"
@@ -65,6 +69,11 @@ type Options struct {
 	// KeysChanged is called after a key is made or deleted.
 	Keys        KeyStore
 	KeysChanged KeysChanged
+	// Tracing traces gRPC calls (OpenTelemetry, the global provider), and
+	// keeps a Publish call's trace with each event that does not carry
+	// one (the CloudEvents traceparent extension), so that its attempts
+	// are spans of that trace.
+	Tracing bool
 	// Ops publishes operational events about subscriptions changed
 	// through the API (enabled, disabled); nil publishes none.
 	Ops *opsevents.Emitter
@@ -135,6 +144,9 @@ func NewGRPCServer(svc *Services, hs *health.Server, opts ...grpc.ServerOption) 
 		grpc.ChainUnaryInterceptor(recoverUnary(svc.opts.Logger), authUnary(svc.opts.Auth)),
 		grpc.ChainStreamInterceptor(recoverStream(svc.opts.Logger), authStream(svc.opts.Auth)),
 	}, opts...)
+	if svc.opts.Tracing {
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler()))
+	}
 	g := grpc.NewServer(opts...)
 	heraldv1.RegisterPublishServiceServer(g, svc)
 	heraldv1.RegisterSubscriptionServiceServer(g, svc)
@@ -152,6 +164,9 @@ func (s *Services) Publish(ctx context.Context, req *heraldv1.PublishRequest) (*
 	if wait, ok := p.ReservePublish(len(req.GetEvents()), time.Now()); !ok {
 		return nil, publishLimited(wait)
 	}
+	if s.opts.Tracing {
+		keepTrace(ctx, req.GetEvents())
+	}
 	results, err := s.publisher.Publish(ctx, p.Tenant, req.GetEvents())
 	if err != nil {
 		return nil, publishError(err)
@@ -165,6 +180,30 @@ func (s *Services) Publish(ctx context.Context, req *heraldv1.PublishRequest) (*
 		resp.Results[i] = &heraldv1.PublishResult{Source: r.Source, Id: r.ID, Status: st, DeliveryIds: r.DeliveryIDs}
 	}
 	return resp, nil
+}
+
+// keepTrace gives each event that carries no trace the call's, as the
+// CloudEvents distributed tracing extension (traceparent, tracestate).
+func keepTrace(ctx context.Context, events []*cloudeventsv1.CloudEvent) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return
+	}
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	for _, e := range events {
+		if e == nil {
+			continue
+		}
+		if _, has := e.GetAttributes()["traceparent"]; has {
+			continue
+		}
+		if e.Attributes == nil {
+			e.Attributes = map[string]*cloudeventsv1.CloudEvent_CloudEventAttributeValue{}
+		}
+		for k, v := range carrier {
+			e.Attributes[k] = &cloudeventsv1.CloudEvent_CloudEventAttributeValue{Attr: &cloudeventsv1.CloudEvent_CloudEventAttributeValue_CeString{CeString: v}}
+		}
+	}
 }
 
 // publishLimited is the answer to a key over its publish rate:

@@ -125,6 +125,13 @@ func run(ctx context.Context, args []string, dev bool) error {
 		return err
 	}
 	logger := newLogger(cfg.LogLevel, cfg.LogFormat)
+	if cfg.Tracing {
+		shutdown, err := setupTracing(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = shutdown(context.Background()) }()
+	}
 
 	// Take Herald's ports first, so a port in use stops us before anything
 	// starts.

@@ -318,6 +318,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 				}
 			},
 			MetricsOpen: cfg.MetricsOpen,
+			Tracing:     cfg.Tracing,
 			Limits:      cfg.Limits,
 			Logger:      logger,
 		})

@@ -11,6 +11,11 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldhq/herald/clients/cehttp"
@@ -40,6 +45,10 @@ type Attempter struct {
 	// Origin is sent as WebHook-Request-Origin to sinks that went through
 	// the validation handshake.
 	Origin string
+	// Tracer makes each attempt a span, a child of the event's trace
+	// (its traceparent extension) when it has one; the span's context goes
+	// to the sink as the traceparent header. Nil: the global provider's.
+	Tracer trace.Tracer
 	// Logger gets one line per attempt: a failure at info, a delivery at
 	// debug (at thousands a second, successes are for metrics); nil logs
 	// nothing. A line names the delivery, subscription, tenant, sink
@@ -160,8 +169,11 @@ func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*eve
 	} else {
 		req.Event = events[0]
 	}
+	ctx, span := a.startSpan(ctx, en, events[0], n, len(sent))
+	req.Trace = traceHeaders(ctx)
 	res := a.Sender.Send(ctx, req)
 	outcome := res.Outcome(sub.RetryPolicy.WithDefaults())
+	endSpan(span, res, outcome)
 	a.log(ctx, en, ds[sent[0]].ID, len(sent), n, outcome, res)
 	metrics.Attempts.WithLabelValues(string(outcome)).Add(float64(len(sent)))
 	metrics.AttemptSeconds.Observe(res.Latency.Seconds())
@@ -178,6 +190,63 @@ func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*eve
 		out[i].PauseSink = res.RetryAfter > 0 && policy.PausesSink(res.StatusCode)
 	}
 	return out, signal(res)
+}
+
+// traceContext reads and writes W3C Trace Context (traceparent,
+// tracestate), as the CloudEvents distributed tracing extension carries it.
+var traceContext = propagation.TraceContext{}
+
+// startSpan starts an attempt's span, a child of e's trace if e carries
+// one (its traceparent and tracestate extensions).
+func (a *Attempter) startSpan(ctx context.Context, en *catalog.Entry, e *event.Event, n, events int) (context.Context, trace.Span) {
+	carrier := propagation.MapCarrier{}
+	for _, k := range []string{"traceparent", "tracestate"} {
+		if v, ok := e.Extensions()[k].(string); ok {
+			carrier[k] = v
+		}
+	}
+	if len(carrier) > 0 {
+		ctx = traceContext.Extract(ctx, carrier)
+	}
+	tr := a.Tracer
+	if tr == nil {
+		tr = otel.Tracer("github.com/heraldhq/herald/internal/attempt")
+	}
+	host := delivery.OriginHost(en.Origin)
+	return tr.Start(ctx, "webhook "+host, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		attribute.String("herald.subscription", en.Subscription.ID),
+		attribute.String("herald.tenant", en.Subscription.Tenant),
+		attribute.String("herald.event.type", e.Type()),
+		attribute.Int("herald.attempt", n),
+		attribute.Int("herald.events", events),
+		attribute.String("server.address", host),
+		attribute.String("http.request.method", "POST"),
+	))
+}
+
+// traceHeaders are the W3C headers of ctx's span, or nil without one.
+func traceHeaders(ctx context.Context) map[string]string {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return nil
+	}
+	carrier := propagation.MapCarrier{}
+	traceContext.Inject(ctx, carrier)
+	return carrier
+}
+
+func endSpan(span trace.Span, res delivery.Result, outcome policy.Outcome) {
+	if res.StatusCode != 0 {
+		span.SetAttributes(attribute.Int("http.response.status_code", res.StatusCode))
+	}
+	span.SetAttributes(attribute.String("herald.outcome", string(outcome)))
+	if outcome != policy.Delivered {
+		msg := string(outcome)
+		if res.Err != nil {
+			msg = res.Err.Error()
+		}
+		span.SetStatus(codes.Error, msg)
+	}
+	span.End()
 }
 
 // log writes an attempt's line.

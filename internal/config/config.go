@@ -122,6 +122,11 @@ type Config struct {
 	// load balancers it is not ready (/readyz 503, gRPC health
 	// NOT_SERVING), before it stops taking calls.
 	DrainDelay time.Duration
+	// Tracing sends OpenTelemetry traces (a Publish call's span, and each
+	// attempt as its child) through OTLP, configured by the standard
+	// OTEL_* variables; on when OTEL_EXPORTER_OTLP_ENDPOINT (or
+	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set.
+	Tracing bool
 	// LogLevel is debug, info, warn or error; LogFormat json (serve's
 	// default, for log pipelines) or text (dev's).
 	LogLevel  string
@@ -251,6 +256,7 @@ func Serve() Config {
 		PruneInterval:        DefaultPruneInterval,
 		LogLevel:             "info",
 		LogFormat:            "json",
+		Tracing:              os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "",
 		Limits:               policy.DefaultLimits,
 	}
 }
@@ -294,6 +300,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "how long a stopping node keeps serving while it reports not ready, for load balancers to move away")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text")
+	fs.BoolVar(&c.Tracing, "tracing", c.Tracing, "send OpenTelemetry traces over OTLP, as the OTEL_* variables say (default: on when OTEL_EXPORTER_OTLP_ENDPOINT is set)")
 	fs.StringVar(&c.AdminKey, "admin-key", c.AdminKey, "an API key with the admin scope, never stored (prefer the HERALD_ADMIN_KEY environment variable; make one with `herald keys new`)")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", c.InsecureNoAuth, "serve without authenticating callers (never in production)")
 	fs.BoolVar(&c.MetricsOpen, "metrics-open", c.MetricsOpen, "serve /metrics without an API key")

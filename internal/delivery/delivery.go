@@ -60,6 +60,9 @@ type Request struct {
 	// Origin, if set, is sent as WebHook-Request-Origin, as every delivery
 	// after a validation handshake must be.
 	Origin string
+	// Trace, if set, holds W3C Trace Context headers (traceparent,
+	// tracestate) of the attempt's span, sent as they are.
+	Trace map[string]string
 }
 
 // Result is what happened to one attempt.
@@ -433,6 +436,9 @@ func (s *Sender) build(ctx context.Context, r *Request) (*http.Request, error) {
 	}
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 		return nil, fmt.Errorf("%w: sink scheme %q", ErrInvalidRequest, req.URL.Scheme)
+	}
+	for k, v := range r.Trace {
+		h.Set(k, v)
 	}
 	ts := time.Now()
 	h["Webhook-Id"] = []string{r.WebhookID}
