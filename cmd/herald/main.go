@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -38,7 +39,8 @@ Run it:
 Operate a running Herald (over gRPC: --addr or HERALD_ADDR, --api-key or
 HERALD_API_KEY, --tls...; -o table|json|yaml; exit 3 when not found):
   herald subscriptions list|get|create|delete|enable|disable|validate|rotate-secret
-  herald deliveries list|get|attempts|redrive
+  herald deliveries list|get|attempts|redrive|resend
+  herald replay --subscription ID --since 1h   send a window's deliveries again
   herald dead-letters list|redrive
   herald endpoints health  every subscription's endpoint health, worst first
   herald events list|get|erase
@@ -118,6 +120,7 @@ func run(ctx context.Context, args []string, dev bool) error {
 	}
 	fs := flag.NewFlagSet("herald "+name, flag.ContinueOnError)
 	cfg.RegisterFlags(fs, dev)
+	fs.Usage = func() { printFlags(os.Stderr, "herald "+name+" [flags]", fs) }
 	if err := cfg.Parse(fs, args); err != nil {
 		return err
 	}
@@ -248,4 +251,22 @@ func newLogger(level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// printFlags prints a command's flags as the documentation writes them
+// (--name), with the environment variable each one also reads.
+func printFlags(w io.Writer, usage string, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: %s\n\nFlags (each also read from HERALD_<NAME>, and from a --config file):\n", usage)
+	fs.VisitAll(func(f *flag.Flag) {
+		name, help := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%s\n      %s", line, help)
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, " [%s]\n", config.EnvName(f.Name))
+	})
 }

@@ -301,7 +301,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text")
 	fs.BoolVar(&c.Tracing, "tracing", c.Tracing, "send OpenTelemetry traces over OTLP, as the OTEL_* variables say (default: on when OTEL_EXPORTER_OTLP_ENDPOINT is set)")
-	fs.StringVar(&c.AdminKey, "admin-key", c.AdminKey, "an API key with the admin scope, never stored (prefer the HERALD_ADMIN_KEY environment variable; make one with `herald keys new`)")
+	fs.StringVar(&c.AdminKey, "admin-key", c.AdminKey, "an API key with the admin scope, never stored (prefer the HERALD_ADMIN_KEY environment variable; make one with: herald keys new)")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", c.InsecureNoAuth, "serve without authenticating callers (never in production)")
 	fs.BoolVar(&c.MetricsOpen, "metrics-open", c.MetricsOpen, "serve /metrics without an API key")
 	fs.Float64Var(&c.PublishRate, "publish-rate", c.PublishRate, "events per second each API key may publish on this node, unless the key says (0: no limit)")
@@ -311,7 +311,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", c.TLSClientCA, "PEM certificate authorities whose client certificates are required (mTLS)")
 	fs.Var((*listValue)(&c.TLSClientAdmins), "tls-client-admins", "comma-separated client certificate subject common names that hold the admin scope")
 	fs.Var((*listValue)(&c.AllowClientCIDRs), "allow-client-cidrs", "comma-separated address ranges the gRPC API and the HTTP edge accept connections from (default: any)")
-	fs.Var((*listValue)(&c.EncryptionKeys), "encryption-key", "keys that encrypt secrets at rest, id:base64, comma-separated, the first encrypting (prefer HERALD_ENCRYPTION_KEY; make one with `herald encryption new-key`)")
+	fs.Var((*listValue)(&c.EncryptionKeys), "encryption-key", "keys that encrypt secrets at rest, id:base64, comma-separated, the first encrypting (prefer HERALD_ENCRYPTION_KEY; make one with: herald encryption new-key)")
 	fs.StringVar(&c.SinkCA, "sink-ca", c.SinkCA, "PEM certificate authorities trusted for sinks besides the system's")
 	fs.IntVar(&c.Limits.MaxEventSize, "max-event-size", c.Limits.MaxEventSize, "largest event accepted, in bytes of its protobuf encoding")
 	fs.IntVar(&c.Limits.MaxEventsPerPublish, "max-events-per-publish", c.Limits.MaxEventsPerPublish, "most events in one Publish call or ingest batch")
@@ -527,7 +527,7 @@ func (c *Config) Finish() error {
 		errs = append(errs, errors.New("herald serve authenticates its callers: give it an admin key (HERALD_ADMIN_KEY; make one with `herald keys new`), client certificates (--tls-client-ca), or --insecure-no-auth"))
 	}
 	if !c.Dev && len(c.EncryptionKeys) == 0 {
-		errs = append(errs, errors.New("herald serve encrypts secrets at rest: give it an encryption key (HERALD_ENCRYPTION_KEY; make one with `herald encryption new-key`)"))
+		errs = append(errs, errors.New("herald serve encrypts secrets at rest: give it an encryption key (HERALD_ENCRYPTION_KEY; make one with: herald encryption new-key)"))
 	}
 	if _, err := c.SinkAllowPrefixes(); err != nil {
 		errs = append(errs, err)
