@@ -1,0 +1,287 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
+	"github.com/heraldhq/herald/internal/heraldtest"
+)
+
+// childNode starts a Herald node in a process of its own (runChild) with
+// env, and returns it and a client of its API.
+func childNode(t *testing.T, env []string) (*exec.Cmd, *testNode) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), append(env, childEnv+"=1", "HERALD_GRPC_ADDR="+freeAddr(t), "HERALD_HTTP_ADDR="+freeAddr(t))...)
+	cmd.Stderr = testWriter{t}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("child did not start: %v", err)
+	}
+	n := &testNode{}
+	n.connect(t, strings.TrimSpace(strings.TrimPrefix(line, "GRPC ")))
+	return cmd, n
+}
+
+// TestMultiNode_ASIGKILLedNodeLosesNothing: two nodes on one PostgreSQL
+// share 5,000 events published through both; one is killed with SIGKILL
+// half-way and started again; every event a Publish call was told is
+// stored is delivered (lost: 0), and the duplicates the kill causes are
+// counted.
+func TestMultiNode_ASIGKILLedNodeLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long")
+	}
+	env := []string{
+		"HERALD_STORE=" + postgresStore(t),
+		"HERALD_TEMPORAL_ADDR=" + temporalAddr,
+		"HERALD_TASK_QUEUE=e2e-multinode",
+		"HERALD_ALLOW_INSECURE_SINKS=true",
+		"HERALD_LEASE=20s",
+		"HERALD_LOG_LEVEL=error",
+	}
+	var mu sync.Mutex
+	got := map[string]int{} // event id -> requests
+	// The sink holds every request until the killed node is dead, so that
+	// it dies with deliveries claimed, queued and in flight: others take
+	// them over when their leases end.
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	rcv := heraldtest.NewReceiver(t, func(_ int, r *http.Request) (int, http.Header) {
+		if !strings.HasPrefix(r.Header.Get("Ce-Id"), "mn-probe-") {
+			<-release
+		}
+		mu.Lock()
+		got[r.Header.Get("Ce-Id")]++
+		mu.Unlock()
+		return http.StatusNoContent, nil
+	})
+	a, na := childNode(t, env)
+	_, nb := childNode(t, env)
+	createSub(t, na, rcv.URL)
+	// Node B sees the subscription made through A at its next catalog
+	// reload; until then its events would match nothing.
+	probe := 0
+	heraldtest.Eventually(t, wait, "node B to see the subscription", func() bool {
+		probe++
+		return len(publish(t, nb, newEvent(fmt.Sprint("mn-probe-", probe)))[0].GetDeliveryIds()) == 1
+	})
+
+	const events, perCall = 5000, 50
+	var accepted sync.Map
+	var killed atomic.Bool
+	publishThrough := func(n *testNode, first int) error {
+		batch := make([]*cloudeventsv1.CloudEvent, perCall)
+		for i := range batch {
+			batch[i] = newEvent(fmt.Sprint("mn-", first+i))
+		}
+		resp, err := n.publish.Publish(ctx(t), &heraldv1.PublishRequest{Events: batch})
+		if err != nil {
+			return err
+		}
+		for _, r := range resp.GetResults() {
+			accepted.Store(r.GetId(), true)
+		}
+		return nil
+	}
+	for call := range events / perCall {
+		n := na
+		if call%2 == 1 || killed.Load() {
+			n = nb
+		}
+		if call == events/perCall/2 {
+			if err := a.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_ = a.Wait()
+			killed.Store(true)
+			n = nb
+		}
+		if err := publishThrough(n, call*perCall); err != nil {
+			t.Fatalf("publish through the live node: %v", err)
+		}
+	}
+	_, _ = childNode(t, env) // the killed node, started again
+	releaseOnce.Do(func() { close(release) })
+
+	want := 0
+	accepted.Range(func(any, any) bool { want++; return true })
+	if want != events {
+		t.Fatalf("%d events accepted, want %d (every call went to a live node)", want, events)
+	}
+	heraldtest.Eventually(t, 3*wait, "every accepted event delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		accepted.Range(func(k, _ any) bool {
+			if got[k.(string)] > 0 {
+				n++
+			}
+			return true
+		})
+		return n == want
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	lost, dups := 0, 0
+	accepted.Range(func(k, _ any) bool {
+		if got[k.(string)] == 0 {
+			lost++
+		}
+		return true
+	})
+	for _, n := range got {
+		dups += n - 1
+	}
+	t.Logf("%d events accepted, %d delivered, lost %d, duplicates %d (deliveries in flight on the killed node)", want, len(got), lost, dups)
+	if lost != 0 {
+		t.Errorf("lost %d accepted events", lost)
+	}
+}
+
+// pgProxy stands between a node and PostgreSQL; cut drops every
+// connection and refuses new ones until restore, as a database restart
+// does.
+type pgProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  map[net.Conn]bool
+}
+
+func newPGProxy(t *testing.T, target string) *pgProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pgProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			if p.down {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			b, err := net.Dial("tcp", target)
+			if err != nil {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			p.conns[c], p.conns[b] = true, true
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(b, c); b.Close() }()
+			go func() { _, _ = io.Copy(c, b); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *pgProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = map[net.Conn]bool{}
+}
+
+func (p *pgProxy) restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = false
+}
+
+// TestPostgresRestart_PublishersAreToldAndNothingAcceptedIsLost: while
+// PostgreSQL is away, Publish answers an error (never OK for an event it
+// did not store); once it is back, every event that was accepted is
+// delivered.
+func TestPostgresRestart_PublishersAreToldAndNothingAcceptedIsLost(t *testing.T) {
+	dsn := postgresStore(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newPGProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	n := startNode(t, nodeConfig(t, u.String()))
+	rcv := heraldtest.NewReceiver(t, nil)
+	createSub(t, n, rcv.URL)
+
+	var accepted []string
+	refused := map[codes.Code]int{}
+	for i := range 300 {
+		switch i {
+		case 100:
+			proxy.cut()
+		case 200:
+			proxy.restore()
+		}
+		id := fmt.Sprint("pg-", i)
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := n.publish.Publish(c, &heraldv1.PublishRequest{Events: []*cloudeventsv1.CloudEvent{newEvent(id)}})
+		cancel()
+		if err != nil {
+			refused[status.Code(err)]++
+			continue
+		}
+		accepted = append(accepted, id)
+	}
+	if len(refused) == 0 {
+		t.Fatal("no Publish call failed while PostgreSQL was away")
+	}
+	for code := range refused {
+		if code != codes.Unavailable && code != codes.DeadlineExceeded {
+			t.Errorf("a Publish call failed with %s, want Unavailable (or the caller's deadline)", code)
+		}
+	}
+	t.Logf("%d accepted, refused %v", len(accepted), refused)
+	heraldtest.Eventually(t, 3*wait, "every accepted event delivered", func() bool {
+		got := map[string]bool{}
+		for _, r := range rcv.Requests() {
+			got[r.Header.Get("Ce-Id")] = true
+		}
+		for _, id := range accepted {
+			if !got[id] {
+				return false
+			}
+		}
+		return true
+	})
+}
