@@ -244,7 +244,9 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 // saturated: a publisher that waits for it costs less than storing
 // deliveries for a claim, which writes them twice. Room that stops
 // coming (slow sinks, or an origin at its share that does not move)
-// would only add latency, so Reserve stops waiting for it.
+// would only add latency, so Reserve stops waiting for it; it does not
+// wait at all for room for an origin that has gone a second without a
+// request ending, or whose breaker is open.
 func (d *Dispatcher) Reserve(want map[string]int, stall, maxWait time.Duration) (got map[string]int, leaseUntil time.Time) {
 	r := d.newReservation(want)
 	if !r.take(d) && stall > 0 && maxWait > 0 {
@@ -304,7 +306,8 @@ func (d *Dispatcher) newReservation(want map[string]int) *reservation {
 	return r
 }
 
-// take takes what room there is; it reports whether r has all it wants.
+// take takes what room there is; it reports whether r has all it wants,
+// or all it may get soon (the rest is for origins that are stuck).
 func (r *reservation) take(d *Dispatcher) bool {
 	d.fill.Lock()
 	defer d.fill.Unlock()
@@ -337,7 +340,17 @@ func (r *reservation) take(d *Dispatcher) bool {
 		d.queued.Add(-int64(unused)) // never ours: no one to wake
 	}
 	r.n += used
-	return used == need
+	if used == need {
+		return true
+	}
+	// Room for an origin that does not answer will not come soon: do
+	// not wait for it.
+	for _, p := range r.places {
+		if p.Held < p.Want && !p.Stuck {
+			return false
+		}
+	}
+	return true
 }
 
 // done records the places held in the scheduler for Enqueue and returns

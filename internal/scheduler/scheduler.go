@@ -358,6 +358,11 @@ type Places struct {
 	Origin string
 	Want   int // places wanted in all
 	Held   int // places held so far; Hold adds to it
+	// Stuck is set by Hold when it could not give all that is wanted
+	// and the origin will not make room soon: its breaker is open, or it
+	// is at its share and has gone a second or more without a request
+	// ending. Waiting for its room is pointless.
+	Stuck bool
 }
 
 // Hold takes room in origins' queues for requests that will soon Acquire
@@ -389,9 +394,12 @@ func (s *Scheduler) Hold(ps []Places, budget int) int {
 		}
 		o := s.origin(p.Origin)
 		if now.Before(o.openUntil) {
+			p.Stuck = true
 			continue
 		}
-		n := min(p.Want-p.Held, s.share(o, now)-o.waiting-o.held, budget-took)
+		room := s.share(o, now) - o.waiting - o.held
+		p.Stuck = room < p.Want-p.Held && o.spillFor(now) > spillMin
+		n := min(p.Want-p.Held, room, budget-took)
 		if n <= 0 {
 			continue
 		}
