@@ -377,6 +377,16 @@ type Places struct {
 // so that what it cannot take waits in the store rather than being
 // refused after it was taken.
 func (s *Scheduler) Hold(ps []Places, budget int) int {
+	return s.hold(ps, budget, false)
+}
+
+// HoldIdle is Hold for origins that are not busy only (no request
+// waiting, held or in flight): room always kept for them.
+func (s *Scheduler) HoldIdle(ps []Places, budget int) int {
+	return s.hold(ps, budget, true)
+}
+
+func (s *Scheduler) hold(ps []Places, budget int, idleOnly bool) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -389,12 +399,15 @@ func (s *Scheduler) Hold(ps []Places, budget int) int {
 		if took >= budget {
 			break
 		}
-		if p.Held >= p.Want {
+		if p.Held >= p.Want || p.Origin == "" {
 			continue
 		}
 		o := s.origin(p.Origin)
 		if now.Before(o.openUntil) {
 			p.Stuck = true
+			continue
+		}
+		if idleOnly && o.busy() {
 			continue
 		}
 		room := s.share(o, now) - o.waiting - o.held
