@@ -456,7 +456,7 @@ func TestDefaults_AreConfigs(t *testing.T) {
 
 // TestAcquire_AnOriginThatDoesNotAnswerIsAskedLessOften: a request refused
 // for its origin's share comes back after as long as the origin has gone
-// without a request ending, from 1 s to 10 s.
+// without an answer, from 1 s to 30 s.
 func TestAcquire_AnOriginThatDoesNotAnswerIsAskedLessOften(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
 	s := New(Config{OriginConcurrency: 1, MaxOriginConcurrency: 1, MaxQueued: 2, Now: clock.Now})
@@ -476,7 +476,7 @@ func TestAcquire_AnOriginThatDoesNotAnswerIsAskedLessOften(t *testing.T) {
 	}
 	for _, c := range []struct {
 		after, want time.Duration
-	}{{0, time.Second}, {4 * time.Second, 4 * time.Second}, {30 * time.Second, 10 * time.Second}} {
+	}{{0, time.Second}, {4 * time.Second, 4 * time.Second}, {60 * time.Second, 30 * time.Second}} {
 		clock.Add(c.after)
 		if got := backIn(); got != c.want {
 			t.Errorf("%s after it became busy without an answer: back in %s, want %s", clock.Now().Sub(time.Unix(1_700_000_000, 0)), got, c.want)
