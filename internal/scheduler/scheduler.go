@@ -219,6 +219,9 @@ type origin struct {
 	idleSince time.Time
 	busySince time.Time // when it last became busy
 	lastEnd   time.Time // when a request of it was last answered (a timeout is no answer)
+	// unreachableSince is when its current run of timeouts and
+	// connection failures began (zero after an answer).
+	unreachableSince time.Time
 	// unloaded is the average latency of requests that ran nearly alone:
 	// how fast the origin answers when it is not loaded; recent is the
 	// average of every request's, lately.
@@ -671,13 +674,18 @@ func (s *Scheduler) reshare(now time.Time) {
 // spillFor is how long a request refused for its origin's share should
 // wait before it comes back: as long as the origin has gone without an
 // answer (since it became busy, or since its last answer; a timeout or a
-// connection failure is none), from spillMin to spillMax. An origin that
+// connection failure is none, and a run of them counts from its first,
+// however often the breaker let the origin idle since), from spillMin to
+// spillMax. An origin that
 // answers gets its requests back soon; one that hangs is not asked for
 // them again every few seconds.
 func (o *origin) spillFor(now time.Time) time.Duration {
-	since := o.lastEnd
-	if o.busySince.After(since) {
-		since = o.busySince
+	since := o.unreachableSince // across breaker cycles, when it idles between them
+	if since.IsZero() {
+		since = o.lastEnd
+		if o.busySince.After(since) {
+			since = o.busySince
+		}
 	}
 	return min(max(now.Sub(since), spillMin), spillMax)
 }
@@ -888,6 +896,7 @@ func (s *Scheduler) done(k *key, sig Signal, latency time.Duration, load int) {
 	switch sig {
 	case Answered, Failed, Overloaded:
 		o.failures, o.tripped, o.openFor = 0, false, s.cfg.BreakerOpen
+		o.unreachableSince = time.Time{}
 		if sig == Overloaded {
 			s.decrease(o, now, 0.5)
 			break
@@ -906,6 +915,9 @@ func (s *Scheduler) done(k *key, sig Signal, latency time.Duration, load int) {
 			}
 		}
 	case Unreachable:
+		if o.unreachableSince.IsZero() {
+			o.unreachableSince = now
+		}
 		o.failures++
 		s.decrease(o, now, 0.5)
 		if o.tripped || o.failures >= s.cfg.BreakerThreshold {
