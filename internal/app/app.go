@@ -227,7 +227,9 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 				logger.Warn("wake retries of a recovered sink", "origin", origin, "err", err)
 			}
 		},
-		Busy:                 cpu.Busy,
+		// Short of CPU: using nearly all of it, or goroutines waiting
+		// long to run (as when other processes take the CPU).
+		Busy:                 func() bool { return cpu.Busy() || cpu.Saturated() },
 		MaxInFlight:          cfg.MaxInFlight,
 		MaxQueued:            cfg.Queue,
 		OriginConcurrency:    cfg.OriginConcurrency,

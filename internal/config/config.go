@@ -185,7 +185,7 @@ type Config struct {
 const (
 	DefaultTaskQueue            = "herald-deliveries"
 	DefaultMaxInFlight          = 4096
-	DefaultQueue                = 2048
+	DefaultQueue                = 4096
 	DefaultOriginConcurrency    = 4
 	DefaultMaxOriginConcurrency = 1024
 	DefaultBreakerThreshold     = 3

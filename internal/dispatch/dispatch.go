@@ -171,6 +171,9 @@ type Dispatcher struct {
 	// holding its deliveries' places, so that neither takes the room the
 	// other counted on.
 	fill sync.Mutex
+	// claimFirst is set while the claim loop waits for room for
+	// deliveries waiting in the store: fresh ones take none meanwhile.
+	claimFirst atomic.Bool
 	// held holds the places Reserve took in origins' queues, by
 	// subscription, until Enqueue gives them to jobs.
 	heldMu sync.Mutex
@@ -244,7 +247,9 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 // saturated: a publisher that waits for it costs less than storing
 // deliveries for a claim, which writes them twice. Room that stops
 // coming (slow sinks, or an origin at its share that does not move)
-// would only add latency, so Reserve stops waiting for it.
+// would only add latency, so Reserve stops waiting for it; it does not
+// wait at all for room for an origin that has gone a second without a
+// request ending, or whose breaker is open.
 func (d *Dispatcher) Reserve(want map[string]int, stall, maxWait time.Duration) (got map[string]int, leaseUntil time.Time) {
 	r := d.newReservation(want)
 	if !r.take(d) && stall > 0 && maxWait > 0 {
@@ -261,7 +266,9 @@ func (d *Dispatcher) Reserve(want map[string]int, stall, maxWait time.Duration) 
 			if r.take(d) {
 				break
 			}
-			if r.n > before {
+			if r.n > before || d.claimFirst.Load() {
+				// Room is coming, for r or first for older deliveries
+				// (the claim loop's): not a stall.
 				stalled.Reset(stall)
 			}
 			select {
@@ -304,10 +311,14 @@ func (d *Dispatcher) newReservation(want map[string]int) *reservation {
 	return r
 }
 
-// take takes what room there is; it reports whether r has all it wants.
+// take takes what room there is; it reports whether r has all it wants,
+// or all it may get soon (the rest is for origins that are stuck). While
+// the claim loop is served first it takes room only for origins that are
+// not busy: the room kept for them is theirs whatever waits in the store.
 func (r *reservation) take(d *Dispatcher) bool {
 	d.fill.Lock()
 	defer d.fill.Unlock()
+	first := d.claimFirst.Load()
 	need := 0
 	for _, p := range r.places {
 		need += p.Want - p.Held
@@ -322,22 +333,36 @@ func (r *reservation) take(d *Dispatcher) bool {
 	used := 0
 	for i := range r.places {
 		p := &r.places[i]
-		if p.Origin == "" {
+		if p.Origin == "" && !first {
 			k := min(p.Want-p.Held, budget-used)
 			p.Held += k
 			used += k
 		}
 	}
 	if d.sched != nil && used < budget {
-		// Places without an origin are full by now, and Hold skips full
-		// places.
-		used += d.sched.Hold(r.places, budget-used)
+		// Places without an origin are full by now (or wait, while the
+		// claim loop is first), and Hold skips full places.
+		if first {
+			used += d.sched.HoldIdle(r.places, budget-used)
+		} else {
+			used += d.sched.Hold(r.places, budget-used)
+		}
 	}
 	if unused := budget - used; unused > 0 {
 		d.queued.Add(-int64(unused)) // never ours: no one to wake
 	}
 	r.n += used
-	return used == need
+	if used == need {
+		return true
+	}
+	// Room for an origin that does not answer will not come soon: do
+	// not wait for it.
+	for _, p := range r.places {
+		if p.Held < p.Want && !p.Stuck {
+			return false
+		}
+	}
+	return true
 }
 
 // done records the places held in the scheduler for Enqueue and returns
@@ -594,9 +619,25 @@ func (d *Dispatcher) work(j job) {
 // is room for (less the room kept for an origin not busy yet), at once
 // while the store has more, and otherwise when woken by a commit or by
 // the poll interval.
+//
+// While the store has deliveries waiting (a commit stored some pending,
+// or the last claim was full), the claim loop is served first: fresh
+// deliveries take no room until it has claimed a batch (claimFirst), so
+// that older deliveries are not left in the store while newer ones go
+// straight to their sinks. A publisher that gets no room meanwhile waits,
+// and its commit stores the rest pending after at most its maximum wait.
+// It is served first for claimFirstFor at most: room that does not come
+// in that time is held by origins that do not move, and fresh deliveries
+// to other origins must not wait for it; after that it claims whatever
+// room there is.
 func (d *Dispatcher) claimLoop(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	defer d.claimFirst.Store(false)
+	window := time.NewTimer(0)
+	window.Stop()
+	backlog := false
+	var wantSince time.Time // when it began to wait for room with a backlog
 	for {
 		// Claims take deliveries of any origin: they leave the room kept
 		// for an origin not busy yet, which fresh deliveries take by
@@ -612,14 +653,37 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 			kept = d.cfg.Queue / (max(1, d.sched.Busy()) + 1)
 		}
 		room := min(d.cfg.Queue-kept-int(d.queued.Load()), d.cfg.BatchSize)
-		if room < d.cfg.BatchSize/4 {
+		threshold := d.cfg.BatchSize / 4
+		if backlog && !wantSince.IsZero() && time.Since(wantSince) >= claimFirstFor {
+			// Served first for long enough without getting a batch's
+			// room: take what there is.
+			threshold = 1
+		}
+		if room < threshold {
+			var expire <-chan time.Time
+			first := false
+			if backlog {
+				if wantSince.IsZero() {
+					wantSince = time.Now()
+				}
+				if left := claimFirstFor - time.Since(wantSince); left > 0 {
+					first = true
+					window.Reset(left)
+					expire = window.C
+				}
+			}
+			d.claimFirst.Store(first)
 			d.fill.Unlock()
 			// Full: wait for a job to leave the queue.
 			select {
 			case <-ctx.Done():
 				return
 			case <-d.space:
+			case <-d.wake:
+				backlog = true
+			case <-expire:
 			}
+			window.Stop()
 			continue
 		}
 		now := time.Now()
@@ -634,11 +698,13 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 		d.queued.Add(int64(len(claimed)))
 		jobs := d.group(claimed, nil)
 		d.hold(jobs)
+		d.claimFirst.Store(false)
+		wantSince = time.Time{}
 		d.fill.Unlock()
 		d.mu.RLock()
 		d.start(jobs)
 		d.mu.RUnlock()
-		if len(claimed) == room {
+		if backlog = len(claimed) == room; backlog {
 			continue // likely more waiting
 		}
 		timer.Reset(d.cfg.PollInterval)
@@ -646,10 +712,15 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-d.wake:
+			backlog = true
 		case <-timer.C:
 		}
 	}
 }
+
+// claimFirstFor is how long at most the claim loop is served before fresh
+// deliveries, each time it waits for room with deliveries in the store.
+const claimFirstFor = 100 * time.Millisecond
 
 // hold takes places in their origins' queues for claimed jobs, as far as
 // each origin's share has room; a job without them is refused when it

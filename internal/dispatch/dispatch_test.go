@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,5 +218,53 @@ func TestReserve_AnOriginTakesOnlyItsShare(t *testing.T) {
 	}
 	if got, _ := d.Reserve(want(60), 0, 0); got["sub"] != 60 {
 		t.Errorf("the queue has %v places free, want all 60", got)
+	}
+}
+
+// clock is a clock the test moves.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// TestReserve_DoesNotWaitForAnOriginThatDoesNotAnswer: room for a sink
+// whose origin is at its share and has gone a second without a request
+// ending will not come soon, so Reserve returns what it has at once
+// instead of holding the publisher for its stall interval.
+func TestReserve_DoesNotWaitForAnOriginThatDoesNotAnswer(t *testing.T) {
+	s, cat := newStore(t, map[string]string{"sub_a": "http://a.example/"})
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	sched := scheduler.New(scheduler.Config{MaxQueued: 60, OriginConcurrency: 1, Now: c.Now})
+	d := dispatch.New(dispatch.Config{BatchSize: 60, Queue: 60}, s, cat,
+		&attempt.Attempter{Sender: delivery.NewSender(), Scheduler: sched}, stuckHandoff{context.Background()})
+	hung, err := sched.Acquire(context.Background(), scheduler.Request{Origin: delivery.Origin("http://a.example/"), Key: "sub_a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Release()
+	got, _ := d.Reserve(map[string]int{"sub_a": 100}, 0, 0)
+	if got["sub_a"] != 30 {
+		t.Fatalf("a got %v places, want its share of 30", got)
+	}
+	c.Add(2 * time.Second) // its one request still has not ended
+	done := make(chan map[string]int, 1)
+	go func() {
+		got, _ := d.Reserve(map[string]int{"sub_a": 10}, time.Hour, time.Hour)
+		done <- got
+	}()
+	select {
+	case got := <-done:
+		if got["sub_a"] != 0 {
+			t.Errorf("got %v, want no room", got)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Reserve waited for room for an origin that does not answer")
 	}
 }

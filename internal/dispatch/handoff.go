@@ -72,13 +72,6 @@ func (q *handoffQueue) expire(by time.Time) []failure {
 	return out
 }
 
-// len is how many failures wait.
-func (q *handoffQueue) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items)
-}
-
 // close makes pop report false once the queue is empty, and push refuse.
 func (q *handoffQueue) close() {
 	q.mu.Lock()

@@ -65,7 +65,7 @@ type Config struct {
 	MaxInFlight int
 	// MaxQueued is how many requests may wait on the node; an origin may
 	// hold at most its share of it, MaxQueued / (origins busy lately + 1)
-	// (default 2048). Set it to what feeds the scheduler (the
+	// (default 4096). Set it to what feeds the scheduler (the
 	// dispatcher's queue), so that no origin, nor all the busy ones
 	// together, can fill that.
 	MaxQueued int
@@ -169,8 +169,8 @@ const (
 // Refused is Acquire's error when a request may not wait for its turn.
 // The caller should put the request back until Until (or at once when
 // Until is zero) without counting an attempt. A request refused for its
-// origin's share (ReasonQueueFull) has an Until from 1 s to 10 s away:
-// as long as the origin has gone without a request ending.
+// origin's share (ReasonQueueFull) has an Until from 1 s to 30 s away:
+// as long as the origin has gone without an answer.
 type Refused struct {
 	Reason string
 	Until  time.Time
@@ -218,7 +218,10 @@ type origin struct {
 	lastDecr  time.Time
 	idleSince time.Time
 	busySince time.Time // when it last became busy
-	lastEnd   time.Time // when a request of it last ended (answered or not)
+	lastEnd   time.Time // when a request of it was last answered (a timeout is no answer)
+	// unreachableSince is when its current run of timeouts and
+	// connection failures began (zero after an answer).
+	unreachableSince time.Time
 	// unloaded is the average latency of requests that ran nearly alone:
 	// how fast the origin answers when it is not loaded; recent is the
 	// average of every request's, lately.
@@ -358,6 +361,11 @@ type Places struct {
 	Origin string
 	Want   int // places wanted in all
 	Held   int // places held so far; Hold adds to it
+	// Stuck is set by Hold when it could not give all that is wanted
+	// and the origin will not make room soon: its breaker is open, or it
+	// is at its share and has gone a second or more without an answer.
+	// Waiting for its room is pointless.
+	Stuck bool
 }
 
 // Hold takes room in origins' queues for requests that will soon Acquire
@@ -372,6 +380,16 @@ type Places struct {
 // so that what it cannot take waits in the store rather than being
 // refused after it was taken.
 func (s *Scheduler) Hold(ps []Places, budget int) int {
+	return s.hold(ps, budget, false)
+}
+
+// HoldIdle is Hold for origins that are not busy only (no request
+// waiting, held or in flight): room always kept for them.
+func (s *Scheduler) HoldIdle(ps []Places, budget int) int {
+	return s.hold(ps, budget, true)
+}
+
+func (s *Scheduler) hold(ps []Places, budget int, idleOnly bool) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -384,14 +402,20 @@ func (s *Scheduler) Hold(ps []Places, budget int) int {
 		if took >= budget {
 			break
 		}
-		if p.Held >= p.Want {
+		if p.Held >= p.Want || p.Origin == "" {
 			continue
 		}
 		o := s.origin(p.Origin)
 		if now.Before(o.openUntil) {
+			p.Stuck = true
 			continue
 		}
-		n := min(p.Want-p.Held, s.share(o, now)-o.waiting-o.held, budget-took)
+		if idleOnly && o.busy() {
+			continue
+		}
+		room := s.share(o, now) - o.waiting - o.held
+		p.Stuck = room < p.Want-p.Held && o.spillFor(now) > spillMin
+		n := min(p.Want-p.Held, room, budget-took)
 		if n <= 0 {
 			continue
 		}
@@ -648,14 +672,20 @@ func (s *Scheduler) reshare(now time.Time) {
 }
 
 // spillFor is how long a request refused for its origin's share should
-// wait before it comes back: as long as the origin has gone without any
-// request ending (since it became busy, or since its last request
-// ended), from spillMin to spillMax. An origin that answers comes back
-// soon; one that hangs is not asked again every second.
+// wait before it comes back: as long as the origin has gone without an
+// answer (since it became busy, or since its last answer; a timeout or a
+// connection failure is none, and a run of them counts from its first,
+// however often the breaker let the origin idle since), from spillMin to
+// spillMax. An origin that
+// answers gets its requests back soon; one that hangs is not asked for
+// them again every few seconds.
 func (o *origin) spillFor(now time.Time) time.Duration {
-	since := o.lastEnd
-	if o.busySince.After(since) {
-		since = o.busySince
+	since := o.unreachableSince // across breaker cycles, when it idles between them
+	if since.IsZero() {
+		since = o.lastEnd
+		if o.busySince.After(since) {
+			since = o.busySince
+		}
 	}
 	return min(max(now.Sub(since), spillMin), spillMax)
 }
@@ -663,7 +693,7 @@ func (o *origin) spillFor(now time.Time) time.Duration {
 // The least and the most a request refused for its origin's share waits.
 const (
 	spillMin = time.Second
-	spillMax = 10 * time.Second
+	spillMax = 30 * time.Second
 )
 
 // An origin counts for the queue's shares while it had requests within
@@ -859,11 +889,14 @@ func (s *Scheduler) done(k *key, sig Signal, latency time.Duration, load int) {
 	recovered := sig == Answered && o.failing
 	if sig != released {
 		o.failing = sig != Answered
+	}
+	if sig != released && sig != Unreachable {
 		o.lastEnd = now
 	}
 	switch sig {
 	case Answered, Failed, Overloaded:
 		o.failures, o.tripped, o.openFor = 0, false, s.cfg.BreakerOpen
+		o.unreachableSince = time.Time{}
 		if sig == Overloaded {
 			s.decrease(o, now, 0.5)
 			break
@@ -882,6 +915,9 @@ func (s *Scheduler) done(k *key, sig Signal, latency time.Duration, load int) {
 			}
 		}
 	case Unreachable:
+		if o.unreachableSince.IsZero() {
+			o.unreachableSince = now
+		}
 		o.failures++
 		s.decrease(o, now, 0.5)
 		if o.tripped || o.failures >= s.cfg.BreakerThreshold {

@@ -456,7 +456,7 @@ func TestDefaults_AreConfigs(t *testing.T) {
 
 // TestAcquire_AnOriginThatDoesNotAnswerIsAskedLessOften: a request refused
 // for its origin's share comes back after as long as the origin has gone
-// without a request ending, from 1 s to 10 s.
+// without an answer, from 1 s to 30 s.
 func TestAcquire_AnOriginThatDoesNotAnswerIsAskedLessOften(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
 	s := New(Config{OriginConcurrency: 1, MaxOriginConcurrency: 1, MaxQueued: 2, Now: clock.Now})
@@ -476,7 +476,7 @@ func TestAcquire_AnOriginThatDoesNotAnswerIsAskedLessOften(t *testing.T) {
 	}
 	for _, c := range []struct {
 		after, want time.Duration
-	}{{0, time.Second}, {4 * time.Second, 4 * time.Second}, {30 * time.Second, 10 * time.Second}} {
+	}{{0, time.Second}, {4 * time.Second, 4 * time.Second}, {60 * time.Second, 30 * time.Second}} {
 		clock.Add(c.after)
 		if got := backIn(); got != c.want {
 			t.Errorf("%s after it became busy without an answer: back in %s, want %s", clock.Now().Sub(time.Unix(1_700_000_000, 0)), got, c.want)
@@ -497,4 +497,31 @@ func TestAcquire_AnOriginThatDoesNotAnswerIsAskedLessOften(t *testing.T) {
 	if r := <-waiting; r.err == nil {
 		r.g.Done(Answered)
 	}
+}
+
+// TestAcquire_ARunOfTimeoutsCountsAcrossTheBreakersCycles: an origin that
+// times out, idles while its breaker is open, and is busy again with its
+// probe has still gone without an answer since its first timeout: what
+// it cannot hold waits long, not a second.
+func TestAcquire_ARunOfTimeoutsCountsAcrossTheBreakersCycles(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	s := New(Config{OriginConcurrency: 1, MaxOriginConcurrency: 1, MaxQueued: 2, BreakerThreshold: 1,
+		BreakerOpen: time.Second, Now: clock.Now})
+	req := Request{Origin: "http://hang", Key: "k"}
+	mustAcquire(t, s, req).Done(Unreachable) // opens the breaker
+	clock.Add(40 * time.Second)               // open, then idle
+	probe := mustAcquire(t, s, req)
+	defer probe.Release()
+	w := acquireAsync(s, req)
+	waitFor(t, "one waiting behind the probe", func() bool { return s.Origin(req.Origin).Waiting == 1 })
+	_, err := s.Acquire(context.Background(), req)
+	r, ok := AsRefused(err)
+	if !ok || r.Reason != ReasonQueueFull {
+		t.Fatalf("err = %v, want refused: queue full", err)
+	}
+	if back := r.Until.Sub(clock.Now()); back != 30*time.Second {
+		t.Errorf("back in %s, want 30s: 40 s without an answer", back)
+	}
+	s.Close()
+	<-w
 }
