@@ -66,12 +66,11 @@ func (s *Services) CreateApiKey(ctx context.Context, req *heraldv1.CreateApiKeyR
 			k.Scopes = append(k.Scopes, scope)
 		}
 	}
-	if caller.Tenant != "" {
-		if k.Tenant != "" && k.Tenant != caller.Tenant {
-			return nil, status.Error(codes.PermissionDenied, "the API key is bound to another tenant")
-		}
-		k.Tenant = caller.Tenant
+	tenant, err := scopedTenant(ctx, k.Tenant)
+	if err != nil {
+		return nil, err
 	}
+	k.Tenant = tenant
 	if k.Tenant != "" && !policy.ValidTenant(k.Tenant) {
 		return nil, invalidArgument("api_key.tenant", fmt.Sprintf("must be 1 to %d lower-case letters, digits, '.', '_' or '-'", policy.MaxTenantLength))
 	}
@@ -107,12 +106,9 @@ func (s *Services) ListApiKeys(ctx context.Context, req *heraldv1.ListApiKeysReq
 	if s.opts.Keys == nil {
 		return &heraldv1.ListApiKeysResponse{}, nil
 	}
-	tenant := req.GetTenant()
-	if caller := auth.FromContext(ctx); caller.Tenant != "" {
-		if tenant != "" && tenant != caller.Tenant {
-			return nil, status.Error(codes.PermissionDenied, "the API key is bound to another tenant")
-		}
-		tenant = caller.Tenant
+	tenant, err := scopedTenant(ctx, req.GetTenant())
+	if err != nil {
+		return nil, err
 	}
 	keys, err := s.opts.Keys.APIKeyList(ctx)
 	if err != nil {

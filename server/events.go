@@ -60,18 +60,44 @@ func (s *Services) ListEvents(ctx context.Context, req *heraldv1.ListEventsReque
 	return resp, nil
 }
 
+// eraseBatch is how many events one transaction of EraseSubject erases.
+const eraseBatch = 500
+
+// EraseSubject implements herald.v1.EventService.
+func (s *Services) EraseSubject(ctx context.Context, req *heraldv1.EraseSubjectRequest) (*heraldv1.EraseSubjectResponse, error) {
+	if req.GetSubject() == "" {
+		return nil, invalidArgument("subject", "subject is required")
+	}
+	tenant, err := scopedTenant(ctx, req.GetTenant())
+	if err != nil {
+		return nil, err
+	}
+	resp := &heraldv1.EraseSubjectResponse{}
+	for cursor := int64(0); ; {
+		b, err := s.store.EventEraseSubject(ctx, tenant, req.GetSubject(), cursor, eraseBatch)
+		if err != nil {
+			return nil, storeError(err, "subject "+req.GetSubject())
+		}
+		resp.Erased += int32(b.Erased)
+		resp.InProgress += int32(b.InProgress)
+		if b.Done {
+			break
+		}
+		cursor = b.Cursor
+	}
+	s.opts.Logger.Info("subject erased", "subject", req.GetSubject(), "tenant", tenant,
+		"erased", resp.Erased, "in_progress", resp.InProgress, "by", auth.FromContext(ctx).KeyID)
+	return resp, nil
+}
+
 // GetEvent implements herald.v1.EventService.
 func (s *Services) GetEvent(ctx context.Context, req *heraldv1.GetEventRequest) (*heraldv1.GetEventResponse, error) {
 	if req.GetSource() == "" || req.GetId() == "" {
 		return nil, invalidArgument("source", "source and id are required")
 	}
-	caller := auth.FromContext(ctx)
-	tenant := req.GetTenant()
-	if caller.Tenant != "" {
-		if tenant != "" && tenant != caller.Tenant {
-			return nil, status.Error(codes.PermissionDenied, "the API key is bound to another tenant")
-		}
-		tenant = caller.Tenant
+	tenant, err := scopedTenant(ctx, req.GetTenant())
+	if err != nil {
+		return nil, err
 	}
 	ev, ds, err := s.store.EventGet(ctx, tenant, req.GetSource(), req.GetId())
 	if err != nil {
@@ -82,6 +108,7 @@ func (s *Services) GetEvent(ctx context.Context, req *heraldv1.GetEventRequest) 
 		return nil, err
 	}
 	resp := &heraldv1.GetEventResponse{Event: e, PublishTime: timestamppb.New(ev.CreatedAt)}
+	caller := auth.FromContext(ctx)
 	for _, d := range ds {
 		// An unbound publisher's event may have reached other tenants'
 		// subscriptions: a tenant-bound caller sees its own deliveries.
@@ -110,14 +137,11 @@ func (s *Services) EraseEvent(ctx context.Context, req *heraldv1.EraseEventReque
 	if req.GetSource() == "" || req.GetId() == "" {
 		return nil, invalidArgument("source", "source and id are required")
 	}
-	tenant := req.GetTenant()
-	if p := auth.FromContext(ctx); p.Tenant != "" {
-		if tenant != "" && tenant != p.Tenant {
-			return nil, status.Error(codes.PermissionDenied, "the API key is bound to another tenant")
-		}
-		tenant = p.Tenant
+	tenant, err := scopedTenant(ctx, req.GetTenant())
+	if err != nil {
+		return nil, err
 	}
-	err := s.store.EventErase(ctx, tenant, req.GetSource(), req.GetId())
+	err = s.store.EventErase(ctx, tenant, req.GetSource(), req.GetId())
 	switch {
 	case errors.Is(err, store.ErrInProgress):
 		return nil, status.Errorf(codes.FailedPrecondition, "event %s/%s: some of its deliveries may still be sent; erase it once they are delivered or dead", req.GetSource(), req.GetId())

@@ -87,6 +87,19 @@ func (s *Services) CreateSubscription(ctx context.Context, req *heraldv1.CreateS
 	return out, nil
 }
 
+// scopedTenant is the tenant a call works on: the one asked for, which a
+// key bound to a tenant may leave empty or set to its own.
+func scopedTenant(ctx context.Context, asked string) (string, error) {
+	p := auth.FromContext(ctx)
+	if p.Tenant == "" {
+		return asked, nil
+	}
+	if asked != "" && asked != p.Tenant {
+		return "", status.Error(codes.PermissionDenied, "the API key is bound to another tenant")
+	}
+	return p.Tenant, nil
+}
+
 // createTenant is the tenant a new subscription belongs to: the caller's
 // if its key is bound to one, else the one asked for, else the default.
 func (s *Services) createTenant(ctx context.Context, asked string) (string, error) {
@@ -234,12 +247,9 @@ func (s *Services) GetSubscription(ctx context.Context, req *heraldv1.GetSubscri
 // ListSubscriptions implements herald.v1.SubscriptionService.
 func (s *Services) ListSubscriptions(ctx context.Context, req *heraldv1.ListSubscriptionsRequest) (*heraldv1.ListSubscriptionsResponse, error) {
 	limit := pageSize(req.GetPageSize())
-	tenant := req.GetTenant()
-	if p := auth.FromContext(ctx); p.Tenant != "" {
-		if tenant != "" && tenant != p.Tenant {
-			return nil, status.Error(codes.PermissionDenied, "the API key is bound to another tenant")
-		}
-		tenant = p.Tenant
+	tenant, err := scopedTenant(ctx, req.GetTenant())
+	if err != nil {
+		return nil, err
 	}
 	subs, err := s.store.SubscriptionList(ctx, store.SubscriptionListParams{Tenant: tenant, Labels: req.GetLabels(), Limit: limit + 1, After: req.GetPageToken()})
 	if err != nil {

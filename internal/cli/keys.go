@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,7 +29,7 @@ func init() {
 	nouns["events"] = map[string]command{
 		"list":  {"--subscription ID [--after CURSOR] [--type T]... [--limit N]: list the events a subscription matched, in publish order, with their delivery's state", eventsList},
 		"get":   {"SOURCE ID [--tenant T]: show an event and its deliveries", eventsGet},
-		"erase": {"SOURCE ID [--tenant T]: remove an event's data and its deliveries' attempts (erasure requests)", eventsErase},
+		"erase": {"SOURCE ID | --subject S [--tenant T]: remove the data of an event, or of every event about a subject, and their deliveries' attempts (erasure requests)", eventsErase},
 	}
 	nouns["publish"] = map[string]command{
 		"": {"[--id ID --source S --type T [--data D] [--data-content-type CT] | -f events.json]: publish events (one CloudEvent or an array, in the JSON format; \"-\": standard input)", publish},
@@ -167,16 +168,33 @@ func eventsGet(c *call) error {
 
 func eventsErase(c *call) error {
 	tenant := c.flags.String("tenant", "", "the publishing key's tenant (empty: a key bound to none)")
-	args, err := c.parse(2, 2)
+	subject := c.flags.String("subject", "", "erase every event whose subject is this one, instead of one event")
+	args, err := c.parse(0, 2)
 	if err != nil {
 		return err
+	}
+	if (*subject == "") != (len(args) == 2) {
+		c.flags.Usage()
+		return usageError("give SOURCE and ID, or --subject alone")
 	}
 	cc, err := c.dial()
 	if err != nil {
 		return err
 	}
-	_, err = heraldv1.NewEventServiceClient(cc).EraseEvent(c.ctx, &heraldv1.EraseEventRequest{Source: args[0], Id: args[1], Tenant: *tenant})
-	if err != nil {
+	events := heraldv1.NewEventServiceClient(cc)
+	if *subject != "" {
+		r, err := events.EraseSubject(c.ctx, &heraldv1.EraseSubjectRequest{Subject: *subject, Tenant: *tenant})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.io.Err, "erased the data of %d events about %q\n", r.GetErased(), *subject)
+		if r.GetInProgress() > 0 {
+			fmt.Fprintf(c.io.Err, "%d events about it are still being delivered: run this again once they are delivered or dead\n", r.GetInProgress())
+			return errors.New("erasure incomplete")
+		}
+		return nil
+	}
+	if _, err := events.EraseEvent(c.ctx, &heraldv1.EraseEventRequest{Source: args[0], Id: args[1], Tenant: *tenant}); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.io.Err, "erased the data of %s %s\n", args[0], args[1])

@@ -92,7 +92,9 @@ func TestAuth_EveryMethodRefusesWhoMayNotCallIt(t *testing.T) {
 	dlv := res[0].GetDeliveryIds()[0]
 	victimKey, _ := createKey(t, n, "acme", policy.ScopePublish)
 	_, acmePublisher := createKey(t, n, "acme", policy.ScopePublish)
-	if _, err := dial(t, n, acmePublisher).publish.Publish(ctx(t), &heraldv1.PublishRequest{Events: []*cloudeventsv1.CloudEvent{newEvent("acme-erase")}}); err != nil {
+	acmeEvent := newEvent("acme-erase")
+	acmeEvent.Attributes["subject"] = str("acme-customer")
+	if _, err := dial(t, n, acmePublisher).publish.Publish(ctx(t), &heraldv1.PublishRequest{Events: []*cloudeventsv1.CloudEvent{acmeEvent}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -176,6 +178,9 @@ func TestAuth_EveryMethodRefusesWhoMayNotCallIt(t *testing.T) {
 			return c.deliveries.RedriveDeadLetters(ctx, &heraldv1.RedriveDeadLettersRequest{SubscriptionId: sub.GetId()})
 		},
 		"/herald.v1.EventService/EraseEvent": eraseCall,
+		"/herald.v1.EventService/EraseSubject": func(ctx context.Context, c clients) (any, error) {
+			return c.events.EraseSubject(ctx, &heraldv1.EraseSubjectRequest{Subject: "acme-customer"})
+		},
 		"/herald.v1.EventService/ListEvents": func(ctx context.Context, c clients) (any, error) {
 			return c.events.ListEvents(ctx, &heraldv1.ListEventsRequest{SubscriptionId: sub.GetId()})
 		},
@@ -205,7 +210,7 @@ func TestAuth_EveryMethodRefusesWhoMayNotCallIt(t *testing.T) {
 		}
 	}
 	for _, m := range []string{"/herald.v1.PublishService/Publish", "/herald.v1.SubscriptionService/ListSubscriptions",
-		"/herald.v1.DeliveryService/ListDeliveries", "/herald.v1.ApiKeyService/ListApiKeys"} {
+		"/herald.v1.DeliveryService/ListDeliveries", "/herald.v1.ApiKeyService/ListApiKeys", "/herald.v1.EventService/EraseSubject"} {
 		otherTenant[m] = codes.OK
 	}
 
@@ -254,6 +259,10 @@ func TestAuth_EveryMethodRefusesWhoMayNotCallIt(t *testing.T) {
 					if k.GetTenant() != "globex" {
 						t.Errorf("another tenant listed key %s of %q", k.GetId(), k.GetTenant())
 					}
+				}
+			case *heraldv1.EraseSubjectResponse:
+				if r.GetErased()+r.GetInProgress() != 0 {
+					t.Errorf("another tenant's erasure reached acme's events: %v", r)
 				}
 			}
 			out, c = code(with[scope])

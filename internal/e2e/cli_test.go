@@ -69,8 +69,8 @@ func TestCLI_AnOperatorsDay(t *testing.T) {
 
 	// Publish as acme's key, from a file of two events on standard input
 	// (Python-style whitespace, data_base64 before datacontenttype).
-	events := `[{"specversion": "1.0", "id": "cli-1", "source": "/orders", "type": "com.example.order.created", "data_base64": "AP/+", "datacontenttype": "application/octet-stream"},
-	           {"specversion": "1.0", "id": "cli-2", "source": "/orders", "type": "com.example.order.created", "data": {"n": 2}}]`
+	events := `[{"specversion": "1.0", "id": "cli-1", "source": "/orders", "type": "com.example.order.created", "subject": "customer-9", "data_base64": "AP/+", "datacontenttype": "application/octet-stream"},
+	           {"specversion": "1.0", "id": "cli-2", "source": "/orders", "type": "com.example.order.created", "subject": "customer-9", "data": {"n": 2}}]`
 	code, out, errs = herald(t, n, key.Secret, events, "publish", "-f", "-")
 	if code != 0 || strings.Count(out, "accepted") != 2 {
 		t.Fatalf("publish -f -: %d %s\n%s", code, errs, out)
@@ -88,6 +88,15 @@ func TestCLI_AnOperatorsDay(t *testing.T) {
 	code, out, _ = herald(t, n, key.Secret, "", "deliveries", "attempts", list.Deliveries[0].ID)
 	if code != 0 || !strings.Contains(out, "204") {
 		t.Errorf("deliveries attempts: %d\n%s", code, out)
+	}
+
+	// An erasure request for everything about a customer.
+	code, _, errs = herald(t, n, admin, "", "events", "erase", "--subject", "customer-9", "--tenant", "acme")
+	if code != 0 || !strings.Contains(errs, "erased the data of 2 events") {
+		t.Errorf("events erase --subject: %d %q, want 2 erased", code, errs)
+	}
+	if code, _, _ := herald(t, n, admin, "", "events", "erase", "--subject", "customer-9", "/orders", "cli-1"); code != cli.ExitUsage {
+		t.Errorf("events erase with a subject and an event: %d, want exit 2", code)
 	}
 
 	// Exit codes: not found 3, usage 2, refused 1 with the status in one line.

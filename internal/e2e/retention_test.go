@@ -17,7 +17,7 @@ import (
 // TestErase_RemovesAnEventsDataAndKeepsItsDedupe: erasing a delivered
 // event removes its payload and its attempts with the bodies they kept;
 // it still deduplicates; an event still being retried is refused.
-func TestErase_RemovesAnEventsDataAndKeepsItsDedupe(t *testing.T) {
+func TestErase_RemovesAnEventsOrASubjectsDataAndKeepsTheirDedupe(t *testing.T) {
 	path := tempStore(t)
 	n := startNode(t, nodeConfig(t, path))
 	rcv := heraldtest.NewReceiver(t, func(_ int, r *http.Request) (int, http.Header) {
@@ -66,5 +66,37 @@ func TestErase_RemovesAnEventsDataAndKeepsItsDedupe(t *testing.T) {
 	_, err = events.EraseEvent(ctx(t), &heraldv1.EraseEventRequest{Source: "/orders", Id: "no-such-event"})
 	if status.Code(err) != codes.NotFound {
 		t.Errorf("erasing no event: %v, want NotFound", err)
+	}
+
+	// By subject: the finished events about one subject, and no others.
+	about := func(id, subject string) string {
+		e := newEvent(id)
+		e.Attributes["subject"] = str(subject)
+		d := publish(t, n, e)[0].GetDeliveryIds()[0]
+		waitDeliveryState(t, n, d, heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
+		return d
+	}
+	a, b, other := about("cust-a", "customer-42"), about("cust-b", "customer-42"), about("cust-c", "customer-7")
+	r, err := events.EraseSubject(ctx(t), &heraldv1.EraseSubjectRequest{Subject: "customer-42"})
+	if err != nil || r.GetErased() != 2 || r.GetInProgress() != 0 {
+		t.Errorf("EraseSubject(customer-42) = %v, %v; want 2 erased", r, err)
+	}
+	if s, err = app.OpenStore(context.Background(), n.cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for d, erased := range map[string]bool{a: true, b: true, other: false} {
+		stored, err := s.DeliveryGet(context.Background(), d)
+		if err != nil || (len(stored.EventPayload) == 0) != erased {
+			t.Errorf("delivery %s's event: %d bytes (%v); want erased %v", d, len(stored.EventPayload), err, erased)
+		}
+	}
+	// erase-1 is erased already and erase-retrying is being retried.
+	r, err = events.EraseSubject(ctx(t), &heraldv1.EraseSubjectRequest{Subject: e.GetAttributes()["subject"].GetCeString()})
+	if err != nil || r.GetErased() != 0 || r.GetInProgress() != 1 {
+		t.Errorf("EraseSubject(the retried event's subject) = %v, %v; want 0 erased, 1 in progress", r, err)
+	}
+	if _, err := events.EraseSubject(ctx(t), &heraldv1.EraseSubjectRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("EraseSubject without a subject: %v, want InvalidArgument", err)
 	}
 }

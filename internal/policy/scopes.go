@@ -52,9 +52,10 @@ var MethodScopes = map[string]Scope{
 	"/herald.v1.DeliveryService/Replay":             ScopeDeliveriesWrite,
 	"/herald.v1.DeliveryService/GetReplay":          ScopeDeliveriesRead,
 
-	"/herald.v1.EventService/ListEvents": ScopeEventsRead,
-	"/herald.v1.EventService/GetEvent":   ScopeEventsRead,
-	"/herald.v1.EventService/EraseEvent": ScopeEventsWrite,
+	"/herald.v1.EventService/ListEvents":   ScopeEventsRead,
+	"/herald.v1.EventService/GetEvent":     ScopeEventsRead,
+	"/herald.v1.EventService/EraseEvent":   ScopeEventsWrite,
+	"/herald.v1.EventService/EraseSubject": ScopeEventsWrite,
 
 	"/herald.v1.ApiKeyService/CreateApiKey": ScopeKeysAdmin,
 	"/herald.v1.ApiKeyService/ListApiKeys":  ScopeKeysAdmin,

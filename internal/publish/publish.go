@@ -220,6 +220,7 @@ func (p *Publisher) publish(ctx context.Context, tenant string, events []*cloude
 				Source:    pe.GetSource(),
 				ID:        pe.GetId(),
 				Type:      pe.GetType(),
+				Subject:   e.Subject(),
 				Payload:   payload,
 				CreatedAt: now,
 			},

@@ -19,6 +19,19 @@ import (
 // ErrNotFound is returned when the requested record does not exist.
 var ErrNotFound = errors.New("store: not found")
 
+// EraseBatch is what one EventEraseSubject call did.
+type EraseBatch struct {
+	// Erased counts the events whose data it removed.
+	Erased int
+	// InProgress counts the events it left because some of their
+	// deliveries may still be sent.
+	InProgress int
+	// Cursor is where the next call goes on from.
+	Cursor int64
+	// Done reports that no event after Cursor is left to examine.
+	Done bool
+}
+
 // ErrInProgress is returned by EventErase for an event some of whose
 // deliveries may still be sent.
 var ErrInProgress = errors.New("store: the event's deliveries are in progress")
@@ -159,6 +172,9 @@ type Event struct {
 	Source string
 	ID     string
 	Type   string
+	// Subject is the event's subject attribute ('' for none), kept so
+	// that EventEraseSubject finds the events about one subject.
+	Subject string
 	// Payload is the event in the CloudEvents protobuf format
 	// (io.cloudevents.v1.CloudEvent, binary encoding).
 	Payload   []byte
@@ -396,6 +412,12 @@ type Store interface {
 	// returns ErrNotFound for no such event, and ErrInProgress, changing
 	// nothing, while any of its deliveries may still be sent.
 	EventErase(ctx context.Context, tenant, source, id string) error
+	// EventEraseSubject erases, as EventErase does, a tenant's events
+	// whose subject is subject: at most limit of them, in store order,
+	// after the event at cursor (0 for the first). Events whose data is
+	// gone already are passed over; those with a delivery that may still
+	// be sent are counted in InProgress and left as they are.
+	EventEraseSubject(ctx context.Context, tenant, subject string, cursor int64, limit int) (EraseBatch, error)
 	// LeaseAcquire takes or renews the named lease for holder until until,
 	// and reports whether holder has it: it is free, expired, or holder's
 	// already. One node at a time does work that needs a lease.

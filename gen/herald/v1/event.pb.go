@@ -24,6 +24,115 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type EraseSubjectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the subject attribute, matched exactly.
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The tenant of the key that published the events: empty for a key
+	// bound to no tenant. A tenant-bound caller erases only its own.
+	Tenant        string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseSubjectRequest) Reset() {
+	*x = EraseSubjectRequest{}
+	mi := &file_herald_v1_event_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseSubjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseSubjectRequest) ProtoMessage() {}
+
+func (x *EraseSubjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_event_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseSubjectRequest.ProtoReflect.Descriptor instead.
+func (*EraseSubjectRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *EraseSubjectRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *EraseSubjectRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+type EraseSubjectResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many events' data this call removed.
+	Erased int32 `protobuf:"varint,1,opt,name=erased,proto3" json:"erased,omitempty"`
+	// How many it left because some of their deliveries may still be sent.
+	InProgress    int32 `protobuf:"varint,2,opt,name=in_progress,json=inProgress,proto3" json:"in_progress,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseSubjectResponse) Reset() {
+	*x = EraseSubjectResponse{}
+	mi := &file_herald_v1_event_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseSubjectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseSubjectResponse) ProtoMessage() {}
+
+func (x *EraseSubjectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_event_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseSubjectResponse.ProtoReflect.Descriptor instead.
+func (*EraseSubjectResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EraseSubjectResponse) GetErased() int32 {
+	if x != nil {
+		return x.Erased
+	}
+	return 0
+}
+
+func (x *EraseSubjectResponse) GetInProgress() int32 {
+	if x != nil {
+		return x.InProgress
+	}
+	return 0
+}
+
 type EraseEventRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The event's source and id.
@@ -38,7 +147,7 @@ type EraseEventRequest struct {
 
 func (x *EraseEventRequest) Reset() {
 	*x = EraseEventRequest{}
-	mi := &file_herald_v1_event_proto_msgTypes[0]
+	mi := &file_herald_v1_event_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +159,7 @@ func (x *EraseEventRequest) String() string {
 func (*EraseEventRequest) ProtoMessage() {}
 
 func (x *EraseEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_event_proto_msgTypes[0]
+	mi := &file_herald_v1_event_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +172,7 @@ func (x *EraseEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseEventRequest.ProtoReflect.Descriptor instead.
 func (*EraseEventRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_event_proto_rawDescGZIP(), []int{0}
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *EraseEventRequest) GetSource() string {
@@ -108,7 +217,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_herald_v1_event_proto_msgTypes[1]
+	mi := &file_herald_v1_event_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -120,7 +229,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_event_proto_msgTypes[1]
+	mi := &file_herald_v1_event_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -133,7 +242,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_event_proto_rawDescGZIP(), []int{1}
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListEventsRequest) GetSubscriptionId() string {
@@ -190,7 +299,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_herald_v1_event_proto_msgTypes[2]
+	mi := &file_herald_v1_event_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -202,7 +311,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_event_proto_msgTypes[2]
+	mi := &file_herald_v1_event_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -215,7 +324,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_event_proto_rawDescGZIP(), []int{2}
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListEventsResponse) GetEvents() []*SubscribedEvent {
@@ -247,7 +356,7 @@ type SubscribedEvent struct {
 
 func (x *SubscribedEvent) Reset() {
 	*x = SubscribedEvent{}
-	mi := &file_herald_v1_event_proto_msgTypes[3]
+	mi := &file_herald_v1_event_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -259,7 +368,7 @@ func (x *SubscribedEvent) String() string {
 func (*SubscribedEvent) ProtoMessage() {}
 
 func (x *SubscribedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_event_proto_msgTypes[3]
+	mi := &file_herald_v1_event_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -272,7 +381,7 @@ func (x *SubscribedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribedEvent.ProtoReflect.Descriptor instead.
 func (*SubscribedEvent) Descriptor() ([]byte, []int) {
-	return file_herald_v1_event_proto_rawDescGZIP(), []int{3}
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SubscribedEvent) GetEvent() *v1.CloudEvent {
@@ -323,7 +432,7 @@ type GetEventRequest struct {
 
 func (x *GetEventRequest) Reset() {
 	*x = GetEventRequest{}
-	mi := &file_herald_v1_event_proto_msgTypes[4]
+	mi := &file_herald_v1_event_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -335,7 +444,7 @@ func (x *GetEventRequest) String() string {
 func (*GetEventRequest) ProtoMessage() {}
 
 func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_event_proto_msgTypes[4]
+	mi := &file_herald_v1_event_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -348,7 +457,7 @@ func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
 func (*GetEventRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_event_proto_rawDescGZIP(), []int{4}
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetEventRequest) GetSource() string {
@@ -385,7 +494,7 @@ type GetEventResponse struct {
 
 func (x *GetEventResponse) Reset() {
 	*x = GetEventResponse{}
-	mi := &file_herald_v1_event_proto_msgTypes[5]
+	mi := &file_herald_v1_event_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -397,7 +506,7 @@ func (x *GetEventResponse) String() string {
 func (*GetEventResponse) ProtoMessage() {}
 
 func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_event_proto_msgTypes[5]
+	mi := &file_herald_v1_event_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -410,7 +519,7 @@ func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventResponse.ProtoReflect.Descriptor instead.
 func (*GetEventResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_event_proto_rawDescGZIP(), []int{5}
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetEventResponse) GetEvent() *v1.CloudEvent {
@@ -438,7 +547,14 @@ var File_herald_v1_event_proto protoreflect.FileDescriptor
 
 const file_herald_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x15herald/v1/event.proto\x12\therald.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18herald/v1/delivery.proto\x1a#io/cloudevents/v1/cloudevents.proto\"S\n" +
+	"\x15herald/v1/event.proto\x12\therald.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18herald/v1/delivery.proto\x1a#io/cloudevents/v1/cloudevents.proto\"G\n" +
+	"\x13EraseSubjectRequest\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\"O\n" +
+	"\x14EraseSubjectResponse\x12\x16\n" +
+	"\x06erased\x18\x01 \x01(\x05R\x06erased\x12\x1f\n" +
+	"\vin_progress\x18\x02 \x01(\x05R\n" +
+	"inProgress\"S\n" +
 	"\x11EraseEventRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
@@ -471,13 +587,14 @@ const file_herald_v1_event_proto_rawDesc = "" +
 	"\fpublish_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishTime\x123\n" +
 	"\n" +
 	"deliveries\x18\x03 \x03(\v2\x13.herald.v1.DeliveryR\n" +
-	"deliveries2\xe2\x01\n" +
+	"deliveries2\xb3\x02\n" +
 	"\fEventService\x12I\n" +
 	"\n" +
 	"ListEvents\x12\x1c.herald.v1.ListEventsRequest\x1a\x1d.herald.v1.ListEventsResponse\x12C\n" +
 	"\bGetEvent\x12\x1a.herald.v1.GetEventRequest\x1a\x1b.herald.v1.GetEventResponse\x12B\n" +
 	"\n" +
-	"EraseEvent\x12\x1c.herald.v1.EraseEventRequest\x1a\x16.google.protobuf.EmptyB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
+	"EraseEvent\x12\x1c.herald.v1.EraseEventRequest\x1a\x16.google.protobuf.Empty\x12O\n" +
+	"\fEraseSubject\x12\x1e.herald.v1.EraseSubjectRequest\x1a\x1f.herald.v1.EraseSubjectResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_event_proto_rawDescOnce sync.Once
@@ -491,38 +608,42 @@ func file_herald_v1_event_proto_rawDescGZIP() []byte {
 	return file_herald_v1_event_proto_rawDescData
 }
 
-var file_herald_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_herald_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_herald_v1_event_proto_goTypes = []any{
-	(*EraseEventRequest)(nil),     // 0: herald.v1.EraseEventRequest
-	(*ListEventsRequest)(nil),     // 1: herald.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),    // 2: herald.v1.ListEventsResponse
-	(*SubscribedEvent)(nil),       // 3: herald.v1.SubscribedEvent
-	(*GetEventRequest)(nil),       // 4: herald.v1.GetEventRequest
-	(*GetEventResponse)(nil),      // 5: herald.v1.GetEventResponse
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*v1.CloudEvent)(nil),         // 7: io.cloudevents.v1.CloudEvent
-	(DeliveryState)(0),            // 8: herald.v1.DeliveryState
-	(*Delivery)(nil),              // 9: herald.v1.Delivery
-	(*emptypb.Empty)(nil),         // 10: google.protobuf.Empty
+	(*EraseSubjectRequest)(nil),   // 0: herald.v1.EraseSubjectRequest
+	(*EraseSubjectResponse)(nil),  // 1: herald.v1.EraseSubjectResponse
+	(*EraseEventRequest)(nil),     // 2: herald.v1.EraseEventRequest
+	(*ListEventsRequest)(nil),     // 3: herald.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),    // 4: herald.v1.ListEventsResponse
+	(*SubscribedEvent)(nil),       // 5: herald.v1.SubscribedEvent
+	(*GetEventRequest)(nil),       // 6: herald.v1.GetEventRequest
+	(*GetEventResponse)(nil),      // 7: herald.v1.GetEventResponse
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*v1.CloudEvent)(nil),         // 9: io.cloudevents.v1.CloudEvent
+	(DeliveryState)(0),            // 10: herald.v1.DeliveryState
+	(*Delivery)(nil),              // 11: herald.v1.Delivery
+	(*emptypb.Empty)(nil),         // 12: google.protobuf.Empty
 }
 var file_herald_v1_event_proto_depIdxs = []int32{
-	6,  // 0: herald.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	6,  // 1: herald.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	3,  // 2: herald.v1.ListEventsResponse.events:type_name -> herald.v1.SubscribedEvent
-	7,  // 3: herald.v1.SubscribedEvent.event:type_name -> io.cloudevents.v1.CloudEvent
-	8,  // 4: herald.v1.SubscribedEvent.delivery_state:type_name -> herald.v1.DeliveryState
-	6,  // 5: herald.v1.SubscribedEvent.publish_time:type_name -> google.protobuf.Timestamp
-	7,  // 6: herald.v1.GetEventResponse.event:type_name -> io.cloudevents.v1.CloudEvent
-	6,  // 7: herald.v1.GetEventResponse.publish_time:type_name -> google.protobuf.Timestamp
-	9,  // 8: herald.v1.GetEventResponse.deliveries:type_name -> herald.v1.Delivery
-	1,  // 9: herald.v1.EventService.ListEvents:input_type -> herald.v1.ListEventsRequest
-	4,  // 10: herald.v1.EventService.GetEvent:input_type -> herald.v1.GetEventRequest
-	0,  // 11: herald.v1.EventService.EraseEvent:input_type -> herald.v1.EraseEventRequest
-	2,  // 12: herald.v1.EventService.ListEvents:output_type -> herald.v1.ListEventsResponse
-	5,  // 13: herald.v1.EventService.GetEvent:output_type -> herald.v1.GetEventResponse
-	10, // 14: herald.v1.EventService.EraseEvent:output_type -> google.protobuf.Empty
-	12, // [12:15] is the sub-list for method output_type
-	9,  // [9:12] is the sub-list for method input_type
+	8,  // 0: herald.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	8,  // 1: herald.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	5,  // 2: herald.v1.ListEventsResponse.events:type_name -> herald.v1.SubscribedEvent
+	9,  // 3: herald.v1.SubscribedEvent.event:type_name -> io.cloudevents.v1.CloudEvent
+	10, // 4: herald.v1.SubscribedEvent.delivery_state:type_name -> herald.v1.DeliveryState
+	8,  // 5: herald.v1.SubscribedEvent.publish_time:type_name -> google.protobuf.Timestamp
+	9,  // 6: herald.v1.GetEventResponse.event:type_name -> io.cloudevents.v1.CloudEvent
+	8,  // 7: herald.v1.GetEventResponse.publish_time:type_name -> google.protobuf.Timestamp
+	11, // 8: herald.v1.GetEventResponse.deliveries:type_name -> herald.v1.Delivery
+	3,  // 9: herald.v1.EventService.ListEvents:input_type -> herald.v1.ListEventsRequest
+	6,  // 10: herald.v1.EventService.GetEvent:input_type -> herald.v1.GetEventRequest
+	2,  // 11: herald.v1.EventService.EraseEvent:input_type -> herald.v1.EraseEventRequest
+	0,  // 12: herald.v1.EventService.EraseSubject:input_type -> herald.v1.EraseSubjectRequest
+	4,  // 13: herald.v1.EventService.ListEvents:output_type -> herald.v1.ListEventsResponse
+	7,  // 14: herald.v1.EventService.GetEvent:output_type -> herald.v1.GetEventResponse
+	12, // 15: herald.v1.EventService.EraseEvent:output_type -> google.protobuf.Empty
+	1,  // 16: herald.v1.EventService.EraseSubject:output_type -> herald.v1.EraseSubjectResponse
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -540,7 +661,7 @@ func file_herald_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_event_proto_rawDesc), len(file_herald_v1_event_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,9 +20,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EventService_ListEvents_FullMethodName = "/herald.v1.EventService/ListEvents"
-	EventService_GetEvent_FullMethodName   = "/herald.v1.EventService/GetEvent"
-	EventService_EraseEvent_FullMethodName = "/herald.v1.EventService/EraseEvent"
+	EventService_ListEvents_FullMethodName   = "/herald.v1.EventService/ListEvents"
+	EventService_GetEvent_FullMethodName     = "/herald.v1.EventService/GetEvent"
+	EventService_EraseEvent_FullMethodName   = "/herald.v1.EventService/EraseEvent"
+	EventService_EraseSubject_FullMethodName = "/herald.v1.EventService/EraseSubject"
 )
 
 // EventServiceClient is the client API for EventService service.
@@ -47,6 +48,13 @@ type EventServiceClient interface {
 	// FAILED_PRECONDITION while any of its deliveries may still be sent;
 	// NOT_FOUND for no such event.
 	EraseEvent(ctx context.Context, in *EraseEventRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// EraseSubject erases, as EraseEvent does, every event of a tenant
+	// whose CloudEvents subject is the one given ("all events about
+	// customer X"), in batches of bounded transactions. Events with a
+	// delivery that may still be sent are left and counted in
+	// in_progress: call again once they are delivered or dead. Events
+	// stored before Herald kept subjects are found by source and id only.
+	EraseSubject(ctx context.Context, in *EraseSubjectRequest, opts ...grpc.CallOption) (*EraseSubjectResponse, error)
 }
 
 type eventServiceClient struct {
@@ -87,6 +95,16 @@ func (c *eventServiceClient) EraseEvent(ctx context.Context, in *EraseEventReque
 	return out, nil
 }
 
+func (c *eventServiceClient) EraseSubject(ctx context.Context, in *EraseSubjectRequest, opts ...grpc.CallOption) (*EraseSubjectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EraseSubjectResponse)
+	err := c.cc.Invoke(ctx, EventService_EraseSubject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EventServiceServer is the server API for EventService service.
 // All implementations must embed UnimplementedEventServiceServer
 // for forward compatibility.
@@ -109,6 +127,13 @@ type EventServiceServer interface {
 	// FAILED_PRECONDITION while any of its deliveries may still be sent;
 	// NOT_FOUND for no such event.
 	EraseEvent(context.Context, *EraseEventRequest) (*emptypb.Empty, error)
+	// EraseSubject erases, as EraseEvent does, every event of a tenant
+	// whose CloudEvents subject is the one given ("all events about
+	// customer X"), in batches of bounded transactions. Events with a
+	// delivery that may still be sent are left and counted in
+	// in_progress: call again once they are delivered or dead. Events
+	// stored before Herald kept subjects are found by source and id only.
+	EraseSubject(context.Context, *EraseSubjectRequest) (*EraseSubjectResponse, error)
 	mustEmbedUnimplementedEventServiceServer()
 }
 
@@ -127,6 +152,9 @@ func (UnimplementedEventServiceServer) GetEvent(context.Context, *GetEventReques
 }
 func (UnimplementedEventServiceServer) EraseEvent(context.Context, *EraseEventRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method EraseEvent not implemented")
+}
+func (UnimplementedEventServiceServer) EraseSubject(context.Context, *EraseSubjectRequest) (*EraseSubjectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EraseSubject not implemented")
 }
 func (UnimplementedEventServiceServer) mustEmbedUnimplementedEventServiceServer() {}
 func (UnimplementedEventServiceServer) testEmbeddedByValue()                      {}
@@ -203,6 +231,24 @@ func _EventService_EraseEvent_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EventService_EraseSubject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EraseSubjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).EraseSubject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_EraseSubject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).EraseSubject(ctx, req.(*EraseSubjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EventService_ServiceDesc is the grpc.ServiceDesc for EventService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -221,6 +267,10 @@ var EventService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EraseEvent",
 			Handler:    _EventService_EraseEvent_Handler,
+		},
+		{
+			MethodName: "EraseSubject",
+			Handler:    _EventService_EraseSubject_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

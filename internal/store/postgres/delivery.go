@@ -57,13 +57,14 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 		sources  = make([]string, len(unique))
 		ids      = make([]string, len(unique))
 		types    = make([]string, len(unique))
+		subjects = make([]string, len(unique))
 		created  = make([]time.Time, len(unique))
 		payloads = make([][]byte, len(unique))
 		d        deliveryColumnsArrays
 	)
 	for j, i := range unique {
 		e := &params[i].Event
-		tenants[j], sources[j], ids[j], types[j], payloads[j] = e.Tenant, e.Source, e.ID, e.Type, e.Payload
+		tenants[j], sources[j], ids[j], types[j], subjects[j], payloads[j] = e.Tenant, e.Source, e.ID, e.Type, e.Subject, e.Payload
 		created[j] = e.CreatedAt
 		if created[j].IsZero() {
 			created[j] = now
@@ -78,7 +79,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 	rows, _ := s.pool.Query(ctx, eventInsertSQL, sources, ids, types, created, payloads,
 		d.id, d.subscriptionID, d.eventSource, d.eventID, d.position, d.state, d.attempts,
 		d.lastStatus, d.lastError, d.nextAt, d.leaseUntil, d.createdAt, d.updatedAt,
-		tenants, d.eventTenant)
+		tenants, d.eventTenant, subjects)
 	inserted := make(map[eventKey]bool, len(unique))
 	var k eventKey
 	if _, err := pgx.ForEachRow(rows, []any{&k.tenant, &k.source, &k.id}, func() error {

@@ -28,6 +28,10 @@ AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq)`
 	eventFirstAttemptsSQL  = `UPDATE deliveries SET first_started_at = NULL, first_status_code = 0, first_latency = 0,
 	first_error = '', first_response_body = '' WHERE event_seq = $1`
 	eventEraseSQL = `UPDATE events SET payload = '' WHERE seq = $1`
+	// eventsBySubjectSQL locks a tenant's events about a subject whose
+	// data is still there, after a seq, in store order.
+	eventsBySubjectSQL = `SELECT seq FROM events
+WHERE tenant = $1 AND subject = $2 AND seq > $3 AND length(payload) > 0 ORDER BY seq LIMIT $4 FOR UPDATE`
 
 	leaseAcquireSQL = `INSERT INTO leases (name, holder, until) VALUES ($1, $2, $4)
 ON CONFLICT (name) DO UPDATE SET holder = $2, until = $4 WHERE leases.holder = $2 OR leases.until <= $3
@@ -142,25 +146,65 @@ func (s *Store) EventErase(ctx context.Context, tenant, source, id string) error
 			}
 			return err
 		}
-		var inProgress int
-		if err := tx.QueryRow(ctx, eventInProgressSQL, seq).Scan(&inProgress); err != nil {
-			return err
-		}
-		if inProgress > 0 {
-			return store.ErrInProgress
-		}
-		for _, q := range []string{eventAttemptsDeleteSQL, eventFirstAttemptsSQL, eventEraseSQL} {
-			if _, err := tx.Exec(ctx, q, seq); err != nil {
-				return err
-			}
-		}
-		return nil
+		return eraseEvent(ctx, tx, seq)
 	})
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInProgress) {
 		return err
 	}
 	if err != nil {
 		return fmt.Errorf("postgres: erase event %s/%s: %w", source, id, err)
+	}
+	return nil
+}
+
+// EventEraseSubject erases a tenant's events about one subject (see
+// store.Store).
+func (s *Store) EventEraseSubject(ctx context.Context, tenant, subject string, cursor int64, limit int) (store.EraseBatch, error) {
+	var b store.EraseBatch
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		b = store.EraseBatch{Cursor: cursor}
+		rows, _ := tx.Query(ctx, eventsBySubjectSQL, tenant, subject, cursor, limit)
+		seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return err
+		}
+		for _, seq := range seqs {
+			b.Cursor = seq
+			// A savepoint per event, so that one in progress leaves the
+			// others' erasure in the transaction.
+			switch err := pgx.BeginFunc(ctx, tx, func(tx pgx.Tx) error { return eraseEvent(ctx, tx, seq) }); {
+			case errors.Is(err, store.ErrInProgress):
+				b.InProgress++
+			case err != nil:
+				return err
+			default:
+				b.Erased++
+			}
+		}
+		b.Done = len(seqs) < limit
+		return nil
+	})
+	if err != nil {
+		return store.EraseBatch{}, fmt.Errorf("postgres: erase subject: %w", err)
+	}
+	return b, nil
+}
+
+// eraseEvent removes the payload of the event at seq (locked by the
+// caller) and the attempts of its deliveries, or returns ErrInProgress
+// while one of them may still be sent.
+func eraseEvent(ctx context.Context, tx pgx.Tx, seq int64) error {
+	var inProgress int
+	if err := tx.QueryRow(ctx, eventInProgressSQL, seq).Scan(&inProgress); err != nil {
+		return err
+	}
+	if inProgress > 0 {
+		return store.ErrInProgress
+	}
+	for _, q := range []string{eventAttemptsDeleteSQL, eventFirstAttemptsSQL, eventEraseSQL} {
+		if _, err := tx.Exec(ctx, q, seq); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -54,16 +54,16 @@ ON CONFLICT (id) DO UPDATE SET seq = excluded.seq`
 	apiKeysVersionBumpSQL = `UPDATE api_keys_version SET version = version + 1`
 	apiKeysVersionSQL     = `SELECT version FROM api_keys_version`
 
-	// eventInsertSQL inserts events from parallel arrays ($1-$5 and $19,
-	// the tenant), skipping those stored already, and the deliveries
+	// eventInsertSQL inserts events from parallel arrays ($1-$5, $19 the
+	// tenant and $21 the subject), skipping those stored already, and the deliveries
 	// ($6-$18 and $20, each with its event's source, id and tenant) of
 	// the events it inserted, and returns the inserted events' tenant,
 	// source and id. One statement is one implicit
 	// transaction and one round trip; the deliveries' foreign key is
 	// checked at its end, when the events are in.
 	eventInsertSQL = `WITH e AS (
-	INSERT INTO events (source, id, type, created_at, payload, tenant)
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[], $19::text[])
+	INSERT INTO events (source, id, type, created_at, payload, tenant, subject)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[], $19::text[], $21::text[])
 	ON CONFLICT (tenant, source, id) DO NOTHING
 	RETURNING seq, tenant, source, id
 ), d AS (

@@ -82,7 +82,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 				if payload == nil {
 					payload = []byte{}
 				}
-				args = append(args, e.Tenant, e.Source, e.ID, e.Type, millis(created), deliveryIDs(params[i].Deliveries), payload)
+				args = append(args, e.Tenant, e.Source, e.ID, e.Type, e.Subject, millis(created), deliveryIDs(params[i].Deliveries), payload)
 			}
 			rows, err := s.txStmt(ctx, tx, eventInsertSQL(n)).QueryContext(ctx, args...)
 			if err != nil {

@@ -18,8 +18,12 @@ WHERE id > ? ORDER BY id LIMIT ?`
 	eventOfSeqSQL      = `SELECT created_at, delivery_ids FROM events WHERE seq = ?`
 	deliveryExistsByID = `SELECT 1 FROM deliveries WHERE id = ?`
 
-	eventFindSQL      = `SELECT seq, delivery_ids FROM events WHERE tenant = ? AND source = ? AND id = ?`
-	eventEraseSQL     = `UPDATE events SET payload = x'' WHERE seq = ?`
+	eventFindSQL  = `SELECT seq, delivery_ids FROM events WHERE tenant = ? AND source = ? AND id = ?`
+	eventEraseSQL = `UPDATE events SET payload = x'' WHERE seq = ?`
+	// eventsBySubjectSQL lists a tenant's events about a subject whose
+	// data is still there, after a seq, in store order.
+	eventsBySubjectSQL = `SELECT seq, delivery_ids FROM events
+WHERE tenant = ? AND subject = ? AND seq > ? AND length(payload) > 0 ORDER BY seq LIMIT ?`
 	deliveryStateSQL  = `SELECT state FROM deliveries WHERE id = ?`
 	firstAttemptClear = `UPDATE deliveries SET first_started_at = NULL, first_status_code = 0, first_latency = 0,
 	first_error = '', first_response_body = x'' WHERE id = ?`
@@ -206,30 +210,7 @@ func (s *Store) EventErase(ctx context.Context, tenant, source, id string) error
 		if err != nil {
 			return err
 		}
-		deliveries := strings.Fields(ids)
-		for _, d := range deliveries {
-			var state string
-			err := tx.QueryRowContext(ctx, deliveryStateSQL, d).Scan(&state)
-			if errors.Is(err, sql.ErrNoRows) {
-				continue // pruned
-			}
-			if err != nil {
-				return err
-			}
-			if st := store.DeliveryState(state); st != store.DeliveryDelivered && st != store.DeliveryDead {
-				return store.ErrInProgress
-			}
-		}
-		for _, d := range deliveries {
-			if _, err := tx.ExecContext(ctx, attemptsDeleteSQL, d); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, firstAttemptClear, d); err != nil {
-				return err
-			}
-		}
-		_, err = tx.ExecContext(ctx, eventEraseSQL, seq)
-		return err
+		return eraseEvent(ctx, tx, seq, strings.Fields(ids))
 	})
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInProgress) {
 		return err
@@ -238,6 +219,81 @@ func (s *Store) EventErase(ctx context.Context, tenant, source, id string) error
 		return fmt.Errorf("sqlite: erase event %s/%s: %w", source, id, err)
 	}
 	return nil
+}
+
+// EventEraseSubject erases a tenant's events about one subject (see
+// store.Store).
+func (s *Store) EventEraseSubject(ctx context.Context, tenant, subject string, cursor int64, limit int) (store.EraseBatch, error) {
+	b := store.EraseBatch{Cursor: cursor}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		b = store.EraseBatch{Cursor: cursor}
+		type found struct {
+			seq int64
+			ids string
+		}
+		var events []found
+		rows, err := tx.QueryContext(ctx, eventsBySubjectSQL, tenant, subject, cursor, limit)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var f found
+			if err := rows.Scan(&f.seq, &f.ids); err != nil {
+				rows.Close()
+				return err
+			}
+			events = append(events, f)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		for _, f := range events {
+			b.Cursor = f.seq
+			switch err := eraseEvent(ctx, tx, f.seq, strings.Fields(f.ids)); {
+			case errors.Is(err, store.ErrInProgress):
+				b.InProgress++
+			case err != nil:
+				return err
+			default:
+				b.Erased++
+			}
+		}
+		b.Done = len(events) < limit
+		return nil
+	})
+	if err != nil {
+		return store.EraseBatch{}, fmt.Errorf("sqlite: erase subject: %w", err)
+	}
+	return b, nil
+}
+
+// eraseEvent removes the payload of the event at seq and the attempts of
+// its deliveries, or returns ErrInProgress, changing nothing, while one
+// of them may still be sent.
+func eraseEvent(ctx context.Context, tx *sql.Tx, seq int64, deliveries []string) error {
+	for _, d := range deliveries {
+		var state string
+		err := tx.QueryRowContext(ctx, deliveryStateSQL, d).Scan(&state)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // pruned
+		}
+		if err != nil {
+			return err
+		}
+		if st := store.DeliveryState(state); st != store.DeliveryDelivered && st != store.DeliveryDead {
+			return store.ErrInProgress
+		}
+	}
+	for _, d := range deliveries {
+		if _, err := tx.ExecContext(ctx, attemptsDeleteSQL, d); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, firstAttemptClear, d); err != nil {
+			return err
+		}
+	}
+	_, err := tx.ExecContext(ctx, eventEraseSQL, seq)
+	return err
 }
 
 // LeaseAcquire takes or renews a lease (see store.Store).

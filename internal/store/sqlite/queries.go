@@ -109,8 +109,8 @@ FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = ?`
 // eventInsertSQL inserts n events, skipping those stored already, and
 // returns the inserted ones' seq, source and id.
 func eventInsertSQL(n int) string {
-	return multiRowSQL(`INSERT INTO events (tenant, source, id, type, created_at, delivery_ids, payload) VALUES `,
-		"(?, ?, ?, ?, ?, ?, ?)", n, ` ON CONFLICT (tenant, source, id) DO NOTHING RETURNING seq, tenant, source, id`)
+	return multiRowSQL(`INSERT INTO events (tenant, source, id, type, subject, created_at, delivery_ids, payload) VALUES `,
+		"(?, ?, ?, ?, ?, ?, ?, ?)", n, ` ON CONFLICT (tenant, source, id) DO NOTHING RETURNING seq, tenant, source, id`)
 }
 
 // deliveryUpdateManySQL applies n updates given as rows of (id, state,

@@ -15,6 +15,7 @@ var pruneTests = []test{
 	{"EventsNothingMatchedGoWhenOld", testPruneUnmatchedEvents},
 	{"EraseRemovesDataKeepsTheDedupeRecord", testEventErase},
 	{"EraseRefusesAnEventStillInProgress", testEventEraseInProgress},
+	{"EraseSubjectErasesOneTenantsEventsAboutIt", testEventEraseSubject},
 	{"LeaseHasOneHolderUntilItExpires", testLease},
 }
 
@@ -163,6 +164,67 @@ func testEventEraseInProgress(t *testing.T, s store.Store) {
 	}
 	if d := get(t, s, ids[0]); len(d.EventPayload) == 0 {
 		t.Error("a refused erasure removed the payload")
+	}
+}
+
+func testEventEraseSubject(t *testing.T, s store.Store) {
+	type ev struct {
+		tenant, subject string
+		state           store.DeliveryState
+	}
+	events := []ev{
+		{"", "cust-1", store.DeliveryDelivered},
+		{"", "cust-1", store.DeliveryRetrying},
+		{"", "cust-2", store.DeliveryDelivered},
+		{"acme", "cust-1", store.DeliveryDelivered},
+		{"", "cust-1", store.DeliveryDead},
+		{"", "", store.DeliveryDelivered},
+		{"", "cust-1", store.DeliveryDelivered},
+	}
+	var ids []string
+	for i, e := range events {
+		d := newDelivery(deliveryID(i), "sub_1", e.state, at(0), at(0))
+		ev := newEvent("/erase", fmt.Sprint(i), at(0))
+		ev.Tenant, ev.Subject = e.tenant, e.subject
+		insert(t, s, store.EventInsertParams{Event: ev, Deliveries: []store.Delivery{d}})
+		ids = append(ids, d.ID)
+	}
+	update(t, s, store.DeliveryUpdate{ID: ids[0], State: store.DeliveryDelivered, Attempts: 1, ExpectState: store.DeliveryDelivered,
+		Attempt: &store.Attempt{Number: 1, StartedAt: at(0), StatusCode: 200, ResponseBody: []byte("about cust-1")}})
+
+	eraseAll := func() (total store.EraseBatch, calls int) {
+		t.Helper()
+		for cursor := int64(0); ; calls++ {
+			b, err := s.EventEraseSubject(t.Context(), "", "cust-1", cursor, 2)
+			if err != nil {
+				t.Fatalf("EventEraseSubject: %v", err)
+			}
+			total.Erased += b.Erased
+			total.InProgress += b.InProgress
+			if b.Done {
+				return total, calls + 1
+			}
+			if b.Cursor <= cursor {
+				t.Fatalf("EventEraseSubject did not move on from cursor %d", cursor)
+			}
+			cursor = b.Cursor
+		}
+	}
+	total, calls := eraseAll()
+	if total.Erased != 3 || total.InProgress != 1 || calls < 2 {
+		t.Errorf("erased %d, in progress %d, in %d calls; want 3 and 1 in at least 2 calls of 2", total.Erased, total.InProgress, calls)
+	}
+	for i, e := range events {
+		erased := e.tenant == "" && e.subject == "cust-1" && e.state != store.DeliveryRetrying
+		if got := len(get(t, s, ids[i]).EventPayload) == 0; got != erased {
+			t.Errorf("event %d (%+v): erased %v, want %v", i, e, got, erased)
+		}
+	}
+	if as, err := s.AttemptList(t.Context(), ids[0]); err != nil || len(as) != 0 {
+		t.Errorf("after erasure, attempts %v, %v; want none", as, err)
+	}
+	if again, _ := eraseAll(); again.Erased != 0 || again.InProgress != 1 {
+		t.Errorf("again: %+v; want nothing erased, the one in progress counted again", again)
 	}
 }
 
