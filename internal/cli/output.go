@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -19,12 +20,19 @@ import (
 func (c *call) print(m proto.Message, rows [][]string) error {
 	switch c.output {
 	case "json", "yaml":
-		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: false}.Marshal(m)
+		b, err := protojson.Marshal(m)
 		if err != nil {
 			return err
 		}
 		if c.output == "json" {
-			_, err = fmt.Fprintln(c.io.Out, string(b))
+			// protojson varies its whitespace on purpose; scripts that
+			// grep the output need it the same every time.
+			var out bytes.Buffer
+			if err := json.Indent(&out, b, "", "  "); err != nil {
+				return err
+			}
+			out.WriteByte('\n')
+			_, err = c.io.Out.Write(out.Bytes())
 			return err
 		}
 		var v any

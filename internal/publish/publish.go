@@ -232,11 +232,18 @@ func (p *Publisher) publish(ctx context.Context, tenant string, events []*cloude
 		return nil, &InvalidError{Violations: invalid}
 	}
 
+	if keep != nil {
+		// An operational event that no subscription takes is not stored.
+		params, decoded = withDeliveries(params, decoded)
+		if len(params) == 0 {
+			return nil, nil
+		}
+	}
 	stored, err := p.commit(ctx, params, decoded)
 	if err != nil {
 		return nil, err
 	}
-	results := make([]Result, len(events))
+	results := make([]Result, len(params))
 	for i, r := range stored {
 		results[i] = Result{
 			Source:      params[i].Event.Source,
@@ -246,6 +253,20 @@ func (p *Publisher) publish(ctx context.Context, tenant string, events []*cloude
 		}
 	}
 	return results, nil
+}
+
+// withDeliveries keeps the events (and their decoded forms) that have
+// deliveries.
+func withDeliveries(params []store.EventInsertParams, decoded []*event.Event) ([]store.EventInsertParams, []*event.Event) {
+	var keptParams []store.EventInsertParams
+	var keptDecoded []*event.Event
+	for i := range params {
+		if len(params[i].Deliveries) > 0 {
+			keptParams = append(keptParams, params[i])
+			keptDecoded = append(keptDecoded, decoded[i])
+		}
+	}
+	return keptParams, keptDecoded
 }
 
 // commit queues params for the next group commit and waits for it.

@@ -87,6 +87,28 @@ func TestPublish_OneDeliveryPerMatchingSubscription(t *testing.T) {
 	}
 }
 
+// An operational event goes only to subscriptions naming its type, and
+// one that none takes is not stored at all.
+func TestPublishOps_StoresOnlyWhatASubscriptionTakes(t *testing.T) {
+	p, cs := setup(t, "io.herald.delivery.dead")
+	ctx := context.Background()
+	if err := p.PublishOps(ctx, "", "", []*cloudeventsv1.CloudEvent{ev("nobody", "io.herald.subscription.disabled")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := cs.txs.Load(); n != 0 {
+		t.Errorf("an operational event nobody takes cost %d transactions, want none", n)
+	}
+	if _, _, err := cs.EventGet(ctx, "", "/test", "nobody"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an operational event nobody takes was stored: %v", err)
+	}
+	if err := p.PublishOps(ctx, "", "", []*cloudeventsv1.CloudEvent{ev("taken", "io.herald.delivery.dead")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ds, err := cs.EventGet(ctx, "", "/test", "taken"); err != nil || len(ds) != 1 {
+		t.Errorf("the taken operational event: %d deliveries, %v; want 1", len(ds), err)
+	}
+}
+
 func TestPublish_ConcurrentCallsShareTransactions(t *testing.T) {
 	p, cs := setup(t, "a")
 	const calls = 200
