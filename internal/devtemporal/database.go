@@ -17,9 +17,10 @@ import (
 // DatabaseFile is the name of the SQLite file in Config.DataDir.
 const DatabaseFile = "temporal.db"
 
-// prepareDatabase returns the SQL store configuration for dataDir (empty: in
+// prepareSQLite returns the SQL store configuration for dataDir (empty: in
 // memory), creating the schema on a new file and the namespaces if missing.
-func prepareDatabase(dataDir string, namespaces []string) (*config.SQL, error) {
+// The one file holds both the default and the visibility store.
+func prepareSQLite(dataDir string, namespaces []string) (*config.SQL, error) {
 	c := &config.SQL{
 		PluginName: sqliteplugin.PluginName,
 		// SQLite has one writer; more connections measured slower here.
@@ -59,18 +60,26 @@ func prepareDatabase(dataDir string, namespaces []string) (*config.SQL, error) {
 		}
 	}
 
+	if err := createNamespaces(c, namespaces); err != nil {
+		return nil, fmt.Errorf("temporal database %s: %w", c.DatabaseName, err)
+	}
+	return c, nil
+}
+
+// createNamespaces creates the namespaces missing from the database c
+// configures. The server's schema/sqlite package does it on any SQL plugin
+// (it writes through the plugin's generic sqlplugin.DB), so PostgreSQL
+// databases use it too.
+func createNamespaces(c *config.SQL, namespaces []string) error {
 	configs := make([]*sqliteschema.NamespaceConfig, 0, len(namespaces))
 	for _, ns := range namespaces {
 		nc, err := sqliteschema.NewNamespaceConfig(clusterName, ns, false, nil)
 		if err != nil {
-			return nil, fmt.Errorf("temporal namespace %q: %w", ns, err)
+			return fmt.Errorf("temporal namespace %q: %w", ns, err)
 		}
 		configs = append(configs, nc)
 	}
-	if err := sqliteschema.CreateNamespaces(c, configs...); err != nil {
-		return nil, fmt.Errorf("temporal database %s: %w", c.DatabaseName, err)
-	}
-	return c, nil
+	return sqliteschema.CreateNamespaces(c, configs...)
 }
 
 // schemaExists reports whether the SQLite file at path holds the Temporal

@@ -1,4 +1,4 @@
-// Package devtemporal runs a single-process Temporal server on a SQLite file, with its Web UI, for development and tests.
+// Package devtemporal runs a single-process Temporal server on a SQLite file (or a PostgreSQL database), with its Web UI, for development and tests.
 package devtemporal
 
 import (
@@ -44,8 +44,18 @@ const clusterName = "active"
 // free loopback port without the UI.
 type Config struct {
 	// DataDir holds the SQLite file (temporal.db). Empty: an in-memory database (tests).
-	// The directory is created if missing.
+	// The directory is created if missing. Unused with PostgresURL.
 	DataDir string
+	// PostgresURL, if set, makes the server persist to PostgreSQL through
+	// Temporal's postgres12 SQL plugin instead of SQLite:
+	// postgres://user[:password]@host[:port]/database[?sslmode=...] (port
+	// 5432 and sslmode=disable by default). The database holds the default
+	// store, and database+VisibilitySuffix the visibility store. Start
+	// creates both if missing (the user must then be allowed to), sets up
+	// or updates Temporal's schema in each to this server's version, and
+	// creates the namespaces. The server has one history shard, which
+	// cannot change once the database has been used.
+	PostgresURL string
 	// FrontendAddr is the host:port of the frontend gRPC API, e.g. 127.0.0.1:7233.
 	// Port 0 picks a free port; an empty host or "localhost" means 127.0.0.1.
 	// Empty means 127.0.0.1:0.
@@ -87,7 +97,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if len(namespaces) == 0 {
 		namespaces = []string{DefaultNamespace}
 	}
-	sqlConfig, err := prepareDatabase(cfg.DataDir, namespaces)
+	var store, visibility *config.SQL
+	if cfg.PostgresURL != "" {
+		store, visibility, err = preparePostgres(cfg.PostgresURL, namespaces)
+	} else {
+		store, err = prepareSQLite(cfg.DataDir, namespaces)
+		visibility = store
+	}
 	// The server binds its own sockets, so the reservations end here, just
 	// before it does.
 	ports.release()
@@ -102,7 +118,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 
 	srv, err := temporal.NewServer(
-		temporal.WithConfig(serverConfig(ports, sqlConfig)),
+		temporal.WithConfig(serverConfig(ports, store, visibility)),
 		temporal.ForServices(temporal.DefaultServices),
 		temporal.WithStaticHosts(map[primitives.ServiceName]static.Hosts{
 			primitives.FrontendService: static.SingleLocalHost(ports.frontendDialAddr()),
@@ -263,16 +279,22 @@ func poll(ctx context.Context, try func() error) error {
 }
 
 // serverConfig builds the static server configuration: one node, one
-// history shard, SQLite for both stores, no archival, no metrics.
-func serverConfig(ports *portSet, sqlConfig *config.SQL) *config.Config {
-	const store = "sqlite"
+// history shard, the given SQL stores (the same one twice on SQLite), no
+// archival, no metrics.
+func serverConfig(ports *portSet, store, visibility *config.SQL) *config.Config {
 	var c config.Config
 	c.Global.Membership.MaxJoinDuration = 30 * time.Second
 	c.Global.Membership.BroadcastAddress = loopback
-	c.Persistence.DefaultStore = store
-	c.Persistence.VisibilityStore = store
+	c.Persistence.DefaultStore = store.PluginName
+	c.Persistence.VisibilityStore = visibility.PluginName
+	if visibility != store {
+		c.Persistence.VisibilityStore += "-visibility"
+	}
 	c.Persistence.NumHistoryShards = 1
-	c.Persistence.DataStores = map[string]config.DataStore{store: {SQL: sqlConfig}}
+	c.Persistence.DataStores = map[string]config.DataStore{
+		c.Persistence.DefaultStore:    {SQL: store},
+		c.Persistence.VisibilityStore: {SQL: visibility},
+	}
 	c.ClusterMetadata = &cluster.Config{
 		EnableGlobalNamespace:    false,
 		FailoverVersionIncrement: 10,

@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -241,41 +244,121 @@ func TestStart_FailsWhenAddressInUse(t *testing.T) {
 	}
 }
 
+// backends are the stores a dev server persists to. Each config returns a
+// Config on a new, empty store that is removed when the test ends, and
+// stored reports whether the store holds workflow id (that the server did
+// not persist elsewhere).
+var backends = []struct {
+	name   string
+	config func(t *testing.T) devtemporal.Config
+	stored func(t *testing.T, cfg devtemporal.Config, id string) bool
+}{
+	{
+		name: "sqlite",
+		config: func(t *testing.T) devtemporal.Config {
+			return devtemporal.Config{DataDir: t.TempDir()}
+		},
+		stored: func(t *testing.T, cfg devtemporal.Config, id string) bool {
+			info, err := os.Stat(filepath.Join(cfg.DataDir, devtemporal.DatabaseFile))
+			return err == nil && info.Size() > 0
+		},
+	},
+	{
+		name: "postgres",
+		config: func(t *testing.T) devtemporal.Config {
+			return devtemporal.Config{PostgresURL: newPostgresDatabase(t)}
+		},
+		stored: func(t *testing.T, cfg devtemporal.Config, id string) bool {
+			conn := connectPostgres(t, cfg.PostgresURL)
+			var executions, visible int
+			if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM executions WHERE workflow_id = $1", id).Scan(&executions); err != nil {
+				t.Fatalf("count executions of %s: %v", id, err)
+			}
+			vis := connectPostgres(t, withDatabase(t, cfg.PostgresURL, databaseOf(t, cfg.PostgresURL)+devtemporal.VisibilitySuffix))
+			if err := vis.QueryRow(t.Context(), "SELECT count(*) FROM executions_visibility WHERE workflow_id = $1", id).Scan(&visible); err != nil {
+				t.Fatalf("count visible executions of %s: %v", id, err)
+			}
+			t.Logf("PostgreSQL holds %d execution(s) and %d visibility record(s) of %s", executions, visible, id)
+			return executions > 0 && visible > 0
+		},
+	},
+}
+
 func TestStart_KeepsDataAcrossRestart(t *testing.T) {
-	cfg := devtemporal.Config{DataDir: t.TempDir(), Namespaces: []string{testNamespace}, Logger: testLogger()}
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			cfg := b.config(t)
+			cfg.Namespaces = []string{testNamespace}
+			cfg.Logger = testLogger()
 
-	began := time.Now()
-	first, err := devtemporal.Start(t.Context(), cfg)
-	if err != nil {
-		t.Fatalf("first start: %v", err)
-	}
-	t.Logf("start on a new file took %v", time.Since(began))
-	c := dial(t, first, testNamespace)
-	id := "wf-" + unique()
-	runGreeting(t, c, id, temporal.SearchAttributes{})
-	c.Close()
-	if err := first.Stop(); err != nil {
-		t.Fatalf("first stop: %v", err)
-	}
+			began := time.Now()
+			first, err := devtemporal.Start(t.Context(), cfg)
+			if err != nil {
+				t.Fatalf("first start: %v", err)
+			}
+			t.Logf("start on a new store took %v", time.Since(began))
+			c := dial(t, first, testNamespace)
+			id := "wf-" + unique()
+			runGreeting(t, c, id, temporal.SearchAttributes{})
+			c.Close()
+			if err := first.Stop(); err != nil {
+				t.Fatalf("first stop: %v", err)
+			}
 
-	began = time.Now()
-	second, err := devtemporal.Start(t.Context(), cfg)
-	if err != nil {
-		t.Fatalf("second start: %v", err)
+			began = time.Now()
+			second, err := devtemporal.Start(t.Context(), cfg)
+			if err != nil {
+				t.Fatalf("second start: %v", err)
+			}
+			t.Logf("start on an existing store took %v", time.Since(began))
+			defer func() {
+				if err := second.Stop(); err != nil {
+					t.Errorf("second stop: %v", err)
+				}
+			}()
+			c = dial(t, second, testNamespace)
+			desc, err := c.DescribeWorkflowExecution(t.Context(), id, "")
+			if err != nil {
+				t.Fatalf("describe workflow %s after restart: %v", id, err)
+			}
+			if got := desc.GetWorkflowExecutionInfo().GetStatus(); got != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+				t.Fatalf("workflow %s status after restart = %v, want COMPLETED", id, got)
+			}
+			ns, err := c.WorkflowService().DescribeNamespace(t.Context(), &workflowservice.DescribeNamespaceRequest{Namespace: testNamespace})
+			if err != nil {
+				t.Fatalf("describe namespace %q after restart: %v", testNamespace, err)
+			}
+			if got := ns.GetConfig().GetWorkflowExecutionRetentionTtl().AsDuration(); got != devtemporal.Retention {
+				t.Errorf("namespace %q retention = %v, want %v", testNamespace, got, devtemporal.Retention)
+			}
+			if !b.stored(t, cfg, id) {
+				t.Errorf("the %s store does not hold workflow %s", b.name, id)
+			}
+		})
 	}
-	t.Logf("start on an existing file took %v", time.Since(began))
-	defer func() {
-		if err := second.Stop(); err != nil {
-			t.Errorf("second stop: %v", err)
-		}
-	}()
-	c = dial(t, second, testNamespace)
-	desc, err := c.DescribeWorkflowExecution(t.Context(), id, "")
-	if err != nil {
-		t.Fatalf("describe workflow %s after restart: %v", id, err)
+}
+
+func TestStart_RejectsBadPostgresURL(t *testing.T) {
+	tests := []struct {
+		url     string
+		wantErr string
+	}{
+		{"mysql://postgres@127.0.0.1/temporal", "the scheme must be postgres"},
+		{"postgres://127.0.0.1/temporal", "a user and a host are required"},
+		{"postgres://postgres@127.0.0.1/", "the database name must match"},
+		{"postgres://postgres@127.0.0.1/temporal;drop", "the database name must match"},
 	}
-	if got := desc.GetWorkflowExecutionInfo().GetStatus(); got != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
-		t.Fatalf("workflow %s status after restart = %v, want COMPLETED", id, got)
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			s, err := devtemporal.Start(t.Context(), devtemporal.Config{PostgresURL: tt.url})
+			if err == nil {
+				_ = s.Stop()
+				t.Fatalf("Start succeeded, want error %q", tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Start error = %q, want one containing %q", err, tt.wantErr)
+			}
+		})
 	}
 }
 
@@ -298,6 +381,74 @@ func TestStart_InMemoryServesNamespaces(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("describe namespace %q: %v", devtemporal.DefaultNamespace, err)
 	}
+}
+
+// postgresServer is the local test server (trust authentication);
+// HERALD_TEST_POSTGRES_DSN overrides it.
+func postgresServer() string {
+	if dsn := os.Getenv("HERALD_TEST_POSTGRES_DSN"); dsn != "" {
+		return dsn
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres"
+}
+
+// newPostgresDatabase returns a URL for Config.PostgresURL naming a
+// database that does not exist yet on the test server; it and its
+// visibility database are dropped when the test ends. Without a server the
+// test is skipped, or fails when CI is "true".
+func newPostgresDatabase(t *testing.T) string {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), postgresServer())
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL at %s: %v", postgresServer(), err)
+		}
+		t.Skipf("PostgreSQL at %s is unreachable: %v", postgresServer(), err)
+	}
+	name := "devtemporal_test_" + unique()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, db := range []string{name, name + devtemporal.VisibilitySuffix} {
+			if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)"); err != nil {
+				t.Errorf("drop database %s: %v", db, err)
+			}
+		}
+		_ = conn.Close(ctx)
+	})
+	return withDatabase(t, postgresServer(), name)
+}
+
+// withDatabase returns dsn naming database name instead.
+func withDatabase(t *testing.T, dsn, name string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// databaseOf returns the database dsn names.
+func databaseOf(t *testing.T, dsn string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimPrefix(u.Path, "/")
+}
+
+// connectPostgres connects to the database at dsn until the test ends.
+func connectPostgres(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", dsn, err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
 }
 
 // dial returns a client of s in namespace, closed when the test ends.
