@@ -10,12 +10,13 @@ import (
 )
 
 // HTTPHandler returns Herald's HTTP edge: /healthz (the process is up),
-// /readyz (ready reports nil when the node can take traffic), /metrics
+// /readyz (ready reports nil when the node can take traffic, and a note
+// on what works degraded), /metrics
 // (Prometheus; for the admin scope unless svc's options make it open),
 // the validation callback URL of svc's handshakes (which carries its own
 // secret) and, when ingest is not nil, the CloudEvents receiver at
 // IngestPath.
-func HTTPHandler(ready func(context.Context) error, svc *Services, ingest *Ingest) http.Handler {
+func HTTPHandler(ready func(context.Context) (note string, err error), svc *Services, ingest *Ingest) http.Handler {
 	mux := http.NewServeMux()
 	if ingest != nil {
 		mux.Handle(IngestPath, ingest)
@@ -34,12 +35,16 @@ func HTTPHandler(ready func(context.Context) error, svc *Services, ingest *Inges
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if err := ready(ctx); err != nil {
+		note, err := ready(ctx)
+		if err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
+		if note != "" {
+			_, _ = w.Write([]byte(note + "\n"))
+		}
 	})
 	return recoverHTTP(svc.opts.Logger, mux)
 }

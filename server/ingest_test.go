@@ -61,7 +61,7 @@ func newIngestEnv(t testing.TB, opts IngestOptions) *ingestEnv {
 	in := NewIngest(p, opts)
 	t.Cleanup(in.Close)
 	svc := NewServices(p, s, cat, nil, Options{})
-	srv := httptest.NewServer(HTTPHandler(func(context.Context) error { return nil }, svc, in))
+	srv := httptest.NewServer(HTTPHandler(func(context.Context) (string, error) { return "", nil }, svc, in))
 	t.Cleanup(srv.Close)
 	return &ingestEnv{url: srv.URL + IngestPath, ingest: in, publisher: p, store: s}
 }

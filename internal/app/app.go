@@ -424,22 +424,25 @@ func storeKind(cfg config.Config) string {
 }
 
 // ready reports whether the node should be sent traffic: it is not
-// draining, its last commit did not fail, and the store and Temporal
-// answer.
-func (n *Node) ready(ctx context.Context) error {
+// draining, its last commit did not fail, and the store answers. Temporal
+// is not on the success path, so a node whose Temporal does not answer
+// stays ready, and says so in the note: it stores and first-attempts
+// every event, and its failed first attempts wait in the store until
+// Temporal answers again.
+func (n *Node) ready(ctx context.Context) (note string, err error) {
 	if n.draining.Load() {
-		return errors.New("draining: this node is stopping")
+		return "", errors.New("draining: this node is stopping")
 	}
 	if err := n.publisher.CommitFailing(time.Now()); err != nil {
-		return fmt.Errorf("store: the last commit failed: %w", err)
+		return "", fmt.Errorf("store: the last commit failed: %w", err)
 	}
 	if _, err := n.store.SubscriptionsVersion(ctx); err != nil {
-		return fmt.Errorf("store: %w", err)
+		return "", fmt.Errorf("store: %w", err)
 	}
 	if _, err := n.temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-		return fmt.Errorf("temporal: %w", err)
+		return fmt.Sprintf("degraded: temporal: %v (events are stored and sent; failed first attempts wait in the store until it answers)", err), nil
 	}
-	return nil
+	return "", nil
 }
 
 // GRPCAddr is the address the gRPC API listens on.

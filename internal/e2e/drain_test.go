@@ -93,3 +93,58 @@ func TestStop_ReportsNotReadyFirstWhileStillServing(t *testing.T) {
 	publish(t, n, newEvent("draining-1")) // still served
 	<-stopped
 }
+
+// TestReady_TemporalAwayLeavesTheSuccessPathUp: Temporal is off the
+// success path, so while a node cannot reach it, /readyz stays 200 (with a
+// note that the node is degraded), events are stored and delivered, and a
+// failed first attempt waits in the store; once Temporal is back, its
+// workflow takes it and it is delivered.
+func TestReady_TemporalAwayLeavesTheSuccessPathUp(t *testing.T) {
+	proxy := newPGProxy(t, temporalAddr)
+	cfg := nodeConfig(t, tempStore(t))
+	cfg.TemporalAddr = proxy.ln.Addr().String()
+	n := startNode(t, cfg)
+	good := heraldtest.NewReceiver(t, nil)
+	bad := heraldtest.NewReceiver(t, failFirst(1, http.StatusInternalServerError, nil))
+	createSub(t, n, good.URL)
+	badSub := createSub(t, n, bad.URL)
+
+	proxy.cut()
+	heraldtest.Eventually(t, wait, "/readyz notes that Temporal is away", func() bool {
+		code, body := readyz(t, n)
+		return code == http.StatusOK && strings.Contains(body, "degraded: temporal")
+	})
+	res := publish(t, n, newEvent("away-1"), newEvent("away-2"))
+	good.WaitFor(t, 2, wait)
+	bad.WaitFor(t, 2, wait) // both first attempts, the first of them failed
+	var failed []string
+	heraldtest.Eventually(t, wait, "the good sink's deliveries delivered, one of the bad sink's failed", func() bool {
+		failed = nil
+		for _, r := range res {
+			for _, id := range r.GetDeliveryIds() {
+				d, err := n.deliveries.GetDelivery(ctx(t), &heraldv1.GetDeliveryRequest{Id: id})
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch d.GetState() {
+				case heraldv1.DeliveryState_DELIVERY_STATE_DEAD:
+					t.Fatalf("delivery %s of %s is dead", id, d.GetSubscriptionId())
+				case heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED:
+				default:
+					if d.GetSubscriptionId() != badSub.GetId() {
+						return false
+					}
+					failed = append(failed, id)
+				}
+			}
+		}
+		return len(failed) == 1
+	})
+
+	proxy.restore()
+	waitDeliveryState(t, n, failed[0], heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
+	bad.WaitFor(t, 3, wait)
+	if code, body := readyz(t, n); code != http.StatusOK || strings.Contains(body, "degraded") {
+		t.Errorf("with Temporal back: %d %q, want ready and not degraded", code, body)
+	}
+}
