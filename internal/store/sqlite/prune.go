@@ -3,8 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,8 +17,12 @@ const (
 	pruneScanDeliveriesSQL = `SELECT id, state, created_at, updated_at, event_seq FROM deliveries
 WHERE id > ? ORDER BY id LIMIT ?`
 	pruneScanEventsSQL = `SELECT seq, created_at, delivery_ids FROM events WHERE seq > ? ORDER BY seq LIMIT ?`
-	eventOfSeqSQL      = `SELECT created_at, delivery_ids FROM events WHERE seq = ?`
-	deliveryExistsByID = `SELECT 1 FROM deliveries WHERE id = ?`
+	// The statements on many rows take a JSON array of their keys.
+	eventsOfSeqsSQL         = `SELECT seq, created_at, delivery_ids FROM events WHERE seq IN (SELECT value FROM json_each(?))`
+	deliveriesExistingSQL   = `SELECT id FROM deliveries WHERE id IN (SELECT value FROM json_each(?))`
+	attemptsDeleteManySQL   = `DELETE FROM attempts WHERE delivery_id IN (SELECT value FROM json_each(?))`
+	deliveriesDeleteManySQL = `DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?))`
+	eventsDeleteManySQL     = `DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))`
 
 	eventFindSQL  = `SELECT seq, delivery_ids FROM events WHERE tenant = ? AND source = ? AND id = ?`
 	eventEraseSQL = `UPDATE events SET payload = x'' WHERE seq = ?`
@@ -28,8 +34,6 @@ WHERE tenant = ? AND subject = ? AND seq > ? AND length(payload) > 0 ORDER BY se
 	firstAttemptClear = `UPDATE deliveries SET first_started_at = NULL, first_status_code = 0, first_latency = 0,
 	first_error = '', first_response_body = x'' WHERE id = ?`
 	attemptsDeleteSQL = `DELETE FROM attempts WHERE delivery_id = ?`
-	deliveryDeleteSQL = `DELETE FROM deliveries WHERE id = ?`
-	eventDeleteSQL    = `DELETE FROM events WHERE seq = ?`
 
 	leaseAcquireSQL = `INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?4)
 ON CONFLICT (name) DO UPDATE SET holder = ?2, until = ?4 WHERE leases.holder = ?2 OR leases.until <= ?3
@@ -44,7 +48,9 @@ func (s *Store) Prune(ctx context.Context, p store.PruneParams) (store.PruneResu
 	}
 	res := store.PruneResult{AfterDelivery: p.AfterDelivery, AfterEvent: p.AfterEvent}
 	oldest := oldestCutoff(p)
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	// An event is deleted only once none of its deliveries is left
+	// (eventsLeftBare), so the foreign keys hold without SQLite's checks.
+	err := s.inTxUnchecked(ctx, func(tx *sql.Tx) error {
 		// Deliveries, in ID (creation) order: those that ended long enough
 		// ago go with their attempts; a delivery created after every
 		// cutoff ends the pass.
@@ -83,35 +89,29 @@ func (s *Store) Prune(ctx context.Context, p store.PruneParams) (store.PruneResu
 		if n < p.Limit {
 			deliveriesDone = true
 		}
-		for _, id := range gone {
-			r, err := tx.ExecContext(ctx, attemptsDeleteSQL, id)
+		if len(gone) > 0 {
+			r, err := tx.ExecContext(ctx, attemptsDeleteManySQL, jsonArray(gone))
 			if err != nil {
 				return err
 			}
 			a, _ := r.RowsAffected()
 			res.Attempts += int(a)
-			if _, err := tx.ExecContext(ctx, deliveryDeleteSQL, id); err != nil {
+			if r, err = tx.ExecContext(ctx, deliveriesDeleteManySQL, jsonArray(gone)); err != nil {
 				return err
 			}
-			res.Deliveries++
+			d, _ := r.RowsAffected()
+			res.Deliveries += int(d)
 		}
 		// The events of the deleted deliveries, if none of theirs is left.
-		for seq := range seqs {
-			var created int64
-			var ids string
-			if err := tx.QueryRowContext(ctx, eventOfSeqSQL, seq).Scan(&created, &ids); err != nil {
+		goneEvents, err := eventsLeftBare(ctx, tx, seqs, p.EventsBefore)
+		if err != nil {
+			return err
+		}
+		if len(goneEvents) > 0 {
+			if _, err := tx.ExecContext(ctx, eventsDeleteManySQL, jsonArray(goneEvents)); err != nil {
 				return err
 			}
-			ok, err := eventGoes(ctx, tx, fromMillis(created), ids, p.EventsBefore)
-			if err != nil {
-				return err
-			}
-			if ok {
-				if _, err := tx.ExecContext(ctx, eventDeleteSQL, seq); err != nil {
-					return err
-				}
-				res.Events++
-			}
+			res.Events += len(goneEvents)
 		}
 
 		// Events in seq order: those that never had a delivery (nothing
@@ -150,11 +150,11 @@ func (s *Store) Prune(ctx context.Context, p store.PruneParams) (store.PruneResu
 			if n < p.Limit {
 				eventsDone = true
 			}
-			for _, seq := range empty {
-				if _, err := tx.ExecContext(ctx, eventDeleteSQL, seq); err != nil {
+			if len(empty) > 0 {
+				if _, err := tx.ExecContext(ctx, eventsDeleteManySQL, jsonArray(empty)); err != nil {
 					return err
 				}
-				res.Events++
+				res.Events += len(empty)
 			}
 		}
 		res.Done = deliveriesDone && eventsDone
@@ -178,23 +178,77 @@ func oldestCutoff(p store.PruneParams) time.Time {
 	return t
 }
 
-// eventGoes reports whether an event stored at created, whose deliveries
-// were ids, may go: it is old enough and none of them is left.
-func eventGoes(ctx context.Context, tx *sql.Tx, created time.Time, ids string, before time.Time) (bool, error) {
-	if before.IsZero() || !created.Before(before) {
-		return false, nil
+// eventsLeftBare returns those of the events at seqs that may go: stored
+// before before, with none of their deliveries left.
+func eventsLeftBare(ctx context.Context, tx *sql.Tx, seqs map[int64]bool, before time.Time) ([]int64, error) {
+	if before.IsZero() || len(seqs) == 0 {
+		return nil, nil
 	}
-	for _, id := range strings.Fields(ids) {
-		var one int
-		err := tx.QueryRowContext(ctx, deliveryExistsByID, id).Scan(&one)
-		if err == nil {
-			return false, nil
+	list := make([]int64, 0, len(seqs))
+	for seq := range seqs {
+		list = append(list, seq)
+	}
+	rows, err := tx.QueryContext(ctx, eventsOfSeqsSQL, jsonArray(list))
+	if err != nil {
+		return nil, err
+	}
+	type candidate struct {
+		seq int64
+		ids []string
+	}
+	var old []candidate
+	var ids []string
+	for rows.Next() {
+		var c candidate
+		var created int64
+		var all string
+		if err := rows.Scan(&c.seq, &created, &all); err != nil {
+			rows.Close()
+			return nil, err
 		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return false, err
+		if fromMillis(created).Before(before) {
+			c.ids = strings.Fields(all)
+			ids = append(ids, c.ids...)
+			old = append(old, c)
 		}
 	}
-	return true, nil
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	left := map[string]bool{}
+	if len(ids) > 0 {
+		rows, err := tx.QueryContext(ctx, deliveriesExistingSQL, jsonArray(ids))
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			left[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	var goes []int64
+	for _, c := range old {
+		if !slices.ContainsFunc(c.ids, func(id string) bool { return left[id] }) {
+			goes = append(goes, c.seq)
+		}
+	}
+	return goes, nil
+}
+
+// jsonArray encodes v as a JSON array, for json_each(?) in a statement
+// that works on many rows at once.
+func jsonArray[T any](v []T) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }
 
 // EventErase removes an event's data and its deliveries' attempts (see

@@ -235,6 +235,33 @@ func (s *Store) apply(ctx context.Context, m store.Migration) error {
 	return tx.Commit()
 }
 
+// inTxUnchecked is inTx without foreign key enforcement, for deletions
+// that keep the keys' order themselves. Deleting an event otherwise makes
+// SQLite look for deliveries that reference it, and deliveries have no
+// index on their event (migration 002 dropped it to make publishing
+// cheaper): a scan of the whole table per event.
+func (s *Store) inTxUnchecked(ctx context.Context, f func(tx *sql.Tx) error) error {
+	conn, err := s.writer.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// A no-op inside a transaction, so set before it.
+	if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+		return err
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON")
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
 // inTx runs f in a write transaction and commits it if f returns nil.
 func (s *Store) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 	tx, err := s.writer.BeginTx(ctx, nil)
