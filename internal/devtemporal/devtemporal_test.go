@@ -266,7 +266,7 @@ var backends = []struct {
 	{
 		name: "postgres",
 		config: func(t *testing.T) devtemporal.Config {
-			return devtemporal.Config{PostgresURL: newPostgresDatabase(t)}
+			return devtemporal.Config{PostgresURL: devtemporal.NewTestPostgresDatabase(t)}
 		},
 		stored: func(t *testing.T, cfg devtemporal.Config, id string) bool {
 			conn := connectPostgres(t, cfg.PostgresURL)
@@ -381,42 +381,6 @@ func TestStart_InMemoryServesNamespaces(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("describe namespace %q: %v", devtemporal.DefaultNamespace, err)
 	}
-}
-
-// postgresServer is the local test server (trust authentication);
-// HERALD_TEST_POSTGRES_DSN overrides it.
-func postgresServer() string {
-	if dsn := os.Getenv("HERALD_TEST_POSTGRES_DSN"); dsn != "" {
-		return dsn
-	}
-	return "postgres://postgres@127.0.0.1:5432/postgres"
-}
-
-// newPostgresDatabase returns a URL for Config.PostgresURL naming a
-// database that does not exist yet on the test server; it and its
-// visibility database are dropped when the test ends. Without a server the
-// test is skipped, or fails when CI is "true".
-func newPostgresDatabase(t *testing.T) string {
-	t.Helper()
-	conn, err := pgx.Connect(t.Context(), postgresServer())
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL at %s: %v", postgresServer(), err)
-		}
-		t.Skipf("PostgreSQL at %s is unreachable: %v", postgresServer(), err)
-	}
-	name := "devtemporal_test_" + unique()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, db := range []string{name, name + devtemporal.VisibilitySuffix} {
-			if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)"); err != nil {
-				t.Errorf("drop database %s: %v", db, err)
-			}
-		}
-		_ = conn.Close(ctx)
-	})
-	return withDatabase(t, postgresServer(), name)
 }
 
 // withDatabase returns dsn naming database name instead.

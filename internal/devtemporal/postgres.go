@@ -52,9 +52,13 @@ func preparePostgres(rawURL string, namespaces []string) (store, visibility *con
 
 	for _, db := range []struct {
 		cfg    *config.SQL
+		kind   sqlplugin.DbKind
 		schema string
-	}{{store, postgresSchema}, {visibility, postgresVisibilitySchema}} {
-		if err := migratePostgres(db.cfg, db.schema); err != nil {
+	}{
+		{store, sqlplugin.DbKindMain, postgresSchema},
+		{visibility, sqlplugin.DbKindVisibility, postgresVisibilitySchema},
+	} {
+		if err := migratePostgres(db.cfg, db.kind, db.schema); err != nil {
 			return nil, nil, fmt.Errorf("temporal database %s on %s: %w", db.cfg.DatabaseName, db.cfg.ConnectAddr, err)
 		}
 	}
@@ -107,15 +111,20 @@ func parsePostgresURL(rawURL string) (*config.SQL, error) {
 	}, nil
 }
 
-// migratePostgres creates the database cfg names if missing, then does what
-// Temporal's SQL tool does for "setup-schema -v 0.0" and "update-schema":
-// it creates the version tables and applies, in order, every versioned update
-// of the embedded schema newer than the database's version.
-func migratePostgres(cfg *config.SQL, schemaName string) error {
+// migratePostgres creates the database cfg names if missing and brings it to
+// the schema version the server expects of a store of kind, with Temporal's
+// own schema tasks and the schema embedded in the server (schemaName). On a
+// database without tables it runs the current schema.sql, as Temporal's SQL
+// tool does for "setup-schema -s schemaName -v version". On any other it
+// does what "setup-schema -v 0.0" then "update-schema -s schemaName" do: it
+// creates the version tables if missing and applies, in order, every
+// versioned update newer than the database's version (none when it is up to
+// date; a statement whose object already exists is skipped).
+func migratePostgres(cfg *config.SQL, kind sqlplugin.DbKind, schemaName string) error {
 	// CREATE DATABASE runs on the server's default database.
 	server := *cfg
 	server.DatabaseName = ""
-	admin, err := newAdminDB(&server)
+	admin, err := newAdminDB(sqlplugin.DbKindUnknown, &server)
 	if err != nil {
 		return err
 	}
@@ -125,13 +134,24 @@ func migratePostgres(cfg *config.SQL, schemaName string) error {
 		return fmt.Errorf("create database: %w", err)
 	}
 
-	db, err := newAdminDB(cfg)
+	db, err := newAdminDB(kind, cfg)
 	if err != nil {
 		return err
 	}
 	conn := schemaConn{db: db, name: cfg.DatabaseName}
 	defer conn.Close()
 	logger := log.NewNoopLogger()
+	tables, err := db.ListTables(cfg.DatabaseName)
+	if err != nil {
+		return fmt.Errorf("list tables: %w", err)
+	}
+	if len(tables) == 0 {
+		setup := schema.NewSetupSchemaTask(conn, &schema.SetupConfig{SchemaName: schemaName, InitialVersion: db.ExpectedVersion()}, logger)
+		if err := setup.Run(); err != nil {
+			return fmt.Errorf("set up schema %s: %w", schemaName, err)
+		}
+		return nil
+	}
 	setup := schema.NewSetupSchemaTask(conn, &schema.SetupConfig{InitialVersion: "0.0"}, logger)
 	if err := setup.Run(); err != nil {
 		return fmt.Errorf("set up schema version tables: %w", err)
@@ -143,8 +163,8 @@ func migratePostgres(cfg *config.SQL, schemaName string) error {
 	return nil
 }
 
-func newAdminDB(cfg *config.SQL) (sqlplugin.AdminDB, error) {
-	db, err := sql.NewSQLAdminDB(sqlplugin.DbKindUnknown, cfg, resolver.NewNoopResolver(), log.NewNoopLogger(), metrics.NoopMetricsHandler)
+func newAdminDB(kind sqlplugin.DbKind, cfg *config.SQL) (sqlplugin.AdminDB, error) {
+	db, err := sql.NewSQLAdminDB(kind, cfg, resolver.NewNoopResolver(), log.NewNoopLogger(), metrics.NoopMetricsHandler)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
