@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,24 +96,17 @@ func New(s Store, logger *slog.Logger) *Catalog {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Catalog{store: s, logger: logger}
-	c.snap.Store(&snapshot{version: -1, set: mustEmptySet(), byID: map[string]*Entry{}, rules: map[string]*filter.CompiledRule{}})
+	c.snap.Store(&snapshot{version: -1, set: filter.IndexSet(nil), byID: map[string]*Entry{}, rules: map[string]*filter.CompiledRule{}})
 	return c
 }
 
-func mustEmptySet() *filter.Set {
-	s, err := filter.NewSet(nil)
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
 
 // Reload brings the catalog up to date with the store, if it changed: the
 // first time by reading every subscription, afterwards by reading only
 // the subscriptions written or deleted since the version it holds
 // (SubscriptionChanges), so that its cost follows the changes, not the
-// number of subscriptions; only changed subscriptions are compiled, and
-// the matching index is rebuilt from the compiled rules.
+// number of subscriptions: only changed subscriptions are compiled, and
+// only the matching index's lists they are in are rebuilt.
 func (c *Catalog) Reload(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -128,6 +120,7 @@ func (c *Catalog) Reload(ctx context.Context) error {
 	}
 	next := &snapshot{}
 	var changed []*store.Subscription
+	var removed []*filter.CompiledRule // the old rules of what changed
 	if old.version < 0 {
 		// Read the version first: a write during the listing is read
 		// again at the next reload, never missed.
@@ -146,11 +139,18 @@ func (c *Catalog) Reload(ctx context.Context) error {
 		next.version, changed = ch.Version, ch.Changed
 		next.byID, next.rules = maps.Clone(old.byID), maps.Clone(old.rules)
 		for _, id := range ch.Deleted {
+			if r, ok := next.rules[id]; ok {
+				removed = append(removed, r)
+			}
 			delete(next.byID, id)
 			delete(next.rules, id)
 		}
 	}
+	var added []*filter.CompiledRule
 	for _, s := range changed {
+		if r, ok := next.rules[s.ID]; ok {
+			removed = append(removed, r)
+		}
 		delete(next.byID, s.ID)
 		delete(next.rules, s.ID)
 		en, err := NewEntry(s)
@@ -169,16 +169,11 @@ func (c *Catalog) Reload(ctx context.Context) error {
 				return fmt.Errorf("catalog: compile filters: %w", err)
 			}
 			next.rules[s.ID] = r
+			added = append(added, r)
 		}
 	}
-	ids := slices.Sorted(maps.Keys(next.rules))
-	rules := make([]*filter.CompiledRule, len(ids))
-	for i, id := range ids {
-		rules[i] = next.rules[id]
-	}
-	if next.set, err = filter.IndexSet(rules); err != nil {
-		return fmt.Errorf("catalog: index filters: %w", err)
-	}
+	// Only the index lists the changed rules are in are rebuilt.
+	next.set = old.set.Update(removed, added)
 	c.snap.Store(next)
 	return nil
 }

@@ -83,7 +83,7 @@ type eventView struct {
 	extensions []formattedExtension
 	buf        []byte
 
-	lists [][]int32 // Set.Match's scratch space for candidate lists
+	lists [][]ruleRef // Set.Match's scratch space for candidate lists
 
 	// Recent sources' string forms, kept across matches: url.URL.String
 	// allocates, and the events of a stream come from a limited set of

@@ -3,7 +3,6 @@ package filter
 import (
 	"fmt"
 	"maps"
-	"math"
 	"slices"
 	"strings"
 
@@ -27,13 +26,22 @@ type Rule struct {
 // Matching an event then evaluates only the rules indexed under its type or
 // under a prefix of it, plus the rules with no type constraint.
 //
-// A Set is immutable and safe for concurrent use.
+// A Set is immutable and safe for concurrent use. Update makes a new Set
+// from an old one at a cost that follows the rules changed and the
+// lengths of the index lists they are in, not the number of rules.
 type Set struct {
-	rules      []setRule
-	byType     map[string][]int32 // rule indexes, ascending, by exact type
-	byPrefix   map[string][]int32 // rule indexes, ascending, by type prefix
-	prefixLens []int              // the distinct lengths of byPrefix's keys, ascending
-	untyped    []int32            // rules with no type constraint, ascending
+	byType     map[string][]ruleRef // by exact type, in rule order
+	byPrefix   map[string][]ruleRef // by type prefix, in rule order
+	prefixLens []int                // the distinct lengths of byPrefix's keys, ascending
+	untyped    []ruleRef            // rules with no type constraint, in rule order
+	size       int
+	next       uint64 // the order of the next rule added
+}
+
+// ruleRef is a rule in an index list; ord is its place in rule order.
+type ruleRef struct {
+	ord  uint64
+	rule *setRule
 }
 
 type setRule struct {
@@ -69,54 +77,102 @@ func NewSet(rules []Rule) (*Set, error) {
 		}
 		compiled[i] = c
 	}
-	return IndexSet(compiled)
+	return IndexSet(compiled), nil
 }
 
 // IndexSet indexes compiled rules into a Set, in the order given (the
 // order Match reports them in).
-func IndexSet(rules []*CompiledRule) (*Set, error) {
-	if len(rules) > math.MaxInt32 {
-		return nil, fmt.Errorf("too many rules: %d", len(rules))
+func IndexSet(rules []*CompiledRule) *Set {
+	return (&Set{}).Update(nil, rules)
+}
+
+// Update returns a Set without the rules removed (as given to IndexSet or
+// Update before) and with the rules added, after all the others in rule
+// order. s is unchanged.
+func (s *Set) Update(removed, added []*CompiledRule) *Set {
+	next := &Set{
+		byType: maps.Clone(s.byType), byPrefix: maps.Clone(s.byPrefix), prefixLens: s.prefixLens,
+		untyped: s.untyped, size: s.size, next: s.next,
 	}
-	s := &Set{
-		rules:    make([]setRule, len(rules)),
-		byType:   make(map[string][]int32),
-		byPrefix: make(map[string][]int32),
+	if next.byType == nil {
+		next.byType = map[string][]ruleRef{}
 	}
-	for i, r := range rules {
-		s.rules[i] = r.rule
-		c := r.constraint
-		switch c.kind {
+	if next.byPrefix == nil {
+		next.byPrefix = map[string][]ruleRef{}
+	}
+	// A list is copied the first time this update changes it, so that s
+	// keeps its own.
+	copiedTypes, copiedPrefixes := map[string]bool{}, map[string]bool{}
+	prefixesChanged := false
+	edit := func(index map[string][]ruleRef, copied map[string]bool, key string, f func([]ruleRef) []ruleRef) {
+		l := index[key]
+		if !copied[key] {
+			l, copied[key] = slices.Clone(l), true
+		}
+		if l = f(l); len(l) == 0 {
+			delete(index, key)
+		} else {
+			index[key] = l
+		}
+	}
+	var untypedCopied bool
+	each := func(c *CompiledRule, f func([]ruleRef) []ruleRef) {
+		switch c.constraint.kind {
 		case anyType:
-			s.untyped = append(s.untyped, int32(i))
-		case typePrefix:
-			s.byPrefix[c.prefix] = append(s.byPrefix[c.prefix], int32(i))
-			if !slices.Contains(s.prefixLens, len(c.prefix)) {
-				s.prefixLens = append(s.prefixLens, len(c.prefix))
+			if !untypedCopied {
+				next.untyped, untypedCopied = slices.Clone(next.untyped), true
 			}
+			next.untyped = f(next.untyped)
+		case typePrefix:
+			before := len(next.byPrefix)
+			edit(next.byPrefix, copiedPrefixes, c.constraint.prefix, f)
+			prefixesChanged = prefixesChanged || len(next.byPrefix) != before
 		case typeOneOf:
 			// An empty set (Types and filters disagree) never matches:
 			// the rule is in no list.
-			for _, t := range slices.Sorted(maps.Keys(c.types)) {
-				s.byType[t] = append(s.byType[t], int32(i))
+			for t := range c.constraint.types {
+				edit(next.byType, copiedTypes, t, f)
 			}
 		}
 	}
-	slices.Sort(s.prefixLens)
-	return s, nil
+	for _, c := range removed {
+		each(c, func(l []ruleRef) []ruleRef {
+			return slices.DeleteFunc(l, func(r ruleRef) bool { return r.rule == &c.rule })
+		})
+		next.size--
+	}
+	for _, c := range added {
+		ref := ruleRef{ord: next.next, rule: &c.rule}
+		next.next++
+		each(c, func(l []ruleRef) []ruleRef { return append(l, ref) })
+		next.size++
+	}
+	if prefixesChanged {
+		next.prefixLens = nil
+		for p := range next.byPrefix {
+			if !slices.Contains(next.prefixLens, len(p)) {
+				next.prefixLens = append(next.prefixLens, len(p))
+			}
+		}
+		slices.Sort(next.prefixLens)
+	}
+	return next
 }
+
+// Len returns the number of rules in s.
+func (s *Set) Len() int { return s.size }
 
 // Match appends to dst the IDs of the rules that match e, in rule order,
 // and returns the extended slice.
 func (s *Set) Match(e *event.Event, dst []string) []string {
-	if s == nil || len(s.rules) == 0 {
+	if s == nil || s.size == 0 {
 		return dst
 	}
 	v := getView(e)
 	defer putView(v)
 
-	// Gather the candidate lists. They are ascending and disjoint (each
-	// rule is in exactly one index), so merging them keeps rule order.
+	// Gather the candidate lists. They are in rule order and disjoint
+	// (each rule is in one index), so merging them keeps rule order.
 	t := v.get(attribute{kind: attrType})
 	lists := v.lists[:0]
 	if l := s.byType[t]; len(l) > 0 {
@@ -138,19 +194,18 @@ func (s *Set) Match(e *event.Event, dst []string) []string {
 	for {
 		next := -1
 		for j := range lists {
-			if len(lists[j]) > 0 && (next < 0 || lists[j][0] < lists[next][0]) {
+			if len(lists[j]) > 0 && (next < 0 || lists[j][0].ord < lists[next][0].ord) {
 				next = j
 			}
 		}
 		if next < 0 {
 			return dst
 		}
-		i := lists[next][0]
+		r := lists[next][0].rule
 		lists[next] = lists[next][1:]
 
 		// A rule reached through the type index accepts this type by
 		// construction, so only its source and filters are left to check.
-		r := &s.rules[i]
 		if r.source != "" && v.get(attribute{kind: attrSource}) != r.source {
 			continue
 		}

@@ -105,28 +105,15 @@ func TestSet_MatchEqualsBruteForce(t *testing.T) {
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
-		filters := make([]*Filter, len(rules))
-		for i, r := range rules {
-			if filters[i], err = Compile(r.Filters); err != nil {
-				t.Fatal(err)
-			}
-		}
 		var got []string
 		matchedSome := 0
-		for range 200 {
-			e := g.event()
-			var want []string
-			for i, r := range rules {
-				if r.Source != "" && e.Source() != r.Source {
-					continue
-				}
-				if len(r.Types) > 0 && !slices.Contains(r.Types, e.Type()) {
-					continue
-				}
-				if filters[i].Match(e) {
-					want = append(want, r.ID)
-				}
-			}
+		events := make([]*event.Event, 200)
+		for i := range events {
+			events[i] = g.event()
+		}
+		wants := bruteForce(t, rules, events...)
+		for i, e := range events {
+			want := wants[i]
 			got = s.Match(e, got[:0])
 			if !slices.Equal(got, want) {
 				t.Fatalf("seed %d: event %v\nSet.Match = %q\nbrute force = %q", seed, e, got, want)
@@ -139,6 +126,35 @@ func TestSet_MatchEqualsBruteForce(t *testing.T) {
 			t.Errorf("seed %d: only %d of 200 events matched any rule; the generator is too strict to test much", seed, matchedSome)
 		}
 	}
+}
+
+// bruteForce returns, for each event, the IDs of the rules it matches,
+// evaluating each rule in turn.
+func bruteForce(t *testing.T, rules []Rule, events ...*event.Event) [][]string {
+	t.Helper()
+	filters := make([]*Filter, len(rules))
+	for i, r := range rules {
+		f, err := Compile(r.Filters)
+		if err != nil {
+			t.Fatal(err)
+		}
+		filters[i] = f
+	}
+	out := make([][]string, len(events))
+	for j, e := range events {
+		for i, r := range rules {
+			if r.Source != "" && e.Source() != r.Source {
+				continue
+			}
+			if len(r.Types) > 0 && !slices.Contains(r.Types, e.Type()) {
+				continue
+			}
+			if filters[i].Match(e) {
+				out[j] = append(out[j], r.ID)
+			}
+		}
+	}
+	return out
 }
 
 func TestSet_ConcurrentMatch(t *testing.T) {
@@ -177,6 +193,86 @@ func TestSet_ConcurrentMatch(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestSet_UpdateEqualsIndexingAgain: a Set updated rule by rule matches as
+// evaluating the same rules in the same order one by one does,
+// and the Set it was updated from still matches as before.
+func TestSet_UpdateEqualsIndexingAgain(t *testing.T) {
+	type rule struct {
+		r Rule
+		c *CompiledRule
+	}
+	for seed := range uint64(10) {
+		g := newRandomGen(seed)
+		newRule := func(i int) rule {
+			r := g.rule(i)
+			c, err := CompileRule(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rule{r, c}
+		}
+		var rules []rule
+		for i := range 200 {
+			rules = append(rules, newRule(i))
+		}
+		compiled := func() (cs []*CompiledRule) {
+			for _, r := range rules {
+				cs = append(cs, r.c)
+			}
+			return cs
+		}
+		s := IndexSet(compiled())
+		events := make([]*event.Event, 100)
+		for i := range events {
+			events[i] = g.event()
+		}
+		matches := func(s *Set) string {
+			var out strings.Builder
+			for _, e := range events {
+				fmt.Fprintln(&out, s.Match(e, nil))
+			}
+			return out.String()
+		}
+		want := func() string {
+			var out strings.Builder
+			var rs []Rule
+			for _, r := range rules {
+				rs = append(rs, r.r)
+			}
+			for _, ids := range bruteForce(t, rs, events...) {
+				fmt.Fprintln(&out, ids)
+			}
+			return out.String()
+		}
+		for step := range 20 {
+			before := matches(s)
+			// Take out a few rules (by identity) and add some after the rest.
+			var removed, added []*CompiledRule
+			for range 1 + g.r.IntN(5) {
+				i := g.r.IntN(len(rules))
+				removed = append(removed, rules[i].c)
+				rules = slices.Delete(rules, i, i+1)
+			}
+			for range g.r.IntN(6) {
+				r := newRule(1000 + step*10 + len(added))
+				added = append(added, r.c)
+				rules = append(rules, r)
+			}
+			updated := s.Update(removed, added)
+			if matches(s) != before {
+				t.Fatalf("seed %d step %d: Update changed the Set it was called on", seed, step)
+			}
+			if got, want := matches(updated), want(); got != want {
+				t.Fatalf("seed %d step %d: the updated Set matches\n%s\nbrute force matches\n%s", seed, step, got, want)
+			}
+			if updated.Len() != len(rules) {
+				t.Fatalf("seed %d step %d: Len %d, want %d", seed, step, updated.Len(), len(rules))
+			}
+			s = updated
+		}
 	}
 }
 
