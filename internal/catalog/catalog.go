@@ -100,7 +100,6 @@ func New(s Store, logger *slog.Logger) *Catalog {
 	return c
 }
 
-
 // Reload brings the catalog up to date with the store, if it changed: the
 // first time by reading every subscription, afterwards by reading only
 // the subscriptions written or deleted since the version it holds
