@@ -2,18 +2,24 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -28,8 +34,9 @@ import (
 // of a node restarted on the same store).
 const testEncryptionKey = "e2e:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="
 
-// temporalAddr is the frontend of the one embedded Temporal server that
-// every test in this binary shares; each test has its own task queue.
+// temporalAddr is the frontend of the embedded Temporal server, on SQLite,
+// that every test in this binary shares but the fault tests on PostgreSQL
+// (temporalOnPostgres); each test has its own task queue.
 var temporalAddr string
 
 // childEnv makes the test binary run a Herald node instead of the tests
@@ -61,7 +68,89 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = srv.Stop()
 	os.RemoveAll(dir)
+	if err := stopTemporalOnPostgres(); err != nil {
+		fmt.Fprintln(os.Stderr, "Temporal on PostgreSQL:", err)
+	}
 	os.Exit(code)
+}
+
+// temporalOnPostgres is the binary's second embedded Temporal server, for
+// the fault tests on PostgreSQL (multinode_test.go): it persists to
+// PostgreSQL, on the server that holds their stores, as Temporal does in
+// production. The first test that needs it starts it, so the other tests
+// never wait for it; TestMain stops it and drops its databases. Each run
+// has databases of its own: two test binaries running at once must not
+// share one Temporal cluster's shard.
+var temporalOnPostgres struct {
+	once sync.Once
+	srv  *devtemporal.Server
+	url  string // its database; the visibility store's has devtemporal.VisibilitySuffix
+	err  error
+}
+
+// postgresTemporalAddr returns the frontend of temporalOnPostgres,
+// starting it if need be. Call it after postgresStore, which skips the test
+// when there is no PostgreSQL.
+func postgresTemporalAddr(t *testing.T) string {
+	t.Helper()
+	p := &temporalOnPostgres
+	p.once.Do(func() {
+		u, err := url.Parse(postgresServer())
+		if err != nil {
+			p.err = err
+			return
+		}
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		u.Path = "/herald_e2e_temporal_" + hex.EncodeToString(b)
+		p.url = u.String()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		began := time.Now()
+		p.srv, p.err = devtemporal.Start(ctx, devtemporal.Config{
+			PostgresURL:  p.url,
+			FrontendAddr: "127.0.0.1:0",
+			Namespaces:   []string{"default"},
+		})
+		if p.err == nil {
+			t.Logf("Temporal at %s persists to PostgreSQL %s (started in %v)", p.srv.FrontendAddr(), u.Redacted(), time.Since(began).Round(time.Millisecond))
+		}
+	})
+	if p.err != nil {
+		t.Fatalf("start Temporal on PostgreSQL: %v", p.err)
+	}
+	return p.srv.FrontendAddr()
+}
+
+// stopTemporalOnPostgres stops temporalOnPostgres if it runs, and drops its
+// databases.
+func stopTemporalOnPostgres() error {
+	p := &temporalOnPostgres
+	if p.url == "" {
+		return nil
+	}
+	var errs []error
+	if p.srv != nil {
+		errs = append(errs, p.srv.Stop())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, postgresServer())
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	defer conn.Close(ctx)
+	u, err := url.Parse(p.url)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	for _, name := range []string{db, db + devtemporal.VisibilitySuffix} {
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // nodeConfig is a node's configuration for test t: loopback ports, its own

@@ -17,12 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
 	"github.com/heraldhq/herald/internal/heraldtest"
+	"github.com/heraldhq/herald/workflows"
 )
 
 // childNode starts a Herald node in a process of its own (runChild) with
@@ -49,25 +51,28 @@ func childNode(t *testing.T, env []string) (*exec.Cmd, *testNode) {
 	return cmd, n
 }
 
-// TestMultiNode_ASIGKILLedNodeLosesNothing: two nodes on one PostgreSQL
-// share 5,000 events published through both; one is killed with SIGKILL
-// half-way and started again; every event a Publish call was told is
-// stored is delivered (lost: 0), and the duplicates the kill causes are
-// counted.
+// TestMultiNode_ASIGKILLedNodeLosesNothing: two nodes on one PostgreSQL,
+// with Temporal persisting to the same PostgreSQL, share 5,000 events
+// published through both; one is killed with SIGKILL half-way and started
+// again; every event a Publish call was told is stored is delivered (lost:
+// 0), and the duplicates the kill causes are counted. The first request
+// of every probe fails, so that its retry runs as a workflow on that
+// Temporal server.
 func TestMultiNode_ASIGKILLedNodeLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long")
 	}
 	env := []string{
 		"HERALD_STORE=" + postgresStore(t),
-		"HERALD_TEMPORAL_ADDR=" + temporalAddr,
+		"HERALD_TEMPORAL_ADDR=" + postgresTemporalAddr(t),
 		"HERALD_TASK_QUEUE=e2e-multinode",
 		"HERALD_ALLOW_INSECURE_SINKS=true",
 		"HERALD_LEASE=20s",
 		"HERALD_LOG_LEVEL=error",
 	}
 	var mu sync.Mutex
-	got := map[string]int{} // event id -> requests
+	got := map[string]int{}     // event id -> requests answered 204
+	failed := map[string]bool{} // probe id -> its first request answered 503
 	// The sink holds every request until the killed node is dead, so that
 	// it dies with deliveries claimed, queued and in flight: others take
 	// them over when their leases end.
@@ -75,17 +80,23 @@ func TestMultiNode_ASIGKILLedNodeLosesNothing(t *testing.T) {
 	var releaseOnce sync.Once
 	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 	rcv := heraldtest.NewReceiver(t, func(_ int, r *http.Request) (int, http.Header) {
-		if !strings.HasPrefix(r.Header.Get("Ce-Id"), "mn-probe-") {
+		id := r.Header.Get("Ce-Id")
+		probe := strings.HasPrefix(id, "mn-probe-")
+		if !probe {
 			<-release
 		}
 		mu.Lock()
-		got[r.Header.Get("Ce-Id")]++
-		mu.Unlock()
+		defer mu.Unlock()
+		if probe && !failed[id] {
+			failed[id] = true
+			return http.StatusServiceUnavailable, nil
+		}
+		got[id]++
 		return http.StatusNoContent, nil
 	})
 	a, na := childNode(t, env)
 	_, nb := childNode(t, env)
-	createSub(t, na, rcv.URL)
+	sub := createSub(t, na, rcv.URL)
 	// Node B sees the subscription made through A at its next catalog
 	// reload; until then its events would match nothing.
 	probe := 0
@@ -164,6 +175,30 @@ func TestMultiNode_ASIGKILLedNodeLosesNothing(t *testing.T) {
 	if lost != 0 {
 		t.Errorf("lost %d accepted events", lost)
 	}
+	requireWorkflowsInPostgres(t, sub.GetId())
+}
+
+// requireWorkflowsInPostgres fails the test unless Temporal's executions
+// table in temporalOnPostgres's database holds delivery workflows of
+// subscription subID, and logs how many.
+func requireWorkflowsInPostgres(t *testing.T, subID string) {
+	t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(c, temporalOnPostgres.url)
+	if err != nil {
+		t.Fatalf("connect to Temporal's database: %v", err)
+	}
+	defer conn.Close(c)
+	var n int
+	prefix := workflows.WorkflowID(subID, "")
+	if err := conn.QueryRow(c, "SELECT count(*) FROM executions WHERE starts_with(workflow_id, $1)", prefix).Scan(&n); err != nil {
+		t.Fatalf("count Temporal's executions: %v", err)
+	}
+	t.Logf("Temporal's executions table in PostgreSQL holds %d %s* workflows", n, prefix)
+	if n == 0 {
+		t.Errorf("no delivery workflow of subscription %s in Temporal's PostgreSQL database", subID)
+	}
 }
 
 // pgProxy stands between a node and PostgreSQL; cut drops every
@@ -231,7 +266,9 @@ func (p *pgProxy) restore() {
 // TestPostgresRestart_PublishersAreToldAndNothingAcceptedIsLost: while
 // PostgreSQL is away, Publish answers an error (never OK for an event it
 // did not store); once it is back, every event that was accepted is
-// delivered.
+// delivered. Temporal persists to the same PostgreSQL (not through the
+// proxy), and the first request fails, so that one delivery is retried by
+// its workflow.
 func TestPostgresRestart_PublishersAreToldAndNothingAcceptedIsLost(t *testing.T) {
 	dsn := postgresStore(t)
 	u, err := url.Parse(dsn)
@@ -240,9 +277,21 @@ func TestPostgresRestart_PublishersAreToldAndNothingAcceptedIsLost(t *testing.T)
 	}
 	proxy := newPGProxy(t, u.Host)
 	u.Host = proxy.ln.Addr().String()
-	n := startNode(t, nodeConfig(t, u.String()))
-	rcv := heraldtest.NewReceiver(t, nil)
-	createSub(t, n, rcv.URL)
+	cfg := nodeConfig(t, u.String())
+	cfg.TemporalAddr = postgresTemporalAddr(t)
+	n := startNode(t, cfg)
+	var mu sync.Mutex
+	delivered := map[string]bool{}
+	rcv := heraldtest.NewReceiver(t, func(i int, r *http.Request) (int, http.Header) {
+		if i == 0 {
+			return http.StatusServiceUnavailable, nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		delivered[r.Header.Get("Ce-Id")] = true
+		return http.StatusNoContent, nil
+	})
+	sub := createSub(t, n, rcv.URL)
 
 	var accepted []string
 	refused := map[codes.Code]int{}
@@ -273,15 +322,14 @@ func TestPostgresRestart_PublishersAreToldAndNothingAcceptedIsLost(t *testing.T)
 	}
 	t.Logf("%d accepted, refused %v", len(accepted), refused)
 	heraldtest.Eventually(t, 3*wait, "every accepted event delivered", func() bool {
-		got := map[string]bool{}
-		for _, r := range rcv.Requests() {
-			got[r.Header.Get("Ce-Id")] = true
-		}
+		mu.Lock()
+		defer mu.Unlock()
 		for _, id := range accepted {
-			if !got[id] {
+			if !delivered[id] {
 				return false
 			}
 		}
 		return true
 	})
+	requireWorkflowsInPostgres(t, sub.GetId())
 }

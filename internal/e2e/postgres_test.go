@@ -16,16 +16,21 @@ import (
 	"github.com/heraldhq/herald/internal/heraldtest"
 )
 
+// postgresServer is the URL of the local PostgreSQL server's default
+// database (trust authentication); HERALD_TEST_POSTGRES_DSN overrides it.
+func postgresServer() string {
+	if dsn := os.Getenv("HERALD_TEST_POSTGRES_DSN"); dsn != "" {
+		return dsn
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres"
+}
+
 // postgresStore creates a database of its own on the local PostgreSQL
-// server (HERALD_TEST_POSTGRES_DSN overrides it) and returns its URL; it is
-// dropped when the test ends. Without a server the test is skipped, or
-// fails when CI is "true".
+// server (postgresServer) and returns its URL; it is dropped when the test
+// ends. Without a server the test is skipped, or fails when CI is "true".
 func postgresStore(t *testing.T) string {
 	t.Helper()
-	dsn := os.Getenv("HERALD_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/postgres"
-	}
+	dsn := postgresServer()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
