@@ -509,7 +509,7 @@ func TestAcquire_ARunOfTimeoutsCountsAcrossTheBreakersCycles(t *testing.T) {
 		BreakerOpen: time.Second, Now: clock.Now})
 	req := Request{Origin: "http://hang", Key: "k"}
 	mustAcquire(t, s, req).Done(Unreachable) // opens the breaker
-	clock.Add(40 * time.Second)               // open, then idle
+	clock.Add(40 * time.Second)              // open, then idle
 	probe := mustAcquire(t, s, req)
 	defer probe.Release()
 	w := acquireAsync(s, req)
