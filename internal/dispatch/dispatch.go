@@ -248,8 +248,8 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 // deliveries for a claim, which writes them twice. Room that stops
 // coming (slow sinks, or an origin at its share that does not move)
 // would only add latency, so Reserve stops waiting for it; it does not
-// wait at all for room for an origin that has gone a second without a
-// request ending, or whose breaker is open.
+// wait at all for room for an origin that has gone a second without an
+// answer, or whose breaker is open.
 func (d *Dispatcher) Reserve(want map[string]int, stall, maxWait time.Duration) (got map[string]int, leaseUntil time.Time) {
 	r := d.newReservation(want)
 	if !r.take(d) && stall > 0 && maxWait > 0 {
