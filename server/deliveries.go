@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -66,6 +67,13 @@ func (s *Services) ListDeliveries(ctx context.Context, req *heraldv1.ListDeliver
 		} else {
 			ofTenant = s.catalog.Tenant(caller.Tenant)
 		}
+	}
+	if h := req.GetSinkHost(); h != "" {
+		onHost := s.catalog.OnSinkHost(h)
+		if ofTenant != nil {
+			onHost = slices.DeleteFunc(onHost, func(id string) bool { return !slices.Contains(ofTenant, id) })
+		}
+		ofTenant = onHost
 	}
 	p := store.DeliveryListParams{
 		SubscriptionIDs: ofTenant,

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -213,6 +215,19 @@ func (c *Catalog) Tenant(tenant string) []string {
 	ids := []string{}
 	for id, en := range c.snap.Load().byID {
 		if en.Subscription.Tenant == tenant {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// OnSinkHost returns the IDs of the subscriptions, in any state, whose sink
+// is on host: a host name (any port) or host:port. The list is never nil.
+func (c *Catalog) OnSinkHost(host string) []string {
+	ids := []string{}
+	for id, en := range c.snap.Load().byID {
+		u, err := url.Parse(en.Subscription.Sink)
+		if err == nil && (strings.EqualFold(u.Host, host) || strings.EqualFold(u.Hostname(), host)) {
 			ids = append(ids, id)
 		}
 	}

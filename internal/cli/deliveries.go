@@ -79,12 +79,13 @@ func (c *call) listDeliveries(req *heraldv1.ListDeliveriesRequest, limit int) er
 func deliveriesList(c *call) error {
 	sub := c.flags.String("subscription", "", "only this subscription's deliveries")
 	state := c.flags.String("state", "", "only deliveries in this state: pending, in_flight, delivered, retrying or dead")
+	sinkHost := c.flags.String("sink-host", "", "only deliveries to sinks on this host (name, or host:port)")
 	since := c.flags.Duration("since", 0, "only deliveries created within this long (e.g. 1h)")
 	limit := c.flags.Int("limit", 100, "the most deliveries listed")
 	if _, err := c.parse(0, 0); err != nil {
 		return err
 	}
-	req := &heraldv1.ListDeliveriesRequest{SubscriptionId: *sub}
+	req := &heraldv1.ListDeliveriesRequest{SubscriptionId: *sub, SinkHost: *sinkHost}
 	if *state != "" {
 		st, ok := states[*state]
 		if !ok {

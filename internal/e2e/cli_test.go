@@ -125,6 +125,17 @@ func TestCLI_AnOperatorsDay(t *testing.T) {
 		_, out, _ := herald(t, n, admin, "", "dead-letters", "list", "--subscription", badSub.ID)
 		return strings.Contains(out, "400")
 	})
+	// Search by the sink's host: host:port names one receiver, the host
+	// name alone every port on it.
+	badHost := strings.TrimPrefix(strings.TrimSuffix(bad.URL, "/hook"), "http://")
+	_, out, _ = herald(t, n, admin, "", "deliveries", "list", "--sink-host", badHost, "-o", "json")
+	var onHost struct{ Deliveries []struct{ SubscriptionID string } }
+	if err := json.Unmarshal([]byte(out), &onHost); err != nil || len(onHost.Deliveries) != 1 || onHost.Deliveries[0].SubscriptionID != badSub.ID {
+		t.Errorf("deliveries list --sink-host %s: %v\n%s", badHost, err, out)
+	}
+	if _, out, _ = herald(t, n, admin, "", "deliveries", "list", "--sink-host", "127.0.0.1"); strings.Count(out, "dlv_") != 3 {
+		t.Errorf("deliveries list --sink-host 127.0.0.1: want all 3 deliveries\n%s", out)
+	}
 	code, out, errs = herald(t, n, admin, "", "dead-letters", "redrive", "--subscription", badSub.ID)
 	if code != 0 || !strings.Contains(out, "1") {
 		t.Errorf("dead-letters redrive: %d %s\n%s", code, errs, out)

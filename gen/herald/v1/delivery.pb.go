@@ -653,8 +653,11 @@ type ListDeliveriesRequest struct {
 	// Only deliveries created before this time, if set.
 	CreateTimeEnd *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time_end,json=createTimeEnd,proto3" json:"create_time_end,omitempty"`
 	// At most this many (default 100, at most 1000).
-	PageSize      int32  `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageSize  int32  `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only deliveries to subscriptions whose sink is on this host: a host
+	// name ("api.example.com", every port) or host:port.
+	SinkHost      string `protobuf:"bytes,7,opt,name=sink_host,json=sinkHost,proto3" json:"sink_host,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -727,6 +730,13 @@ func (x *ListDeliveriesRequest) GetPageSize() int32 {
 func (x *ListDeliveriesRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListDeliveriesRequest) GetSinkHost() string {
+	if x != nil {
+		return x.SinkHost
 	}
 	return ""
 }
@@ -1079,7 +1089,7 @@ const file_herald_v1_delivery_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12#\n" +
 	"\rresponse_body\x18\x06 \x01(\fR\fresponseBody\"$\n" +
 	"\x12GetDeliveryRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xb8\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xd5\x02\n" +
 	"\x15ListDeliveriesRequest\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.herald.v1.DeliveryStateR\x05state\x12F\n" +
@@ -1087,7 +1097,8 @@ const file_herald_v1_delivery_proto_rawDesc = "" +
 	"\x0fcreate_time_end\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rcreateTimeEnd\x12\x1b\n" +
 	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x06 \x01(\tR\tpageToken\"u\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\x12\x1b\n" +
+	"\tsink_host\x18\a \x01(\tR\bsinkHost\"u\n" +
 	"\x16ListDeliveriesResponse\x123\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x13.herald.v1.DeliveryR\n" +
