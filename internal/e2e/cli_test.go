@@ -129,7 +129,9 @@ func TestCLI_AnOperatorsDay(t *testing.T) {
 	// name alone every port on it.
 	badHost := strings.TrimPrefix(strings.TrimSuffix(bad.URL, "/hook"), "http://")
 	_, out, _ = herald(t, n, admin, "", "deliveries", "list", "--sink-host", badHost, "-o", "json")
-	var onHost struct{ Deliveries []struct{ SubscriptionID string } }
+	var onHost struct {
+		Deliveries []struct{ SubscriptionID string }
+	}
 	if err := json.Unmarshal([]byte(out), &onHost); err != nil || len(onHost.Deliveries) != 1 || onHost.Deliveries[0].SubscriptionID != badSub.ID {
 		t.Errorf("deliveries list --sink-host %s: %v\n%s", badHost, err, out)
 	}
