@@ -193,10 +193,18 @@ const (
 	DefaultBreakerMaxOpen       = 10 * time.Second
 	DefaultClaimBatch           = 2048
 	DefaultLease                = 2 * time.Minute
-	DefaultCatalogReload        = time.Second
-	DefaultMaxConnections       = 4096
-	DefaultShutdownTimeout      = 30 * time.Second
-	DefaultDrainDelay           = 5 * time.Second
+	// The dispatcher's hand-off to Temporal and its pace: workflows
+	// started at once, failed first attempts waiting for them, how often
+	// an idle dispatcher looks for deliveries, and how long a finished
+	// attempt waits for others to record with it in one transaction.
+	DefaultHandoffs        = 16
+	DefaultHandoffQueue    = 4096
+	DefaultPollInterval    = 200 * time.Millisecond
+	DefaultRecordWait      = 10 * time.Millisecond
+	DefaultCatalogReload   = time.Second
+	DefaultMaxConnections  = 4096
+	DefaultShutdownTimeout = 30 * time.Second
+	DefaultDrainDelay      = 5 * time.Second
 	// Retention: how long delivered and dead-lettered deliveries are
 	// kept, and the pace of pruning.
 	DefaultRetentionDelivered = 7 * 24 * time.Hour

@@ -107,10 +107,10 @@ func (c *Config) setDefaults() {
 		c.Queue = config.DefaultQueue
 	}
 	if c.Handoffs <= 0 {
-		c.Handoffs = 16
+		c.Handoffs = config.DefaultHandoffs
 	}
 	if c.HandoffQueue <= 0 {
-		c.HandoffQueue = 4096
+		c.HandoffQueue = config.DefaultHandoffQueue
 	}
 	if c.Lease <= 0 {
 		c.Lease = config.DefaultLease
@@ -119,10 +119,10 @@ func (c *Config) setDefaults() {
 		c.RequestTimeout = policy.RequestTimeout
 	}
 	if c.PollInterval <= 0 {
-		c.PollInterval = 200 * time.Millisecond
+		c.PollInterval = config.DefaultPollInterval
 	}
 	if c.RecordWait <= 0 {
-		c.RecordWait = 10 * time.Millisecond
+		c.RecordWait = config.DefaultRecordWait
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
