@@ -268,6 +268,16 @@ func deliveryStateFromProto(s heraldv1.DeliveryState) store.DeliveryState {
 	return ""
 }
 
+// statusClasses maps the API's status classes to the store's.
+var statusClasses = map[heraldv1.StatusClass]store.StatusClass{
+	heraldv1.StatusClass_STATUS_CLASS_UNSPECIFIED: store.AnyStatus,
+	heraldv1.StatusClass_STATUS_CLASS_2XX:         store.Status2xx,
+	heraldv1.StatusClass_STATUS_CLASS_3XX:         store.Status3xx,
+	heraldv1.StatusClass_STATUS_CLASS_4XX:         store.Status4xx,
+	heraldv1.StatusClass_STATUS_CLASS_5XX:         store.Status5xx,
+	heraldv1.StatusClass_STATUS_CLASS_NO_RESPONSE: store.NoResponse,
+}
+
 func deliveryToProto(d *store.Delivery) *heraldv1.Delivery {
 	p := &heraldv1.Delivery{
 		Id:             d.ID,

@@ -55,6 +55,17 @@ func (s *Services) ownedDelivery(ctx context.Context, id string) (*store.Deliver
 	return d, nil
 }
 
+// maxFilterTypes is the most event types a list call may filter by.
+const maxFilterTypes = 100
+
+// checkTypes refuses a list of event types to filter by that is too long.
+func checkTypes(field string, types []string) error {
+	if len(types) > maxFilterTypes {
+		return invalidArgument(field, fmt.Sprintf("%d types, at most %d", len(types), maxFilterTypes))
+	}
+	return nil
+}
+
 // ListDeliveries implements herald.v1.DeliveryService.
 func (s *Services) ListDeliveries(ctx context.Context, req *heraldv1.ListDeliveriesRequest) (*heraldv1.ListDeliveriesResponse, error) {
 	limit := pageSize(req.GetPageSize())
@@ -75,10 +86,21 @@ func (s *Services) ListDeliveries(ctx context.Context, req *heraldv1.ListDeliver
 		}
 		ofTenant = onHost
 	}
+	class, ok := statusClasses[req.GetLastStatusClass()]
+	if !ok {
+		return nil, invalidArgument("last_status_class", fmt.Sprintf("unknown value %d", req.GetLastStatusClass()))
+	}
+	if err := checkTypes("event_types", req.GetEventTypes()); err != nil {
+		return nil, err
+	}
 	p := store.DeliveryListParams{
 		SubscriptionIDs: ofTenant,
 		SubscriptionID:  req.GetSubscriptionId(),
 		State:           deliveryStateFromProto(req.GetState()),
+		EventTypes:      req.GetEventTypes(),
+		EventSource:     req.GetEventSource(),
+		EventID:         req.GetEventId(),
+		LastStatus:      class,
 		Limit:           limit + 1,
 		After:           req.GetPageToken(),
 	}

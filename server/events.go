@@ -23,6 +23,9 @@ func (s *Services) ListEvents(ctx context.Context, req *heraldv1.ListEventsReque
 	if req.GetSubscriptionId() == "" {
 		return nil, invalidArgument("subscription_id", "required")
 	}
+	if err := checkTypes("types", req.GetTypes()); err != nil {
+		return nil, err
+	}
 	if _, err := s.owned(ctx, req.GetSubscriptionId()); err != nil {
 		return nil, err
 	}

@@ -129,7 +129,7 @@ func FuzzServices(f *testing.F) {
 	seed(f, 0, &heraldv1.PublishRequest{Events: []*cloudeventsv1.CloudEvent{{Id: "1", Source: "/s", SpecVersion: "1.0", Type: "t"}}})
 	seed(f, 1, &heraldv1.CreateSubscriptionRequest{Subscription: sub})
 	seed(f, 2, &heraldv1.UpdateSubscriptionRequest{Subscription: sub})
-	seed(f, 3, &heraldv1.ListDeliveriesRequest{PageSize: 5, PageToken: "dlv_zzz"})
+	seed(f, 3, &heraldv1.ListDeliveriesRequest{PageSize: 5, PageToken: "dlv_zzz", EventTypes: []string{"a", "b"}, EventId: "x", LastStatusClass: 5})
 	seed(f, 4, &heraldv1.RedriveDeadLettersRequest{SubscriptionId: "sub_1", RatePerSecond: 2_000_000_000})
 	seed(f, 5, &heraldv1.RotateSecretRequest{Id: "sub_1", Overlap: durationpb.New(-time.Hour)})
 	seed(f, 6, &heraldv1.CreateApiKeyRequest{ApiKey: &heraldv1.ApiKey{Scopes: []string{"admin"}, PublishRate: 1e300}})

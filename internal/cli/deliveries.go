@@ -80,12 +80,18 @@ func deliveriesList(c *call) error {
 	sub := c.flags.String("subscription", "", "only this subscription's deliveries")
 	state := c.flags.String("state", "", "only deliveries in this state: pending, in_flight, delivered, retrying or dead")
 	sinkHost := c.flags.String("sink-host", "", "only deliveries to sinks on this host (name, or host:port)")
+	var types stringsFlag
+	c.flags.Var(&types, "type", "only deliveries of events of this type (repeat for more)")
+	source := c.flags.String("event-source", "", "only deliveries of events from this source")
+	eventID := c.flags.String("event-id", "", "only deliveries of events with this id")
+	lastStatus := c.flags.String("last-status", "", "only deliveries whose latest attempt got: 2xx, 3xx, 4xx, 5xx or none (no response)")
 	since := c.flags.Duration("since", 0, "only deliveries created within this long (e.g. 1h)")
 	limit := c.flags.Int("limit", 100, "the most deliveries listed")
 	if _, err := c.parse(0, 0); err != nil {
 		return err
 	}
-	req := &heraldv1.ListDeliveriesRequest{SubscriptionId: *sub, SinkHost: *sinkHost}
+	req := &heraldv1.ListDeliveriesRequest{SubscriptionId: *sub, SinkHost: *sinkHost,
+		EventTypes: types, EventSource: *source, EventId: *eventID}
 	if *state != "" {
 		st, ok := states[*state]
 		if !ok {
@@ -93,10 +99,26 @@ func deliveriesList(c *call) error {
 		}
 		req.State = st
 	}
+	if *lastStatus != "" {
+		class, ok := statusClasses[*lastStatus]
+		if !ok {
+			return usageError(fmt.Sprintf("--last-status %q: want 2xx, 3xx, 4xx, 5xx or none", *lastStatus))
+		}
+		req.LastStatusClass = class
+	}
 	if *since > 0 {
 		req.CreateTimeStart = timestamppb.New(time.Now().Add(-*since))
 	}
 	return c.listDeliveries(req, *limit)
+}
+
+// statusClasses are --last-status's values.
+var statusClasses = map[string]heraldv1.StatusClass{
+	"2xx":  heraldv1.StatusClass_STATUS_CLASS_2XX,
+	"3xx":  heraldv1.StatusClass_STATUS_CLASS_3XX,
+	"4xx":  heraldv1.StatusClass_STATUS_CLASS_4XX,
+	"5xx":  heraldv1.StatusClass_STATUS_CLASS_5XX,
+	"none": heraldv1.StatusClass_STATUS_CLASS_NO_RESPONSE,
 }
 
 func deadLettersList(c *call) error {

@@ -138,6 +138,21 @@ func TestCLI_AnOperatorsDay(t *testing.T) {
 	if _, out, _ = herald(t, n, admin, "", "deliveries", "list", "--sink-host", "127.0.0.1"); strings.Count(out, "dlv_") != 3 {
 		t.Errorf("deliveries list --sink-host 127.0.0.1: want all 3 deliveries\n%s", out)
 	}
+	// Search by the event and by how the latest attempt ended.
+	_, out, _ = herald(t, n, admin, "", "deliveries", "list", "--last-status", "4xx", "-o", "json")
+	onHost.Deliveries = nil
+	if err := json.Unmarshal([]byte(out), &onHost); err != nil || len(onHost.Deliveries) != 1 || onHost.Deliveries[0].SubscriptionID != badSub.ID {
+		t.Errorf("deliveries list --last-status 4xx: want the dead letter alone: %v\n%s", err, out)
+	}
+	if _, out, _ = herald(t, n, admin, "", "deliveries", "list", "--type", "com.example.order.paid", "--event-source", "/orders", "--event-id", "cli-3"); strings.Count(out, "dlv_") != 1 {
+		t.Errorf("deliveries list of event /orders cli-3: want its one delivery\n%s", out)
+	}
+	if _, out, _ = herald(t, n, admin, "", "deliveries", "list", "--type", "com.example.order.paid", "--event-id", "cli-1"); strings.Count(out, "dlv_") != 0 {
+		t.Errorf("deliveries list of a type and an event of another type: want none\n%s", out)
+	}
+	if code, _, _ := herald(t, n, admin, "", "deliveries", "list", "--last-status", "6xx"); code != cli.ExitUsage {
+		t.Errorf("--last-status 6xx: exit %d, want 2", code)
+	}
 	code, out, errs = herald(t, n, admin, "", "dead-letters", "redrive", "--subscription", badSub.ID)
 	if code != 0 || !strings.Contains(out, "1") {
 		t.Errorf("dead-letters redrive: %d %s\n%s", code, errs, out)

@@ -275,11 +275,46 @@ type DeliveryListParams struct {
 	State           DeliveryState
 	CreatedFrom     time.Time // inclusive
 	CreatedTo       time.Time // exclusive
+	// EventTypes, if not empty, keeps deliveries of events of these
+	// types (exact).
+	EventTypes []string
+	// EventSource and EventID, each if set, keep deliveries of events of
+	// that source and that id.
+	EventSource string
+	EventID     string
+	// LastStatus keeps deliveries by the outcome of their latest attempt.
+	LastStatus StatusClass
 	// Limit is the most deliveries to return (required, > 0).
 	Limit int
 	// After is the last ID of the previous page: deliveries are listed
 	// newest first, so the page holds IDs less than After.
 	After string
+}
+
+// StatusClass is a class of a delivery's latest attempt outcome, for
+// DeliveryList.
+type StatusClass int
+
+// The classes. An HTTP class holds the statuses of its hundred (Status4xx:
+// 400-499); NoResponse the deliveries attempted that got no HTTP response
+// (a timeout, a refused connection, a TLS failure, a refused address).
+const (
+	AnyStatus StatusClass = iota
+	Status2xx
+	Status3xx
+	Status4xx
+	Status5xx
+	NoResponse
+)
+
+// StatusRange returns the HTTP statuses of c as [lo, hi), and ok false
+// for AnyStatus and NoResponse, which are not ranges.
+func (c StatusClass) StatusRange() (lo, hi int, ok bool) {
+	if c < Status2xx || c > Status5xx {
+		return 0, 0, false
+	}
+	lo = 100 * (int(c-Status2xx) + 2)
+	return lo, lo + 100, true
 }
 
 // DeliveryRecentParams selects DeliveryRecent's deliveries.

@@ -86,6 +86,68 @@ func (DeliveryState) EnumDescriptor() ([]byte, []int) {
 	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{0}
 }
 
+// StatusClass is how a delivery's latest attempt ended.
+type StatusClass int32
+
+const (
+	StatusClass_STATUS_CLASS_UNSPECIFIED StatusClass = 0
+	// An HTTP status of that hundred (STATUS_CLASS_4XX: 400-499).
+	StatusClass_STATUS_CLASS_2XX StatusClass = 1
+	StatusClass_STATUS_CLASS_3XX StatusClass = 2
+	StatusClass_STATUS_CLASS_4XX StatusClass = 3
+	StatusClass_STATUS_CLASS_5XX StatusClass = 4
+	// No HTTP response: a timeout, a refused connection, a TLS failure, or
+	// an address the egress policy refused.
+	StatusClass_STATUS_CLASS_NO_RESPONSE StatusClass = 5
+)
+
+// Enum value maps for StatusClass.
+var (
+	StatusClass_name = map[int32]string{
+		0: "STATUS_CLASS_UNSPECIFIED",
+		1: "STATUS_CLASS_2XX",
+		2: "STATUS_CLASS_3XX",
+		3: "STATUS_CLASS_4XX",
+		4: "STATUS_CLASS_5XX",
+		5: "STATUS_CLASS_NO_RESPONSE",
+	}
+	StatusClass_value = map[string]int32{
+		"STATUS_CLASS_UNSPECIFIED": 0,
+		"STATUS_CLASS_2XX":         1,
+		"STATUS_CLASS_3XX":         2,
+		"STATUS_CLASS_4XX":         3,
+		"STATUS_CLASS_5XX":         4,
+		"STATUS_CLASS_NO_RESPONSE": 5,
+	}
+)
+
+func (x StatusClass) Enum() *StatusClass {
+	p := new(StatusClass)
+	*p = x
+	return p
+}
+
+func (x StatusClass) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StatusClass) Descriptor() protoreflect.EnumDescriptor {
+	return file_herald_v1_delivery_proto_enumTypes[1].Descriptor()
+}
+
+func (StatusClass) Type() protoreflect.EnumType {
+	return &file_herald_v1_delivery_proto_enumTypes[1]
+}
+
+func (x StatusClass) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StatusClass.Descriptor instead.
+func (StatusClass) EnumDescriptor() ([]byte, []int) {
+	return file_herald_v1_delivery_proto_rawDescGZIP(), []int{1}
+}
+
 type ReplayRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	SubscriptionId string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
@@ -657,9 +719,18 @@ type ListDeliveriesRequest struct {
 	PageToken string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Only deliveries to subscriptions whose sink is on this host: a host
 	// name ("api.example.com", every port) or host:port.
-	SinkHost      string `protobuf:"bytes,7,opt,name=sink_host,json=sinkHost,proto3" json:"sink_host,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SinkHost string `protobuf:"bytes,7,opt,name=sink_host,json=sinkHost,proto3" json:"sink_host,omitempty"`
+	// Only deliveries of events of these types (exact), if set.
+	EventTypes []string `protobuf:"bytes,8,rep,name=event_types,json=eventTypes,proto3" json:"event_types,omitempty"`
+	// Only deliveries of events from this source, if set.
+	EventSource string `protobuf:"bytes,9,opt,name=event_source,json=eventSource,proto3" json:"event_source,omitempty"`
+	// Only deliveries of events with this id, if set; with event_source,
+	// the deliveries of one event.
+	EventId string `protobuf:"bytes,10,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// Only deliveries whose latest attempt ended this way, if set.
+	LastStatusClass StatusClass `protobuf:"varint,11,opt,name=last_status_class,json=lastStatusClass,proto3,enum=herald.v1.StatusClass" json:"last_status_class,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListDeliveriesRequest) Reset() {
@@ -739,6 +810,34 @@ func (x *ListDeliveriesRequest) GetSinkHost() string {
 		return x.SinkHost
 	}
 	return ""
+}
+
+func (x *ListDeliveriesRequest) GetEventTypes() []string {
+	if x != nil {
+		return x.EventTypes
+	}
+	return nil
+}
+
+func (x *ListDeliveriesRequest) GetEventSource() string {
+	if x != nil {
+		return x.EventSource
+	}
+	return ""
+}
+
+func (x *ListDeliveriesRequest) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *ListDeliveriesRequest) GetLastStatusClass() StatusClass {
+	if x != nil {
+		return x.LastStatusClass
+	}
+	return StatusClass_STATUS_CLASS_UNSPECIFIED
 }
 
 type ListDeliveriesResponse struct {
@@ -1089,7 +1188,7 @@ const file_herald_v1_delivery_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12#\n" +
 	"\rresponse_body\x18\x06 \x01(\fR\fresponseBody\"$\n" +
 	"\x12GetDeliveryRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xd5\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xf8\x03\n" +
 	"\x15ListDeliveriesRequest\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.herald.v1.DeliveryStateR\x05state\x12F\n" +
@@ -1098,7 +1197,13 @@ const file_herald_v1_delivery_proto_rawDesc = "" +
 	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x06 \x01(\tR\tpageToken\x12\x1b\n" +
-	"\tsink_host\x18\a \x01(\tR\bsinkHost\"u\n" +
+	"\tsink_host\x18\a \x01(\tR\bsinkHost\x12\x1f\n" +
+	"\vevent_types\x18\b \x03(\tR\n" +
+	"eventTypes\x12!\n" +
+	"\fevent_source\x18\t \x01(\tR\veventSource\x12\x19\n" +
+	"\bevent_id\x18\n" +
+	" \x01(\tR\aeventId\x12B\n" +
+	"\x11last_status_class\x18\v \x01(\x0e2\x16.herald.v1.StatusClassR\x0flastStatusClass\"u\n" +
 	"\x16ListDeliveriesResponse\x123\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x13.herald.v1.DeliveryR\n" +
@@ -1123,7 +1228,14 @@ const file_herald_v1_delivery_proto_rawDesc = "" +
 	"\x18DELIVERY_STATE_IN_FLIGHT\x10\x02\x12\x1c\n" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x03\x12\x1b\n" +
 	"\x17DELIVERY_STATE_RETRYING\x10\x04\x12\x17\n" +
-	"\x13DELIVERY_STATE_DEAD\x10\x052\xf9\x04\n" +
+	"\x13DELIVERY_STATE_DEAD\x10\x05*\xa1\x01\n" +
+	"\vStatusClass\x12\x1c\n" +
+	"\x18STATUS_CLASS_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10STATUS_CLASS_2XX\x10\x01\x12\x14\n" +
+	"\x10STATUS_CLASS_3XX\x10\x02\x12\x14\n" +
+	"\x10STATUS_CLASS_4XX\x10\x03\x12\x14\n" +
+	"\x10STATUS_CLASS_5XX\x10\x04\x12\x1c\n" +
+	"\x18STATUS_CLASS_NO_RESPONSE\x10\x052\xf9\x04\n" +
 	"\x0fDeliveryService\x12A\n" +
 	"\vGetDelivery\x12\x1d.herald.v1.GetDeliveryRequest\x1a\x13.herald.v1.Delivery\x12U\n" +
 	"\x0eListDeliveries\x12 .herald.v1.ListDeliveriesRequest\x1a!.herald.v1.ListDeliveriesResponse\x12O\n" +
@@ -1146,64 +1258,66 @@ func file_herald_v1_delivery_proto_rawDescGZIP() []byte {
 	return file_herald_v1_delivery_proto_rawDescData
 }
 
-var file_herald_v1_delivery_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_herald_v1_delivery_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_herald_v1_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_herald_v1_delivery_proto_goTypes = []any{
 	(DeliveryState)(0),                 // 0: herald.v1.DeliveryState
-	(*ReplayRequest)(nil),              // 1: herald.v1.ReplayRequest
-	(*GetReplayRequest)(nil),           // 2: herald.v1.GetReplayRequest
-	(*ReplayOperation)(nil),            // 3: herald.v1.ReplayOperation
-	(*ResendDeliveryRequest)(nil),      // 4: herald.v1.ResendDeliveryRequest
-	(*Delivery)(nil),                   // 5: herald.v1.Delivery
-	(*Attempt)(nil),                    // 6: herald.v1.Attempt
-	(*GetDeliveryRequest)(nil),         // 7: herald.v1.GetDeliveryRequest
-	(*ListDeliveriesRequest)(nil),      // 8: herald.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil),     // 9: herald.v1.ListDeliveriesResponse
-	(*ListAttemptsRequest)(nil),        // 10: herald.v1.ListAttemptsRequest
-	(*ListAttemptsResponse)(nil),       // 11: herald.v1.ListAttemptsResponse
-	(*RedriveDeliveryRequest)(nil),     // 12: herald.v1.RedriveDeliveryRequest
-	(*RedriveDeadLettersRequest)(nil),  // 13: herald.v1.RedriveDeadLettersRequest
-	(*RedriveDeadLettersResponse)(nil), // 14: herald.v1.RedriveDeadLettersResponse
-	(*timestamppb.Timestamp)(nil),      // 15: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 16: google.protobuf.Duration
+	(StatusClass)(0),                   // 1: herald.v1.StatusClass
+	(*ReplayRequest)(nil),              // 2: herald.v1.ReplayRequest
+	(*GetReplayRequest)(nil),           // 3: herald.v1.GetReplayRequest
+	(*ReplayOperation)(nil),            // 4: herald.v1.ReplayOperation
+	(*ResendDeliveryRequest)(nil),      // 5: herald.v1.ResendDeliveryRequest
+	(*Delivery)(nil),                   // 6: herald.v1.Delivery
+	(*Attempt)(nil),                    // 7: herald.v1.Attempt
+	(*GetDeliveryRequest)(nil),         // 8: herald.v1.GetDeliveryRequest
+	(*ListDeliveriesRequest)(nil),      // 9: herald.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),     // 10: herald.v1.ListDeliveriesResponse
+	(*ListAttemptsRequest)(nil),        // 11: herald.v1.ListAttemptsRequest
+	(*ListAttemptsResponse)(nil),       // 12: herald.v1.ListAttemptsResponse
+	(*RedriveDeliveryRequest)(nil),     // 13: herald.v1.RedriveDeliveryRequest
+	(*RedriveDeadLettersRequest)(nil),  // 14: herald.v1.RedriveDeadLettersRequest
+	(*RedriveDeadLettersResponse)(nil), // 15: herald.v1.RedriveDeadLettersResponse
+	(*timestamppb.Timestamp)(nil),      // 16: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 17: google.protobuf.Duration
 }
 var file_herald_v1_delivery_proto_depIdxs = []int32{
-	15, // 0: herald.v1.ReplayRequest.start_time:type_name -> google.protobuf.Timestamp
-	15, // 1: herald.v1.ReplayRequest.end_time:type_name -> google.protobuf.Timestamp
+	16, // 0: herald.v1.ReplayRequest.start_time:type_name -> google.protobuf.Timestamp
+	16, // 1: herald.v1.ReplayRequest.end_time:type_name -> google.protobuf.Timestamp
 	0,  // 2: herald.v1.ReplayRequest.states:type_name -> herald.v1.DeliveryState
 	0,  // 3: herald.v1.Delivery.state:type_name -> herald.v1.DeliveryState
-	15, // 4: herald.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
-	15, // 5: herald.v1.Delivery.update_time:type_name -> google.protobuf.Timestamp
-	15, // 6: herald.v1.Delivery.next_attempt_time:type_name -> google.protobuf.Timestamp
-	15, // 7: herald.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	16, // 8: herald.v1.Attempt.latency:type_name -> google.protobuf.Duration
+	16, // 4: herald.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
+	16, // 5: herald.v1.Delivery.update_time:type_name -> google.protobuf.Timestamp
+	16, // 6: herald.v1.Delivery.next_attempt_time:type_name -> google.protobuf.Timestamp
+	16, // 7: herald.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	17, // 8: herald.v1.Attempt.latency:type_name -> google.protobuf.Duration
 	0,  // 9: herald.v1.ListDeliveriesRequest.state:type_name -> herald.v1.DeliveryState
-	15, // 10: herald.v1.ListDeliveriesRequest.create_time_start:type_name -> google.protobuf.Timestamp
-	15, // 11: herald.v1.ListDeliveriesRequest.create_time_end:type_name -> google.protobuf.Timestamp
-	5,  // 12: herald.v1.ListDeliveriesResponse.deliveries:type_name -> herald.v1.Delivery
-	6,  // 13: herald.v1.ListAttemptsResponse.attempts:type_name -> herald.v1.Attempt
-	15, // 14: herald.v1.RedriveDeadLettersRequest.create_time_start:type_name -> google.protobuf.Timestamp
-	7,  // 15: herald.v1.DeliveryService.GetDelivery:input_type -> herald.v1.GetDeliveryRequest
-	8,  // 16: herald.v1.DeliveryService.ListDeliveries:input_type -> herald.v1.ListDeliveriesRequest
-	10, // 17: herald.v1.DeliveryService.ListAttempts:input_type -> herald.v1.ListAttemptsRequest
-	12, // 18: herald.v1.DeliveryService.RedriveDelivery:input_type -> herald.v1.RedriveDeliveryRequest
-	13, // 19: herald.v1.DeliveryService.RedriveDeadLetters:input_type -> herald.v1.RedriveDeadLettersRequest
-	4,  // 20: herald.v1.DeliveryService.ResendDelivery:input_type -> herald.v1.ResendDeliveryRequest
-	1,  // 21: herald.v1.DeliveryService.Replay:input_type -> herald.v1.ReplayRequest
-	2,  // 22: herald.v1.DeliveryService.GetReplay:input_type -> herald.v1.GetReplayRequest
-	5,  // 23: herald.v1.DeliveryService.GetDelivery:output_type -> herald.v1.Delivery
-	9,  // 24: herald.v1.DeliveryService.ListDeliveries:output_type -> herald.v1.ListDeliveriesResponse
-	11, // 25: herald.v1.DeliveryService.ListAttempts:output_type -> herald.v1.ListAttemptsResponse
-	5,  // 26: herald.v1.DeliveryService.RedriveDelivery:output_type -> herald.v1.Delivery
-	14, // 27: herald.v1.DeliveryService.RedriveDeadLetters:output_type -> herald.v1.RedriveDeadLettersResponse
-	5,  // 28: herald.v1.DeliveryService.ResendDelivery:output_type -> herald.v1.Delivery
-	3,  // 29: herald.v1.DeliveryService.Replay:output_type -> herald.v1.ReplayOperation
-	3,  // 30: herald.v1.DeliveryService.GetReplay:output_type -> herald.v1.ReplayOperation
-	23, // [23:31] is the sub-list for method output_type
-	15, // [15:23] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	16, // 10: herald.v1.ListDeliveriesRequest.create_time_start:type_name -> google.protobuf.Timestamp
+	16, // 11: herald.v1.ListDeliveriesRequest.create_time_end:type_name -> google.protobuf.Timestamp
+	1,  // 12: herald.v1.ListDeliveriesRequest.last_status_class:type_name -> herald.v1.StatusClass
+	6,  // 13: herald.v1.ListDeliveriesResponse.deliveries:type_name -> herald.v1.Delivery
+	7,  // 14: herald.v1.ListAttemptsResponse.attempts:type_name -> herald.v1.Attempt
+	16, // 15: herald.v1.RedriveDeadLettersRequest.create_time_start:type_name -> google.protobuf.Timestamp
+	8,  // 16: herald.v1.DeliveryService.GetDelivery:input_type -> herald.v1.GetDeliveryRequest
+	9,  // 17: herald.v1.DeliveryService.ListDeliveries:input_type -> herald.v1.ListDeliveriesRequest
+	11, // 18: herald.v1.DeliveryService.ListAttempts:input_type -> herald.v1.ListAttemptsRequest
+	13, // 19: herald.v1.DeliveryService.RedriveDelivery:input_type -> herald.v1.RedriveDeliveryRequest
+	14, // 20: herald.v1.DeliveryService.RedriveDeadLetters:input_type -> herald.v1.RedriveDeadLettersRequest
+	5,  // 21: herald.v1.DeliveryService.ResendDelivery:input_type -> herald.v1.ResendDeliveryRequest
+	2,  // 22: herald.v1.DeliveryService.Replay:input_type -> herald.v1.ReplayRequest
+	3,  // 23: herald.v1.DeliveryService.GetReplay:input_type -> herald.v1.GetReplayRequest
+	6,  // 24: herald.v1.DeliveryService.GetDelivery:output_type -> herald.v1.Delivery
+	10, // 25: herald.v1.DeliveryService.ListDeliveries:output_type -> herald.v1.ListDeliveriesResponse
+	12, // 26: herald.v1.DeliveryService.ListAttempts:output_type -> herald.v1.ListAttemptsResponse
+	6,  // 27: herald.v1.DeliveryService.RedriveDelivery:output_type -> herald.v1.Delivery
+	15, // 28: herald.v1.DeliveryService.RedriveDeadLetters:output_type -> herald.v1.RedriveDeadLettersResponse
+	6,  // 29: herald.v1.DeliveryService.ResendDelivery:output_type -> herald.v1.Delivery
+	4,  // 30: herald.v1.DeliveryService.Replay:output_type -> herald.v1.ReplayOperation
+	4,  // 31: herald.v1.DeliveryService.GetReplay:output_type -> herald.v1.ReplayOperation
+	24, // [24:32] is the sub-list for method output_type
+	16, // [16:24] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_delivery_proto_init() }
@@ -1216,7 +1330,7 @@ func file_herald_v1_delivery_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_delivery_proto_rawDesc), len(file_herald_v1_delivery_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -415,28 +415,7 @@ func (s *Store) DeliveryList(ctx context.Context, p store.DeliveryListParams) ([
 	if p.SubscriptionIDs != nil && len(p.SubscriptionIDs) == 0 {
 		return nil, nil
 	}
-	var args []any
-	if p.SubscriptionID != "" {
-		args = append(args, p.SubscriptionID)
-	}
-	if p.SubscriptionIDs != nil {
-		args = append(args, p.SubscriptionIDs)
-	}
-	if p.State != "" {
-		args = append(args, string(p.State))
-	}
-	if !p.CreatedFrom.IsZero() {
-		args = append(args, p.CreatedFrom)
-	}
-	if !p.CreatedTo.IsZero() {
-		args = append(args, p.CreatedTo)
-	}
-	if p.After != "" {
-		args = append(args, p.After)
-	}
-	args = append(args, p.Limit)
-	query := deliveryListSQL(p.SubscriptionID != "", p.SubscriptionIDs != nil, p.State != "",
-		!p.CreatedFrom.IsZero(), !p.CreatedTo.IsZero(), p.After != "")
+	query, args := deliveryListSQL(p)
 	rows, _ := s.pool.Query(ctx, query, args...)
 	ds, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Delivery, error) {
 		return scanDelivery(row, false)

@@ -186,24 +186,37 @@ FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = $1`
 // state, created from, created to, after; the limit is the last argument.
 // Building the query, rather than writing "$1 IS NULL OR ...", lets the
 // planner pick the index for the filters in use.
-func deliveryListSQL(subscription, subscriptions, state, from, to, after bool) string {
-	var b strings.Builder
+// deliveryListSQL returns the query of DeliveryList for p and its
+// arguments, each filter a parameter.
+func deliveryListSQL(p store.DeliveryListParams) (string, []any) {
+	var (
+		b    strings.Builder
+		args []any
+	)
 	b.WriteString(`SELECT ` + deliveryColumns + `
 FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE true`)
-	n := 0
-	// cond adds expr with its parameter's number in place of "$".
-	cond := func(set bool, expr string) {
+	// cond adds expr with arg's parameter number in place of "$".
+	cond := func(set bool, expr string, arg any) {
 		if set {
-			n++
-			b.WriteString(" AND " + strings.Replace(expr, "$", "$"+strconv.Itoa(n), 1))
+			args = append(args, arg)
+			b.WriteString(" AND " + strings.Replace(expr, "$", "$"+strconv.Itoa(len(args)), 1))
 		}
 	}
-	cond(subscription, "d.subscription_id = $")
-	cond(subscriptions, "d.subscription_id = ANY($::text[])")
-	cond(state, "d.state = $")
-	cond(from, "d.created_at >= $")
-	cond(to, "d.created_at < $")
-	cond(after, "d.id < $")
-	b.WriteString(" ORDER BY d.id DESC LIMIT $" + strconv.Itoa(n+1))
-	return b.String()
+	cond(p.SubscriptionID != "", "d.subscription_id = $", p.SubscriptionID)
+	cond(p.SubscriptionIDs != nil, "d.subscription_id = ANY($::text[])", p.SubscriptionIDs)
+	cond(p.State != "", "d.state = $", string(p.State))
+	cond(!p.CreatedFrom.IsZero(), "d.created_at >= $", p.CreatedFrom)
+	cond(!p.CreatedTo.IsZero(), "d.created_at < $", p.CreatedTo)
+	cond(len(p.EventTypes) > 0, "e.type = ANY($::text[])", p.EventTypes)
+	cond(p.EventSource != "", "e.source = $", p.EventSource)
+	cond(p.EventID != "", "e.id = $", p.EventID)
+	if lo, hi, ok := p.LastStatus.StatusRange(); ok {
+		b.WriteString(" AND d.last_status >= " + strconv.Itoa(lo) + " AND d.last_status < " + strconv.Itoa(hi))
+	} else if p.LastStatus == store.NoResponse {
+		b.WriteString(" AND d.attempts > 0 AND d.last_status = 0")
+	}
+	cond(p.After != "", "d.id < $", p.After)
+	args = append(args, p.Limit)
+	b.WriteString(" ORDER BY d.id DESC LIMIT $" + strconv.Itoa(len(args)))
+	return b.String(), args
 }

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -512,34 +511,15 @@ func (s *Store) DeliveryList(ctx context.Context, p store.DeliveryListParams) ([
 	if p.SubscriptionIDs != nil && len(p.SubscriptionIDs) == 0 {
 		return nil, nil
 	}
-	var args []any
-	if p.SubscriptionID != "" {
-		args = append(args, p.SubscriptionID)
-	}
-	if p.SubscriptionIDs != nil {
-		ids, err := json.Marshal(p.SubscriptionIDs)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list deliveries: %w", err)
-		}
-		args = append(args, string(ids))
-	}
 	switch p.State {
 	case "", store.DeliveryPending, store.DeliveryInFlight, store.DeliveryDelivered, store.DeliveryRetrying, store.DeliveryDead:
 	default:
 		return nil, fmt.Errorf("sqlite: list deliveries: unknown state %q", p.State)
 	}
-	if !p.CreatedFrom.IsZero() {
-		args = append(args, millis(p.CreatedFrom))
+	query, args, err := deliveryListSQL(p)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list deliveries: %w", err)
 	}
-	if !p.CreatedTo.IsZero() {
-		args = append(args, millis(p.CreatedTo))
-	}
-	if p.After != "" {
-		args = append(args, p.After)
-	}
-	args = append(args, p.Limit)
-	query := deliveryListSQL(p.SubscriptionID != "", p.SubscriptionIDs != nil, p.State,
-		!p.CreatedFrom.IsZero(), !p.CreatedTo.IsZero(), p.After != "")
 	rows, err := s.reader.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list deliveries: %w", err)

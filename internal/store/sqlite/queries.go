@@ -1,6 +1,8 @@
 package sqlite
 
 import (
+	"encoding/json"
+	"strconv"
 	"strings"
 
 	"github.com/heraldhq/herald/internal/store"
@@ -180,44 +182,66 @@ func multiRowSQL(head, row string, n int, tail string) string {
 	return b.String()
 }
 
-// deliveryListSQL builds DeliveryList's query with a condition for each
-// filter that is set, in the order the arguments are given: subscription,
-// created from, created to, after; the limit is the last argument. A state
-// is written into the query, so that SQLite can pick the partial index
-// that holds it; it must be a store.DeliveryState.
-func deliveryListSQL(subscription, subscriptions bool, state store.DeliveryState, from, to, after bool) string {
-	var b strings.Builder
+// deliveryListSQL returns DeliveryList's query for p, with a condition
+// for each filter that is set, and its arguments. The state is written
+// into the query, so that SQLite can pick the partial index that holds
+// it; it must be a store.DeliveryState (DeliveryList checks).
+func deliveryListSQL(p store.DeliveryListParams) (string, []any, error) {
+	var (
+		b    strings.Builder
+		args []any
+	)
 	b.WriteString(`SELECT ` + deliveryColumns + `
 FROM deliveries d`)
 	// Without statistics SQLite would walk every delivery in ID order to
 	// find the few pending or in flight; their claim indexes hold exactly
 	// them.
 	switch {
-	case subscription:
-	case state == store.DeliveryPending:
+	case p.SubscriptionID != "":
+	case p.State == store.DeliveryPending:
 		b.WriteString(` INDEXED BY deliveries_pending`)
-	case state == store.DeliveryInFlight:
+	case p.State == store.DeliveryInFlight:
 		b.WriteString(` INDEXED BY deliveries_in_flight`)
 	}
 	b.WriteString(` JOIN events e ON e.seq = d.event_seq WHERE 1`)
-	if subscription {
-		b.WriteString(` AND d.subscription_id = ?`)
+	cond := func(set bool, expr string, arg any) {
+		if set {
+			b.WriteString(" AND " + expr)
+			args = append(args, arg)
+		}
 	}
-	if subscriptions {
-		b.WriteString(` AND d.subscription_id IN (SELECT value FROM json_each(?))`)
+	jsonList := func(list []string) (string, error) {
+		j, err := json.Marshal(list)
+		return string(j), err
 	}
-	if state != "" {
-		b.WriteString(` AND d.state = '` + string(state) + `'`)
+	cond(p.SubscriptionID != "", "d.subscription_id = ?", p.SubscriptionID)
+	if p.SubscriptionIDs != nil {
+		ids, err := jsonList(p.SubscriptionIDs)
+		if err != nil {
+			return "", nil, err
+		}
+		cond(true, "d.subscription_id IN (SELECT value FROM json_each(?))", ids)
 	}
-	if from {
-		b.WriteString(` AND d.created_at >= ?`)
+	if p.State != "" {
+		b.WriteString(` AND d.state = '` + string(p.State) + `'`)
 	}
-	if to {
-		b.WriteString(` AND d.created_at < ?`)
+	cond(!p.CreatedFrom.IsZero(), "d.created_at >= ?", millis(p.CreatedFrom))
+	cond(!p.CreatedTo.IsZero(), "d.created_at < ?", millis(p.CreatedTo))
+	if len(p.EventTypes) > 0 {
+		types, err := jsonList(p.EventTypes)
+		if err != nil {
+			return "", nil, err
+		}
+		cond(true, "e.type IN (SELECT value FROM json_each(?))", types)
 	}
-	if after {
-		b.WriteString(` AND d.id < ?`)
+	cond(p.EventSource != "", "e.source = ?", p.EventSource)
+	cond(p.EventID != "", "e.id = ?", p.EventID)
+	if lo, hi, ok := p.LastStatus.StatusRange(); ok {
+		b.WriteString(" AND d.last_status >= " + strconv.Itoa(lo) + " AND d.last_status < " + strconv.Itoa(hi))
+	} else if p.LastStatus == store.NoResponse {
+		b.WriteString(" AND d.attempts > 0 AND d.last_status = 0")
 	}
+	cond(p.After != "", "d.id < ?", p.After)
 	b.WriteString(` ORDER BY d.id DESC LIMIT ?`)
-	return b.String()
+	return b.String(), append(args, p.Limit), nil
 }
