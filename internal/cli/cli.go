@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -151,6 +152,7 @@ type call struct {
 	args   []string
 	conn   connFlags
 	output string
+	watch  time.Duration // --watch, on lists
 	cc     *grpc.ClientConn
 }
 

@@ -13,14 +13,14 @@ import (
 
 func init() {
 	nouns["deliveries"] = map[string]command{
-		"list":     {"[--subscription ID] [--state S] [--since 1h] [--limit N]: list deliveries, newest first", deliveriesList},
+		"list":     {"[--subscription ID] [--state S] [--sink-host H] [--type T]... [--event-source S] [--event-id ID] [--last-status 5xx] [--since 1h] [--limit N] [--watch 5s]: list deliveries, newest first", deliveriesList},
 		"get":      {"ID: show one delivery", deliveriesGet},
 		"attempts": {"ID: list a delivery's attempts", deliveriesAttempts},
 		"redrive":  {"ID: send a dead delivery again (same webhook-id, a fresh series of attempts)", deliveriesRedrive},
 		"resend":   {"ID: send a delivered or dead delivery again (same webhook-id, a fresh series of attempts)", deliveriesResend},
 	}
 	nouns["dead-letters"] = map[string]command{
-		"list":    {"[--subscription ID] [--since 1h] [--limit N]: list dead deliveries, newest first", deadLettersList},
+		"list":    {"[--subscription ID] [--since 1h] [--limit N] [--watch 5s]: list dead deliveries, newest first", deadLettersList},
 		"redrive": {"--subscription ID [--since 1h] [--rate N]: redrive a subscription's dead deliveries at a bounded rate", deadLettersRedrive},
 	}
 }
@@ -61,6 +61,7 @@ func (c *call) listDeliveries(req *heraldv1.ListDeliveriesRequest, limit int) er
 		return err
 	}
 	all := &heraldv1.ListDeliveriesResponse{}
+	req.PageToken = ""
 	for len(all.Deliveries) < limit {
 		req.PageSize = int32(min(1000, limit-len(all.Deliveries)))
 		resp, err := svc.ListDeliveries(c.ctx, req)
@@ -87,6 +88,7 @@ func deliveriesList(c *call) error {
 	lastStatus := c.flags.String("last-status", "", "only deliveries whose latest attempt got: 2xx, 3xx, 4xx, 5xx or none (no response)")
 	since := c.flags.Duration("since", 0, "only deliveries created within this long (e.g. 1h)")
 	limit := c.flags.Int("limit", 100, "the most deliveries listed")
+	c.watchFlag()
 	if _, err := c.parse(0, 0); err != nil {
 		return err
 	}
@@ -106,10 +108,12 @@ func deliveriesList(c *call) error {
 		}
 		req.LastStatusClass = class
 	}
-	if *since > 0 {
-		req.CreateTimeStart = timestamppb.New(time.Now().Add(-*since))
-	}
-	return c.listDeliveries(req, *limit)
+	return c.repeat(func() error {
+		if *since > 0 {
+			req.CreateTimeStart = timestamppb.New(time.Now().Add(-*since))
+		}
+		return c.listDeliveries(req, *limit)
+	})
 }
 
 // statusClasses are --last-status's values.
@@ -125,14 +129,17 @@ func deadLettersList(c *call) error {
 	sub := c.flags.String("subscription", "", "only this subscription's dead letters")
 	since := c.flags.Duration("since", 0, "only deliveries created within this long (e.g. 1h)")
 	limit := c.flags.Int("limit", 100, "the most deliveries listed")
+	c.watchFlag()
 	if _, err := c.parse(0, 0); err != nil {
 		return err
 	}
 	req := &heraldv1.ListDeliveriesRequest{SubscriptionId: *sub, State: heraldv1.DeliveryState_DELIVERY_STATE_DEAD}
-	if *since > 0 {
-		req.CreateTimeStart = timestamppb.New(time.Now().Add(-*since))
-	}
-	return c.listDeliveries(req, *limit)
+	return c.repeat(func() error {
+		if *since > 0 {
+			req.CreateTimeStart = timestamppb.New(time.Now().Add(-*since))
+		}
+		return c.listDeliveries(req, *limit)
+	})
 }
 
 func deliveriesGet(c *call) error {

@@ -12,7 +12,7 @@ import (
 
 func init() {
 	nouns["endpoints"] = map[string]command{
-		"health": {"[--tenant T] [--label k=v]...: every subscription's endpoint health, worst first", endpointsHealth},
+		"health": {"[--tenant T] [--label k=v]... [--watch 5s]: every subscription's endpoint health, worst first", endpointsHealth},
 	}
 	Nouns = append(Nouns, "endpoints")
 }
@@ -27,25 +27,23 @@ func endpointsHealth(c *call) error {
 	tenant := c.flags.String("tenant", "", "only this tenant's subscriptions")
 	labels := labelsFlag{}
 	c.flags.Var(labels, "label", "only subscriptions with this label, key=value")
+	c.watchFlag()
 	if _, err := c.parse(0, 0); err != nil {
+		return err
+	}
+	return c.repeat(func() error { return c.printHealth(*tenant, labels) })
+}
+
+// printHealth prints the health of tenant's subscriptions with labels,
+// worst first.
+func (c *call) printHealth(tenant string, labels map[string]string) error {
+	subs, err := c.listSubscriptions(tenant, labels)
+	if err != nil {
 		return err
 	}
 	svc, err := c.subs()
 	if err != nil {
 		return err
-	}
-	var subs []*heraldv1.Subscription
-	req := &heraldv1.ListSubscriptionsRequest{Tenant: *tenant, Labels: labels, PageSize: 1000}
-	for {
-		resp, err := svc.ListSubscriptions(c.ctx, req)
-		if err != nil {
-			return err
-		}
-		subs = append(subs, resp.GetSubscriptions()...)
-		if resp.GetNextPageToken() == "" {
-			break
-		}
-		req.PageToken = resp.GetNextPageToken()
 	}
 	all := make([]endpointHealth, len(subs))
 	var (

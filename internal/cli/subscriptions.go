@@ -14,7 +14,7 @@ import (
 
 func init() {
 	nouns["subscriptions"] = map[string]command{
-		"list":   {"[--tenant T]: list subscriptions", subscriptionsList},
+		"list":   {"[--tenant T] [--label k=v]... [--watch 5s]: list subscriptions", subscriptionsList},
 		"get":    {"ID: show one subscription", subscriptionsGet},
 		"create": {"--sink URL [--type T]... [--source S] [--tenant T] [--skip-validation] | -f subscription.json: create a subscription", subscriptionsCreate},
 		"delete": {"ID: delete a subscription", subscriptionsDelete},
@@ -45,27 +45,40 @@ func subscriptionsList(c *call) error {
 	tenant := c.flags.String("tenant", "", "only this tenant's subscriptions")
 	labels := labelsFlag{}
 	c.flags.Var(labels, "label", "only subscriptions with this label, key=value (repeat for several)")
+	c.watchFlag()
 	if _, err := c.parse(0, 0); err != nil {
 		return err
 	}
-	svc, err := c.subs()
-	if err != nil {
-		return err
-	}
-	all := &heraldv1.ListSubscriptionsResponse{}
-	req := &heraldv1.ListSubscriptionsRequest{Tenant: *tenant, Labels: labels, PageSize: 1000}
-	for {
-		resp, err := svc.ListSubscriptions(c.ctx, req)
+	return c.repeat(func() error {
+		subs, err := c.listSubscriptions(*tenant, labels)
 		if err != nil {
 			return err
 		}
-		all.Subscriptions = append(all.Subscriptions, resp.GetSubscriptions()...)
+		all := &heraldv1.ListSubscriptionsResponse{Subscriptions: subs}
+		return c.print(all, subscriptionRows(subs))
+	})
+}
+
+// listSubscriptions lists every subscription of tenant ("": all the
+// caller may see) with labels, page by page.
+func (c *call) listSubscriptions(tenant string, labels map[string]string) ([]*heraldv1.Subscription, error) {
+	svc, err := c.subs()
+	if err != nil {
+		return nil, err
+	}
+	var subs []*heraldv1.Subscription
+	req := &heraldv1.ListSubscriptionsRequest{Tenant: tenant, Labels: labels, PageSize: 1000}
+	for {
+		resp, err := svc.ListSubscriptions(c.ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		subs = append(subs, resp.GetSubscriptions()...)
 		if resp.GetNextPageToken() == "" {
-			break
+			return subs, nil
 		}
 		req.PageToken = resp.GetNextPageToken()
 	}
-	return c.print(all, subscriptionRows(all.GetSubscriptions()))
 }
 
 // subscriptionDetail prints one subscription's fields as a table of

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/cli"
@@ -226,5 +228,61 @@ func TestHealth_TheFailingEndpointComesFirst(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || len(lines) != 3 || !strings.Contains(lines[1], "bad") || !strings.Contains(lines[2], "good") {
 		t.Errorf("endpoints health: %d %s\n%s", code, errs, out)
+	}
+}
+
+// lockedBuffer is an output a command writes while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestCLI_WatchListsAgainUntilInterrupted: `deliveries list --watch`
+// shows a delivery made after it started, and an interrupt ends it with
+// exit 0; a watch faster than a second is a usage error.
+func TestCLI_WatchListsAgainUntilInterrupted(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	rcv := heraldtest.NewReceiver(t, nil)
+	if code, _, errs := herald(t, n, "", "", "subscriptions", "create", "--sink", rcv.URL, "--skip-validation"); code != 0 {
+		t.Fatalf("subscriptions create: %d %s", code, errs)
+	}
+	ctx, interrupt := context.WithCancel(context.Background())
+	var out, errs lockedBuffer
+	exit := make(chan int, 1)
+	go func() {
+		exit <- cli.Run(ctx, "deliveries", []string{"list", "--event-id", "watched-1", "--watch", "1s", "--addr", n.GRPCAddr()},
+			cli.IO{In: strings.NewReader(""), Out: &out, Err: &errs})
+	}()
+	heraldtest.Eventually(t, wait, "the first round", func() bool { return strings.Contains(out.String(), "every 1s") })
+	if strings.Contains(out.String(), "dlv_") {
+		t.Fatalf("a delivery listed before its event was published:\n%s", out.String())
+	}
+	if code, _, e := herald(t, n, "", "", "publish", "--id", "watched-1", "--source", "/watch", "--type", "com.example.watched"); code != 0 {
+		t.Fatalf("publish: %d %s", code, e)
+	}
+	heraldtest.Eventually(t, wait, "the delivery in a later round", func() bool { return strings.Contains(out.String(), "dlv_") })
+	interrupt()
+	select {
+	case code := <-exit:
+		if code != cli.ExitOK {
+			t.Errorf("an interrupted watch exited %d, want 0: %s", code, errs.String())
+		}
+	case <-time.After(wait):
+		t.Fatal("the watch did not end when interrupted")
+	}
+	if code, _, _ := herald(t, n, "", "", "deliveries", "list", "--watch", "100ms"); code != cli.ExitUsage {
+		t.Errorf("--watch 100ms: exit %d, want 2", code)
 	}
 }
