@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/heraldhq/herald/internal/config"
@@ -34,6 +35,16 @@ func TemporalOptions(cfg config.Config, logger *slog.Logger) (client.Options, er
 	}
 	if cfg.TemporalAPIKey != "" {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(cfg.TemporalAPIKey)
+	}
+	if cfg.Tracing {
+		// Workflow starts, workflows and activities become spans of the
+		// trace the start was made in (a failed first attempt's), and
+		// the client's interceptor is the workers' too.
+		tracing, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
+		if err != nil {
+			return opts, fmt.Errorf("temporal tracing: %w", err)
+		}
+		opts.Interceptors = append(opts.Interceptors, tracing)
 	}
 	if !cfg.TemporalUsesTLS() {
 		return opts, nil

@@ -65,6 +65,9 @@ type Result struct {
 	// PauseSink is true when the Retry-After holds back every delivery to
 	// the sink (429 or 503), not just this one.
 	PauseSink bool
+	// Span is the attempt's span, when one was started: what follows from
+	// the attempt (its delivery's workflow) continues its trace.
+	Span trace.SpanContext
 }
 
 // Limits returns the sink limits of a subscription.
@@ -188,6 +191,7 @@ func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*eve
 		out[i].Outcome = outcome
 		out[i].RetryAfter = res.RetryAfter
 		out[i].PauseSink = res.RetryAfter > 0 && policy.PausesSink(res.StatusCode)
+		out[i].Span = span.SpanContext()
 	}
 	return out, signal(res)
 }
@@ -196,17 +200,20 @@ func (a *Attempter) send(ctx context.Context, ds []*store.Delivery, known []*eve
 // tracestate), as the CloudEvents distributed tracing extension carries it.
 var traceContext = propagation.TraceContext{}
 
-// startSpan starts an attempt's span, a child of e's trace if e carries
-// one (its traceparent and tracestate extensions).
+// startSpan starts an attempt's span: a child of ctx's span when it has
+// one (a retry's activity, in its workflow's trace), else of e's trace if
+// e carries one (its traceparent and tracestate extensions).
 func (a *Attempter) startSpan(ctx context.Context, en *catalog.Entry, e *event.Event, n, events int) (context.Context, trace.Span) {
-	carrier := propagation.MapCarrier{}
-	for _, k := range []string{"traceparent", "tracestate"} {
-		if v, ok := e.Extensions()[k].(string); ok {
-			carrier[k] = v
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		carrier := propagation.MapCarrier{}
+		for _, k := range []string{"traceparent", "tracestate"} {
+			if v, ok := e.Extensions()[k].(string); ok {
+				carrier[k] = v
+			}
 		}
-	}
-	if len(carrier) > 0 {
-		ctx = traceContext.Extract(ctx, carrier)
+		if len(carrier) > 0 {
+			ctx = traceContext.Extract(ctx, carrier)
+		}
 	}
 	tr := a.Tracer
 	if tr == nil {

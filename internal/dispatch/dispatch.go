@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/internal/attempt"
 	"github.com/heraldhq/herald/internal/catalog"
@@ -1015,6 +1016,11 @@ func (d *Dispatcher) handOff(ctx context.Context, f failure) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, dl.LeaseUntil.Add(-leaseMargin))
 		defer cancel()
+	}
+	if res.Span.IsValid() {
+		// The workflow continues the failed attempt's trace (with
+		// Temporal's tracing interceptor, when tracing is on).
+		ctx = trace.ContextWithSpanContext(ctx, res.Span)
 	}
 	err := d.handoff.Start(ctx, workflows.DeliveryInput{
 		DeliveryID:     dl.ID,

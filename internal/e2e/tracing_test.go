@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 
@@ -79,5 +80,70 @@ func TestTracing_APublishersTraceReachesTheSink(t *testing.T) {
 	req = rcv.WaitFor(t, 2, wait)[1]
 	if tp := req.Header.Get("traceparent"); !strings.Contains(tp, "0af7651916cd43dd8448eb211c80319c") {
 		t.Errorf("an event's own trace: the sink got traceparent %q", tp)
+	}
+}
+
+// TestTracing_ARetryContinuesTheTraceThroughItsWorkflow: a delivery whose
+// first attempt fails is retried in a workflow that is a span of the
+// failed attempt's trace (Temporal's tracing interceptor), and the retry
+// that delivers it is a span of that workflow's activity: one trace from
+// the publisher to the retry that got through.
+func TestTracing_ARetryContinuesTheTraceThroughItsWorkflow(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTracerProvider(prevTP); otel.SetTextMapPropagator(prevProp) })
+
+	cfg := nodeConfig(t, tempStore(t))
+	cfg.Tracing = true
+	n := startNode(t, cfg)
+	rcv := heraldtest.NewReceiver(t, failFirst(1, http.StatusInternalServerError, nil))
+	createSub(t, n, rcv.URL)
+
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	e := newEvent("traced-retry")
+	e.Attributes["traceparent"] = str("00-" + traceID + "-00f067aa0ba902b7-01")
+	publish(t, n, e)
+	reqs := rcv.WaitFor(t, 2, wait)
+	for i, r := range reqs {
+		if tp := r.Header.Get("traceparent"); !strings.Contains(tp, traceID) {
+			t.Errorf("request %d: traceparent %q, want trace %s", i+1, tp, traceID)
+		}
+	}
+
+	// Walk up from the retry that delivered: through its activity and
+	// its workflow (whose span ends when the workflow does) to the failed
+	// first attempt.
+	var path []string
+	heraldtest.Eventually(t, wait, "the trace from the retry up to the first attempt", func() bool {
+		byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+		var attempts []sdktrace.ReadOnlySpan
+		for _, s := range rec.Ended() {
+			byID[s.SpanContext().SpanID()] = s
+			if strings.HasPrefix(s.Name(), "webhook ") && s.SpanContext().TraceID().String() == traceID {
+				attempts = append(attempts, s)
+			}
+		}
+		if len(attempts) != 2 {
+			return false
+		}
+		first, retry := attempts[0], attempts[1]
+		if first.StartTime().After(retry.StartTime()) {
+			first, retry = retry, first
+		}
+		path = path[:0]
+		for s := byID[retry.Parent().SpanID()]; s != nil; s = byID[s.Parent().SpanID()] {
+			if s.SpanContext().SpanID() == first.SpanContext().SpanID() {
+				return true
+			}
+			path = append(path, s.Name())
+		}
+		return false
+	})
+	joined := strings.Join(path, " <- ")
+	if !strings.Contains(joined, "RunActivity:") || !strings.Contains(joined, "RunWorkflow:") {
+		t.Errorf("between the retry and the first attempt: %q, want its activity and its workflow", joined)
 	}
 }
