@@ -19,21 +19,32 @@ import (
 	"github.com/heraldhq/herald/internal/heraldtest"
 )
 
-// TestTracing_APublishersTraceReachesTheSink: a Publish call's trace is
-// kept with the event; each attempt is a span of it, a child of the
-// Publish call's span, and the sink gets the attempt's traceparent, in
-// the same trace. An event that brings its own traceparent keeps it.
-func TestTracing_APublishersTraceReachesTheSink(t *testing.T) {
+// recordSpans makes the global tracer provider one that records every
+// span, until the test ends.
+func recordSpans(t *testing.T) (*tracetest.SpanRecorder, *sdktrace.TracerProvider) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	t.Cleanup(func() { otel.SetTracerProvider(prevTP); otel.SetTextMapPropagator(prevProp) })
+	return rec, tp
+}
 
+// tracedNode starts a node with tracing on.
+func tracedNode(t *testing.T) *testNode {
 	cfg := nodeConfig(t, tempStore(t))
 	cfg.Tracing = true
-	n := startNode(t, cfg)
+	return startNode(t, cfg)
+}
+
+// TestTracing_APublishersTraceReachesTheSink: a Publish call's trace is
+// kept with the event; each attempt is a span of it, a child of the
+// Publish call's span, and the sink gets the attempt's traceparent, in
+// the same trace. An event that brings its own traceparent keeps it.
+func TestTracing_APublishersTraceReachesTheSink(t *testing.T) {
+	rec, tp := recordSpans(t)
+	n := tracedNode(t)
 	rcv := heraldtest.NewReceiver(t, nil)
 	createSub(t, n, rcv.URL)
 
@@ -89,16 +100,8 @@ func TestTracing_APublishersTraceReachesTheSink(t *testing.T) {
 // that delivers it is a span of that workflow's activity: one trace from
 // the publisher to the retry that got through.
 func TestTracing_ARetryContinuesTheTraceThroughItsWorkflow(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	t.Cleanup(func() { otel.SetTracerProvider(prevTP); otel.SetTextMapPropagator(prevProp) })
-
-	cfg := nodeConfig(t, tempStore(t))
-	cfg.Tracing = true
-	n := startNode(t, cfg)
+	rec, _ := recordSpans(t)
+	n := tracedNode(t)
 	rcv := heraldtest.NewReceiver(t, failFirst(1, http.StatusInternalServerError, nil))
 	createSub(t, n, rcv.URL)
 
