@@ -304,6 +304,8 @@ func TestReadRequest_Rejects(t *testing.T) {
 		{"extension name with dash", binary("ce-foo-bar", "x"), "", ErrMalformed},
 		{"extension named data", binary("ce-data", "x"), "", ErrMalformed},
 		{"malformed time", binary("ce-time", "yesterday"), "", ErrMalformed},
+		{"time before year 1, which the protobuf format cannot hold", binary("ce-time", "0000-12-31T23:59:59Z"), "", ErrMalformed},
+		{"structured time before year 1", http.Header{"Content-Type": {"application/cloudevents+json"}}, `{"specversion":"1.0","id":"1","source":"/s","type":"t","time":"0000-01-01T00:00:00Z"}`, ErrMalformed},
 		{"structured invalid JSON", http.Header{"Content-Type": {"application/cloudevents+json"}}, "{", ErrMalformed},
 		{"structured missing id", http.Header{"Content-Type": {"application/cloudevents+json"}}, `{"specversion":"1.0","source":"/s","type":"t"}`, ErrMalformed},
 		{"structured invalid UTF-8", http.Header{"Content-Type": {"application/cloudevents+json"}}, "{\"specversion\":\"1.0\",\"id\":\"\xff\",\"source\":\"/s\",\"type\":\"t\"}", ErrMalformed},

@@ -273,7 +273,7 @@ func UnmarshalJSON(m []byte) (event.Event, error) {
 		case "subject":
 			e.SetSubject(s)
 		case "time":
-			t, err := types.ParseTime(s)
+			t, err := parseTime(s)
 			if err != nil {
 				return event.Event{}, fmt.Errorf("%w: time: %v", ErrMalformed, err)
 			}

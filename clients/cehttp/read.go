@@ -9,10 +9,12 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Errors returned (wrapped) by ReadRequest.
@@ -163,7 +165,7 @@ func readBinary(h http.Header, body []byte) (event.Event, error) {
 		case "subject":
 			e.SetSubject(v)
 		case "time":
-			t, err := types.ParseTime(v)
+			t, err := parseTime(v)
 			if err != nil {
 				return event.Event{}, fmt.Errorf("%w: ce-time: %v", ErrMalformed, err)
 			}
@@ -217,4 +219,18 @@ func validate(e *event.Event) error {
 		}
 	}
 	return nil
+}
+
+// parseTime reads a time attribute (RFC 3339), refusing one the protobuf
+// format, in which Herald stores events, cannot hold: before year 1 or
+// after year 9999.
+func parseTime(v string) (time.Time, error) {
+	t, err := types.ParseTime(v)
+	if err != nil {
+		return t, err
+	}
+	if err := timestamppb.New(t).CheckValid(); err != nil {
+		return t, fmt.Errorf("%s is out of range (years 1 to 9999)", v)
+	}
+	return t, nil
 }

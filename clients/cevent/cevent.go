@@ -171,7 +171,11 @@ func ToProto(e event.Event) (*cloudeventsv1.CloudEvent, error) {
 		pe.Attributes[attrSubject] = stringAttr(v)
 	}
 	if t := e.Time(); !t.IsZero() {
-		pe.Attributes[attrTime] = &attrValue{Attr: &attrValue_CeTimestamp{CeTimestamp: timestamppb.New(t)}}
+		a, err := timeAttr(t)
+		if err != nil {
+			return nil, fmt.Errorf("attribute %s: %w", attrTime, err)
+		}
+		pe.Attributes[attrTime] = a
 	}
 	for name, v := range e.Extensions() {
 		a, err := valueToAttr(v)
@@ -193,6 +197,16 @@ func ToProto(e event.Event) (*cloudeventsv1.CloudEvent, error) {
 		}
 	}
 	return pe, nil
+}
+
+// timeAttr is t as a timestamp attribute, or an error when the protobuf
+// format cannot hold it (before year 1 or after year 9999).
+func timeAttr(t time.Time) (*attrValue, error) {
+	ts := timestamppb.New(t)
+	if err := ts.CheckValid(); err != nil {
+		return nil, err
+	}
+	return &attrValue{Attr: &attrValue_CeTimestamp{CeTimestamp: ts}}, nil
 }
 
 func stringAttr(s string) *attrValue {
@@ -218,9 +232,9 @@ func valueToAttr(v any) (*attrValue, error) {
 	case types.URIRef:
 		return &attrValue{Attr: &attrValue_CeUriRef{CeUriRef: x.String()}}, nil
 	case types.Timestamp:
-		return &attrValue{Attr: &attrValue_CeTimestamp{CeTimestamp: timestamppb.New(x.Time)}}, nil
+		return timeAttr(x.Time)
 	case time.Time:
-		return &attrValue{Attr: &attrValue_CeTimestamp{CeTimestamp: timestamppb.New(x)}}, nil
+		return timeAttr(x)
 	default:
 		return nil, fmt.Errorf("unsupported type %T", v)
 	}

@@ -109,3 +109,23 @@ func mustRoundTrip(t *testing.T, pe *cloudeventsv1.CloudEvent) *cloudeventsv1.Cl
 	}
 	return out
 }
+
+// TestToProto_RefusesATimeTheFormatCannotHold: a time before year 1 has
+// no protobuf Timestamp, as the time attribute or as an extension; the
+// conversion fails rather than store what cannot be read back.
+func TestToProto_RefusesATimeTheFormatCannotHold(t *testing.T) {
+	year0 := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+	e := event.New()
+	e.SetID("1")
+	e.SetSource("/s")
+	e.SetType("t")
+	e.SetTime(year0)
+	if _, err := ToProto(e); err == nil {
+		t.Error("ToProto of an event of year 0: no error")
+	}
+	e.SetTime(time.Time{})
+	e.SetExtension("when", year0)
+	if _, err := ToProto(e); err == nil {
+		t.Error("ToProto of an extension of year 0: no error")
+	}
+}
