@@ -1,0 +1,21 @@
+-- Limits that hold across nodes. token_buckets holds one token bucket per
+-- limited key (a subscription's rate): tokens left when it was last
+-- taken from, and when (Unix milliseconds). sink_pauses holds the sink
+-- origins paused by a 429 or 503 with Retry-After. nodes holds each
+-- node's heartbeat, to share a concurrency limit among the live nodes.
+CREATE TABLE token_buckets (
+    key        text             NOT NULL PRIMARY KEY,
+    tokens     double precision NOT NULL,
+    taken      integer          NOT NULL,
+    updated_at bigint           NOT NULL
+);
+
+CREATE TABLE sink_pauses (
+    origin text        NOT NULL PRIMARY KEY,
+    until  timestamptz NOT NULL
+);
+
+CREATE TABLE nodes (
+    id    text        NOT NULL PRIMARY KEY,
+    until timestamptz NOT NULL
+);
