@@ -94,13 +94,14 @@ func (a *Attempter) limits(sub *store.Subscription) scheduler.Limits {
 	return l
 }
 
-// PausedUntil is when the pause of a sink origin, set by any node, ends
-// (zero or past: none). Without Cluster, always zero.
-func (a *Attempter) PausedUntil(origin string) time.Time {
-	if a.Cluster == nil {
+// PausedUntil is when the pause of en's sink origin, set by any node,
+// ends (zero or past: none). Without Cluster, or for a subscription
+// that pauses alone (SubscriptionPauseOnly), always zero.
+func (a *Attempter) PausedUntil(en *catalog.Entry) time.Time {
+	if a.Cluster == nil || en.Subscription.SubscriptionPauseOnly {
 		return time.Time{}
 	}
-	return a.Cluster.PausedUntil(origin)
+	return a.Cluster.PausedUntil(en.Origin)
 }
 
 // Acquire waits until the scheduler lets a request to en's sink start:
@@ -145,7 +146,7 @@ func (a *Attempter) Send(ctx context.Context, grant *scheduler.Grant, ds []*stor
 // pauseOrigin pauses en's sink origin for every node when a result says
 // the sink asked to wait (429 or 503 with Retry-After).
 func (a *Attempter) pauseOrigin(ctx context.Context, en *catalog.Entry, results []Result) {
-	if a.Cluster == nil {
+	if a.Cluster == nil || en.Subscription.SubscriptionPauseOnly {
 		return
 	}
 	for _, r := range results {
@@ -167,7 +168,7 @@ func (a *Attempter) Do(ctx context.Context, ds []*store.Delivery, events []*even
 		return nil, err
 	}
 	// The sink's origin may have been paused while the request waited.
-	if until := a.PausedUntil(en.Origin); until.After(time.Now()) {
+	if until := a.PausedUntil(en); until.After(time.Now()) {
 		grant.Release()
 		return nil, &scheduler.Refused{Reason: ReasonOriginPaused, Until: until}
 	}

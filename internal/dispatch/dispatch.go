@@ -1047,7 +1047,7 @@ func (d *Dispatcher) handOff(ctx context.Context, f failure) {
 func (d *Dispatcher) pausedUntil(en *catalog.Entry, subID string) time.Time {
 	until := d.localPause(subID)
 	if en != nil {
-		if o := d.attempter.PausedUntil(en.Origin); o.After(until) {
+		if o := d.attempter.PausedUntil(en); o.After(until) {
 			until = o
 		}
 	}

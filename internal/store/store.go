@@ -103,6 +103,9 @@ type Subscription struct {
 	MaxConcurrency int
 	// SkipValidation skips the webhook validation handshake.
 	SkipValidation bool
+	// SubscriptionPauseOnly: a Retry-After from the sink pauses only this
+	// subscription, and its origin's pauses do not hold it.
+	SubscriptionPauseOnly bool
 	// Validation is the handshake under way, if any.
 	Validation *Validation
 	// PausedUntil holds back every delivery to the sink until then (a 429
