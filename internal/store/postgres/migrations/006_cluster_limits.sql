@@ -3,7 +3,10 @@
 -- taken from, and when (Unix milliseconds). sink_pauses holds the sink
 -- origins paused by a 429 or 503 with Retry-After. nodes holds each
 -- node's heartbeat, to share a concurrency limit among the live nodes.
-CREATE TABLE token_buckets (
+-- token_buckets and nodes are UNLOGGED: taking a token waits for no WAL
+-- flush, and after a crash of PostgreSQL they are empty, which means full
+-- buckets and no nodes until the next heartbeats.
+CREATE UNLOGGED TABLE token_buckets (
     key        text             NOT NULL PRIMARY KEY,
     tokens     double precision NOT NULL,
     taken      integer          NOT NULL,
@@ -15,7 +18,7 @@ CREATE TABLE sink_pauses (
     until  timestamptz NOT NULL
 );
 
-CREATE TABLE nodes (
+CREATE UNLOGGED TABLE nodes (
     id    text        NOT NULL PRIMARY KEY,
     until timestamptz NOT NULL
 );
