@@ -163,3 +163,69 @@ func TestMultiNode_RetryAfterOnOneNodePausesTheOther(t *testing.T) {
 	}
 	t.Logf("429 at %s; B's request %.2fs later", answered.Format("15:04:05.000"), got.At.Sub(answered).Seconds())
 }
+
+// TestMultiNode_MaxConcurrencyIsSharedByTheNodes: a subscription with
+// max_concurrency 2 and a sink that takes 100 ms to answer, events
+// published through both of two nodes: the sink never has more than
+// 2 × ceil(2 / 2) = 2 requests in flight at once. Each node alone would
+// allow 2, so without the sharing the sink would see up to 4.
+func TestMultiNode_MaxConcurrencyIsSharedByTheNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long")
+	}
+	env := clusterEnv(t, "e2e-cluster-concurrency")
+	_, na := childNode(t, env)
+	_, nb := childNode(t, env)
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	rcv := heraldtest.NewReceiver(t, func(_ int, r *http.Request) (int, http.Header) {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		mu.Unlock()
+		time.Sleep(100 * time.Millisecond)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		return http.StatusNoContent, nil
+	})
+	createSub(t, na, rcv.URL, func(s *heraldv1.Subscription) { s.MaxConcurrency = 2 })
+	probe := 0
+	heraldtest.Eventually(t, wait, "node B to see the subscription", func() bool {
+		probe++
+		return len(publish(t, nb, newEvent(fmt.Sprint("conc-probe-", probe)))[0].GetDeliveryIds()) == 1
+	})
+	// Each node counts the live nodes at its heartbeat, every second
+	// (config.DefaultClusterRefresh): let both have counted two.
+	time.Sleep(2 * config.DefaultClusterRefresh)
+	mu.Lock()
+	most = 0
+	mu.Unlock()
+	const events, perCall = 40, 10
+	for call := range events / perCall {
+		n := na
+		if call%2 == 1 {
+			n = nb
+		}
+		batch := make([]*cloudeventsv1.CloudEvent, perCall)
+		for i := range batch {
+			batch[i] = newEvent(fmt.Sprint("conc-", call*perCall+i))
+		}
+		publish(t, n, batch...)
+	}
+	heraldtest.Eventually(t, wait, "every event delivered", func() bool {
+		n := 0
+		for _, r := range rcv.Requests() {
+			if strings.HasPrefix(r.Header.Get("Ce-Id"), "conc-") && !strings.HasPrefix(r.Header.Get("Ce-Id"), "conc-probe-") {
+				n++
+			}
+		}
+		return n >= events
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d events through two nodes, max_concurrency 2: at most %d in flight at the sink", events, most)
+	if most > 2 {
+		t.Fatalf("the sink had %d requests in flight at once, over 2 × ceil(2/2) = 2", most)
+	}
+}
