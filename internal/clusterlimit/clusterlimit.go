@@ -34,6 +34,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/id"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/store"
 )
 
@@ -167,14 +168,18 @@ func (l *Limiter) lease(ctx context.Context, key string, perMinute, want int) {
 	st := l.stock[key]
 	switch {
 	case err != nil:
+		metrics.TokenLeases.WithLabelValues("error").Inc()
 		if l.cfg.Logger != nil && ctx.Err() == nil {
 			l.cfg.Logger.Warn("lease rate tokens", "subscription", key, "err", err)
 		}
 		st.next = now.Add(time.Second)
 	default:
+		result := "empty"
 		if g.Taken > 0 {
 			st.tokens, st.expires = g.Taken, now.Add(l.cfg.Spend)
+			result = "taken"
 		}
+		metrics.TokenLeases.WithLabelValues(result).Inc()
 		if g.Left < float64(want) {
 			// The bucket cannot give another such lease: ask again
 			// when it can, not for every token, so that a lease stays
