@@ -348,7 +348,7 @@ func (s *Services) reload(ctx context.Context) {
 // writable are the fields UpdateSubscription may replace.
 var writable = []string{"source", "types", "config", "filters", "sink", "protocol", "protocol_settings",
 	"retry_policy", "content_mode", "max_batch_size", "rate_limit", "max_concurrency", "skip_validation",
-	"sink_credential", "state", "display_name", "description", "labels"}
+	"subscription_pause_only", "sink_credential", "state", "display_name", "description", "labels"}
 
 // apply validates in and copies the fields named in paths (all writable
 // fields if paths is empty) onto sub.
@@ -443,6 +443,8 @@ func (s *Services) apply(sub *store.Subscription, in *heraldv1.Subscription, pat
 			sub.MaxConcurrency = int(in.GetMaxConcurrency())
 		case "skip_validation":
 			sub.SkipValidation = in.GetSkipValidation()
+		case "subscription_pause_only":
+			sub.SubscriptionPauseOnly = in.GetSubscriptionPauseOnly()
 		case "sink_credential":
 			tok := in.GetSinkCredential().GetBearerToken()
 			if err := delivery.CheckHeader("Authorization", "Bearer "+tok); err != nil {

@@ -110,6 +110,10 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 	if err != nil {
 		return AttemptResult{}, temporal.NewNonRetryableApplicationError("bad signing key", "BadSecret", err)
 	}
+	// A Retry-After from the sink's origin, to any node, holds this too.
+	if until := a.Attempter.PausedUntil(en); until.After(now) {
+		return AttemptResult{PausedUntil: until}, nil
+	}
 	// Wait for this request's turn among the sink's, but not so long that
 	// the activity would time out while sending.
 	startBy := time.Time{}

@@ -27,6 +27,7 @@ import (
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/certs"
+	"github.com/heraldhq/herald/internal/clusterlimit"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/cpuload"
 	"github.com/heraldhq/herald/internal/delivery"
@@ -190,10 +191,19 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		defer n.background.Done()
 		cpu.Run(runCtx)
 	}()
+	nodeID := id.New(id.Node)
 	pruner := retention.New(n.store, retention.Config{
 		Delivered: cfg.RetentionDelivered, Dead: cfg.RetentionDead, Interval: cfg.PruneInterval,
-		Holder: id.New(id.Node), Logger: logger.With("component", "retention"),
+		Holder: nodeID, Logger: logger.With("component", "retention"),
 	})
+	// Rate limits, concurrency limits and sink pauses hold for every
+	// node sharing the store.
+	cluster := clusterlimit.New(n.store, clusterlimit.Config{Node: nodeID, Logger: logger.With("component", "clusterlimit")})
+	n.background.Add(1)
+	go func() {
+		defer n.background.Done()
+		cluster.Run(runCtx)
+	}()
 	n.background.Add(1)
 	go func() {
 		defer n.background.Done()
@@ -237,6 +247,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		BreakerThreshold:     cfg.BreakerThreshold,
 		BreakerOpen:          cfg.BreakerOpen,
 		BreakerMaxOpen:       cfg.BreakerMaxOpen,
+		Tokens:               cluster,
 	})
 	n.scheduler = sched
 	metrics.Scheduler(func() metrics.SchedulerStats {
@@ -258,6 +269,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 	attempter := &attempt.Attempter{
 		Sender:    delivery.NewSender(delivery.WithGuard(guard), delivery.WithRootCAs(sinkRoots), delivery.WithMaxConnsPerHost(cfg.MaxOriginConcurrency)),
 		Scheduler: sched,
+		Cluster:   cluster,
 		Origin:    cfg.Origin,
 		Logger:    logger.With("component", "attempt"),
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/heraldhq/herald/clients/cevent"
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
 	"github.com/heraldhq/herald/internal/catalog"
+	"github.com/heraldhq/herald/internal/clusterlimit"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/egress"
 	"github.com/heraldhq/herald/internal/id"
@@ -49,6 +50,12 @@ type Attempter struct {
 	// (its traceparent extension) when it has one; the span's context goes
 	// to the sink as the traceparent header. Nil: the global provider's.
 	Tracer trace.Tracer
+	// Cluster, if set, keeps the limits for every node sharing the store
+	// (its Tokens must be the Scheduler's Config.Tokens): a
+	// subscription's max_concurrency is shared among the live nodes, and
+	// a 429 or 503 with Retry-After pauses the sink's origin on every
+	// node. Nil: limits and pauses hold per node (and per subscription).
+	Cluster *clusterlimit.Limiter
 	// Logger gets one line per attempt: a failure at info, a delivery at
 	// debug (at thousands a second, successes are for metrics); nil logs
 	// nothing. A line names the delivery, subscription, tenant, sink
@@ -70,9 +77,34 @@ type Result struct {
 	Span trace.SpanContext
 }
 
+// ReasonOriginPaused is why Do refuses a request whose sink origin was
+// paused (a Retry-After) while it waited: the caller waits until the
+// Refused's Until.
+const ReasonOriginPaused = "the sink's origin asked to wait (Retry-After)"
+
 // Limits returns the sink limits of a subscription.
 func Limits(sub *store.Subscription) scheduler.Limits {
 	return scheduler.Limits{PerMinute: sub.EffectiveRate(), Concurrency: sub.MaxConcurrency}
+}
+
+// limits are a subscription's limits on this node: with Cluster, its
+// share of the concurrency.
+func (a *Attempter) limits(sub *store.Subscription) scheduler.Limits {
+	l := Limits(sub)
+	if a.Cluster != nil {
+		l.Concurrency = a.Cluster.Share(l.Concurrency)
+	}
+	return l
+}
+
+// PausedUntil is when the pause of en's sink origin, set by any node,
+// ends (zero or past: none). Without Cluster, or for a subscription
+// that pauses alone (SubscriptionPauseOnly), always zero.
+func (a *Attempter) PausedUntil(en *catalog.Entry) time.Time {
+	if a.Cluster == nil || en.Subscription.SubscriptionPauseOnly {
+		return time.Time{}
+	}
+	return a.Cluster.PausedUntil(en.Origin)
 }
 
 // Acquire waits until the scheduler lets a request to en's sink start:
@@ -94,7 +126,7 @@ func (a *Attempter) AcquireHeld(ctx context.Context, en *catalog.Entry, deadline
 	return a.Scheduler.Acquire(ctx, scheduler.Request{
 		Origin:   en.Origin,
 		Key:      sub.ID,
-		Limits:   Limits(sub),
+		Limits:   a.limits(sub),
 		Deadline: deadline,
 		Held:     held,
 	})
@@ -110,7 +142,26 @@ func (a *Attempter) AcquireHeld(ctx context.Context, en *catalog.Entry, deadline
 func (a *Attempter) Send(ctx context.Context, grant *scheduler.Grant, ds []*store.Delivery, events []*event.Event, en *catalog.Entry, n int) []Result {
 	results, sig := a.send(ctx, ds, events, en, n)
 	grant.Done(sig)
+	a.pauseOrigin(ctx, en, results)
 	return results
+}
+
+// pauseOrigin pauses en's sink origin for every node when a result says
+// the sink asked to wait (429 or 503 with Retry-After).
+func (a *Attempter) pauseOrigin(ctx context.Context, en *catalog.Entry, results []Result) {
+	if a.Cluster == nil || en.Subscription.SubscriptionPauseOnly {
+		return
+	}
+	for _, r := range results {
+		if !r.PauseSink {
+			continue
+		}
+		until := r.Record.StartedAt.Add(r.RetryAfter)
+		if err := a.Cluster.Pause(ctx, en.Origin, until); err != nil && a.Logger != nil {
+			a.Logger.Warn("pause sink origin", "origin", en.Origin, "err", err)
+		}
+		return
+	}
 }
 
 // Do is Acquire, then Send.
@@ -118,6 +169,11 @@ func (a *Attempter) Do(ctx context.Context, ds []*store.Delivery, events []*even
 	grant, err := a.Acquire(ctx, en, deadline)
 	if err != nil {
 		return nil, err
+	}
+	// The sink's origin may have been paused while the request waited.
+	if until := a.PausedUntil(en); until.After(time.Now()) {
+		grant.Release()
+		return nil, &scheduler.Refused{Reason: ReasonOriginPaused, Until: until}
 	}
 	return a.Send(context.WithoutCancel(ctx), grant, ds, events, en, n), nil
 }

@@ -211,6 +211,16 @@ const (
 	DefaultRetentionDead      = 30 * 24 * time.Hour
 	DefaultPruneInterval      = time.Minute
 	DefaultPruneBatch         = 500
+	// Limits that hold across nodes: a node leases a rate limit's
+	// tokens from the store in batches of about DefaultTokenLease's worth
+	// of the rate, drops leased tokens it has not spent within
+	// DefaultTokenSpend, and reads the sink origins' pauses and the live
+	// nodes every DefaultClusterRefresh; a node counts as gone
+	// DefaultNodeTTL after its last heartbeat.
+	DefaultTokenLease     = 250 * time.Millisecond
+	DefaultTokenSpend     = 500 * time.Millisecond
+	DefaultClusterRefresh = time.Second
+	DefaultNodeTTL        = 5 * time.Second
 	// DefaultCommitBatch is the most events one group commit stores, and
 	// DefaultGatherWait how long a commit waits for calls on their way.
 	DefaultCommitBatch = 1000

@@ -14,6 +14,7 @@ import (
 
 	cloudeventsv1 "github.com/heraldhq/herald/gen/io/cloudevents/v1"
 	"github.com/heraldhq/herald/internal/attempt"
+	"github.com/heraldhq/herald/internal/clusterlimit"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/dispatch"
 	"github.com/heraldhq/herald/internal/scheduler"
@@ -24,7 +25,15 @@ import (
 // stored pending (another node's, or the overflow): claim them from SQLite
 // in batches, sign and POST each to a loopback sink, and record the
 // results. An op is one delivery, from claim to its recorded result.
-func BenchmarkDispatchClaimComplete(b *testing.B) {
+func BenchmarkDispatchClaimComplete(b *testing.B) { benchClaimComplete(b, false) }
+
+// BenchmarkDispatchClaimCompleteClusterLimits is the same with the limits
+// that hold across nodes in place (a clusterlimit.Limiter on the same
+// store, refreshing): the subscription has no rate limit, so no request
+// may touch the store for a token, and the cost should be none.
+func BenchmarkDispatchClaimCompleteClusterLimits(b *testing.B) { benchClaimComplete(b, true) }
+
+func benchClaimComplete(b *testing.B, cluster bool) {
 	ctx := context.Background()
 	var got atomic.Int64
 	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -53,9 +62,15 @@ func BenchmarkDispatchClaimComplete(b *testing.B) {
 		}
 	}
 
-	d := dispatch.New(dispatch.Config{BatchSize: 2048}, s, cat,
-		&attempt.Attempter{Sender: delivery.NewSender(), Scheduler: scheduler.New(scheduler.Config{})}, stuckHandoff{ctx})
+	a := &attempt.Attempter{Sender: delivery.NewSender(), Scheduler: scheduler.New(scheduler.Config{})}
 	runCtx, stop := context.WithCancel(ctx)
+	var limiter *clusterlimit.Limiter
+	if cluster {
+		limiter = clusterlimit.New(s, clusterlimit.Config{})
+		go limiter.Run(runCtx)
+		a = &attempt.Attempter{Sender: delivery.NewSender(), Scheduler: scheduler.New(scheduler.Config{Tokens: limiter}), Cluster: limiter}
+	}
+	d := dispatch.New(dispatch.Config{BatchSize: 2048}, s, cat, a, stuckHandoff{ctx})
 	done := make(chan struct{})
 	b.ResetTimer()
 	go func() {
@@ -75,5 +90,8 @@ func BenchmarkDispatchClaimComplete(b *testing.B) {
 	}
 	if len(delivered) != b.N {
 		b.Fatalf("%d of %d deliveries recorded as delivered", len(delivered), b.N)
+	}
+	if limiter != nil && limiter.Trips() != 0 {
+		b.Fatalf("a subscription without a rate limit leased tokens %d times", limiter.Trips())
 	}
 }

@@ -835,7 +835,7 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 	if en != nil {
 		sub = en.Subscription
 	}
-	switch gate := lifecycle.Gate(sub, d.localPause(dl.SubscriptionID), now); gate.Verdict {
+	switch gate := lifecycle.Gate(sub, d.pausedUntil(en, dl.SubscriptionID), now); gate.Verdict {
 	case lifecycle.Drop:
 		for _, dl := range j.ds {
 			d.updates <- lifecycle.Killed(dl, gate.Reason)
@@ -867,7 +867,7 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 	if cur, ok := d.catalog.Get(dl.SubscriptionID); ok {
 		en, sub = cur, cur.Subscription
 	}
-	if gate := lifecycle.Gate(sub, d.localPause(dl.SubscriptionID), time.Now()); gate.Verdict != lifecycle.Send {
+	if gate := lifecycle.Gate(sub, d.pausedUntil(en, dl.SubscriptionID), time.Now()); gate.Verdict != lifecycle.Send {
 		grant.Release()
 		if gate.Verdict == lifecycle.Drop {
 			for _, dl := range j.ds {
@@ -1046,6 +1046,18 @@ func (d *Dispatcher) handOff(ctx context.Context, f failure) {
 	}
 	metrics.Handoffs.WithLabelValues("ok").Inc()
 	d.updates <- lifecycle.HandedOff(dl, &res.Record)
+}
+
+// pausedUntil is the latest pause known for a subscription's sink: the
+// one this dispatcher set itself, or its origin's, set by any node.
+func (d *Dispatcher) pausedUntil(en *catalog.Entry, subID string) time.Time {
+	until := d.localPause(subID)
+	if en != nil {
+		if o := d.attempter.PausedUntil(en); o.After(until) {
+			until = o
+		}
+	}
+	return until
 }
 
 // localPause is the pause this dispatcher set itself on a subscription's

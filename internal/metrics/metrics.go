@@ -41,6 +41,10 @@ var (
 	// RetriesWoken counts retrying deliveries whose backoff was ended
 	// because their sink answered again.
 	RetriesWoken = newCounter("herald_retries_woken_total", "Retrying deliveries woken early because their sink answered again.")
+	// TokenLeases counts leases of rate tokens from the store (limits
+	// kept across nodes), by result: taken (some tokens), empty (the
+	// bucket had none), error.
+	TokenLeases = newCounterVec("herald_token_leases_total", "Leases of rate tokens from the store for limits kept across nodes, by result.", "result")
 	// Panics counts API handlers that panicked (each answered INTERNAL or
 	// 500; the node lives on).
 	Panics = newCounter("herald_api_panics_total", "API handlers that panicked and were recovered.")

@@ -25,8 +25,8 @@
 //     halve it.
 //   - A key (a subscription) holds at most its Limits.Concurrency in flight
 //     and starts at most Limits.PerMinute requests a minute; a request over
-//     its rate waits for its token in the queue. Keys of one origin take
-//     turns.
+//     its rate waits for its token in the queue (with Config.Tokens, for
+//     a token of the cluster's too). Keys of one origin take turns.
 //   - After Config.BreakerThreshold consecutive timeouts or connection
 //     failures the origin's breaker opens for a backoff (doubling from
 //     Config.BreakerOpen to Config.BreakerMaxOpen): waiting and new requests
@@ -92,8 +92,22 @@ type Config struct {
 	// answers with a success after failures of any kind: e.g. to wake the
 	// retries waiting for it.
 	OnRecover func(origin string)
+	// Tokens, if set, lends rate tokens held outside this scheduler (a
+	// share of a limit kept for the whole cluster): a request of a key
+	// with a rate limit starts only when its local limiter and Tokens
+	// both give it a token.
+	Tokens Tokens
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// Tokens lends keys' rate tokens. Take takes one of key's tokens at
+// perMinute for a request starting at now, never blocking: with none it
+// returns false and when to ask again, or the zero time when it will
+// call ready (from another goroutine, at any time) once it may have
+// some. waiting is how many requests of key wait.
+type Tokens interface {
+	Take(key string, perMinute, waiting int, now time.Time, ready func()) (bool, time.Time)
 }
 
 func (c *Config) setDefaults() {
@@ -732,14 +746,40 @@ func (s *Scheduler) mayStart(o *origin, k *key, now time.Time) bool {
 		r := k.limiter.ReserveN(now, 1)
 		if d := r.DelayFrom(now); d > 0 {
 			r.CancelAt(now)
-			if at := now.Add(d); !at.Equal(k.notBefore) {
-				k.notBefore = at
-				s.after(at, o)
-			}
+			s.notBefore(o, k, now.Add(d))
 			return false
+		}
+		if s.cfg.Tokens != nil {
+			ok, retry := s.cfg.Tokens.Take(k.name, k.limits.PerMinute, len(k.waiters), now, func() { s.wake(o) })
+			if !ok {
+				r.CancelAt(now)
+				if !retry.IsZero() {
+					s.notBefore(o, k, retry)
+				}
+				return false
+			}
 		}
 	}
 	return true
+}
+
+// notBefore sets a timer for o at at, when k's next rate token comes.
+func (s *Scheduler) notBefore(o *origin, k *key, at time.Time) {
+	if !at.Equal(k.notBefore) {
+		k.notBefore = at
+		s.after(at, o)
+	}
+}
+
+// wake starts what of o may start now: Config.Tokens has lent tokens.
+func (s *Scheduler) wake(o *origin) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.ready(o)
+	s.dispatch(s.cfg.Now())
 }
 
 func (s *Scheduler) start(o *origin, k *key) {

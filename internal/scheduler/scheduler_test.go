@@ -525,3 +525,62 @@ func TestAcquire_ARunOfTimeoutsCountsAcrossTheBreakersCycles(t *testing.T) {
 	s.Close()
 	<-w
 }
+
+// lender is a Tokens that lends one token each time it is released.
+type lender struct {
+	mu    sync.Mutex
+	have  int
+	asked map[string]int
+	ready []func()
+}
+
+func (l *lender) Take(key string, perMinute, waiting int, now time.Time, ready func()) (bool, time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.asked[key]++
+	if l.have > 0 {
+		l.have--
+		return true, time.Time{}
+	}
+	l.ready = append(l.ready, ready)
+	return false, time.Time{}
+}
+
+func (l *lender) lend() {
+	l.mu.Lock()
+	l.have++
+	ready := l.ready
+	l.ready = nil
+	l.mu.Unlock()
+	for _, f := range ready {
+		f()
+	}
+}
+
+func TestTokens_RateLimitedRequestWaitsForALentToken(t *testing.T) {
+	l := &lender{asked: map[string]int{}}
+	s := New(Config{Tokens: l})
+	defer s.Close()
+	ch := acquireAsync(s, Request{Origin: "https://a:443", Key: "limited", Limits: Limits{PerMinute: 6000}})
+	waitFor(t, "the request to ask for a token", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.asked["limited"] > 0 })
+	select {
+	case r := <-ch:
+		t.Fatalf("started without a lent token: %v", r.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	l.lend()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	r.g.Done(Answered)
+	// A key without a rate never asks.
+	g, err := s.Acquire(context.Background(), Request{Origin: "https://a:443", Key: "free"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Done(Answered)
+	if l.asked["free"] != 0 {
+		t.Fatalf("a key without a rate asked for %d tokens", l.asked["free"])
+	}
+}

@@ -35,8 +35,10 @@ type subscriptionDocument struct {
 	AllowedRate    int                 `json:"allowed_rate,omitempty"`
 	MaxConcurrency int                 `json:"max_concurrency,omitempty"`
 	SkipValidation bool                `json:"skip_validation,omitempty"`
-	Validation     *Validation         `json:"validation,omitempty"`
-	PausedUntil    *time.Time          `json:"paused_until,omitempty"`
+	// SubscriptionPauseOnly is store.Subscription's.
+	SubscriptionPauseOnly bool        `json:"subscription_pause_only,omitempty"`
+	Validation            *Validation `json:"validation,omitempty"`
+	PausedUntil           *time.Time  `json:"paused_until,omitempty"`
 }
 
 // EncodeSubscriptionDocument returns the JSON document a driver stores for
@@ -67,6 +69,8 @@ func EncodeSubscriptionDocument(s *Subscription) ([]byte, error) {
 		MaxConcurrency: s.MaxConcurrency,
 		SkipValidation: s.SkipValidation,
 		Validation:     s.Validation,
+
+		SubscriptionPauseOnly: s.SubscriptionPauseOnly,
 	}
 	if !s.PausedUntil.IsZero() {
 		t := s.PausedUntil.UTC()
@@ -108,6 +112,7 @@ func DecodeSubscriptionDocument(b []byte, s *Subscription) error {
 	s.AllowedRate = d.AllowedRate
 	s.MaxConcurrency = d.MaxConcurrency
 	s.SkipValidation = d.SkipValidation
+	s.SubscriptionPauseOnly = d.SubscriptionPauseOnly
 	s.Validation = d.Validation
 	s.PausedUntil = time.Time{}
 	if d.PausedUntil != nil {

@@ -103,6 +103,9 @@ type Subscription struct {
 	MaxConcurrency int
 	// SkipValidation skips the webhook validation handshake.
 	SkipValidation bool
+	// SubscriptionPauseOnly: a Retry-After from the sink pauses only this
+	// subscription, and its origin's pauses do not hold it.
+	SubscriptionPauseOnly bool
 	// Validation is the handshake under way, if any.
 	Validation *Validation
 	// PausedUntil holds back every delivery to the sink until then (a 429
@@ -458,6 +461,23 @@ type Store interface {
 	// already. One node at a time does work that needs a lease.
 	LeaseAcquire(ctx context.Context, name, holder string, now, until time.Time) (bool, error)
 
+	// TokenTake takes up to p.Want tokens from the token bucket p.Key,
+	// shared by every node: the bucket first gains p.Rate tokens a second
+	// for the time since it was last taken from (never more than p.Burst;
+	// a new bucket starts full), then gives what it has whole, up to Want.
+	// One statement, atomic across nodes. A node's clock behind the last
+	// taker's adds nothing until it catches up.
+	TokenTake(ctx context.Context, p TokenTakeParams) (TokenGrant, error)
+	// SinkPauseSet holds back every delivery to a sink origin until
+	// p.Until, for every node, unless it is paused longer already.
+	SinkPauseSet(ctx context.Context, p SinkPause) error
+	// SinkPauseList returns the origins paused after now, in origin order.
+	SinkPauseList(ctx context.Context, now time.Time) ([]SinkPause, error)
+	// NodeBeat records that node p.ID is alive until p.Until and returns
+	// how many nodes are alive at p.Now, itself included. Nodes whose
+	// beat ended long ago are forgotten.
+	NodeBeat(ctx context.Context, p NodeBeatParams) (int, error)
+
 	// APIKeyInsert stores a new API key; a key whose ID or Hash is stored
 	// already is an error.
 	APIKeyInsert(ctx context.Context, k *APIKey) error
@@ -534,4 +554,32 @@ type APIKey struct {
 	// certificates that authenticate as this key.
 	CertificateSubject string
 	CreatedAt          time.Time
+}
+
+// TokenTakeParams asks TokenTake for tokens.
+type TokenTakeParams struct {
+	Key   string    // the bucket, e.g. "sub:" and a subscription ID
+	Rate  float64   // tokens gained per second (> 0)
+	Burst float64   // the most tokens the bucket holds (>= 1)
+	Want  int       // the most tokens to take (>= 1)
+	Now   time.Time // the taker's clock
+}
+
+// TokenGrant is what TokenTake gave.
+type TokenGrant struct {
+	Taken int     // tokens taken, 0 to Want
+	Left  float64 // tokens left in the bucket after the take
+}
+
+// SinkPause is a sink origin (scheme://host:port) paused until Until.
+type SinkPause struct {
+	Origin string
+	Until  time.Time
+}
+
+// NodeBeatParams is one node's heartbeat.
+type NodeBeatParams struct {
+	ID    string    // the node's identity
+	Now   time.Time // the node's clock
+	Until time.Time // when the node counts as gone without another beat
 }

@@ -545,13 +545,15 @@ type Subscription struct {
 	// it: the subscription is active at once.
 	SkipValidation bool `protobuf:"varint,17,opt,name=skip_validation,json=skipValidation,proto3" json:"skip_validation,omitempty"`
 	// Requests per minute at most to the sink, across every delivery and
-	// retry (0: no limit). Asked for in the handshake (WebHook-Request-Rate).
+	// retry, on every node together (0: no limit). Asked for in the
+	// handshake (WebHook-Request-Rate).
 	RateLimit int32 `protobuf:"varint,18,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
 	// Output only. The rate the sink granted in the handshake
 	// (WebHook-Allowed-Rate; 0: no limit). Herald keeps to the lower of
 	// rate_limit and allowed_rate.
 	AllowedRate int32 `protobuf:"varint,19,opt,name=allowed_rate,json=allowedRate,proto3" json:"allowed_rate,omitempty"`
-	// Requests in flight at once to the sink, at most (0: no limit).
+	// Requests in flight at once to the sink, at most (0: no limit); shared
+	// among the live nodes, each allowing ceil(max_concurrency / nodes).
 	MaxConcurrency int32 `protobuf:"varint,20,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
 	// With CONTENT_MODE_BATCHED: the most events in one request (default 100).
 	MaxBatchSize int32 `protobuf:"varint,21,opt,name=max_batch_size,json=maxBatchSize,proto3" json:"max_batch_size,omitempty"`
@@ -578,9 +580,14 @@ type Subscription struct {
 	// Free labels (e.g. team=payments, env=prod) that ListSubscriptions
 	// filters on: at most 32, keys of 1 to 63 lower-case letters, digits,
 	// '.', '_', '-' or '/', values at most 256 bytes.
-	Labels        map[string]string `protobuf:"bytes,30,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Labels map[string]string `protobuf:"bytes,30,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// A 429 or 503 with Retry-After from the sink pauses only this
+	// subscription, and pauses of the sink's origin (scheme, host and port)
+	// caused by other subscriptions do not hold it. Unset: a Retry-After
+	// pauses every subscription whose sink is on the origin, on every node.
+	SubscriptionPauseOnly bool `protobuf:"varint,33,opt,name=subscription_pause_only,json=subscriptionPauseOnly,proto3" json:"subscription_pause_only,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *Subscription) Reset() {
@@ -821,6 +828,13 @@ func (x *Subscription) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *Subscription) GetSubscriptionPauseOnly() bool {
+	if x != nil {
+		return x.SubscriptionPauseOnly
+	}
+	return false
 }
 
 // SinkCredential is what Herald presents to the sink. The CloudEvents
@@ -1811,7 +1825,7 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"latencyP95\x12:\n" +
 	"\vlatency_p99\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"latencyP99\x12\x18\n" +
-	"\asampled\x18\b \x01(\bR\asampled\"\xb6\v\n" +
+	"\asampled\x18\b \x01(\bR\asampled\"\xee\v\n" +
 	"\fSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x14\n" +
@@ -1846,7 +1860,8 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\x06tenant\x18\x1b \x01(\tR\x06tenant\x12!\n" +
 	"\fdisplay_name\x18\x1c \x01(\tR\vdisplayName\x12 \n" +
 	"\vdescription\x18\x1d \x01(\tR\vdescription\x12;\n" +
-	"\x06labels\x18\x1e \x03(\v2#.herald.v1.Subscription.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x1e \x03(\v2#.herald.v1.Subscription.LabelsEntryR\x06labels\x126\n" +
+	"\x17subscription_pause_only\x18! \x01(\bR\x15subscriptionPauseOnly\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +

@@ -24,6 +24,21 @@ func Bench(b *testing.B, open func(tb testing.TB) store.Store) {
 	b.Run("EventInsertBatch", func(b *testing.B) { benchEventInsertBatch(b, open(b)) })
 	b.Run("ClaimUpdate", func(b *testing.B) { benchClaimUpdate(b, open(b)) })
 	b.Run("SuccessPath", func(b *testing.B) { benchSuccessPath(b, open(b)) })
+	b.Run("TokenTake", func(b *testing.B) { benchTokenTake(b, open(b)) })
+}
+
+// benchTokenTake is one lease of rate tokens: a round trip that refills
+// the bucket and takes from it (the bucket always has tokens).
+func benchTokenTake(b *testing.B, s store.Store) {
+	now := time.Now()
+	p := store.TokenTakeParams{Key: "sub:bench", Rate: 1e9, Burst: 1e9, Want: 1}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		p.Now = now.Add(time.Duration(i) * time.Millisecond)
+		if _, err := s.TokenTake(b.Context(), p); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 const (

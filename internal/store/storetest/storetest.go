@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Prune", pruneTests},
 		{"EventList", eventListTests},
 		{"DeliverySearch", searchTests},
+		{"Limits", limitTests},
 	}
 	for _, g := range groups {
 		for _, tc := range g.tests {

@@ -71,9 +71,11 @@ func fullSubscription(id string) *store.Subscription {
 		MaxConcurrency: 4,
 		SkipValidation: true,
 		Validation:     &store.Validation{TokenHash: "abc", ExpiresAt: at(10 * time.Minute), RequestedRate: 600},
-		PausedUntil:    at(time.Minute),
-		CreatedAt:      at(-time.Hour),
-		UpdatedAt:      at(-time.Minute),
+
+		SubscriptionPauseOnly: true,
+		PausedUntil:           at(time.Minute),
+		CreatedAt:             at(-time.Hour),
+		UpdatedAt:             at(-time.Minute),
 	}
 }
 
