@@ -282,10 +282,21 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		BatchSize:    cfg.ClaimBatch,
 		Queue:        cfg.Queue,
 		Lease:        cfg.Lease,
+		LeaseRenew:   cfg.LeaseRenew,
+		NodeID:       cfg.NodeID,
 		PaceHandoffs: cfg.EmbeddedTemporal,
 		CPU:          cpu,
 		Logger:       logger.With("component", "dispatch"),
 	}, n.store, cat, attempter, &workflows.Starter{Client: n.temporal, TaskQueue: cfg.TaskQueue})
+	// What this node held when it last stopped without putting it back
+	// is claimable at once, before anything is claimed or published.
+	released, err := disp.Release(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("put back the deliveries node %s held: %w", cfg.NodeID, err)
+	}
+	if released > 0 {
+		logger.Info("put back the deliveries this node held when it stopped", "node", cfg.NodeID, "n", released)
+	}
 	n.background.Add(2)
 	go func() {
 		defer n.background.Done()

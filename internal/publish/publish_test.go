@@ -227,6 +227,8 @@ func (f *fakeDispatcher) Reserve(want map[string]int, _, _ time.Duration) (map[s
 	return got, time.Now().Add(time.Minute)
 }
 
+func (f *fakeDispatcher) NodeID() string { return "node-test" }
+
 func (f *fakeDispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, reserved map[string]int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
