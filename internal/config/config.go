@@ -106,10 +106,11 @@ type Config struct {
 	// request starts: one that has not started Lease less the request
 	// timeout and a margin after its claim is put back for any node.
 	Lease time.Duration
-	// LeaseRenew is how long a claim lasts in the store unless renewed.
-	// The node renews the claims it still holds every sixth of it, so
-	// the deliveries of a node that died are claimed by other nodes
-	// LeaseRenew after its last renewal at most.
+	// LeaseRenew is how long a claim lasts in the store unless renewed
+	// (at most Lease; a longer one is Lease). The node renews the claims
+	// it still holds every tenth of it, so the deliveries of a node that
+	// died are claimed by other nodes LeaseRenew after its last renewal
+	// at most.
 	LeaseRenew time.Duration
 	// NodeID names this node in the claims it makes. A node started
 	// again with the same ID puts back at once the deliveries it held
@@ -305,7 +306,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.DurationVar(&c.BreakerMaxOpen, "breaker-max-open", c.BreakerMaxOpen, "the longest an origin's breaker stays open before a probe")
 	fs.IntVar(&c.ClaimBatch, "claim-batch", c.ClaimBatch, "most deliveries claimed at once")
 	fs.DurationVar(&c.Lease, "lease", c.Lease, "how long a node may keep a claimed delivery before its request starts")
-	fs.DurationVar(&c.LeaseRenew, "lease-renew", c.LeaseRenew, "how long a claim lasts unless the node renews it (it does every sixth of it while it holds the delivery): how soon other nodes take over a dead node's deliveries")
+	fs.DurationVar(&c.LeaseRenew, "lease-renew", c.LeaseRenew, "how long a claim lasts unless the node renews it (it does every tenth of it while it holds the delivery; at most --lease): how soon other nodes take over a dead node's deliveries")
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "this node's stable identity in its claims, unique among running nodes (default: the host name; in Kubernetes, a StatefulSet pod's name)")
 	fs.DurationVar(&c.CatalogReload, "catalog-reload", c.CatalogReload, "how often subscriptions are reloaded")
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "connections each listener (gRPC, HTTP) holds at most; more wait to be accepted")
@@ -505,10 +506,10 @@ func (c *Config) Finish() error {
 		// send a delivery that is still in flight.
 		errs = append(errs, fmt.Errorf("lease must be at least %s (the request timeout and a margin)", policy.RequestTimeout+5*time.Second))
 	}
-	if c.LeaseRenew < MinLeaseRenew || c.LeaseRenew > c.Lease {
+	if c.LeaseRenew < MinLeaseRenew {
 		// A request starts only while the request timeout and a margin
-		// are left of its claim, which is renewed every sixth of it.
-		errs = append(errs, fmt.Errorf("lease-renew must be at least %s (the request timeout and a margin) and at most lease", MinLeaseRenew))
+		// are left of its claim, which is renewed every tenth of it.
+		errs = append(errs, fmt.Errorf("lease-renew must be at least %s (the request timeout and a margin)", MinLeaseRenew))
 	}
 	if !validNodeID(c.NodeID) {
 		errs = append(errs, fmt.Errorf("node-id %q must be 1 to %d printable characters without spaces", c.NodeID, maxNodeID))
@@ -635,8 +636,8 @@ func (l *listValue) Set(s string) error {
 // letters, digits and hyphens, each 1 to 63 characters and not starting
 // or ending with a hyphen, 253 characters at most.
 // MinLeaseRenew is the shortest claim lease: the request timeout and a
-// margin, for renewals that come every sixth of it.
-const MinLeaseRenew = policy.RequestTimeout + 10*time.Second
+// margin, for renewals that come every tenth of it.
+const MinLeaseRenew = policy.RequestTimeout + 5*time.Second
 
 // maxNodeID is the longest node ID.
 const maxNodeID = 200

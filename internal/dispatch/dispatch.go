@@ -94,7 +94,7 @@ type Config struct {
 	Lease time.Duration
 	// LeaseRenew is how long a claim lasts in the store unless renewed
 	// (default config.DefaultLeaseRenew, at most Lease). The dispatcher
-	// renews the claims it holds every sixth of it, in one statement, so
+	// renews the claims it holds every tenth of it, in one statement, so
 	// another node takes over the deliveries of a node that died
 	// LeaseRenew after its last renewal at most.
 	LeaseRenew time.Duration

@@ -151,9 +151,9 @@ func (cs *claims) renewed(ids []string, cls []*claim, renewed []string, until ti
 }
 
 // renewLoop renews the leases of the deliveries the node holds, every
-// sixth of Config.LeaseRenew, until stop is closed.
+// tenth of Config.LeaseRenew, until stop is closed.
 func (d *Dispatcher) renewLoop(stop <-chan struct{}) {
-	every := d.cfg.LeaseRenew / 6
+	every := d.cfg.LeaseRenew / 10
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
