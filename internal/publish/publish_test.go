@@ -276,8 +276,15 @@ func TestPublish_HandsFreshDeliveriesToTheDispatcherAsFarAsItHasRoom(t *testing.
 		t.Fatalf("dispatcher got %d deliveries, want 2", len(fd.got))
 	}
 	for _, d := range fd.got {
-		if d.State != store.DeliveryInFlight || d.EventID != "1" || len(d.EventPayload) == 0 {
-			t.Errorf("handed over %+v, want in flight with its event", d)
+		if d.State != store.DeliveryInFlight || d.EventID != "1" || len(d.EventPayload) == 0 || d.Holder != "node-test" {
+			t.Errorf("handed over %+v, want in flight, held by the dispatcher's node, with its event", d)
+		}
+		stored, err := s.DeliveryGet(ctx, d.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored.Holder != "node-test" {
+			t.Errorf("%s stored held by %q, want the dispatcher's node", d.ID, stored.Holder)
 		}
 	}
 	// The third is pending, for a claim; the two handed over are leased.
