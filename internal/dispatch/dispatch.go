@@ -590,12 +590,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		defer close(recorded)
 		d.recordLoop()
 	}()
-	stopRenewing := make(chan struct{})
-	renewed := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		d.renewLoop(stopRenewing)
-	}()
 
 	d.claimLoop(ctx)
 	d.mu.Lock()
@@ -609,8 +603,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	<-expired
 	close(d.updates)
 	<-recorded
-	close(stopRenewing)
-	<-renewed
 	return nil
 }
 
@@ -1134,12 +1126,35 @@ func randomNodeID() string {
 }
 
 // recordLoop writes results in batches: a batch takes what arrives within
-// RecordWait of its first result, up to BatchSize.
+// RecordWait of its first result, up to BatchSize. Between batches it
+// renews the leases of the deliveries the node holds, every tenth of
+// LeaseRenew: never at the same time as a write, which may change the
+// same rows (on PostgreSQL the two would lock them in different orders).
 func (d *Dispatcher) recordLoop() {
 	batch := make([]store.DeliveryUpdate, 0, d.cfg.BatchSize)
 	wait := time.NewTimer(d.cfg.RecordWait)
 	wait.Stop()
-	for u := range d.updates {
+	every := d.cfg.LeaseRenew / 10
+	renewAt := time.Now().Add(every)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		var u store.DeliveryUpdate
+		select {
+		case <-tick.C:
+		case v, ok := <-d.updates:
+			if !ok {
+				return
+			}
+			u = v
+		}
+		if now := time.Now(); !now.Before(renewAt) {
+			d.renew(every)
+			renewAt = now.Add(every)
+		}
+		if u.ID == "" {
+			continue // a tick only
+		}
 		batch = append(batch[:0], u)
 		wait.Reset(d.cfg.RecordWait)
 	gather:

@@ -150,24 +150,8 @@ func (cs *claims) renewed(ids []string, cls []*claim, renewed []string, until ti
 	return lost
 }
 
-// renewLoop renews the leases of the deliveries the node holds, every
-// tenth of Config.LeaseRenew, until stop is closed.
-func (d *Dispatcher) renewLoop(stop <-chan struct{}) {
-	every := d.cfg.LeaseRenew / 10
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-			d.renew(every)
-		}
-	}
-}
-
 // renew extends, in one statement, the leases of every delivery the node
-// holds; one that is not the node's any more (its lease ran out and
+// holds (the record loop calls it between its writes); one that is not the node's any more (its lease ran out and
 // another node claimed it) is marked lost, and is put back rather than
 // sent or handed off.
 func (d *Dispatcher) renew(timeout time.Duration) {
