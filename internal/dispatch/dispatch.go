@@ -262,9 +262,9 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 
 // Reserve takes room in the queue for deliveries that a publisher on
 // this node will store already claimed (in flight until the returned
-// lease, held by NodeID) and pass to Enqueue, so that fresh deliveries skip the claim
-// query. want says how many deliveries of each subscription ask for
-// room; got, how many of each have it (maybe none).
+// lease, held by NodeID) and pass to Enqueue, so that fresh deliveries
+// skip the claim query. want says how many deliveries of each
+// subscription ask for room; got, how many of each have it (maybe none).
 //
 // Each sink origin takes no more than its share of the queue
 // (scheduler.Scheduler.Hold): the room kept for origins that are not
