@@ -77,13 +77,17 @@ func (cs *claims) keepUntil(ds []*store.Delivery) time.Time {
 }
 
 // end is when the node's hold on the first of ds to end it ends (see
-// claim.end), or zero if none is held; ok is false if one was lost.
+// claim.end), or zero if none has a lease; ok is false if one was lost,
+// or has a lease but is not held (let go of at the end of the hold).
 func (cs *claims) end(ds []*store.Delivery) (end time.Time, ok bool) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for _, dl := range ds {
 		c, held := cs.held[dl.ID]
 		if !held {
+			if !dl.LeaseUntil.IsZero() {
+				return time.Time{}, false
+			}
 			continue
 		}
 		if c.lost {
@@ -109,14 +113,22 @@ func (cs *claims) endsBefore(dl *store.Delivery, by time.Time) bool {
 	return !ok || (!end.IsZero() && end.Before(by))
 }
 
-// snapshot returns the deliveries held now, and their claims.
-func (cs *claims) snapshot() ([]string, []*claim) {
+// snapshot returns the deliveries held at now, and their claims, for a
+// renewal. A claim past the end of the node's hold (keep) is let go of:
+// by then its request has ended and its result is written or on its way
+// (a request starts a request timeout and a margin before keep, a
+// hand-off ends before it), so nothing renews a claim for longer than
+// Config.Lease, whatever happens to it.
+func (cs *claims) snapshot(now time.Time) ([]string, []*claim) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	ids := make([]string, 0, len(cs.held))
 	cls := make([]*claim, 0, len(cs.held))
 	for id, c := range cs.held {
-		if !c.lost {
+		switch {
+		case !c.keep.After(now):
+			delete(cs.held, id)
+		case !c.lost:
 			ids = append(ids, id)
 			cls = append(cls, c)
 		}
@@ -155,7 +167,7 @@ func (cs *claims) renewed(ids []string, cls []*claim, renewed []string, until ti
 // another node claimed it) is marked lost, and is put back rather than
 // sent or handed off.
 func (d *Dispatcher) renew(timeout time.Duration) {
-	ids, cls := d.claims.snapshot()
+	ids, cls := d.claims.snapshot(time.Now())
 	if len(ids) == 0 {
 		return
 	}
