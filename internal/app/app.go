@@ -34,7 +34,6 @@ import (
 	"github.com/heraldhq/herald/internal/dispatch"
 	"github.com/heraldhq/herald/internal/egress"
 	"github.com/heraldhq/herald/internal/handshake"
-	"github.com/heraldhq/herald/internal/id"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/opsevents"
 	"github.com/heraldhq/herald/internal/policy"
@@ -191,7 +190,9 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		defer n.background.Done()
 		cpu.Run(runCtx)
 	}()
-	nodeID := id.New(id.Node)
+	// One identity for this node: the claims it holds, its heartbeat
+	// (limits shared among live nodes) and the pruning lease.
+	nodeID := cfg.NodeID
 	pruner := retention.New(n.store, retention.Config{
 		Delivered: cfg.RetentionDelivered, Dead: cfg.RetentionDead, Interval: cfg.PruneInterval,
 		Holder: nodeID, Logger: logger.With("component", "retention"),
@@ -294,10 +295,21 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		BatchSize:    cfg.ClaimBatch,
 		Queue:        cfg.Queue,
 		Lease:        cfg.Lease,
+		LeaseRenew:   cfg.LeaseRenew,
+		NodeID:       cfg.NodeID,
 		PaceHandoffs: cfg.EmbeddedTemporal,
 		CPU:          cpu,
 		Logger:       logger.With("component", "dispatch"),
 	}, n.store, cat, attempter, &workflows.Starter{Client: n.temporal, TaskQueue: cfg.TaskQueue})
+	// What this node held when it last stopped without putting it back
+	// is claimable at once, before anything is claimed or published.
+	released, err := disp.Release(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("put back the deliveries node %s held: %w", cfg.NodeID, err)
+	}
+	if released > 0 {
+		logger.Info("put back the deliveries this node held when it stopped", "node", cfg.NodeID, "n", released)
+	}
 	n.background.Add(2)
 	go func() {
 		defer n.background.Done()

@@ -102,9 +102,21 @@ type Config struct {
 	BreakerMaxOpen   time.Duration
 	// ClaimBatch is the most deliveries claimed at once.
 	ClaimBatch int
-	// Lease is how long a claimed delivery stays claimed before another
-	// node may take it.
+	// Lease is how long a node may keep a claimed delivery before its
+	// request starts: one that has not started Lease less the request
+	// timeout and a margin after its claim is put back for any node.
 	Lease time.Duration
+	// LeaseRenew is how long a claim lasts in the store unless renewed
+	// (at most Lease; a longer one is Lease). The node renews the claims
+	// it still holds every tenth of it, so the deliveries of a node that
+	// died are claimed by other nodes LeaseRenew after its last renewal
+	// at most.
+	LeaseRenew time.Duration
+	// NodeID names this node in the claims it makes. A node started
+	// again with the same ID puts back at once the deliveries it held
+	// when it stopped. It must be stable across restarts and never
+	// shared by two nodes running at once.
+	NodeID string
 	// MaxConnections is the most connections each listener (gRPC, HTTP)
 	// holds at once; more wait to be accepted.
 	MaxConnections int
@@ -201,6 +213,7 @@ const (
 	DefaultHandoffQueue    = 4096
 	DefaultPollInterval    = 200 * time.Millisecond
 	DefaultRecordWait      = 10 * time.Millisecond
+	DefaultLeaseRenew      = 30 * time.Second
 	DefaultCatalogReload   = time.Second
 	DefaultMaxConnections  = 4096
 	DefaultShutdownTimeout = 30 * time.Second
@@ -265,6 +278,8 @@ func Serve() Config {
 		BreakerMaxOpen:       DefaultBreakerMaxOpen,
 		ClaimBatch:           DefaultClaimBatch,
 		Lease:                DefaultLease,
+		LeaseRenew:           DefaultLeaseRenew,
+		NodeID:               hostname(),
 		CatalogReload:        DefaultCatalogReload,
 		MaxConnections:       DefaultMaxConnections,
 		ShutdownTimeout:      DefaultShutdownTimeout,
@@ -308,7 +323,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.DurationVar(&c.BreakerOpen, "breaker-open", c.BreakerOpen, "how long an origin's breaker first stays open")
 	fs.DurationVar(&c.BreakerMaxOpen, "breaker-max-open", c.BreakerMaxOpen, "the longest an origin's breaker stays open before a probe")
 	fs.IntVar(&c.ClaimBatch, "claim-batch", c.ClaimBatch, "most deliveries claimed at once")
-	fs.DurationVar(&c.Lease, "lease", c.Lease, "how long a claimed delivery stays claimed")
+	fs.DurationVar(&c.Lease, "lease", c.Lease, "how long a node may keep a claimed delivery before its request starts")
+	fs.DurationVar(&c.LeaseRenew, "lease-renew", c.LeaseRenew, "how long a claim lasts unless the node renews it (it does every tenth of it while it holds the delivery; at most --lease): how soon other nodes take over a dead node's deliveries")
+	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "this node's stable identity in its claims, unique among running nodes (default: the host name; in Kubernetes, a StatefulSet pod's name)")
 	fs.DurationVar(&c.CatalogReload, "catalog-reload", c.CatalogReload, "how often subscriptions are reloaded")
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "connections each listener (gRPC, HTTP) holds at most; more wait to be accepted")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown limit")
@@ -507,6 +524,14 @@ func (c *Config) Finish() error {
 		// send a delivery that is still in flight.
 		errs = append(errs, fmt.Errorf("lease must be at least %s (the request timeout and a margin)", policy.RequestTimeout+5*time.Second))
 	}
+	if c.LeaseRenew < MinLeaseRenew {
+		// A request starts only while the request timeout and a margin
+		// are left of its claim, which is renewed every tenth of it.
+		errs = append(errs, fmt.Errorf("lease-renew must be at least %s (the request timeout and a margin)", MinLeaseRenew))
+	}
+	if !validNodeID(c.NodeID) {
+		errs = append(errs, fmt.Errorf("node-id %q must be 1 to %d printable characters without spaces", c.NodeID, maxNodeID))
+	}
 	if c.CatalogReload <= 0 || c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("catalog-reload and shutdown-timeout must be positive"))
 	}
@@ -628,6 +653,36 @@ func (l *listValue) Set(s string) error {
 // isDNSName reports whether s is a DNS name: dot-separated labels of
 // letters, digits and hyphens, each 1 to 63 characters and not starting
 // or ending with a hyphen, 253 characters at most.
+// MinLeaseRenew is the shortest claim lease: the request timeout and a
+// margin, for renewals that come every tenth of it.
+const MinLeaseRenew = policy.RequestTimeout + 5*time.Second
+
+// maxNodeID is the longest node ID.
+const maxNodeID = 200
+
+// hostname is the default node ID: the host's name, or "herald".
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "herald"
+	}
+	return h
+}
+
+// validNodeID reports whether s is a node ID: printable ASCII without
+// spaces, at most maxNodeID long.
+func validNodeID(s string) bool {
+	if s == "" || len(s) > maxNodeID {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
 func isDNSName(s string) bool {
 	if s == "" || len(s) > 253 {
 		return false

@@ -59,6 +59,38 @@ func TestParse_BadEnvironmentValueNamesTheVariable(t *testing.T) {
 	}
 }
 
+func TestParse_NodeIDFromTheEnvironment(t *testing.T) {
+	t.Setenv("HERALD_NODE_ID", "herald-2")
+	c := Serve()
+	if err := parse(t, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.NodeID != "herald-2" {
+		t.Errorf("node-id = %q, want HERALD_NODE_ID's", c.NodeID)
+	}
+}
+
+func TestServe_NodeIDDefaultsToTheHostName(t *testing.T) {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		t.Skip("no host name")
+	}
+	if c := Serve(); c.NodeID != h {
+		t.Errorf("node-id = %q, want the host name %q", c.NodeID, h)
+	}
+}
+
+// TestFinish_AShortLeaseTakesTheDefaultClaimLease: a lease shorter than
+// the default claim lease is valid alone; the claim lease is then the
+// lease (dispatch takes the shorter).
+func TestFinish_AShortLeaseTakesTheDefaultClaimLease(t *testing.T) {
+	c := servable()
+	c.Lease = 20 * time.Second
+	if err := c.Finish(); err != nil {
+		t.Fatalf("Finish with lease 20s: %v", err)
+	}
+}
+
 func TestFinish_RefusesInvalidSettings(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
@@ -67,6 +99,9 @@ func TestFinish_RefusesInvalidSettings(t *testing.T) {
 	}{
 		{"no store", func(c *Config) { c.Store, c.DataDir = "", "" }, "store is required"},
 		{"short lease", func(c *Config) { c.Lease = 10 * time.Second }, "lease must be at least"},
+		{"claim lease shorter than a request", func(c *Config) { c.LeaseRenew = 10 * time.Second }, "lease-renew must be at least"},
+		{"no node ID", func(c *Config) { c.NodeID = "" }, "node-id"},
+		{"node ID with a space", func(c *Config) { c.NodeID = "node 1" }, "node-id"},
 		{"no budget", func(c *Config) { c.MaxInFlight = 0 }, "max-in-flight"},
 		{"origin limit above its maximum", func(c *Config) { c.OriginConcurrency = 2000 }, "origin-concurrency"},
 		{"breaker open longer than its maximum", func(c *Config) { c.BreakerOpen = time.Minute }, "breaker-max-open"},
@@ -129,7 +164,7 @@ func TestServe_UsesTheDefaults(t *testing.T) {
 		c.MaxOriginConcurrency != DefaultMaxOriginConcurrency || c.BreakerThreshold != DefaultBreakerThreshold ||
 		c.BreakerOpen != DefaultBreakerOpen || c.BreakerMaxOpen != DefaultBreakerMaxOpen || c.ClaimBatch != DefaultClaimBatch ||
 		c.Lease != DefaultLease || c.CatalogReload != DefaultCatalogReload || c.ShutdownTimeout != DefaultShutdownTimeout ||
-		c.TaskQueue != DefaultTaskQueue || c.MaxConnections != DefaultMaxConnections {
+		c.TaskQueue != DefaultTaskQueue || c.MaxConnections != DefaultMaxConnections || c.LeaseRenew != DefaultLeaseRenew {
 		t.Errorf("Serve() = %+v does not take the package defaults", c)
 	}
 	if d := Dev(); !d.AllowInsecureSinks || !d.AllowPrivateSinks || !d.Dev || d.DataDir == "" {
@@ -145,6 +180,7 @@ http-addr: 127.0.0.1:6001
 max-in-flight: 77
 allow-client-cidrs: [10.0.0.0/8, 192.168.0.0/16]
 lease: 3m
+node-id: herald-0
 admin-key: hk_from_the_file
 `), 0o600); err != nil {
 		t.Fatal(err)
@@ -161,6 +197,9 @@ admin-key: hk_from_the_file
 	}
 	if c.HTTPAddr != "127.0.0.1:7001" {
 		t.Errorf("http-addr %q: the environment must win over the file", c.HTTPAddr)
+	}
+	if c.NodeID != "herald-0" {
+		t.Errorf("node-id %q, want the file's", c.NodeID)
 	}
 	if c.MaxInFlight != 88 {
 		t.Errorf("max-in-flight %d: the flag must win over the file", c.MaxInFlight)

@@ -10,7 +10,7 @@ import (
 func TestDefaults_AreConfigs(t *testing.T) {
 	var c Config
 	c.setDefaults()
-	if c.BatchSize != config.DefaultClaimBatch || c.Queue != config.DefaultQueue || c.Lease != config.DefaultLease ||
+	if c.BatchSize != config.DefaultClaimBatch || c.Queue != config.DefaultQueue || c.Lease != config.DefaultLease || c.LeaseRenew != config.DefaultLeaseRenew ||
 		c.RequestTimeout != policy.RequestTimeout || c.Handoffs != config.DefaultHandoffs ||
 		c.HandoffQueue != config.DefaultHandoffQueue || c.PollInterval != config.DefaultPollInterval ||
 		c.RecordWait != config.DefaultRecordWait {

@@ -9,14 +9,20 @@
 //
 // Only the first attempt runs here; a failed first attempt starts the
 // delivery's workflow (package workflows), which owns every later attempt.
-// A claim is a lease: if the process dies, the lease expires and another
-// dispatcher claims the delivery again, so a delivery is sent at least once.
-// A delivery whose request cannot start in time to finish within its lease
-// is put back rather than sent, so two nodes never send it at once.
+// A claim is a lease held by a node (its node ID): a short one, renewed
+// while the node holds the delivery in memory. If the process dies, the
+// lease expires and another dispatcher claims the delivery again, so a
+// delivery is sent at least once; a node started again with the same ID
+// puts back what it held at once (Release). A delivery whose request
+// cannot start while a request timeout and a margin are left of its
+// lease is put back rather than sent, so two nodes never send it at once,
+// and a result is written only while the node's claim stands.
 package dispatch
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"math"
@@ -44,6 +50,8 @@ import (
 type Store interface {
 	DeliveryClaim(ctx context.Context, p store.DeliveryClaimParams) ([]*store.Delivery, error)
 	DeliveryUpdateBatch(ctx context.Context, updates []store.DeliveryUpdate) error
+	DeliveryRenew(ctx context.Context, p store.DeliveryRenewParams) ([]string, error)
+	DeliveryRelease(ctx context.Context, p store.DeliveryReleaseParams) (int, error)
 	SubscriptionGet(ctx context.Context, id string) (*store.Subscription, error)
 	SubscriptionUpdate(ctx context.Context, id string, change func(*store.Subscription) error) (*store.Subscription, error)
 }
@@ -79,10 +87,23 @@ type Config struct {
 	// CPU tells whether the process is short of CPU, for PaceHandoffs
 	// (nil: never).
 	CPU *cpuload.Monitor
-	// Lease is how long a claim lasts before another dispatcher may take
-	// the delivery (default config.DefaultLease; longer than a request's
-	// timeout).
+	// Lease is how long the dispatcher may hold a claimed delivery
+	// (default config.DefaultLease; longer than a request's timeout): one
+	// whose request cannot start while RequestTimeout and a margin are
+	// left of it is put back, and so is a failure still waiting for its
+	// workflow's start near its end.
 	Lease time.Duration
+	// LeaseRenew is how long a claim lasts in the store unless renewed
+	// (default config.DefaultLeaseRenew, at most Lease). The dispatcher
+	// renews the claims it holds every tenth of it, in one statement, so
+	// another node takes over the deliveries of a node that died
+	// LeaseRenew after its last renewal at most.
+	LeaseRenew time.Duration
+	// NodeID is the holder of this dispatcher's claims (default: a random
+	// ID). Give each node a stable one (config.Config.NodeID), so that
+	// Release puts back what it held when it last stopped; two running
+	// dispatchers must never share one.
+	NodeID string
 	// RequestTimeout is how long one request may take (default
 	// policy.RequestTimeout). A delivery whose request cannot start while
 	// RequestTimeout and a margin are left of its lease is put back.
@@ -115,6 +136,13 @@ func (c *Config) setDefaults() {
 	}
 	if c.Lease <= 0 {
 		c.Lease = config.DefaultLease
+	}
+	if c.LeaseRenew <= 0 {
+		c.LeaseRenew = config.DefaultLeaseRenew
+	}
+	c.LeaseRenew = min(c.LeaseRenew, c.Lease)
+	if c.NodeID == "" {
+		c.NodeID = randomNodeID()
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = policy.RequestTimeout
@@ -155,6 +183,7 @@ type Dispatcher struct {
 	stopped chan struct{} // closed when Run ends: idle workers end
 	updates chan store.DeliveryUpdate
 	failed  *handoffQueue // failed attempts waiting for their workflow
+	claims  *claims       // the deliveries held, whose leases are renewed
 
 	mu     sync.RWMutex // guards closed and runCtx against Enqueue
 	closed bool
@@ -226,6 +255,7 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 		stopped:   make(chan struct{}),
 		updates:   make(chan store.DeliveryUpdate, 4*cfg.BatchSize),
 		failed:    newHandoffQueue(cfg.HandoffQueue),
+		claims:    newClaims(),
 		room:      make(chan struct{}),
 		pacer:     p,
 	}
@@ -233,9 +263,9 @@ func New(cfg Config, s Store, c *catalog.Catalog, a *attempt.Attempter, h Handof
 
 // Reserve takes room in the queue for deliveries that a publisher on
 // this node will store already claimed (in flight until the returned
-// lease) and pass to Enqueue, so that fresh deliveries skip the claim
-// query. want says how many deliveries of each subscription ask for
-// room; got, how many of each have it (maybe none).
+// lease, held by NodeID) and pass to Enqueue, so that fresh deliveries
+// skip the claim query. want says how many deliveries of each
+// subscription ask for room; got, how many of each have it (maybe none).
 //
 // Each sink origin takes no more than its share of the queue
 // (scheduler.Scheduler.Hold): the room kept for origins that are not
@@ -284,7 +314,7 @@ func (d *Dispatcher) Reserve(want map[string]int, stall, maxWait time.Duration) 
 		stalled.Stop()
 		d.waiters.Add(-1)
 	}
-	return r.done(d), time.Now().Add(d.cfg.Lease)
+	return r.done(d), time.Now().Add(d.cfg.LeaseRenew)
 }
 
 // reservation is Reserve's room, as it is taken.
@@ -475,6 +505,7 @@ func (d *Dispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, reserv
 		}
 		return
 	}
+	d.claims.add(ds, time.Now(), d.cfg.Lease)
 	d.start(jobs)
 }
 
@@ -511,7 +542,8 @@ func (d *Dispatcher) Notify() {
 
 // Run dispatches until ctx is done, then finishes the requests in flight,
 // puts back the claimed deliveries whose request had not started, and
-// records every result before it returns.
+// records every result before it returns. It renews the leases of what it
+// holds meanwhile. Call Release first.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.runCtx = ctx
@@ -546,7 +578,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			case <-stopExpiring:
 				return
 			case <-tick.C:
-				d.deferAll(d.failed.expire(time.Now().Add(handoffMargin)))
+				by := time.Now().Add(handoffMargin)
+				d.deferAll(d.failed.expire(func(f failure) bool { return d.claims.endsBefore(f.dl, by) }))
 			}
 		}
 	}()
@@ -691,11 +724,13 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 		claimed, err := d.store.DeliveryClaim(ctx, store.DeliveryClaimParams{
 			Limit:      room,
 			Now:        now,
-			LeaseUntil: now.Add(d.cfg.Lease),
+			LeaseUntil: now.Add(d.cfg.LeaseRenew),
+			Holder:     d.cfg.NodeID,
 		})
 		if err != nil && ctx.Err() == nil {
 			d.cfg.Logger.Error("claim deliveries", "err", err)
 		}
+		d.claims.add(claimed, now, d.cfg.Lease)
 		d.queued.Add(int64(len(claimed)))
 		jobs := d.group(claimed, nil)
 		d.hold(jobs)
@@ -804,7 +839,7 @@ func (d *Dispatcher) group(ds []*store.Delivery, events []*event.Event) []job {
 // spending an attempt.
 func (d *Dispatcher) reschedule(ds []*store.Delivery, at time.Time, why string) {
 	for _, dl := range ds {
-		d.updates <- lifecycle.Rescheduled(dl, at, why)
+		d.put(lifecycle.Rescheduled(dl, at, why))
 	}
 }
 
@@ -826,8 +861,12 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 	dl := j.ds[0]
 	en, err := d.entry(ctx, dl.SubscriptionID)
 	if err != nil {
-		// The store is failing: leave the deliveries to their lease.
+		// The store is failing: leave the deliveries to their lease,
+		// no longer renewed.
 		d.cfg.Logger.Error("load subscription", "subscription", dl.SubscriptionID, "err", err)
+		for _, dl := range j.ds {
+			d.claims.drop(dl.ID)
+		}
 		return
 	}
 	now := time.Now()
@@ -838,7 +877,7 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 	switch gate := lifecycle.Gate(sub, d.pausedUntil(en, dl.SubscriptionID), now); gate.Verdict {
 	case lifecycle.Drop:
 		for _, dl := range j.ds {
-			d.updates <- lifecycle.Killed(dl, gate.Reason)
+			d.put(lifecycle.Killed(dl, gate.Reason))
 		}
 		return
 	case lifecycle.Wait:
@@ -871,11 +910,18 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 		grant.Release()
 		if gate.Verdict == lifecycle.Drop {
 			for _, dl := range j.ds {
-				d.updates <- lifecycle.Killed(dl, gate.Reason)
+				d.put(lifecycle.Killed(dl, gate.Reason))
 			}
 			return
 		}
 		d.wait(j.ds, sub, gate, time.Now())
+		return
+	}
+	if !d.claims.holds(j.ds, time.Now().Add(d.cfg.RequestTimeout+leaseMargin)) {
+		// Its lease was not renewed in time (the store failing), or
+		// another node has claimed it since: not this node's to send.
+		grant.Release()
+		d.reschedule(j.ds, time.Now(), "")
 		return
 	}
 	if d.pacer != nil {
@@ -890,15 +936,12 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 }
 
 // startBy is the latest time a job's request may start: a request timeout
-// and a margin before the first of its leases ends, so that no other node
-// claims a delivery while it is being sent.
+// and a margin before the node's hold on the first of its deliveries
+// ends (Config.Lease after its claim). Its stored lease is renewed
+// meanwhile, and checked again before the request starts, so that no
+// other node claims a delivery while it is being sent.
 func (d *Dispatcher) startBy(ds []*store.Delivery) time.Time {
-	var end time.Time
-	for _, dl := range ds {
-		if !dl.LeaseUntil.IsZero() && (end.IsZero() || dl.LeaseUntil.Before(end)) {
-			end = dl.LeaseUntil
-		}
-	}
+	end := d.claims.keepUntil(ds)
 	if end.IsZero() {
 		return time.Time{}
 	}
@@ -927,10 +970,10 @@ func (d *Dispatcher) refused(ds []*store.Delivery, sub *store.Subscription, err 
 		maxAge := sub.RetryPolicy.WithDefaults().MaximumAge
 		for _, dl := range ds {
 			if now.Sub(dl.CreatedAt) > maxAge {
-				d.updates <- lifecycle.Killed(dl, "maximum age reached while "+r.Reason)
+				d.put(lifecycle.Killed(dl, "maximum age reached while "+r.Reason))
 				continue
 			}
-			d.updates <- lifecycle.Rescheduled(dl, r.Until, r.Reason)
+			d.put(lifecycle.Rescheduled(dl, r.Until, r.Reason))
 		}
 	case ok && r.Reason == scheduler.ReasonQueueFull:
 		at := r.Until
@@ -949,14 +992,14 @@ func (d *Dispatcher) wait(ds []*store.Delivery, sub *store.Subscription, gate li
 	maxAge := sub.RetryPolicy.WithDefaults().MaximumAge
 	for _, dl := range ds {
 		if gate.Reason == lifecycle.ReasonAwaitingConsent && now.Sub(dl.CreatedAt) > maxAge {
-			d.updates <- lifecycle.Killed(dl, lifecycle.ReasonNoConsent)
+			d.put(lifecycle.Killed(dl, lifecycle.ReasonNoConsent))
 			continue
 		}
 		why := ""
 		if gate.Reason == lifecycle.ReasonAwaitingConsent {
 			why = gate.Reason
 		}
-		d.updates <- lifecycle.Rescheduled(dl, gate.Until, why)
+		d.put(lifecycle.Rescheduled(dl, gate.Until, why))
 	}
 }
 
@@ -964,7 +1007,7 @@ func (d *Dispatcher) wait(ds []*store.Delivery, sub *store.Subscription, gate li
 func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog.Entry, number int, res attempt.Result) {
 	sub := en.Subscription
 	if res.Outcome == policy.Delivered {
-		d.updates <- lifecycle.FirstDelivered(dl, &res.Record)
+		d.put(lifecycle.FirstDelivered(dl, &res.Record))
 		return
 	}
 	if res.PauseSink {
@@ -981,7 +1024,7 @@ func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog
 	// Until the workflow has started, the delivery stays in flight under
 	// its lease; if the lease would end first, it is put back (deferAll).
 	f := failure{dl: dl, sub: sub, number: number, res: res}
-	if leaseEndsBefore(f, time.Now().Add(handoffMargin)) || !d.failed.push(f) {
+	if d.claims.endsBefore(dl, time.Now().Add(handoffMargin)) || !d.failed.push(f) {
 		// Temporal is not keeping up, or the lease is ending. Rather
 		// than hold this request's slot, record the attempt and try the
 		// delivery again later as a first attempt.
@@ -995,7 +1038,7 @@ func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog
 func (d *Dispatcher) deferAll(fs []failure) {
 	for _, f := range fs {
 		metrics.Handoffs.WithLabelValues("deferred").Inc()
-		d.updates <- lifecycle.Deferred(f.dl, &f.res.Record, time.Now().Add(handoffBackoff))
+		d.put(lifecycle.Deferred(f.dl, &f.res.Record, time.Now().Add(handoffBackoff)))
 	}
 }
 
@@ -1008,13 +1051,13 @@ const handoffBackoff = 5 * time.Second
 // must end before the lease does (less a margin for the record).
 func (d *Dispatcher) handOff(ctx context.Context, f failure) {
 	dl, sub, number, res := f.dl, f.sub, f.number, f.res
-	if leaseEndsBefore(f, time.Now().Add(handoffMargin)) {
+	if d.claims.endsBefore(dl, time.Now().Add(handoffMargin)) {
 		d.deferAll([]failure{f})
 		return
 	}
-	if !dl.LeaseUntil.IsZero() {
+	if end, _ := d.claims.end([]*store.Delivery{dl}); !end.IsZero() {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl.LeaseUntil.Add(-leaseMargin))
+		ctx, cancel = context.WithDeadline(ctx, end.Add(-leaseMargin))
 		defer cancel()
 	}
 	if res.Span.IsValid() {
@@ -1041,11 +1084,11 @@ func (d *Dispatcher) handOff(ctx context.Context, f failure) {
 		// attempted and handed off again. Record the attempt only.
 		metrics.Handoffs.WithLabelValues("error").Inc()
 		d.cfg.Logger.Error("hand off failed delivery", "delivery", dl.ID, "err", err)
-		d.updates <- lifecycle.Kept(dl, &res.Record)
+		d.put(lifecycle.Kept(dl, &res.Record))
 		return
 	}
 	metrics.Handoffs.WithLabelValues("ok").Inc()
-	d.updates <- lifecycle.HandedOff(dl, &res.Record)
+	d.put(lifecycle.HandedOff(dl, &res.Record))
 }
 
 // pausedUntil is the latest pause known for a subscription's sink: the
@@ -1086,13 +1129,50 @@ func (d *Dispatcher) entry(ctx context.Context, id string) (*catalog.Entry, erro
 	return catalog.NewEntry(sub)
 }
 
+// put sends u, an update of a delivery this node holds, to be written; the
+// node lets go of the delivery (its lease is no longer renewed).
+func (d *Dispatcher) put(u store.DeliveryUpdate) {
+	d.claims.drop(u.ID)
+	d.updates <- u
+}
+
+// randomNodeID is a node ID no other dispatcher has.
+func randomNodeID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "herald-" + hex.EncodeToString(b[:])
+}
+
 // recordLoop writes results in batches: a batch takes what arrives within
-// RecordWait of its first result, up to BatchSize.
+// RecordWait of its first result, up to BatchSize. Between batches it
+// renews the leases of the deliveries the node holds, every tenth of
+// LeaseRenew: never at the same time as a write, which may change the
+// same rows (on PostgreSQL the two would lock them in different orders).
 func (d *Dispatcher) recordLoop() {
 	batch := make([]store.DeliveryUpdate, 0, d.cfg.BatchSize)
 	wait := time.NewTimer(d.cfg.RecordWait)
 	wait.Stop()
-	for u := range d.updates {
+	every := d.cfg.LeaseRenew / 10
+	renewAt := time.Now().Add(every)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		var u store.DeliveryUpdate
+		select {
+		case <-tick.C:
+		case v, ok := <-d.updates:
+			if !ok {
+				return
+			}
+			u = v
+		}
+		if now := time.Now(); !now.Before(renewAt) {
+			d.renew(every)
+			renewAt = now.Add(every)
+		}
+		if u.ID == "" {
+			continue // a tick only
+		}
 		batch = append(batch[:0], u)
 		wait.Reset(d.cfg.RecordWait)
 	gather:

@@ -7,10 +7,11 @@ import (
 
 // handoffQueue holds failed first attempts waiting for their workflow to
 // start, first come first served, bounded. A delivery in it is still in
-// flight under its lease, which nothing renews: one whose lease would
-// end before it could be handed off is taken out (expire) and put back in
-// the store, so that it never waits here while another node claims and
-// sends it again.
+// flight under its lease, which the node renews while it holds the
+// delivery (up to Config.Lease after its claim): one whose hold would end
+// before it could be handed off is taken out (expire) and put back in the
+// store, so that it never waits here while another node claims and sends
+// it again.
 type handoffQueue struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -54,14 +55,14 @@ func (q *handoffQueue) pop() (failure, bool) {
 	return f, true
 }
 
-// expire takes out and returns the failures whose lease ends before by.
-func (q *handoffQueue) expire(by time.Time) []failure {
+// expire takes out and returns the failures that have ended.
+func (q *handoffQueue) expire(ended func(failure) bool) []failure {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var out []failure
 	kept := q.items[:0]
 	for _, f := range q.items {
-		if leaseEndsBefore(f, by) {
+		if ended(f) {
 			out = append(out, f)
 			continue
 		}
@@ -78,11 +79,6 @@ func (q *handoffQueue) close() {
 	defer q.mu.Unlock()
 	q.closed = true
 	q.cond.Broadcast()
-}
-
-// leaseEndsBefore reports whether f's delivery's lease ends before by.
-func leaseEndsBefore(f failure, by time.Time) bool {
-	return !f.dl.LeaseUntil.IsZero() && f.dl.LeaseUntil.Before(by)
 }
 
 // handoffMargin is the least time left of a delivery's lease for its

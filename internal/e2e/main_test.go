@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -153,10 +154,20 @@ func stopTemporalOnPostgres() error {
 	return errors.Join(errs...)
 }
 
+// nodeIDs numbers the node IDs of the nodes tests start, so that no two
+// running nodes share one (they would put back each other's claims).
+var nodeIDs atomic.Int64
+
+// newNodeID returns a node ID no other node of this test run has.
+func newNodeID(t *testing.T) string {
+	return fmt.Sprintf("e2e-%d-%s", nodeIDs.Add(1), strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()))
+}
+
 // nodeConfig is a node's configuration for test t: loopback ports, its own
-// SQLite file and task queue.
+// SQLite file, task queue and node ID.
 func nodeConfig(t *testing.T, storePath string) config.Config {
 	cfg := config.Dev()
+	cfg.NodeID = newNodeID(t)
 	cfg.GRPCAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Store = storePath

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,11 +29,16 @@ import (
 )
 
 // childNode starts a Herald node in a process of its own (runChild) with
-// env, and returns it and a client of its API.
+// env, and returns it and a client of its API. Without HERALD_NODE_ID in
+// env, the node gets an ID of its own.
 func childNode(t *testing.T, env []string) (*exec.Cmd, *testNode) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), append(env, childEnv+"=1", "HERALD_GRPC_ADDR="+freeAddr(t), "HERALD_HTTP_ADDR="+freeAddr(t))...)
+	env = append(env, childEnv+"=1", "HERALD_GRPC_ADDR="+freeAddr(t), "HERALD_HTTP_ADDR="+freeAddr(t))
+	if !slices.ContainsFunc(env, func(v string) bool { return strings.HasPrefix(v, "HERALD_NODE_ID=") }) {
+		env = append(env, "HERALD_NODE_ID="+newNodeID(t))
+	}
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = testWriter{t}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -94,8 +100,9 @@ func TestMultiNode_ASIGKILLedNodeLosesNothing(t *testing.T) {
 		got[id]++
 		return http.StatusNoContent, nil
 	})
-	a, na := childNode(t, env)
-	_, nb := childNode(t, env)
+	envA := append(slices.Clip(env), "HERALD_NODE_ID=mn-a")
+	a, na := childNode(t, envA)
+	_, nb := childNode(t, append(slices.Clip(env), "HERALD_NODE_ID=mn-b"))
 	sub := createSub(t, na, rcv.URL)
 	// Node B sees the subscription made through A at its next catalog
 	// reload; until then its events would match nothing.
@@ -139,7 +146,7 @@ func TestMultiNode_ASIGKILLedNodeLosesNothing(t *testing.T) {
 			t.Fatalf("publish through the live node: %v", err)
 		}
 	}
-	_, _ = childNode(t, env) // the killed node, started again
+	_, _ = childNode(t, envA) // the killed node, started again, with its ID
 	releaseOnce.Do(func() { close(release) })
 
 	want := 0

@@ -22,7 +22,11 @@
 //	dead      -> retrying   resend: the same, for a dead one
 //
 // Only the first attempt is the dispatcher's (package dispatch); a
-// retrying delivery belongs to its workflow (package workflows).
+// retrying delivery belongs to its workflow (package workflows). The
+// dispatcher's updates of an in-flight delivery apply only while the
+// claim it made stands (its Holder, the node's ID): a node whose lease ran
+// out and whose delivery another node claimed changes nothing, though
+// its attempt is recorded.
 package lifecycle
 
 import (
@@ -116,6 +120,15 @@ func must(name string, from State, u store.DeliveryUpdate) store.DeliveryUpdate 
 	return u
 }
 
+// claimed builds the update of transition name of delivery d, which this
+// node claimed: it applies only while d is in flight and the claim stands
+// (d.Holder still holds it).
+func claimed(name string, d *store.Delivery, u store.DeliveryUpdate) store.DeliveryUpdate {
+	u = must(name, InFlight, u)
+	u.ExpectHolder = d.Holder
+	return u
+}
+
 // withAttempt records attempt rec (number rec.Number) in u.
 func withAttempt(u store.DeliveryUpdate, rec *store.Attempt) store.DeliveryUpdate {
 	u.Attempts = rec.Number
@@ -133,12 +146,12 @@ func Rescheduled(d *store.Delivery, at time.Time, why string) store.DeliveryUpda
 	if why != "" {
 		u.LastError = why
 	}
-	return must(Reschedule, InFlight, u)
+	return claimed(Reschedule, d, u)
 }
 
 // FirstDelivered records claimed delivery d's successful attempt rec.
 func FirstDelivered(d *store.Delivery, rec *store.Attempt) store.DeliveryUpdate {
-	return must(Deliver, InFlight, withAttempt(store.DeliveryUpdate{ID: d.ID}, rec))
+	return claimed(Deliver, d, withAttempt(store.DeliveryUpdate{ID: d.ID}, rec))
 }
 
 // Deferred records claimed delivery d's failed attempt rec and puts it back
@@ -147,25 +160,25 @@ func FirstDelivered(d *store.Delivery, rec *store.Attempt) store.DeliveryUpdate 
 func Deferred(d *store.Delivery, rec *store.Attempt, at time.Time) store.DeliveryUpdate {
 	u := withAttempt(store.DeliveryUpdate{ID: d.ID}, rec)
 	u.NextAt = at
-	return must(Defer, InFlight, u)
+	return claimed(Defer, d, u)
 }
 
 // Kept records claimed delivery d's failed attempt rec and leaves it in
 // flight: starting its workflow failed, so its lease expires and it is
 // attempted and handed off again.
 func Kept(d *store.Delivery, rec *store.Attempt) store.DeliveryUpdate {
-	return must(Keep, InFlight, withAttempt(store.DeliveryUpdate{ID: d.ID}, rec))
+	return claimed(Keep, d, withAttempt(store.DeliveryUpdate{ID: d.ID}, rec))
 }
 
 // HandedOff records claimed delivery d's failed attempt rec: its workflow
 // has started and retries it.
 func HandedOff(d *store.Delivery, rec *store.Attempt) store.DeliveryUpdate {
-	return must(HandOff, InFlight, withAttempt(store.DeliveryUpdate{ID: d.ID}, rec))
+	return claimed(HandOff, d, withAttempt(store.DeliveryUpdate{ID: d.ID}, rec))
 }
 
 // Killed dead-letters claimed delivery d without an attempt, for reason.
 func Killed(d *store.Delivery, reason string) store.DeliveryUpdate {
-	return must(Kill, InFlight, store.DeliveryUpdate{ID: d.ID, Attempts: d.Attempts, LastError: reason})
+	return claimed(Kill, d, store.DeliveryUpdate{ID: d.ID, Attempts: d.Attempts, LastError: reason})
 }
 
 // Attempted records a workflow's attempt rec of a retrying delivery: it is

@@ -15,7 +15,7 @@ import (
 
 func TestConstructors_MakeOnlyTransitionsOfTheTable(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	claimed := &store.Delivery{ID: "dlv_1", State: InFlight, Attempts: 2, LastStatus: 500, LastError: "boom"}
+	claimed := &store.Delivery{ID: "dlv_1", State: InFlight, Attempts: 2, LastStatus: 500, LastError: "boom", Holder: "node-a"}
 	rec := &store.Attempt{DeliveryID: "dlv_1", Number: 3, StatusCode: 503, Error: "busy"}
 	ok := &store.Attempt{DeliveryID: "dlv_1", Number: 3, StatusCode: 204}
 	dead := &store.Delivery{ID: "dlv_1", State: Dead, Attempts: 8, LastStatus: 400}
@@ -31,19 +31,19 @@ func TestConstructors_MakeOnlyTransitionsOfTheTable(t *testing.T) {
 		want       store.DeliveryUpdate
 	}{
 		{"rescheduled", Rescheduled(claimed, now, ""), Reschedule, InFlight,
-			store.DeliveryUpdate{ID: "dlv_1", State: Pending, Attempts: 2, LastStatus: 500, LastError: "boom", NextAt: now, ExpectState: InFlight}},
+			store.DeliveryUpdate{ID: "dlv_1", State: Pending, Attempts: 2, LastStatus: 500, LastError: "boom", NextAt: now, ExpectState: InFlight, ExpectHolder: "node-a"}},
 		{"rescheduled with a reason", Rescheduled(claimed, now, "why"), Reschedule, InFlight,
-			store.DeliveryUpdate{ID: "dlv_1", State: Pending, Attempts: 2, LastStatus: 500, LastError: "why", NextAt: now, ExpectState: InFlight}},
+			store.DeliveryUpdate{ID: "dlv_1", State: Pending, Attempts: 2, LastStatus: 500, LastError: "why", NextAt: now, ExpectState: InFlight, ExpectHolder: "node-a"}},
 		{"first delivered", FirstDelivered(claimed, ok), Deliver, InFlight,
-			store.DeliveryUpdate{ID: "dlv_1", State: Delivered, Attempts: 3, LastStatus: 204, ExpectState: InFlight, Attempt: ok}},
+			store.DeliveryUpdate{ID: "dlv_1", State: Delivered, Attempts: 3, LastStatus: 204, ExpectState: InFlight, ExpectHolder: "node-a", Attempt: ok}},
 		{"deferred", Deferred(claimed, rec, now), Defer, InFlight,
-			store.DeliveryUpdate{ID: "dlv_1", State: Pending, Attempts: 3, LastStatus: 503, LastError: "busy", NextAt: now, ExpectState: InFlight, Attempt: rec}},
+			store.DeliveryUpdate{ID: "dlv_1", State: Pending, Attempts: 3, LastStatus: 503, LastError: "busy", NextAt: now, ExpectState: InFlight, ExpectHolder: "node-a", Attempt: rec}},
 		{"kept", Kept(claimed, rec), Keep, InFlight,
-			store.DeliveryUpdate{ID: "dlv_1", State: InFlight, Attempts: 3, LastStatus: 503, LastError: "busy", ExpectState: InFlight, Attempt: rec}},
+			store.DeliveryUpdate{ID: "dlv_1", State: InFlight, Attempts: 3, LastStatus: 503, LastError: "busy", ExpectState: InFlight, ExpectHolder: "node-a", Attempt: rec}},
 		{"handed off", HandedOff(claimed, rec), HandOff, InFlight,
-			store.DeliveryUpdate{ID: "dlv_1", State: Retrying, Attempts: 3, LastStatus: 503, LastError: "busy", ExpectState: InFlight, Attempt: rec}},
+			store.DeliveryUpdate{ID: "dlv_1", State: Retrying, Attempts: 3, LastStatus: 503, LastError: "busy", ExpectState: InFlight, ExpectHolder: "node-a", Attempt: rec}},
 		{"killed", Killed(claimed, ReasonDeleted), Kill, InFlight,
-			store.DeliveryUpdate{ID: "dlv_1", State: Dead, Attempts: 2, LastError: ReasonDeleted, ExpectState: InFlight}},
+			store.DeliveryUpdate{ID: "dlv_1", State: Dead, Attempts: 2, LastError: ReasonDeleted, ExpectState: InFlight, ExpectHolder: "node-a"}},
 		{"attempted, failed", Attempted("dlv_1", rec, false), Retry, Retrying,
 			store.DeliveryUpdate{ID: "dlv_1", State: Retrying, Attempts: 3, LastStatus: 503, LastError: "busy", Attempt: rec}},
 		{"attempted, delivered", Attempted("dlv_1", ok, true), Deliver, Retrying,
@@ -73,7 +73,7 @@ func TestConstructors_MakeOnlyTransitionsOfTheTable(t *testing.T) {
 
 func equalUpdate(a, b store.DeliveryUpdate) bool {
 	return a.ID == b.ID && a.State == b.State && a.Attempts == b.Attempts && a.LastStatus == b.LastStatus &&
-		a.LastError == b.LastError && a.NextAt.Equal(b.NextAt) && a.ExpectState == b.ExpectState && a.Attempt == b.Attempt
+		a.LastError == b.LastError && a.NextAt.Equal(b.NextAt) && a.ExpectState == b.ExpectState && a.ExpectHolder == b.ExpectHolder && a.Attempt == b.Attempt
 }
 
 func TestCheck_RefusesWhatTheTableDoesNotAllow(t *testing.T) {

@@ -50,6 +50,9 @@ type Dispatcher interface {
 	// of each), waiting for it while it gets some at least once every
 	// stall, up to maxWait; got says how many of each have room.
 	Reserve(want map[string]int, stall, maxWait time.Duration) (got map[string]int, leaseUntil time.Time)
+	// NodeID is the holder of the dispatcher's claims, stored with the
+	// deliveries stored claimed.
+	NodeID() string
 	// Enqueue takes the deliveries stored claimed, with their events
 	// decoded (events[i] is ds[i]'s; the dispatcher only reads it), and
 	// gives back the room of reserved (what Reserve returned) not used.
@@ -426,6 +429,7 @@ func (p *Publisher) claim(all []store.EventInsertParams) map[string]int {
 		return nil
 	}
 	reserved, lease := p.cfg.Dispatcher.Reserve(want, reserveStall, reserveMaxWait)
+	holder := p.cfg.Dispatcher.NodeID()
 	left := make(map[string]int, len(reserved))
 	for sub, n := range reserved {
 		left[sub] = n
@@ -434,7 +438,7 @@ func (p *Publisher) claim(all []store.EventInsertParams) map[string]int {
 		for j := range all[i].Deliveries {
 			d := &all[i].Deliveries[j]
 			if left[d.SubscriptionID] > 0 {
-				d.State, d.LeaseUntil = store.DeliveryInFlight, lease
+				d.State, d.LeaseUntil, d.Holder = store.DeliveryInFlight, lease, holder
 				left[d.SubscriptionID]--
 			}
 		}

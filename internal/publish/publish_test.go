@@ -227,6 +227,8 @@ func (f *fakeDispatcher) Reserve(want map[string]int, _, _ time.Duration) (map[s
 	return got, time.Now().Add(time.Minute)
 }
 
+func (f *fakeDispatcher) NodeID() string { return "node-test" }
+
 func (f *fakeDispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, reserved map[string]int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -274,8 +276,15 @@ func TestPublish_HandsFreshDeliveriesToTheDispatcherAsFarAsItHasRoom(t *testing.
 		t.Fatalf("dispatcher got %d deliveries, want 2", len(fd.got))
 	}
 	for _, d := range fd.got {
-		if d.State != store.DeliveryInFlight || d.EventID != "1" || len(d.EventPayload) == 0 {
-			t.Errorf("handed over %+v, want in flight with its event", d)
+		if d.State != store.DeliveryInFlight || d.EventID != "1" || len(d.EventPayload) == 0 || d.Holder != "node-test" {
+			t.Errorf("handed over %+v, want in flight, held by the dispatcher's node, with its event", d)
+		}
+		stored, err := s.DeliveryGet(ctx, d.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored.Holder != "node-test" {
+			t.Errorf("%s stored held by %q, want the dispatcher's node", d.ID, stored.Holder)
 		}
 	}
 	// The third is pending, for a claim; the two handed over are leased.

@@ -200,8 +200,12 @@ type Delivery struct {
 	// LeaseUntil is when an in-flight delivery's claim expires and it may
 	// be claimed again.
 	LeaseUntil time.Time
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// Holder names the node that holds an in-flight delivery's claim (its
+	// node ID); empty for a delivery not in flight, or claimed before
+	// holders were recorded.
+	Holder    string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 	// EventPayload is the stored event's Payload. Only DeliveryClaim and
 	// DeliveryGet fill it.
 	EventPayload []byte
@@ -245,6 +249,26 @@ type DeliveryClaimParams struct {
 	Now time.Time
 	// LeaseUntil is stored on each claimed delivery.
 	LeaseUntil time.Time
+	// Holder is stored on each claimed delivery: the claiming node's ID.
+	Holder string
+}
+
+// DeliveryRenewParams says whose leases DeliveryRenew extends.
+type DeliveryRenewParams struct {
+	// Holder is the node that renews: only its claims are renewed.
+	Holder string
+	// IDs are the deliveries it holds.
+	IDs []string
+	// Until is the new end of their leases.
+	Until time.Time
+}
+
+// DeliveryReleaseParams says whose claims DeliveryRelease puts back.
+type DeliveryReleaseParams struct {
+	// Holder is the node whose claims are put back (required).
+	Holder string
+	// NextAt is when the deliveries put back may be claimed.
+	NextAt time.Time
 }
 
 // DeliveryUpdate changes one delivery's state and may record an attempt.
@@ -256,8 +280,11 @@ type DeliveryUpdate struct {
 	LastError  string
 	NextAt     time.Time // stored as given (used with DeliveryPending)
 	// ExpectState, if set, makes the update apply only while the delivery
-	// is in that state. The Attempt is recorded either way.
-	ExpectState DeliveryState
+	// is in that state, and ExpectHolder, if set, only while its Holder is
+	// that (the claim the update's node made still stands). The Attempt is
+	// recorded either way.
+	ExpectState  DeliveryState
+	ExpectHolder string
 	// Attempt, if not nil, is recorded with the update. Recording an
 	// attempt number that exists replaces it.
 	Attempt *Attempt
@@ -412,9 +439,21 @@ type Store interface {
 	EventInsertBatch(ctx context.Context, params []EventInsertParams) ([]EventInsertResult, error)
 
 	// DeliveryClaim marks up to Limit claimable deliveries in flight with
-	// the given lease and returns them with their EventPayload, oldest
-	// NextAt first.
+	// the given lease and holder and returns them with their
+	// EventPayload, oldest NextAt first.
 	DeliveryClaim(ctx context.Context, p DeliveryClaimParams) ([]*Delivery, error)
+	// DeliveryRenew extends to p.Until, in one statement, the lease of
+	// each delivery in p.IDs that is still in flight and held by
+	// p.Holder, and returns the IDs it renewed. The others are no longer
+	// p.Holder's to send: recorded, put back, or claimed by another node
+	// since (its lease ran out).
+	DeliveryRenew(ctx context.Context, p DeliveryRenewParams) ([]string, error)
+	// DeliveryRelease puts every in-flight delivery held by p.Holder back
+	// to pending, claimable from p.NextAt, without spending an attempt,
+	// and returns how many it put back. A node calls it as it starts,
+	// before it claims anything: it holds none of them in memory, so none
+	// is being sent.
+	DeliveryRelease(ctx context.Context, p DeliveryReleaseParams) (int, error)
 	// DeliveryUpdateBatch applies updates in one transaction.
 	DeliveryUpdateBatch(ctx context.Context, updates []DeliveryUpdate) error
 	// DeliveryGet returns a delivery with its EventPayload, or ErrNotFound.

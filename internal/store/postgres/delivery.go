@@ -79,7 +79,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 	rows, _ := s.pool.Query(ctx, eventInsertSQL, sources, ids, types, created, payloads,
 		d.id, d.subscriptionID, d.eventSource, d.eventID, d.position, d.state, d.attempts,
 		d.lastStatus, d.lastError, d.nextAt, d.leaseUntil, d.createdAt, d.updatedAt,
-		tenants, d.eventTenant, subjects)
+		tenants, d.eventTenant, subjects, d.holder)
 	inserted := make(map[eventKey]bool, len(unique))
 	var k eventKey
 	if _, err := pgx.ForEachRow(rows, []any{&k.tenant, &k.source, &k.id}, func() error {
@@ -135,9 +135,9 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 // their event's source and id, the deliveries' arguments of
 // eventInsertSQL.
 type deliveryColumnsArrays struct {
-	id, subscriptionID, eventTenant, eventSource, eventID, state, lastError []string
-	position, attempts, lastStatus                                          []int32
-	nextAt, leaseUntil, createdAt, updatedAt                                []time.Time
+	id, subscriptionID, eventTenant, eventSource, eventID, state, lastError, holder []string
+	position, attempts, lastStatus                                                  []int32
+	nextAt, leaseUntil, createdAt, updatedAt                                        []time.Time
 }
 
 func (a *deliveryColumnsArrays) add(d *store.Delivery, position int, e *store.Event, now time.Time) {
@@ -164,6 +164,7 @@ func (a *deliveryColumnsArrays) add(d *store.Delivery, position int, e *store.Ev
 	a.lastError = append(a.lastError, d.LastError)
 	a.nextAt = append(a.nextAt, d.NextAt)
 	a.leaseUntil = append(a.leaseUntil, d.LeaseUntil)
+	a.holder = append(a.holder, d.Holder)
 	a.createdAt = append(a.createdAt, created)
 	a.updatedAt = append(a.updatedAt, updated)
 }
@@ -176,7 +177,7 @@ func scanDelivery(row pgx.Row, withPayload bool) (*store.Delivery, error) {
 		nextAt, leaseUntil, created, updated time.Time
 	)
 	dest := []any{&d.ID, &d.SubscriptionID, &d.EventSource, &d.EventID, &d.EventType, &state,
-		&d.Attempts, &d.LastStatus, &d.LastError, &nextAt, &leaseUntil, &created, &updated}
+		&d.Attempts, &d.LastStatus, &d.LastError, &nextAt, &leaseUntil, &created, &updated, &d.Holder}
 	if withPayload {
 		dest = append(dest, &d.EventPayload)
 	}
@@ -205,7 +206,7 @@ func (s *Store) DeliveryClaim(ctx context.Context, p store.DeliveryClaimParams) 
 	if p.Limit <= 0 {
 		return nil, nil
 	}
-	rows, _ := s.pool.Query(ctx, deliveryClaimSQL, p.Now, p.Limit, p.LeaseUntil)
+	rows, _ := s.pool.Query(ctx, deliveryClaimSQL, p.Now, p.Limit, p.LeaseUntil, p.Holder)
 	ds, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Delivery, error) {
 		return scanDelivery(row, true)
 	})
@@ -217,6 +218,32 @@ func (s *Store) DeliveryClaim(ctx context.Context, p store.DeliveryClaimParams) 
 		return cmp.Or(a.NextAt.Compare(b.NextAt), cmp.Compare(a.ID, b.ID))
 	})
 	return ds, nil
+}
+
+// DeliveryRenew extends the leases p.Holder still holds among p.IDs, in
+// one statement, and returns the IDs it renewed.
+func (s *Store) DeliveryRenew(ctx context.Context, p store.DeliveryRenewParams) ([]string, error) {
+	if len(p.IDs) == 0 || p.Holder == "" {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, deliveryRenewSQL, p.Until, p.IDs, p.Holder)
+	renewed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("postgres: renew leases: %w", err)
+	}
+	return renewed, nil
+}
+
+// DeliveryRelease puts back every in-flight delivery p.Holder holds.
+func (s *Store) DeliveryRelease(ctx context.Context, p store.DeliveryReleaseParams) (int, error) {
+	if p.Holder == "" {
+		return 0, errors.New("postgres: release deliveries: Holder is required")
+	}
+	tag, err := s.pool.Exec(ctx, deliveryReleaseSQL, p.Holder, p.NextAt, now())
+	if err != nil {
+		return 0, fmt.Errorf("postgres: release deliveries: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // DeliveryUpdateBatch applies updates in one transaction.
@@ -258,6 +285,7 @@ func updateAsArrays(ctx context.Context, tx pgx.Tx, updates []store.DeliveryUpda
 	n := len(updates)
 	var (
 		ids, states, lastErrors, expects = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		expectHolders                    = make([]string, n)
 		attempts, lastStatuses           = make([]int32, n), make([]int32, n)
 		nextAts                          = make([]time.Time, n)
 		first                            = make([]bool, n)
@@ -267,6 +295,7 @@ func updateAsArrays(ctx context.Context, tx pgx.Tx, updates []store.DeliveryUpda
 	)
 	for i, u := range updates {
 		ids[i], states[i], lastErrors[i], expects[i] = u.ID, string(u.State), u.LastError, string(u.ExpectState)
+		expectHolders[i] = u.ExpectHolder
 		attempts[i], lastStatuses[i], nextAts[i] = int32(u.Attempts), int32(u.LastStatus), u.NextAt
 		fa := &none
 		if u.RecordsFirstAttempt() {
@@ -277,14 +306,15 @@ func updateAsArrays(ctx context.Context, tx pgx.Tx, updates []store.DeliveryUpda
 		f.add(u.ID, fa)
 	}
 	rows, _ := tx.Query(ctx, deliveryUpdateManySQL, ids, states, attempts, lastStatuses, lastErrors, nextAts, expects, now(),
-		first, f.started, f.statuses, f.latencies, f.errors, f.bodies)
+		first, f.started, f.statuses, f.latencies, f.errors, f.bodies, expectHolders)
 	updated, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return err
 	}
 	if len(updated) < n {
-		// Some were not in their ExpectState, or are missing. Their
-		// attempts are recorded all the same.
+		// Some were not in their ExpectState or held by their
+		// ExpectHolder, or are missing. Their attempts are recorded all
+		// the same.
 		done := make(map[string]bool, len(updated))
 		for _, id := range updated {
 			done[id] = true
@@ -356,7 +386,7 @@ func updateByRow(ctx context.Context, tx pgx.Tx, updates []store.DeliveryUpdate,
 	updated := now()
 	for _, u := range updates {
 		b.Queue(deliveryUpdateSQL, string(u.State), u.Attempts, u.LastStatus, u.LastError,
-			u.NextAt, updated, u.ID, string(u.ExpectState))
+			u.NextAt, updated, u.ID, string(u.ExpectState), u.ExpectHolder)
 		switch a := u.Attempt; {
 		case u.RecordsFirstAttempt():
 			b.Queue(firstAttemptSQL, u.ID, a.StartedAt, a.StatusCode, int64(a.Latency), a.Error, responseBody(a))

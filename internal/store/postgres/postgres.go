@@ -19,7 +19,7 @@
 //     subscription keeps its deliveries as history.
 //   - DeliveryUpdateBatch fails with ErrNotFound, and applies nothing, when
 //     an update names a delivery that does not exist. An update that moves
-//     a delivery out of in_flight clears its LeaseUntil.
+//     a delivery out of in_flight clears its LeaseUntil and Holder.
 package postgres
 
 import (

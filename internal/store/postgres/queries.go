@@ -56,7 +56,7 @@ ON CONFLICT (id) DO UPDATE SET seq = excluded.seq`
 
 	// eventInsertSQL inserts events from parallel arrays ($1-$5, $19 the
 	// tenant and $21 the subject), skipping those stored already, and the deliveries
-	// ($6-$18 and $20, each with its event's source, id and tenant) of
+	// ($6-$18, $20 and $22, each with its event's source, id and tenant) of
 	// the events it inserted, and returns the inserted events' tenant,
 	// source and id. One statement is one implicit
 	// transaction and one round trip; the deliveries' foreign key is
@@ -68,14 +68,14 @@ ON CONFLICT (id) DO UPDATE SET seq = excluded.seq`
 	RETURNING seq, tenant, source, id
 ), d AS (
 	INSERT INTO deliveries (id, subscription_id, event_seq, position, state,
-		attempts, last_status, last_error, next_at, lease_until, created_at, updated_at)
+		attempts, last_status, last_error, next_at, lease_until, created_at, updated_at, holder)
 	SELECT u.id, u.subscription_id, e.seq, u.position, u.state,
-		u.attempts, u.last_status, u.last_error, u.next_at, u.lease_until, u.created_at, u.updated_at
+		u.attempts, u.last_status, u.last_error, u.next_at, u.lease_until, u.created_at, u.updated_at, u.holder
 	FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::integer[], $11::text[],
 		$12::integer[], $13::integer[], $14::text[], $15::timestamptz[], $16::timestamptz[],
-		$17::timestamptz[], $18::timestamptz[], $20::text[])
+		$17::timestamptz[], $18::timestamptz[], $20::text[], $22::text[])
 		AS u (id, subscription_id, event_source, event_id, position, state,
-			attempts, last_status, last_error, next_at, lease_until, created_at, updated_at, event_tenant)
+			attempts, last_status, last_error, next_at, lease_until, created_at, updated_at, event_tenant, holder)
 	JOIN e ON e.tenant = u.event_tenant AND e.source = u.event_source AND e.id = u.event_id
 )
 SELECT tenant, source, id FROM e`
@@ -91,10 +91,11 @@ ORDER BY d.event_seq, d.position`
 	// deliveryColumns are read by scanDelivery, with the event's columns
 	// from events e.
 	deliveryColumns = `d.id, d.subscription_id, e.source, e.id, e.type, d.state, d.attempts,
-d.last_status, d.last_error, d.next_at, d.lease_until, d.created_at, d.updated_at`
+d.last_status, d.last_error, d.next_at, d.lease_until, d.created_at, d.updated_at, d.holder`
 
-	// deliveryClaimSQL takes $1 now, $2 limit, $3 lease_until. Rows other
-	// claimers hold are skipped, so concurrent claims never overlap.
+	// deliveryClaimSQL takes $1 now, $2 limit, $3 lease_until, $4 holder.
+	// Rows other claimers hold are skipped, so concurrent claims never
+	// overlap.
 	deliveryClaimSQL = `WITH claimable AS (
 	SELECT id FROM deliveries
 	WHERE state IN ('pending', 'in_flight')
@@ -103,37 +104,51 @@ d.last_status, d.last_error, d.next_at, d.lease_until, d.created_at, d.updated_a
 	LIMIT $2
 	FOR UPDATE SKIP LOCKED
 )
-UPDATE deliveries d SET state = 'in_flight', lease_until = $3, updated_at = $1
+UPDATE deliveries d SET state = 'in_flight', lease_until = $3, holder = $4, updated_at = $1
 FROM claimable c, events e
 WHERE d.id = c.id AND e.seq = d.event_seq
 RETURNING ` + deliveryColumns + `, e.payload`
 
+	// deliveryRenewSQL takes $1 lease_until, $2 the IDs, $3 holder, and
+	// returns the IDs it renewed.
+	deliveryRenewSQL = `UPDATE deliveries SET lease_until = $1
+WHERE id = ANY($2::text[]) AND state = 'in_flight' AND holder = $3
+RETURNING id`
+	// deliveryReleaseSQL takes $1 holder, $2 next_at, $3 updated_at.
+	deliveryReleaseSQL = `UPDATE deliveries
+SET state = 'pending', next_at = $2, lease_until = '0001-01-01 00:00:00+00', holder = '', updated_at = $3
+WHERE state = 'in_flight' AND holder = $1`
+
 	// deliveryUpdateSQL takes $1 state, $2 attempts, $3 last_status,
 	// $4 last_error, $5 next_at, $6 updated_at, $7 id, $8 expected state
-	// or ''. A delivery that leaves in_flight loses its lease.
+	// or '', $9 expected holder or ''. A delivery that leaves in_flight
+	// loses its lease and holder.
 	deliveryUpdateSQL = `UPDATE deliveries SET state = $1, attempts = $2, last_status = $3,
 	last_error = $4, next_at = $5, updated_at = $6,
-	lease_until = CASE WHEN $1 = 'in_flight' THEN lease_until ELSE '0001-01-01 00:00:00+00' END
-WHERE id = $7 AND ($8 = '' OR state = $8)`
+	lease_until = CASE WHEN $1 = 'in_flight' THEN lease_until ELSE '0001-01-01 00:00:00+00' END,
+	holder = CASE WHEN $1 = 'in_flight' THEN holder ELSE '' END
+WHERE id = $7 AND ($8 = '' OR state = $8) AND ($9 = '' OR holder = $9)`
 	// deliveryUpdateManySQL is deliveryUpdateSQL for arrays of distinct
 	// deliveries: $1 id, $2 state, $3 attempts, $4 last_status,
-	// $5 last_error, $6 next_at, $7 expected state or '', and $8 updated_at;
-	// where $9 is true, $10-$14 are the first attempt to keep in the row
-	// (started_at, status_code, latency, error, response_body). It returns
-	// the IDs of the deliveries it changed.
+	// $5 last_error, $6 next_at, $7 expected state or '', $15 expected
+	// holder or '', and $8 updated_at; where $9 is true, $10-$14 are the
+	// first attempt to keep in the row (started_at, status_code, latency,
+	// error, response_body). It returns the IDs of the deliveries it
+	// changed.
 	deliveryUpdateManySQL = `UPDATE deliveries d SET state = u.state, attempts = u.attempts,
 	last_status = u.last_status, last_error = u.last_error, next_at = u.next_at, updated_at = $8,
 	lease_until = CASE WHEN u.state = 'in_flight' THEN d.lease_until ELSE '0001-01-01 00:00:00+00' END,
+	holder = CASE WHEN u.state = 'in_flight' THEN d.holder ELSE '' END,
 	first_started_at = CASE WHEN u.first THEN u.a_started_at ELSE d.first_started_at END,
 	first_status_code = CASE WHEN u.first THEN u.a_status_code ELSE d.first_status_code END,
 	first_latency = CASE WHEN u.first THEN u.a_latency ELSE d.first_latency END,
 	first_error = CASE WHEN u.first THEN u.a_error ELSE d.first_error END,
 	first_response_body = CASE WHEN u.first THEN u.a_response_body ELSE d.first_response_body END
 FROM unnest($1::text[], $2::text[], $3::integer[], $4::integer[], $5::text[], $6::timestamptz[], $7::text[],
-		$9::boolean[], $10::timestamptz[], $11::integer[], $12::bigint[], $13::text[], $14::bytea[])
+		$9::boolean[], $10::timestamptz[], $11::integer[], $12::bigint[], $13::text[], $14::bytea[], $15::text[])
 	AS u (id, state, attempts, last_status, last_error, next_at, expect,
-		first, a_started_at, a_status_code, a_latency, a_error, a_response_body)
-WHERE d.id = u.id AND (u.expect = '' OR d.state = u.expect)
+		first, a_started_at, a_status_code, a_latency, a_error, a_response_body, expect_holder)
+WHERE d.id = u.id AND (u.expect = '' OR d.state = u.expect) AND (u.expect_holder = '' OR d.holder = u.expect_holder)
 RETURNING d.id`
 	// firstAttemptSQL records a delivery's first attempt in its row:
 	// $1 id, then started_at, status_code, latency, error, response_body.

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -66,7 +67,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		// Events: skip the stored ones and learn the new ones' seq.
 		rest := unique
-		args := make([]any, 0, maxRows*11) // 11: a delivery row's columns, more than an event's
+		args := make([]any, 0, maxRows*12) // 12: a delivery row's columns, more than an event's
 		for _, n := range chunks(len(unique)) {
 			batch := rest[:n]
 			rest = rest[n:]
@@ -126,7 +127,7 @@ func (s *Store) EventInsertBatch(ctx context.Context, params []store.EventInsert
 				}
 				args = append(args, r.d.ID, r.d.SubscriptionID, r.seq, string(r.d.State),
 					r.d.Attempts, r.d.LastStatus, r.d.LastError, millis(r.d.NextAt),
-					millis(r.d.LeaseUntil), millis(created), millis(updated))
+					millis(r.d.LeaseUntil), millis(created), millis(updated), r.d.Holder)
 			}
 			if _, err := s.txStmt(ctx, tx, deliveryInsertSQL(n)).ExecContext(ctx, args...); err != nil {
 				return err
@@ -233,7 +234,7 @@ func scanDelivery(row scanner, payload *[]byte) (*store.Delivery, error) {
 		nextAt, leaseUntil, created, updated int64
 	)
 	dest := []any{&d.ID, &d.SubscriptionID, &d.EventSource, &d.EventID, &d.EventType, &state,
-		&d.Attempts, &d.LastStatus, &d.LastError, &nextAt, &leaseUntil, &created, &updated}
+		&d.Attempts, &d.LastStatus, &d.LastError, &nextAt, &leaseUntil, &created, &updated, &d.Holder}
 	if payload != nil {
 		dest = append(dest, payload)
 	}
@@ -258,7 +259,7 @@ func (s *Store) DeliveryClaim(ctx context.Context, p store.DeliveryClaimParams) 
 		return nil, nil
 	}
 	now := millis(p.Now)
-	rows, err := s.stmts[deliveryClaimSQL].QueryContext(ctx, now, p.Limit, millis(p.LeaseUntil))
+	rows, err := s.stmts[deliveryClaimSQL].QueryContext(ctx, now, p.Limit, millis(p.LeaseUntil), p.Holder)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim deliveries: %w", err)
 	}
@@ -272,7 +273,7 @@ func (s *Store) DeliveryClaim(ctx context.Context, p store.DeliveryClaimParams) 
 			nextAt, leaseUntil, created, updated int64
 		)
 		if err := rows.Scan(&d.ID, &d.SubscriptionID, &seq, &state, &d.Attempts, &d.LastStatus, &d.LastError,
-			&nextAt, &leaseUntil, &created, &updated); err != nil {
+			&nextAt, &leaseUntil, &created, &updated, &d.Holder); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("sqlite: claim deliveries: %w", err)
 		}
@@ -301,6 +302,39 @@ func (s *Store) DeliveryClaim(ctx context.Context, p store.DeliveryClaimParams) 
 		return ds[i].ID < ds[j].ID
 	})
 	return ds, nil
+}
+
+// DeliveryRenew extends the leases p.Holder still holds among p.IDs, in
+// one statement, and returns the IDs it renewed.
+func (s *Store) DeliveryRenew(ctx context.Context, p store.DeliveryRenewParams) ([]string, error) {
+	if len(p.IDs) == 0 || p.Holder == "" {
+		return nil, nil
+	}
+	ids, err := json.Marshal(p.IDs)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: renew leases: %w", err)
+	}
+	renewed, err := queryStrings(ctx, s.stmts[deliveryRenewSQL], millis(p.Until), string(ids), p.Holder)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: renew leases: %w", err)
+	}
+	return renewed, nil
+}
+
+// DeliveryRelease puts back every in-flight delivery p.Holder holds.
+func (s *Store) DeliveryRelease(ctx context.Context, p store.DeliveryReleaseParams) (int, error) {
+	if p.Holder == "" {
+		return 0, errors.New("sqlite: release deliveries: Holder is required")
+	}
+	res, err := s.stmts[deliveryReleaseSQL].ExecContext(ctx, millis(p.NextAt), millis(time.Now()), p.Holder)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: release deliveries: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: release deliveries: %w", err)
+	}
+	return int(n), nil
 }
 
 // fillEvents sets the event fields of ds[i] from the event with seqs[i],
@@ -364,7 +398,7 @@ func (s *Store) DeliveryUpdateBatch(ctx context.Context, updates []store.Deliver
 	}
 	now := millis(time.Now())
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		args := make([]any, 0, maxRows*12+1)
+		args := make([]any, 0, maxRows*13+1)
 		seen := make(map[string]bool, min(len(updates), maxRows))
 		// Runs of updates to distinct deliveries that all record a first
 		// attempt, or all do not, go in one statement each.
@@ -417,7 +451,7 @@ func (s *Store) updateDeliveries(ctx context.Context, tx *sql.Tx, updates []stor
 	args = args[:0]
 	for _, u := range updates {
 		args = append(args, u.ID, string(u.State), u.Attempts, u.LastStatus, u.LastError,
-			millis(u.NextAt), string(u.ExpectState))
+			millis(u.NextAt), string(u.ExpectState), u.ExpectHolder)
 		if first {
 			args = appendFirstAttempt(args, u.Attempt)
 		}
@@ -434,8 +468,8 @@ func (s *Store) updateDeliveries(ctx context.Context, tx *sql.Tx, updates []stor
 	if len(updated) == len(updates) {
 		return nil
 	}
-	// Some were not in their ExpectState, or are missing. Their attempts
-	// are recorded all the same.
+	// Some were not in their ExpectState or held by their ExpectHolder,
+	// or are missing. Their attempts are recorded all the same.
 	done := make(map[string]bool, len(updated))
 	for _, id := range updated {
 		done[id] = true

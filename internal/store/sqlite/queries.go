@@ -62,14 +62,14 @@ ON CONFLICT (id) DO UPDATE SET seq = excluded.seq`
 	// deliveryColumns are read by scanDelivery, with the event's columns
 	// from events e.
 	deliveryColumns = `d.id, d.subscription_id, e.source, e.id, e.type, d.state, d.attempts,
-d.last_status, d.last_error, d.next_at, d.lease_until, d.created_at, d.updated_at`
+d.last_status, d.last_error, d.next_at, d.lease_until, d.created_at, d.updated_at, d.holder`
 
-	// deliveryClaimSQL takes ?1 now, ?2 limit, ?3 lease_until. Each branch
-	// is limited on its own index before the two are merged in next_at
-	// order. The single writer connection makes the claim atomic. The
-	// events are read afterwards from the read pool (claimEventsSQL), so
-	// the writer spends no time on them.
-	deliveryClaimSQL = `UPDATE deliveries SET state = 'in_flight', lease_until = ?3, updated_at = ?1
+	// deliveryClaimSQL takes ?1 now, ?2 limit, ?3 lease_until, ?4 holder.
+	// Each branch is limited on its own index before the two are merged in
+	// next_at order. The single writer connection makes the claim atomic.
+	// The events are read afterwards from the read pool (claimEventsSQL),
+	// so the writer spends no time on them.
+	deliveryClaimSQL = `UPDATE deliveries SET state = 'in_flight', lease_until = ?3, holder = ?4, updated_at = ?1
 WHERE pk IN (
 	SELECT pk FROM (
 		SELECT pk, next_at, id FROM (
@@ -83,7 +83,18 @@ WHERE pk IN (
 			ORDER BY next_at, id LIMIT ?2)
 		ORDER BY next_at, id LIMIT ?2))
 RETURNING id, subscription_id, event_seq,
-	state, attempts, last_status, last_error, next_at, lease_until, created_at, updated_at`
+	state, attempts, last_status, last_error, next_at, lease_until, created_at, updated_at, holder`
+
+	// deliveryRenewSQL takes ?1 lease_until, ?2 the IDs as a JSON array,
+	// ?3 holder, and returns the IDs it renewed.
+	deliveryRenewSQL = `UPDATE deliveries SET lease_until = ?1
+WHERE id IN (SELECT value FROM json_each(?2)) AND state = 'in_flight' AND holder = ?3
+RETURNING id`
+	// deliveryReleaseSQL takes ?1 next_at, ?2 updated_at, ?3 holder; the
+	// in-flight deliveries are found through their claim index.
+	deliveryReleaseSQL = `UPDATE deliveries INDEXED BY deliveries_in_flight
+SET state = 'pending', next_at = ?1, lease_until = 0, holder = '', updated_at = ?2
+WHERE state = 'in_flight' AND holder = ?3`
 
 	// claimEventsSQL reads the events of claimed deliveries, by seq; the
 	// caller appends one "?" per seq and ")".
@@ -116,22 +127,23 @@ func eventInsertSQL(n int) string {
 }
 
 // deliveryUpdateManySQL applies n updates given as rows of (id, state,
-// attempts, last_status, last_error, next_at, expected state or ”), all
-// then updated_at, and returns the IDs it updated. A delivery that
-// leaves in_flight loses its lease. The rows must name distinct deliveries.
+// attempts, last_status, last_error, next_at, expected state or ”,
+// expected holder or ”), all then updated_at, and returns the IDs it
+// updated. A delivery that leaves in_flight loses its lease and holder.
+// The rows must name distinct deliveries.
 func deliveryUpdateManySQL(n int) string {
-	return multiRowSQL(`WITH u (id, state, attempts, last_status, last_error, next_at, expect) AS (VALUES `,
-		"(?, ?, ?, ?, ?, ?, ?)", n, `)
+	return multiRowSQL(`WITH u (id, state, attempts, last_status, last_error, next_at, expect, expect_holder) AS (VALUES `,
+		"(?, ?, ?, ?, ?, ?, ?, ?)", n, `)
 UPDATE deliveries SET `+deliveryUpdateSet+deliveryUpdateWhere)
 }
 
 // deliveryUpdateFirstManySQL is deliveryUpdateManySQL with each row's
 // first attempt (started_at, status_code, latency, error, response_body)
-// after its expected state.
+// after its expected holder.
 func deliveryUpdateFirstManySQL(n int) string {
-	return multiRowSQL(`WITH u (id, state, attempts, last_status, last_error, next_at, expect,
+	return multiRowSQL(`WITH u (id, state, attempts, last_status, last_error, next_at, expect, expect_holder,
 	a_started_at, a_status_code, a_latency, a_error, a_response_body) AS (VALUES `,
-		"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", n, `)
+		"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", n, `)
 UPDATE deliveries SET `+deliveryUpdateSet+`,
 	first_started_at = u.a_started_at, first_status_code = u.a_status_code,
 	first_latency = u.a_latency, first_error = u.a_error, first_response_body = u.a_response_body`+
@@ -143,9 +155,11 @@ UPDATE deliveries SET `+deliveryUpdateSet+`,
 const (
 	deliveryUpdateSet = `state = u.state, attempts = u.attempts, last_status = u.last_status,
 	last_error = u.last_error, next_at = u.next_at, updated_at = ?,
-	lease_until = CASE WHEN u.state = 'in_flight' THEN deliveries.lease_until ELSE 0 END`
+	lease_until = CASE WHEN u.state = 'in_flight' THEN deliveries.lease_until ELSE 0 END,
+	holder = CASE WHEN u.state = 'in_flight' THEN deliveries.holder ELSE '' END`
 	deliveryUpdateWhere = `
 FROM u WHERE deliveries.id = u.id AND (u.expect = '' OR deliveries.state = u.expect)
+	AND (u.expect_holder = '' OR deliveries.holder = u.expect_holder)
 RETURNING deliveries.id`
 )
 
@@ -164,8 +178,8 @@ ON CONFLICT (delivery_id, number) DO UPDATE SET
 // deliveryInsertSQL inserts n deliveries.
 func deliveryInsertSQL(n int) string {
 	return multiRowSQL(`INSERT INTO deliveries (id, subscription_id, event_seq, state, attempts,
-	last_status, last_error, next_at, lease_until, created_at, updated_at) VALUES `,
-		"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", n, "")
+	last_status, last_error, next_at, lease_until, created_at, updated_at, holder) VALUES `,
+		"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", n, "")
 }
 
 func multiRowSQL(head, row string, n int, tail string) string {

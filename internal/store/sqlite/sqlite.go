@@ -19,7 +19,7 @@
 //     subscription keeps its deliveries as history.
 //   - DeliveryUpdateBatch fails with ErrNotFound, and applies nothing, when
 //     an update names a delivery that does not exist. An update that moves
-//     a delivery out of in_flight clears its LeaseUntil.
+//     a delivery out of in_flight clears its LeaseUntil and Holder.
 package sqlite
 
 import (
@@ -114,7 +114,7 @@ func (s *Store) Close() error {
 // They are prepared up front because the writer's one connection is busy
 // during a transaction, so nothing can be prepared on it then.
 func (s *Store) prepare(ctx context.Context) error {
-	queries := []string{eventDeliveryIDsSQL, deliveryClaimSQL, deliveryExistsSQL, firstAttemptSQL}
+	queries := []string{eventDeliveryIDsSQL, deliveryClaimSQL, deliveryRenewSQL, deliveryReleaseSQL, deliveryExistsSQL, firstAttemptSQL}
 	for n := 1; n <= maxRows; n *= 2 {
 		queries = append(queries, eventInsertSQL(n), deliveryInsertSQL(n),
 			deliveryUpdateManySQL(n), deliveryUpdateFirstManySQL(n), attemptUpsertManySQL(n))

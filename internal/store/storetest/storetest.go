@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EventInsertBatch", eventTests},
 		{"DeliveryClaim", claimTests},
 		{"DeliveryUpdateBatch", updateTests},
+		{"DeliveryHolder", holderTests},
 		{"DeliveryRead", readTests},
 		{"APIKey", apiKeyTests},
 		{"Prune", pruneTests},
@@ -178,6 +179,7 @@ func checkDelivery(t testing.TB, got *store.Delivery, want store.Delivery) {
 	field("LastError", got.LastError, want.LastError)
 	timeField("NextAt", got.NextAt, want.NextAt)
 	timeField("LeaseUntil", got.LeaseUntil, want.LeaseUntil)
+	field("Holder", got.Holder, want.Holder)
 	timeField("CreatedAt", got.CreatedAt, want.CreatedAt)
 	if !bytes.Equal(got.EventPayload, want.EventPayload) {
 		diffs = append(diffs, fmt.Sprintf("EventPayload = %q, want %q", got.EventPayload, want.EventPayload))

@@ -1,0 +1,6 @@
+-- Who holds an in-flight delivery's claim: the claiming node's ID, so
+-- that a node restarted with the same ID puts back at once what it held
+-- when it died, and renews only its own claims while it works on them.
+-- Deliveries claimed before this migration have no holder ('') and are
+-- claimed again when their lease ends, as before.
+ALTER TABLE deliveries ADD COLUMN holder TEXT NOT NULL DEFAULT '';
