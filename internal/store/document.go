@@ -37,6 +37,8 @@ type subscriptionDocument struct {
 	SkipValidation bool                `json:"skip_validation,omitempty"`
 	Validation     *Validation         `json:"validation,omitempty"`
 	PausedUntil    *time.Time          `json:"paused_until,omitempty"`
+	SuspendAfter   time.Duration       `json:"suspend_after,omitempty"`
+	FailingSince   *time.Time          `json:"failing_since,omitempty"`
 }
 
 // EncodeSubscriptionDocument returns the JSON document a driver stores for
@@ -67,10 +69,15 @@ func EncodeSubscriptionDocument(s *Subscription) ([]byte, error) {
 		MaxConcurrency: s.MaxConcurrency,
 		SkipValidation: s.SkipValidation,
 		Validation:     s.Validation,
+		SuspendAfter:   s.SuspendAfter,
 	}
 	if !s.PausedUntil.IsZero() {
 		t := s.PausedUntil.UTC()
 		d.PausedUntil = &t
+	}
+	if !s.FailingSince.IsZero() {
+		t := s.FailingSince.UTC()
+		d.FailingSince = &t
 	}
 	b, err := json.Marshal(d)
 	if err != nil {
@@ -112,6 +119,11 @@ func DecodeSubscriptionDocument(b []byte, s *Subscription) error {
 	s.PausedUntil = time.Time{}
 	if d.PausedUntil != nil {
 		s.PausedUntil = d.PausedUntil.UTC()
+	}
+	s.SuspendAfter = d.SuspendAfter
+	s.FailingSince = time.Time{}
+	if d.FailingSince != nil {
+		s.FailingSince = d.FailingSince.UTC()
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"APIKey", apiKeyTests},
 		{"Prune", pruneTests},
 		{"EventList", eventListTests},
+		{"Held", heldTests},
 	}
 	for _, g := range groups {
 		for _, tc := range g.tests {

@@ -72,6 +72,8 @@ func fullSubscription(id string) *store.Subscription {
 		SkipValidation: true,
 		Validation:     &store.Validation{TokenHash: "abc", ExpiresAt: at(10 * time.Minute), RequestedRate: 600},
 		PausedUntil:    at(time.Minute),
+		SuspendAfter:   90 * time.Minute,
+		FailingSince:   at(-30 * time.Minute),
 		CreatedAt:      at(-time.Hour),
 		UpdatedAt:      at(-time.Minute),
 	}
