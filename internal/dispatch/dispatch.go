@@ -96,7 +96,10 @@ type Config struct {
 	// deliveries/s (docs/benchmarks.md). A crash in that window only
 	// repeats those sends after their lease.
 	RecordWait time.Duration
-	Logger     *slog.Logger
+	// Health, if set, is told every attempt's outcome, and suspends a
+	// subscription whose sink fails for long enough.
+	Health *lifecycle.Health
+	Logger *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -840,6 +843,9 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 			d.updates <- lifecycle.Killed(dl, gate.Reason)
 		}
 		return
+	case lifecycle.Withhold:
+		d.withhold(j.ds)
+		return
 	case lifecycle.Wait:
 		d.wait(j.ds, sub, gate, now)
 		return
@@ -872,6 +878,10 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 			for _, dl := range j.ds {
 				d.updates <- lifecycle.Killed(dl, gate.Reason)
 			}
+			return
+		}
+		if gate.Verdict == lifecycle.Withhold {
+			d.withhold(j.ds)
 			return
 		}
 		d.wait(j.ds, sub, gate, time.Now())
@@ -959,9 +969,20 @@ func (d *Dispatcher) wait(ds []*store.Delivery, sub *store.Subscription, gate li
 	}
 }
 
+// withhold holds claimed deliveries of a suspended or disabled
+// subscription until it is enabled.
+func (d *Dispatcher) withhold(ds []*store.Delivery) {
+	for _, dl := range ds {
+		d.updates <- lifecycle.HeldBack(dl)
+	}
+}
+
 // record stores a delivered result, or hands a failed one to its workflow.
 func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog.Entry, number int, res attempt.Result) {
 	sub := en.Subscription
+	if _, err := d.cfg.Health.Observe(ctx, sub, res.Outcome == policy.Delivered, lifecycle.Describe(&res.Record), time.Now()); err != nil {
+		d.cfg.Logger.Error("record sink health", "subscription", sub.ID, "err", err)
+	}
 	if res.Outcome == policy.Delivered {
 		d.updates <- lifecycle.FirstDelivered(dl, &res.Record)
 		return
