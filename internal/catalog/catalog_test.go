@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -304,4 +305,41 @@ func BenchmarkReload(b *testing.B) {
 			b.Fatalf("matched %d, want %d", len(dst), n/1000)
 		}
 	})
+}
+
+// TestOnEnabled_ToldOfEverySubscriptionNoLongerHeld: a reload tells of a
+// suspended or disabled subscription made active, and of nothing else.
+func TestOnEnabled_ToldOfEverySubscriptionNoLongerHeld(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	insert(t, s, "sub_suspended", store.SubscriptionSuspended, "t")
+	insert(t, s, "sub_disabled", store.SubscriptionDisabled, "t")
+	insert(t, s, "sub_active", store.SubscriptionActive, "t")
+	insert(t, s, "sub_stays", store.SubscriptionSuspended, "t")
+	c := catalog.New(s, nil)
+	var told []string
+	c.OnEnabled(func(id string) { told = append(told, id) })
+	if err := c.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(told) != 0 {
+		t.Fatalf("the first load told of %v", told)
+	}
+	for id, st := range map[string]store.SubscriptionState{
+		"sub_suspended": store.SubscriptionActive, "sub_disabled": store.SubscriptionActive, "sub_active": store.SubscriptionDisabled,
+	} {
+		if _, err := s.SubscriptionUpdate(ctx, id, func(sub *store.Subscription) error { sub.State = st; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.SubscriptionUpdate(ctx, "sub_stays", func(sub *store.Subscription) error { sub.StateReason = "still"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(told)
+	if fmt.Sprint(told) != "[sub_disabled sub_suspended]" {
+		t.Errorf("told of %v, want sub_disabled and sub_suspended", told)
+	}
 }

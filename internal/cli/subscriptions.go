@@ -17,12 +17,12 @@ func init() {
 	nouns["subscriptions"] = map[string]command{
 		"list":   {"[--tenant T]: list subscriptions", subscriptionsList},
 		"get":    {"ID: show one subscription", subscriptionsGet},
-		"create": {"--sink URL [--type T]... [--source S] [--tenant T] [--skip-validation] | -f subscription.json: create a subscription", subscriptionsCreate},
+		"create": {"--sink URL [--type T]... [--source S] [--tenant T] [--skip-validation] [--suspend-after 72h] | -f subscription.json: create a subscription", subscriptionsCreate},
 		"delete": {"ID: delete a subscription", subscriptionsDelete},
 		"enable": {"ID: enable a disabled or suspended subscription; what was held for it is delivered, in publish order", func(c *call) error {
 			return subscriptionsSetState(c, heraldv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE)
 		}},
-		"disable": {"ID: disable a subscription (nothing is sent to it)", func(c *call) error {
+		"disable": {"ID: disable a subscription (nothing is sent to it; matching events are held until it is enabled)", func(c *call) error {
 			return subscriptionsSetState(c, heraldv1.SubscriptionState_SUBSCRIPTION_STATE_DISABLED)
 		}},
 		"validate":      {"ID: run the webhook validation handshake again", subscriptionsValidate},

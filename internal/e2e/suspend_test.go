@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
@@ -171,5 +173,31 @@ func TestSuspension_GoneDisablesAndHoldsUntilEnabled(t *testing.T) {
 	}
 	if len(ids) != 2 {
 		t.Errorf("after enable the sink got %v, want evt-gone and evt-after-gone once each", ids)
+	}
+}
+
+// TestSuspension_OnlyHeraldSuspendsAndSuspendAfterIsChecked: the API
+// refuses SUSPENDED as a state to set and a suspend_after under a second;
+// a subscription shows the suspend_after it was given.
+func TestSuspension_OnlyHeraldSuspendsAndSuspendAfterIsChecked(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	rcv := heraldtest.NewReceiver(t, nil)
+	sub := createSub(t, n, rcv.URL, func(s *heraldv1.Subscription) { s.SuspendAfter = durationpb.New(6 * time.Hour) })
+	if got := sub.GetSuspendAfter().AsDuration(); got != 6*time.Hour {
+		t.Errorf("suspend_after = %s, want 6h", got)
+	}
+	_, err := n.subs.UpdateSubscription(ctx(t), &heraldv1.UpdateSubscriptionRequest{
+		Subscription: &heraldv1.Subscription{Id: sub.GetId(), State: heraldv1.SubscriptionState_SUBSCRIPTION_STATE_SUSPENDED},
+		UpdateMask:   &fieldmaskpb.FieldMask{Paths: []string{"state"}},
+	})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("setting SUSPENDED: %v, want InvalidArgument", err)
+	}
+	_, err = n.subs.UpdateSubscription(ctx(t), &heraldv1.UpdateSubscriptionRequest{
+		Subscription: &heraldv1.Subscription{Id: sub.GetId(), SuspendAfter: durationpb.New(time.Millisecond)},
+		UpdateMask:   &fieldmaskpb.FieldMask{Paths: []string{"suspend_after"}},
+	})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("suspend_after 1ms: %v, want InvalidArgument", err)
 	}
 }

@@ -253,7 +253,8 @@ type SubscriptionHealth struct {
 	// before the last that was delivered.
 	ConsecutiveFailures int32 `protobuf:"varint,8,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
 	// Deliveries of the last day not finished yet: waiting for a first
-	// attempt (pending or in flight) and being retried.
+	// attempt (pending, in flight, or held while the subscription is
+	// suspended or disabled) and being retried.
 	Waiting       int32 `protobuf:"varint,9,opt,name=waiting,proto3" json:"waiting,omitempty"`
 	Retrying      int32 `protobuf:"varint,10,opt,name=retrying,proto3" json:"retrying,omitempty"`
 	unknownFields protoimpl.UnknownFields
