@@ -149,16 +149,16 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 	if err != nil {
 		return AttemptResult{}, fmt.Errorf("record attempt: %w", err)
 	}
-	if _, err := a.Health.Observe(ctx, sub, res.Outcome == policy.Delivered, lifecycle.Describe(&res.Record), a.now()); err != nil {
-		// Not an error of the activity: the attempt is sent and recorded,
-		// and the next outcome is observed again.
-		activity.GetLogger(ctx).Warn("record sink health", "subscription", sub.ID, "err", err)
-	}
 	if res.PauseSink {
 		if err := lifecycle.Pause(ctx, a.Store, sub.ID, res.Record.StartedAt.Add(res.RetryAfter)); err != nil {
 			return AttemptResult{}, err
 		}
 		a.changed(ctx)
+	}
+	if _, err := a.Health.Observe(ctx, sub, res.Outcome == policy.Delivered, lifecycle.Describe(&res.Record), a.now()); err != nil {
+		// Not an error of the activity: the attempt is sent and recorded,
+		// and the next outcome is observed again.
+		activity.GetLogger(ctx).Warn("record sink health", "subscription", sub.ID, "err", err)
 	}
 	return AttemptResult{
 		Outcome:    res.Outcome,

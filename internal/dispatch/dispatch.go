@@ -980,11 +980,9 @@ func (d *Dispatcher) withhold(ds []*store.Delivery) {
 // record stores a delivered result, or hands a failed one to its workflow.
 func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog.Entry, number int, res attempt.Result) {
 	sub := en.Subscription
-	if _, err := d.cfg.Health.Observe(ctx, sub, res.Outcome == policy.Delivered, lifecycle.Describe(&res.Record), time.Now()); err != nil {
-		d.cfg.Logger.Error("record sink health", "subscription", sub.ID, "err", err)
-	}
 	if res.Outcome == policy.Delivered {
 		d.updates <- lifecycle.FirstDelivered(dl, &res.Record)
+		d.observe(ctx, sub, res)
 		return
 	}
 	if res.PauseSink {
@@ -996,6 +994,9 @@ func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog
 			d.cfg.Logger.Error("pause sink", "subscription", sub.ID, "err", err)
 		}
 	}
+	// After the pause is known here: observing may write the store, and
+	// the sink's other deliveries must not be sent meanwhile.
+	d.observe(ctx, sub, res)
 	// Starting a workflow is slow next to a send: hand it to the hand-off
 	// workers, so that this request's slot is free for other deliveries.
 	// Until the workflow has started, the delivery stays in flight under
@@ -1006,6 +1007,13 @@ func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog
 		// than hold this request's slot, record the attempt and try the
 		// delivery again later as a first attempt.
 		d.deferAll([]failure{f})
+	}
+}
+
+// observe tells the sink's health of an attempt's outcome.
+func (d *Dispatcher) observe(ctx context.Context, sub *store.Subscription, res attempt.Result) {
+	if _, err := d.cfg.Health.Observe(ctx, sub, res.Outcome == policy.Delivered, lifecycle.Describe(&res.Record), time.Now()); err != nil {
+		d.cfg.Logger.Error("record sink health", "subscription", sub.ID, "err", err)
 	}
 }
 
