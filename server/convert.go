@@ -190,6 +190,7 @@ var subscriptionStates = map[store.SubscriptionState]heraldv1.SubscriptionState{
 	store.SubscriptionActive:            heraldv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE,
 	store.SubscriptionDisabled:          heraldv1.SubscriptionState_SUBSCRIPTION_STATE_DISABLED,
 	store.SubscriptionPendingValidation: heraldv1.SubscriptionState_SUBSCRIPTION_STATE_PENDING_VALIDATION,
+	store.SubscriptionSuspended:         heraldv1.SubscriptionState_SUBSCRIPTION_STATE_SUSPENDED,
 }
 
 // subscriptionToProto renders a subscription without its secrets.
@@ -220,6 +221,12 @@ func subscriptionToProto(s *store.Subscription) *heraldv1.Subscription {
 		MaxBatchSize:          int32(s.MaxBatchSize),
 		HasSinkCredential:     s.BearerToken != "",
 		SigningAlgorithm:      heraldv1.SigningAlgorithm_SIGNING_ALGORITHM_HMAC_SHA256,
+	}
+	if s.SuspendAfter > 0 {
+		p.SuspendAfter = durationpb.New(s.SuspendAfter)
+	}
+	if !s.FailingSince.IsZero() {
+		p.FailingSince = timestamppb.New(s.FailingSince)
 	}
 	if len(s.Headers) > 0 || s.Method != "" {
 		// Header values are write-only: names only.
@@ -258,6 +265,7 @@ var deliveryStates = map[store.DeliveryState]heraldv1.DeliveryState{
 	store.DeliveryDelivered: heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED,
 	store.DeliveryRetrying:  heraldv1.DeliveryState_DELIVERY_STATE_RETRYING,
 	store.DeliveryDead:      heraldv1.DeliveryState_DELIVERY_STATE_DEAD,
+	store.DeliveryHeld:      heraldv1.DeliveryState_DELIVERY_STATE_HELD,
 }
 
 func deliveryStateFromProto(s heraldv1.DeliveryState) store.DeliveryState {

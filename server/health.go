@@ -58,7 +58,7 @@ func (s *Services) GetSubscriptionHealth(ctx context.Context, req *heraldv1.GetS
 			if o.State == store.DeliveryRetrying {
 				h.Retrying++
 			}
-		case store.DeliveryPending, store.DeliveryInFlight:
+		case store.DeliveryPending, store.DeliveryInFlight, store.DeliveryHeld:
 			h.Waiting++
 		}
 	}

@@ -171,8 +171,8 @@ func (s *Services) ValidateSubscription(ctx context.Context, req *heraldv1.Valid
 		if !caller.Sees(sub.Tenant) {
 			return notFound("subscription " + sub.ID)
 		}
-		if sub.State == store.SubscriptionDisabled {
-			return status.Errorf(codes.FailedPrecondition, "subscription %s is disabled (%s); enable it first", sub.ID, sub.StateReason)
+		if sub.State == store.SubscriptionDisabled || sub.State == store.SubscriptionSuspended {
+			return status.Errorf(codes.FailedPrecondition, "subscription %s is %s (%s); enable it first", sub.ID, sub.State, sub.StateReason)
 		}
 		sub.State, sub.StateReason = store.SubscriptionPendingValidation, validationReason
 		return nil
@@ -288,7 +288,7 @@ func (s *Services) UpdateSubscription(ctx context.Context, req *heraldv1.UpdateS
 			return err
 		}
 		switch {
-		case sub.State == store.SubscriptionDisabled:
+		case sub.State == store.SubscriptionDisabled, sub.State == store.SubscriptionSuspended:
 		case sub.SkipValidation && sub.State == store.SubscriptionPendingValidation:
 			sub.State, sub.StateReason, sub.Validation = store.SubscriptionActive, "", nil
 		case !sub.SkipValidation && (sub.Sink != oldSink || oldSkip):
@@ -348,7 +348,7 @@ func (s *Services) reload(ctx context.Context) {
 // writable are the fields UpdateSubscription may replace.
 var writable = []string{"source", "types", "config", "filters", "sink", "protocol", "protocol_settings",
 	"retry_policy", "content_mode", "max_batch_size", "rate_limit", "max_concurrency", "skip_validation",
-	"subscription_pause_only", "sink_credential", "state", "display_name", "description", "labels"}
+	"subscription_pause_only", "sink_credential", "state", "display_name", "description", "labels", "suspend_after"}
 
 // apply validates in and copies the fields named in paths (all writable
 // fields if paths is empty) onto sub.
@@ -436,6 +436,14 @@ func (s *Services) apply(sub *store.Subscription, in *heraldv1.Subscription, pat
 				return invalidArgument("subscription.rate_limit", "must not be negative")
 			}
 			sub.RateLimit = int(in.GetRateLimit())
+		case "suspend_after":
+			sub.SuspendAfter = 0
+			if d := in.GetSuspendAfter(); d != nil {
+				if err := d.CheckValid(); err != nil || d.AsDuration() < time.Second {
+					return invalidArgument("subscription.suspend_after", "must be at least 1s (unset: the node's --suspend-after)")
+				}
+				sub.SuspendAfter = d.AsDuration()
+			}
 		case "max_concurrency":
 			if in.GetMaxConcurrency() < 0 {
 				return invalidArgument("subscription.max_concurrency", "must not be negative")
@@ -454,11 +462,14 @@ func (s *Services) apply(sub *store.Subscription, in *heraldv1.Subscription, pat
 		case "state":
 			switch in.GetState() {
 			case heraldv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE:
-				if sub.State == store.SubscriptionDisabled {
-					// Re-enabled: active if the sink consented before or
-					// is exempt; otherwise it must consent again.
-					sub.State, sub.StateReason = store.SubscriptionActive, ""
+				if sub.State == store.SubscriptionDisabled || sub.State == store.SubscriptionSuspended {
+					// Re-enabled: active, its failure run forgotten; what
+					// was held is released (the catalog sees the change,
+					// lifecycle.Released).
+					sub.State, sub.StateReason, sub.FailingSince = store.SubscriptionActive, "", time.Time{}
 				}
+			case heraldv1.SubscriptionState_SUBSCRIPTION_STATE_SUSPENDED:
+				return invalidArgument("subscription.state", "SUSPENDED is Herald's to set; use DISABLED")
 			case heraldv1.SubscriptionState_SUBSCRIPTION_STATE_PENDING_VALIDATION:
 				return invalidArgument("subscription.state", "use ValidateSubscription to run the handshake")
 			case heraldv1.SubscriptionState_SUBSCRIPTION_STATE_DISABLED:

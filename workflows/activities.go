@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/heraldhq/herald/internal/attempt"
@@ -44,6 +45,10 @@ type Activities struct {
 	// Ops publishes Herald's operational events (a dead letter, a disabled
 	// subscription, a failed validation); nil publishes none.
 	Ops *opsevents.Emitter
+	// Health, if set, is told every attempt's outcome, and suspends a
+	// subscription whose sink fails for long enough (its Suspended tells
+	// about it).
+	Health *lifecycle.Health
 }
 
 func (a *Activities) changed(ctx context.Context) {
@@ -78,6 +83,9 @@ type AttemptResult struct {
 	// AlreadyDelivered is true when the delivery was found delivered and
 	// nothing was sent.
 	AlreadyDelivered bool
+	// Held is true when the subscription was found suspended or disabled:
+	// nothing was sent and the delivery is held in the store.
+	Held bool
 }
 
 // Attempt sends the delivery once, unless it is delivered already or its
@@ -102,6 +110,11 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 	switch gate := lifecycle.Gate(sub, time.Time{}, now); gate.Verdict {
 	case lifecycle.Drop:
 		return AttemptResult{Outcome: policy.Permanent, Error: gate.Reason}, nil
+	case lifecycle.Withhold:
+		if err := a.Store.DeliveryUpdateBatch(ctx, []store.DeliveryUpdate{lifecycle.Parked(d)}); err != nil {
+			return AttemptResult{}, fmt.Errorf("hold delivery: %w", err)
+		}
+		return AttemptResult{Held: true}, nil
 	case lifecycle.Wait:
 		// Wait without spending an attempt; the maximum age still applies.
 		return AttemptResult{PausedUntil: gate.Until}, nil
@@ -145,6 +158,11 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 			return AttemptResult{}, err
 		}
 		a.changed(ctx)
+	}
+	if _, err := a.Health.Observe(ctx, sub, res.Outcome == policy.Delivered, lifecycle.Describe(&res.Record), a.now()); err != nil {
+		// Not an error of the activity: the attempt is sent and recorded,
+		// and the next outcome is observed again.
+		activity.GetLogger(ctx).Warn("record sink health", "subscription", sub.ID, "err", err)
 	}
 	return AttemptResult{
 		Outcome:    res.Outcome,

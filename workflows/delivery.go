@@ -89,6 +89,10 @@ func Delivery(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
 	// Version 1 skips search attribute updates that change nothing (each
 	// costs a visibility write); histories from before keep replaying.
 	w.fewerUpserts = workflow.GetVersion(ctx, "fewer-upserts", workflow.DefaultVersion, 1) >= 1
+	// Version 1 leaves the delivery that got 410 Gone to the next attempt,
+	// which finds its subscription disabled and holds it, instead of
+	// dead-lettering it.
+	w.holdOnGone = workflow.GetVersion(ctx, "hold-on-gone", workflow.DefaultVersion, 1) >= 1
 	// Version 1 ends a backoff early on WakeSignal (the sink answers
 	// again); histories from before keep sleeping their full waits.
 	if workflow.GetVersion(ctx, "wake-on-recovery", workflow.DefaultVersion, 1) >= 1 {
@@ -116,6 +120,15 @@ func Delivery(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
 		delivered, reason, err := w.retry(ctx)
 		if err != nil {
 			return DeliveryResult{}, err
+		}
+		if w.held {
+			// Held in the store until the subscription is enabled, which
+			// makes it pending for a new first attempt (and a new workflow
+			// if that fails): nothing waits in Temporal meanwhile.
+			w.dropWakes()
+			workflow.SetCurrentDetails(ctx, fmt.Sprintf("held after %d attempts: the subscription is suspended or disabled; "+
+				"`herald subscriptions enable %s` sends it again", w.total, w.in.SubscriptionID))
+			return DeliveryResult{Attempts: w.total}, w.upsert(ctx, StateHeld)
 		}
 		if delivered {
 			w.dropWakes()
@@ -166,6 +179,11 @@ type deliveryRun struct {
 	// updates that would not change what operators see are skipped.
 	shown        string
 	fewerUpserts bool
+	// holdOnGone: after a 410 Gone the next attempt holds the delivery;
+	// held is set when an attempt found the subscription suspended or
+	// disabled and held the delivery.
+	holdOnGone bool
+	held       bool
 	// wakes, if set, ends a backoff early (WakeSignal).
 	wakes workflow.ReceiveChannel
 	// nudges ends a backoff early too: the retry-now Update.
@@ -294,7 +312,11 @@ func (w *deliveryRun) retry(ctx workflow.Context) (bool, string, error) {
 			reason := "sink answered 410 Gone"
 			err := workflow.ExecuteActivity(ctx, acts.DisableSubscription,
 				DisableInput{SubscriptionID: w.in.SubscriptionID, Reason: reason}).Get(ctx, nil)
-			return false, reason, err
+			if err != nil || !w.holdOnGone {
+				return false, reason, err
+			}
+			// The next attempt finds the subscription disabled and holds
+			// the delivery (or sends it, if it was enabled meanwhile).
 		case policy.Permanent:
 			return false, w.failure("permanent failure"), nil
 		case policy.Retryable:
@@ -336,6 +358,10 @@ func (w *deliveryRun) retry(ctx workflow.Context) (bool, string, error) {
 		}
 		if res.Outcome == policy.Delivered && res.AlreadyDelivered {
 			return true, "", nil
+		}
+		if res.Held {
+			w.held = true
+			return false, "", nil
 		}
 		w.series++
 		w.total++

@@ -84,6 +84,7 @@ func failedFirst(env *testsuite.TestWorkflowEnvironment, status int, pol policy.
 var (
 	fail500   = AttemptResult{Outcome: policy.Retryable, StatusCode: 500}
 	delivered = AttemptResult{Outcome: policy.Delivered, StatusCode: 200}
+	held      = AttemptResult{Held: true}
 )
 
 // redriveWhenDead sends the redrive signal once the workflow has parked.
@@ -184,9 +185,8 @@ func TestDelivery_PermanentOverrideRetries(t *testing.T) {
 	}
 }
 
-func TestDelivery_GoneDisablesTheSubscription(t *testing.T) {
-	env, s := newEnv(t, delivered)
-	redriveWhenDead(env, time.Hour)
+func TestDelivery_GoneDisablesTheSubscriptionAndHoldsTheDelivery(t *testing.T) {
+	env, s := newEnv(t, held)
 	env.ExecuteWorkflow(Delivery, failedFirst(env, 410, policy.Retry{}))
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -194,8 +194,27 @@ func TestDelivery_GoneDisablesTheSubscription(t *testing.T) {
 	if len(s.disable) != 1 || s.disable[0].SubscriptionID != "sub_1" {
 		t.Errorf("disabled = %+v, want sub_1", s.disable)
 	}
-	if len(s.dead) != 1 || !strings.Contains(s.dead[0].Reason, "410") {
-		t.Errorf("dead letters = %+v", s.dead)
+	if len(s.calls) != 1 || len(s.dead) != 0 {
+		t.Errorf("%d attempts, dead letters %+v; want one attempt, which holds it, and no dead letter", len(s.calls), s.dead)
+	}
+}
+
+func TestDelivery_HeldEndsTheWorkflow(t *testing.T) {
+	pol := policy.Retry{InitialInterval: time.Second, MaximumAttempts: 5}
+	env, s := newEnv(t, fail500, held)
+	env.ExecuteWorkflow(Delivery, failedFirst(env, 500, pol))
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("the workflow of a held delivery did not end")
+	}
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res DeliveryResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.calls) != 2 || len(s.dead) != 0 || res.Attempts != 2 {
+		t.Errorf("%d calls, %d attempts, dead letters %+v; want 2 calls (1 more attempt, then held), no dead letter", len(s.calls), res.Attempts, s.dead)
 	}
 }
 

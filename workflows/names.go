@@ -64,6 +64,9 @@ const (
 	StateDelivered = "delivered"
 	StateDead      = "dead"
 	StateRedriving = "redriving"
+	// StateHeld: the subscription is suspended or disabled; the delivery
+	// is held in the store and this workflow has ended.
+	StateHeld = "held"
 )
 
 // WorkflowID is the ID of a delivery's workflow. One delivery has at most

@@ -34,6 +34,7 @@ import (
 	"github.com/heraldhq/herald/internal/dispatch"
 	"github.com/heraldhq/herald/internal/egress"
 	"github.com/heraldhq/herald/internal/handshake"
+	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/opsevents"
 	"github.com/heraldhq/herald/internal/policy"
@@ -277,6 +278,25 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 	// Operational events go out through the publisher, made below; the
 	// worker that emits them starts after it.
 	ops := &opsevents.Emitter{Origin: cfg.Origin}
+	// Attempt outcomes, first attempts and retries alike, keep each sink's
+	// failure run; one that fails for its suspend-after is suspended, and
+	// the suspension published as an operational event.
+	sinkHealth := &lifecycle.Health{Store: n.store, SuspendAfter: cfg.SuspendAfter,
+		Suspended: func(ctx context.Context, sub *store.Subscription) {
+			logger.Warn("subscription suspended", "subscription", sub.ID, "reason", sub.StateReason)
+			if err := cat.Reload(ctx); err != nil {
+				logger.Warn("catalog reload after a suspension", "err", err)
+			}
+			// Published apart from the attempt that suspended it: a
+			// dispatcher's worker must not wait for a commit.
+			go func() {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer cancel()
+				if err := ops.SubscriptionChanged(ctx, sub, opsevents.SubscriptionSuspended, sub.StateReason, sub.UpdatedAt); err != nil {
+					logger.Warn("publish the suspension", "subscription", sub.ID, "err", err)
+				}
+			}()
+		}}
 	n.worker = worker.New(n.temporal, cfg.TaskQueue, worker.Options{})
 	workflows.Register(n.worker, &workflows.Activities{
 		Store:     n.store,
@@ -288,6 +308,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 			}
 		},
 		Ops:      ops,
+		Health:   sinkHealth,
 		Resender: &redrive.Redriver{Store: n.store, Workflows: &workflows.Starter{Client: n.temporal, TaskQueue: cfg.TaskQueue}},
 	})
 
@@ -299,6 +320,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		NodeID:       cfg.NodeID,
 		PaceHandoffs: cfg.EmbeddedTemporal,
 		CPU:          cpu,
+		Health:       sinkHealth,
 		Logger:       logger.With("component", "dispatch"),
 	}, n.store, cat, attempter, &workflows.Starter{Client: n.temporal, TaskQueue: cfg.TaskQueue})
 	// What this node held when it last stopped without putting it back
@@ -310,6 +332,24 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 	if released > 0 {
 		logger.Info("put back the deliveries this node held when it stopped", "node", cfg.NodeID, "n", released)
 	}
+	// A subscription enabled again (here or on another node) gets what was
+	// held for it, in publish order. Deliveries a publish stored held
+	// while the change was on its way (this node's catalog still had the
+	// subscription suspended) are released by a second pass.
+	cat.OnEnabled(func(subID string) {
+		release := func() {
+			released, err := lifecycle.Released(runCtx, n.store, subID, time.Now())
+			if err != nil && runCtx.Err() == nil {
+				logger.Error("release held deliveries", "subscription", subID, "err", err)
+			}
+			if released > 0 {
+				logger.Info("released held deliveries", "subscription", subID, "deliveries", released)
+				disp.Notify()
+			}
+		}
+		go release()
+		time.AfterFunc(releaseAgain, release)
+	})
 	n.background.Add(2)
 	go func() {
 		defer n.background.Done()
@@ -542,3 +582,8 @@ func (n *Node) closeAll() {
 		n.httpLn.Close()
 	}
 }
+
+// releaseAgain is when a subscription enabled again has its held
+// deliveries released a second time: after any publish that matched it
+// while it was still suspended in this node's catalog has committed.
+const releaseAgain = 10 * time.Second

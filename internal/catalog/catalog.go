@@ -18,6 +18,7 @@ import (
 	"github.com/heraldhq/herald/clients/signing"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/filter"
+	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/store"
 )
 
@@ -80,7 +81,16 @@ type Catalog struct {
 	logger *slog.Logger
 	snap   atomic.Pointer[snapshot]
 	mu     sync.Mutex // serialises reloads
+	// enabled, if set, is called by a reload with each subscription it
+	// found no longer held (suspended or disabled before, not now).
+	enabled func(id string)
 }
+
+// OnEnabled has f called, from a reload, with the ID of every
+// subscription the reload finds enabled again (held before, suspended or
+// disabled, and not now): its held deliveries are to be released. Call
+// it before the first reload.
+func (c *Catalog) OnEnabled(f func(id string)) { c.enabled = f }
 
 type snapshot struct {
 	version int64
@@ -148,7 +158,11 @@ func (c *Catalog) Reload(ctx context.Context) error {
 		}
 	}
 	var added []*filter.CompiledRule
+	var enabled []string
 	for _, s := range changed {
+		if was, ok := old.byID[s.ID]; ok && lifecycle.Holds(was.Subscription) && !lifecycle.Holds(s) {
+			enabled = append(enabled, s.ID)
+		}
 		if r, ok := next.rules[s.ID]; ok {
 			removed = append(removed, r)
 		}
@@ -162,20 +176,25 @@ func (c *Catalog) Reload(ctx context.Context) error {
 			continue
 		}
 		next.byID[s.ID] = en
-		// Events for a sink still to consent are stored, and delivered
-		// once it does.
-		if s.State == store.SubscriptionActive || s.State == store.SubscriptionPendingValidation {
-			r, err := filter.CompileRule(filter.Rule{ID: s.ID, Source: s.Source, Types: s.Types, Filters: s.Filters})
-			if err != nil {
-				return fmt.Errorf("catalog: compile filters: %w", err)
-			}
-			next.rules[s.ID] = r
-			added = append(added, r)
+		// Every subscription takes new events: for a sink still to
+		// consent they are stored and delivered once it does; for a
+		// suspended or disabled one they are stored held, and delivered
+		// once it is enabled (lifecycle.Holds).
+		r, err := filter.CompileRule(filter.Rule{ID: s.ID, Source: s.Source, Types: s.Types, Filters: s.Filters})
+		if err != nil {
+			return fmt.Errorf("catalog: compile filters: %w", err)
 		}
+		next.rules[s.ID] = r
+		added = append(added, r)
 	}
 	// Only the index lists the changed rules are in are rebuilt.
 	next.set = old.set.Update(removed, added)
 	c.snap.Store(next)
+	if c.enabled != nil {
+		for _, id := range enabled {
+			c.enabled(id)
+		}
+	}
 	return nil
 }
 
@@ -196,8 +215,8 @@ func (c *Catalog) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Match appends the subscriptions that take new events (active or pending
-// validation) that e matches to dst: any tenant's when tenant is empty,
+// Match appends the subscriptions that e matches to dst, in any state
+// (the publisher stores a suspended or disabled one's deliveries held): any tenant's when tenant is empty,
 // else only that tenant's.
 func (c *Catalog) Match(e *event.Event, tenant string, dst []*Entry) []*Entry {
 	snap := c.snap.Load()

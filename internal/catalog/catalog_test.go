@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -60,22 +61,21 @@ func matchTenant(c *catalog.Catalog, tenant, typ string) map[string]bool {
 	return out
 }
 
-func TestMatch_TakesActiveAndPendingSubscriptionsOnly(t *testing.T) {
+func TestMatch_TakesSubscriptionsInEveryState(t *testing.T) {
 	s := openStore(t)
 	insert(t, s, "sub_active", store.SubscriptionActive, "t")
 	insert(t, s, "sub_pending", store.SubscriptionPendingValidation, "t")
 	insert(t, s, "sub_disabled", store.SubscriptionDisabled, "t")
+	insert(t, s, "sub_suspended", store.SubscriptionSuspended, "t")
 	insert(t, s, "sub_other", store.SubscriptionActive, "other")
 	c := catalog.New(s, nil)
 	if err := c.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	got := matchIDs(c, "t")
-	if len(got) != 2 || !got["sub_active"] || !got["sub_pending"] {
-		t.Errorf("matched %v, want sub_active and sub_pending", got)
+	if len(got) != 4 || !got["sub_active"] || !got["sub_pending"] || !got["sub_disabled"] || !got["sub_suspended"] {
+		t.Errorf("matched %v, want every subscription of the type (a disabled or suspended one's deliveries are held)", got)
 	}
-	// A disabled subscription takes no new events, but is still known:
-	// its deliveries in flight find it.
 	if en, ok := c.Get("sub_disabled"); !ok || en.Subscription.State != store.SubscriptionDisabled {
 		t.Errorf("Get(sub_disabled) = %v, %v", en, ok)
 	}
@@ -93,11 +93,11 @@ func TestMatch_ATenantsEventsMatchOnlyItsSubscriptions(t *testing.T) {
 	if err := c.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := matchTenant(c, "acme", "t"); len(got) != 1 || !got["sub_acme"] {
-		t.Errorf("acme's event matched %v, want sub_acme only", got)
+	if got := matchTenant(c, "acme", "t"); len(got) != 2 || !got["sub_acme"] || !got["sub_acme_off"] {
+		t.Errorf("acme's event matched %v, want acme's two", got)
 	}
-	if got := matchTenant(c, "", "t"); len(got) != 2 {
-		t.Errorf("an event of no tenant matched %v, want every tenant's active subscription", got)
+	if got := matchTenant(c, "", "t"); len(got) != 3 {
+		t.Errorf("an event of no tenant matched %v, want every tenant's subscription", got)
 	}
 	if got := matchTenant(c, "initech", "t"); len(got) != 0 {
 		t.Errorf("initech's event matched %v, want none", got)
@@ -233,8 +233,11 @@ func TestReload_ReadsOnlyWhatChangedAfterTheFirstLoad(t *testing.T) {
 			t.Errorf("type %s: the reloaded catalog matches %v, a full load %v", typ, got, want)
 		}
 	}
-	if got := matchIDs(c, "a"); got["sub_07"] || got["sub_09"] || got["sub_08"] || !got["sub_new"] {
-		t.Errorf("matched %v: want the new subscription, not the deleted, disabled or retyped ones", got)
+	if got := matchIDs(c, "a"); got["sub_07"] || !got["sub_09"] || got["sub_08"] || !got["sub_new"] {
+		t.Errorf("matched %v: want the new and the disabled subscription (its deliveries are held), not the deleted or retyped ones", got)
+	}
+	if en, _ := c.Get("sub_09"); en == nil || en.Subscription.State != store.SubscriptionDisabled {
+		t.Errorf("the reloaded catalog has sub_09 as %+v, want disabled", en)
 	}
 }
 
@@ -302,4 +305,41 @@ func BenchmarkReload(b *testing.B) {
 			b.Fatalf("matched %d, want %d", len(dst), n/1000)
 		}
 	})
+}
+
+// TestOnEnabled_ToldOfEverySubscriptionNoLongerHeld: a reload tells of a
+// suspended or disabled subscription made active, and of nothing else.
+func TestOnEnabled_ToldOfEverySubscriptionNoLongerHeld(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	insert(t, s, "sub_suspended", store.SubscriptionSuspended, "t")
+	insert(t, s, "sub_disabled", store.SubscriptionDisabled, "t")
+	insert(t, s, "sub_active", store.SubscriptionActive, "t")
+	insert(t, s, "sub_stays", store.SubscriptionSuspended, "t")
+	c := catalog.New(s, nil)
+	var told []string
+	c.OnEnabled(func(id string) { told = append(told, id) })
+	if err := c.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(told) != 0 {
+		t.Fatalf("the first load told of %v", told)
+	}
+	for id, st := range map[string]store.SubscriptionState{
+		"sub_suspended": store.SubscriptionActive, "sub_disabled": store.SubscriptionActive, "sub_active": store.SubscriptionDisabled,
+	} {
+		if _, err := s.SubscriptionUpdate(ctx, id, func(sub *store.Subscription) error { sub.State = st; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.SubscriptionUpdate(ctx, "sub_stays", func(sub *store.Subscription) error { sub.StateReason = "still"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(told)
+	if fmt.Sprint(told) != "[sub_disabled sub_suspended]" {
+		t.Errorf("told of %v, want sub_disabled and sub_suspended", told)
+	}
 }

@@ -32,6 +32,7 @@ var states = map[string]heraldv1.DeliveryState{
 	"delivered": heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED,
 	"retrying":  heraldv1.DeliveryState_DELIVERY_STATE_RETRYING,
 	"dead":      heraldv1.DeliveryState_DELIVERY_STATE_DEAD,
+	"held":      heraldv1.DeliveryState_DELIVERY_STATE_HELD,
 }
 
 func deliveryRows(ds []*heraldv1.Delivery) [][]string {

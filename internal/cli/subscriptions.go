@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 )
@@ -16,12 +17,12 @@ func init() {
 	nouns["subscriptions"] = map[string]command{
 		"list":   {"[--tenant T] [--label k=v]... [--watch 5s]: list subscriptions", subscriptionsList},
 		"get":    {"ID: show one subscription", subscriptionsGet},
-		"create": {"--sink URL [--type T]... [--source S] [--tenant T] [--skip-validation] | -f subscription.json: create a subscription", subscriptionsCreate},
+		"create": {"--sink URL [--type T]... [--source S] [--tenant T] [--skip-validation] [--suspend-after 72h] | -f subscription.json: create a subscription", subscriptionsCreate},
 		"delete": {"ID: delete a subscription", subscriptionsDelete},
-		"enable": {"ID: enable a disabled subscription", func(c *call) error {
+		"enable": {"ID: enable a disabled or suspended subscription; what was held for it is delivered, in publish order", func(c *call) error {
 			return subscriptionsSetState(c, heraldv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE)
 		}},
-		"disable": {"ID: disable a subscription (nothing is sent to it)", func(c *call) error {
+		"disable": {"ID: disable a subscription (nothing is sent to it; matching events are held until it is enabled)", func(c *call) error {
 			return subscriptionsSetState(c, heraldv1.SubscriptionState_SUBSCRIPTION_STATE_DISABLED)
 		}},
 		"validate":      {"ID: run the webhook validation handshake again", subscriptionsValidate},
@@ -31,11 +32,12 @@ func init() {
 
 func subscriptionRows(subs []*heraldv1.Subscription) [][]string {
 	now := time.Now()
-	rows := [][]string{{"ID", "NAME", "TENANT", "STATE", "SINK", "TYPES", "CREATED"}}
+	rows := [][]string{{"ID", "NAME", "TENANT", "STATE", "SINK", "TYPES", "CREATED", "REASON"}}
 	for _, s := range subs {
 		rows = append(rows, []string{
 			s.GetId(), cut(orDash(s.GetDisplayName()), 24), s.GetTenant(), enumName(s.GetState().String(), "SUBSCRIPTION_STATE_"),
 			cut(s.GetSink(), 48), cut(orDash(strings.Join(s.GetTypes(), ",")), 40), ago(s.GetCreateTime(), now),
+			cut(orDash(s.GetStateReason()), 60),
 		})
 	}
 	return rows
@@ -90,6 +92,8 @@ func (c *call) subscriptionDetail(s *heraldv1.Subscription) error {
 		{"TENANT", s.GetTenant()},
 		{"STATE", enumName(s.GetState().String(), "SUBSCRIPTION_STATE_")},
 		{"REASON", orDash(s.GetStateReason())},
+		{"FAILING SINCE", orDash(timeText(s.GetFailingSince()))},
+		{"SUSPEND AFTER", orDash(durationText(s.GetSuspendAfter()))},
 		{"SINK", s.GetSink()},
 		{"SOURCE", orDash(s.GetSource())},
 		{"TYPES", orDash(strings.Join(s.GetTypes(), ", "))},
@@ -165,6 +169,7 @@ func subscriptionsCreate(c *call) error {
 	labels := labelsFlag{}
 	c.flags.Var(labels, "label", "a label, key=value (repeat for several)")
 	file := c.flags.String("f", "", "a Subscription in the API's JSON (\"-\": standard input); flags override its fields")
+	suspendAfter := c.flags.Duration("suspend-after", 0, "suspend the subscription after its sink failed every attempt this long (default: the server's --suspend-after)")
 	if _, err := c.parse(0, 0); err != nil {
 		return err
 	}
@@ -201,6 +206,9 @@ func subscriptionsCreate(c *call) error {
 	}
 	if len(labels) > 0 {
 		sub.Labels = labels
+	}
+	if *suspendAfter != 0 {
+		sub.SuspendAfter = durationpb.New(*suspendAfter)
 	}
 	if sub.Sink == "" {
 		return usageError("--sink (or a sink in -f) is required")
@@ -287,4 +295,20 @@ func perMinute(n int32) string {
 		return "none"
 	}
 	return fmt.Sprintf("%d/min", n)
+}
+
+// timeText is t in RFC 3339, or "" when unset.
+func timeText(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return ""
+	}
+	return t.AsTime().Format(time.RFC3339)
+}
+
+// durationText is d, or "" when unset.
+func durationText(d *durationpb.Duration) string {
+	if d == nil {
+		return ""
+	}
+	return d.AsDuration().String()
 }

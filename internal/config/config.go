@@ -130,6 +130,10 @@ type Config struct {
 	// PruneInterval is how often a pruning pass starts.
 	RetentionDelivered, RetentionDead time.Duration
 	PruneInterval                     time.Duration
+	// SuspendAfter is how long a subscription's sink may fail every
+	// attempt before the subscription is suspended, unless the
+	// subscription sets its own.
+	SuspendAfter time.Duration
 	// DrainDelay is how long a stopping node keeps serving while it tells
 	// load balancers it is not ready (/readyz 503, gRPC health
 	// NOT_SERVING), before it stops taking calls.
@@ -224,6 +228,8 @@ const (
 	DefaultRetentionDead      = 30 * 24 * time.Hour
 	DefaultPruneInterval      = time.Minute
 	DefaultPruneBatch         = 500
+	// DefaultSuspendAfter is --suspend-after.
+	DefaultSuspendAfter = 72 * time.Hour
 	// Limits that hold across nodes: a node leases a rate limit's
 	// tokens from the store in batches of about DefaultTokenLease's worth
 	// of the rate, drops leased tokens it has not spent within
@@ -287,6 +293,7 @@ func Serve() Config {
 		RetentionDelivered:   DefaultRetentionDelivered,
 		RetentionDead:        DefaultRetentionDead,
 		PruneInterval:        DefaultPruneInterval,
+		SuspendAfter:         DefaultSuspendAfter,
 		LogLevel:             "info",
 		LogFormat:            "json",
 		Tracing:              os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "",
@@ -331,6 +338,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown limit")
 	fs.DurationVar(&c.RetentionDelivered, "retention-delivered", c.RetentionDelivered, "how long a delivered delivery (and its event, when its last) is kept; 0 keeps forever")
 	fs.DurationVar(&c.RetentionDead, "retention-dead", c.RetentionDead, "how long a dead-lettered delivery is kept; 0 keeps forever")
+	fs.DurationVar(&c.SuspendAfter, "suspend-after", c.SuspendAfter, "how long a sink may fail every attempt before its subscription is suspended (its events held until it is enabled); a subscription's suspend_after wins")
 	fs.DurationVar(&c.PruneInterval, "prune-interval", c.PruneInterval, "how often a pruning pass starts (one node at a time prunes)")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "how long a stopping node keeps serving while it reports not ready, for load balancers to move away")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
@@ -537,6 +545,9 @@ func (c *Config) Finish() error {
 	}
 	if c.RetentionDelivered < 0 || c.RetentionDead < 0 || c.PruneInterval <= 0 {
 		errs = append(errs, errors.New("retention-delivered and retention-dead must not be negative, prune-interval positive"))
+	}
+	if c.SuspendAfter < time.Second {
+		errs = append(errs, errors.New("suspend-after must be at least 1s"))
 	}
 	if c.DrainDelay < 0 || c.DrainDelay >= c.ShutdownTimeout {
 		errs = append(errs, errors.New("drain-delay must be at least 0 and shorter than shutdown-timeout"))

@@ -118,7 +118,10 @@ type Config struct {
 	// deliveries/s (docs/benchmarks.md). A crash in that window only
 	// repeats those sends after their lease.
 	RecordWait time.Duration
-	Logger     *slog.Logger
+	// Health, if set, is told every attempt's outcome, and suspends a
+	// subscription whose sink fails for long enough.
+	Health *lifecycle.Health
+	Logger *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -880,6 +883,9 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 			d.put(lifecycle.Killed(dl, gate.Reason))
 		}
 		return
+	case lifecycle.Withhold:
+		d.withhold(j.ds)
+		return
 	case lifecycle.Wait:
 		d.wait(j.ds, sub, gate, now)
 		return
@@ -912,6 +918,10 @@ func (d *Dispatcher) first(ctx context.Context, j job) {
 			for _, dl := range j.ds {
 				d.put(lifecycle.Killed(dl, gate.Reason))
 			}
+			return
+		}
+		if gate.Verdict == lifecycle.Withhold {
+			d.withhold(j.ds)
 			return
 		}
 		d.wait(j.ds, sub, gate, time.Now())
@@ -1003,11 +1013,20 @@ func (d *Dispatcher) wait(ds []*store.Delivery, sub *store.Subscription, gate li
 	}
 }
 
+// withhold holds claimed deliveries of a suspended or disabled
+// subscription until it is enabled.
+func (d *Dispatcher) withhold(ds []*store.Delivery) {
+	for _, dl := range ds {
+		d.put(lifecycle.HeldBack(dl))
+	}
+}
+
 // record stores a delivered result, or hands a failed one to its workflow.
 func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog.Entry, number int, res attempt.Result) {
 	sub := en.Subscription
 	if res.Outcome == policy.Delivered {
 		d.put(lifecycle.FirstDelivered(dl, &res.Record))
+		d.observe(ctx, sub, res)
 		return
 	}
 	if res.PauseSink {
@@ -1019,6 +1038,9 @@ func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog
 			d.cfg.Logger.Error("pause sink", "subscription", sub.ID, "err", err)
 		}
 	}
+	// After the pause is known here: observing may write the store, and
+	// the sink's other deliveries must not be sent meanwhile.
+	d.observe(ctx, sub, res)
 	// Starting a workflow is slow next to a send: hand it to the hand-off
 	// workers, so that this request's slot is free for other deliveries.
 	// Until the workflow has started, the delivery stays in flight under
@@ -1029,6 +1051,13 @@ func (d *Dispatcher) record(ctx context.Context, dl *store.Delivery, en *catalog
 		// than hold this request's slot, record the attempt and try the
 		// delivery again later as a first attempt.
 		d.deferAll([]failure{f})
+	}
+}
+
+// observe tells the sink's health of an attempt's outcome.
+func (d *Dispatcher) observe(ctx context.Context, sub *store.Subscription, res attempt.Result) {
+	if _, err := d.cfg.Health.Observe(ctx, sub, res.Outcome == policy.Delivered, lifecycle.Describe(&res.Record), time.Now()); err != nil {
+		d.cfg.Logger.Error("record sink health", "subscription", sub.ID, "err", err)
 	}
 }
 

@@ -195,26 +195,6 @@ func TestDelivery_RedriveDeadLettersOfASubscription(t *testing.T) {
 	}
 }
 
-func TestDelivery_GoneDisablesTheSubscription(t *testing.T) {
-	n := startNode(t, nodeConfig(t, tempStore(t)))
-	rcv := heraldtest.NewReceiver(t, failFirst(1, http.StatusGone, nil))
-	sub := createSub(t, n, rcv.URL)
-	id := publish(t, n, newEvent("evt-gone"))[0].GetDeliveryIds()[0]
-	waitDeliveryState(t, n, id, heraldv1.DeliveryState_DELIVERY_STATE_DEAD)
-	heraldtest.Eventually(t, wait, "the subscription to be disabled", func() bool {
-		s, err := n.subs.GetSubscription(ctx(t), &heraldv1.GetSubscriptionRequest{Id: sub.GetId()})
-		return err == nil && s.GetState() == heraldv1.SubscriptionState_SUBSCRIPTION_STATE_DISABLED
-	})
-	// Nothing more is matched to it.
-	res := publish(t, n, newEvent("evt-after-gone"))
-	if len(res[0].GetDeliveryIds()) != 0 {
-		t.Errorf("a disabled subscription got delivery %v", res[0].GetDeliveryIds())
-	}
-	if got := len(rcv.Requests()); got != 1 {
-		t.Errorf("receiver got %d requests, want 1", got)
-	}
-}
-
 func TestRestart_DeliveriesInBackoffAreNotLost(t *testing.T) {
 	cfg := nodeConfig(t, tempStore(t))
 	n := startNode(t, cfg)

@@ -21,12 +21,16 @@ const (
 	Wait
 	// Drop: never send it; it is dead-lettered with Decision.Reason.
 	Drop
+	// Withhold: keep it held, not attempted, until its subscription is
+	// enabled (it is suspended or disabled).
+	Withhold
 )
 
 // Reasons Gate gives, as operators see them on deliveries.
 const (
 	ReasonDeleted         = "subscription deleted"
 	ReasonDisabled        = "subscription disabled"
+	ReasonSuspended       = "subscription suspended"
 	ReasonAwaitingConsent = "waiting for the sink to consent (validation handshake)"
 	ReasonNoConsent       = "the sink did not consent to deliveries (validation handshake) within the maximum age"
 	ReasonPaused          = "the sink asked to wait (Retry-After)"
@@ -48,7 +52,9 @@ func Gate(sub *store.Subscription, pausedUntil, now time.Time) Decision {
 	case sub == nil:
 		return Decision{Verdict: Drop, Reason: ReasonDeleted}
 	case sub.State == store.SubscriptionDisabled:
-		return Decision{Verdict: Drop, Reason: ReasonDisabled + ": " + sub.StateReason}
+		return Decision{Verdict: Withhold, Reason: ReasonDisabled + ": " + sub.StateReason}
+	case sub.State == store.SubscriptionSuspended:
+		return Decision{Verdict: Withhold, Reason: ReasonSuspended + ": " + sub.StateReason}
 	case sub.State == store.SubscriptionPendingValidation:
 		return Decision{Verdict: Wait, Until: now.Add(policy.ValidationRecheck), Reason: ReasonAwaitingConsent}
 	}

@@ -20,6 +20,16 @@
 //	dead      -> retrying   redrive: an operator sends it again, with a fresh series of attempts
 //	delivered -> retrying   resend: an operator sends a delivered one again, with a fresh series of attempts
 //	dead      -> retrying   resend: the same, for a dead one
+//	in_flight -> held       hold: its subscription is suspended or disabled; kept, not attempted
+//	retrying  -> held       hold: the same, seen by its workflow's next attempt; the workflow ends
+//	held      -> pending    release: its subscription is enabled; attempted again, in publish order
+//
+// A delivery made for a suspended or disabled subscription is stored
+// held (Holds), so that nothing published meanwhile is lost; held
+// deliveries go after the dead-letter retention like dead ones
+// (package retention). Release (Released) is one store call per batch
+// of a subscription's held deliveries (store.Store's DeliveryUnhold), the
+// oldest event first, so they are claimed in publish order.
 //
 // Only the first attempt is the dispatcher's (package dispatch); a
 // retrying delivery belongs to its workflow (package workflows). The
@@ -30,6 +40,7 @@
 package lifecycle
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -47,6 +58,7 @@ const (
 	Delivered = store.DeliveryDelivered
 	Retrying  = store.DeliveryRetrying
 	Dead      = store.DeliveryDead
+	Held      = store.DeliveryHeld
 )
 
 // Transition is one allowed change of state.
@@ -68,6 +80,8 @@ const (
 	Kill       = "kill"
 	Redrive    = "redrive"
 	Resend     = "resend"
+	Hold       = "hold"
+	Release    = "release"
 )
 
 // Table is every allowed transition.
@@ -86,6 +100,9 @@ var Table = []Transition{
 	{Redrive, Dead, Retrying},
 	{Resend, Delivered, Retrying},
 	{Resend, Dead, Retrying},
+	{Hold, InFlight, Held},
+	{Hold, Retrying, Held},
+	{Release, Held, Pending},
 }
 
 // ErrIllegal is returned (wrapped) for a transition the table does not
@@ -230,4 +247,55 @@ func Resent(d *store.Delivery) (store.DeliveryUpdate, error) {
 // by signal).
 func Resumed(d *store.Delivery) store.DeliveryUpdate {
 	return store.DeliveryUpdate{ID: d.ID, State: Retrying, Attempts: d.Attempts, LastStatus: d.LastStatus, LastError: d.LastError}
+}
+
+// Holds reports whether deliveries to sub are stored (and kept) held
+// rather than attempted: it is suspended or disabled. An operator's
+// disable holds like a 410 Gone or a suspension does, so that enabling
+// the subscription again delivers what was published meanwhile.
+func Holds(sub *store.Subscription) bool {
+	return sub.State == store.SubscriptionSuspended || sub.State == store.SubscriptionDisabled
+}
+
+// HeldBack holds claimed delivery d, not attempted, while its
+// subscription is suspended or disabled.
+func HeldBack(d *store.Delivery) store.DeliveryUpdate {
+	return claimed(Hold, d, store.DeliveryUpdate{ID: d.ID, Attempts: d.Attempts, LastStatus: d.LastStatus, LastError: d.LastError})
+}
+
+// Parked holds retrying delivery d from its workflow, which then ends:
+// its subscription is suspended or disabled, and Temporal keeps nothing
+// for it while it waits. The workflow owns the delivery, so the update
+// applies whatever the stored state (as Attempted does).
+func Parked(d *store.Delivery) store.DeliveryUpdate {
+	return store.DeliveryUpdate{ID: d.ID, State: Held, Attempts: d.Attempts, LastStatus: d.LastStatus, LastError: d.LastError}
+}
+
+// Unholder releases held deliveries (store.Store's DeliveryUnhold).
+type Unholder interface {
+	DeliveryUnhold(ctx context.Context, p store.DeliveryUnholdParams) (int, error)
+}
+
+// releaseBatch is how many held deliveries one store call releases.
+const releaseBatch = 1000
+
+// Released makes every held delivery of subscription subID pending again,
+// the oldest event first, claimable from now on one millisecond apart (so
+// claims take them in publish order), and returns how many. Call it once
+// the subscription is active again; deliveries held meanwhile by a node
+// that had not seen the change yet are released by the next call (each
+// enable, or Released on the catalog's next change).
+func Released(ctx context.Context, s Unholder, subID string, now time.Time) (int, error) {
+	total := 0
+	for {
+		n, err := s.DeliveryUnhold(ctx, store.DeliveryUnholdParams{
+			SubscriptionID: subID, NextAt: now.Add(time.Duration(total) * time.Millisecond), Limit: releaseBatch})
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("release held deliveries: %w", err)
+		}
+		if n < releaseBatch {
+			return total, nil
+		}
+	}
 }

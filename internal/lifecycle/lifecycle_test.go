@@ -54,6 +54,10 @@ func TestConstructors_MakeOnlyTransitionsOfTheTable(t *testing.T) {
 			store.DeliveryUpdate{ID: "dlv_1", State: Retrying, Attempts: 8, LastStatus: 400, ExpectState: Dead}},
 		{"resumed", Resumed(dead), Redrive, Dead,
 			store.DeliveryUpdate{ID: "dlv_1", State: Retrying, Attempts: 8, LastStatus: 400}},
+		{"held back", HeldBack(claimed), Hold, InFlight,
+			store.DeliveryUpdate{ID: "dlv_1", State: Held, Attempts: 2, LastStatus: 500, LastError: "boom", ExpectState: InFlight, ExpectHolder: "node-a"}},
+		{"parked", Parked(&store.Delivery{ID: "dlv_1", State: Retrying, Attempts: 4, LastStatus: 500, LastError: "boom"}), Hold, Retrying,
+			store.DeliveryUpdate{ID: "dlv_1", State: Held, Attempts: 4, LastStatus: 500, LastError: "boom"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,8 +81,8 @@ func equalUpdate(a, b store.DeliveryUpdate) bool {
 }
 
 func TestCheck_RefusesWhatTheTableDoesNotAllow(t *testing.T) {
-	states := []State{Pending, InFlight, Delivered, Retrying, Dead}
-	names := []string{Claim, Keep, Reschedule, Defer, Deliver, HandOff, Retry, Kill, Redrive, Resend}
+	states := []State{Pending, InFlight, Delivered, Retrying, Dead, Held}
+	names := []string{Claim, Keep, Reschedule, Defer, Deliver, HandOff, Retry, Kill, Redrive, Resend, Hold, Release}
 	allowed := 0
 	for _, name := range names {
 		for _, from := range states {
@@ -97,6 +101,12 @@ func TestCheck_RefusesWhatTheTableDoesNotAllow(t *testing.T) {
 	}
 	if allowed != len(Table) {
 		t.Errorf("%d transitions allowed, the table has %d", allowed, len(Table))
+	}
+	// A held delivery leaves only by release, to a first attempt.
+	for _, tr := range Table {
+		if tr.From == Held && (tr.Name != Release || tr.To != Pending) {
+			t.Errorf("the table lets a held delivery %s to %s", tr.Name, tr.To)
+		}
 	}
 	// Nothing leaves delivered but an operator's resend.
 	for _, tr := range Table {
@@ -171,7 +181,9 @@ func TestGate(t *testing.T) {
 	}{
 		{"deleted", nil, time.Time{}, Decision{Verdict: Drop, Reason: ReasonDeleted}},
 		{"disabled", &store.Subscription{State: store.SubscriptionDisabled, StateReason: "sink answered 410 Gone"}, time.Time{},
-			Decision{Verdict: Drop, Reason: "subscription disabled: sink answered 410 Gone"}},
+			Decision{Verdict: Withhold, Reason: "subscription disabled: sink answered 410 Gone"}},
+		{"suspended", &store.Subscription{State: store.SubscriptionSuspended, StateReason: "failing since"}, time.Time{},
+			Decision{Verdict: Withhold, Reason: "subscription suspended: failing since"}},
 		{"awaiting consent", &store.Subscription{State: store.SubscriptionPendingValidation}, time.Time{},
 			Decision{Verdict: Wait, Until: now.Add(policy.ValidationRecheck), Reason: ReasonAwaitingConsent}},
 		{"paused in the store", &store.Subscription{State: store.SubscriptionActive, PausedUntil: now.Add(time.Minute)}, time.Time{},

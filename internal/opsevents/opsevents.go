@@ -1,8 +1,8 @@
 // Package opsevents makes Herald's own CloudEvents about its subscriptions
-// and deliveries (a delivery dead-lettered, a subscription disabled or
-// enabled, a validation handshake failed) and publishes them through the
-// normal path, signed and retried like any event, to the subscriptions
-// that name their types.
+// and deliveries (a delivery dead-lettered, a subscription suspended,
+// disabled or enabled, a validation handshake failed) and publishes them
+// through the normal path, signed and retried like any event, to the
+// subscriptions that name their types.
 package opsevents
 
 import (
@@ -79,8 +79,9 @@ func (e *Emitter) DeliveryDead(ctx context.Context, sub *store.Subscription, d *
 	})
 }
 
-// SubscriptionChanged says a subscription was disabled or enabled
-// (typ: SubscriptionDisabled or SubscriptionEnabled), or failed its
+// SubscriptionChanged says a subscription was suspended, disabled or
+// enabled (typ: SubscriptionSuspended, SubscriptionDisabled or
+// SubscriptionEnabled), or failed its
 // validation handshake (ValidationFailed), at when.
 func (e *Emitter) SubscriptionChanged(ctx context.Context, sub *store.Subscription, typ, reason string, when time.Time) error {
 	if e == nil {

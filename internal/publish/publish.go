@@ -22,6 +22,7 @@ import (
 	"github.com/heraldhq/herald/internal/catalog"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/id"
+	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
 	"github.com/heraldhq/herald/internal/store"
@@ -210,10 +211,14 @@ func (p *Publisher) publish(ctx context.Context, tenant string, events []*cloude
 		}
 		deliveries := make([]store.Delivery, len(matched))
 		for j, en := range matched {
+			state := store.DeliveryPending
+			if lifecycle.Holds(en.Subscription) {
+				state = store.DeliveryHeld // kept until it is enabled
+			}
 			deliveries[j] = store.Delivery{
 				ID:             id.New(id.Delivery),
 				SubscriptionID: en.Subscription.ID,
-				State:          store.DeliveryPending,
+				State:          state,
 				NextAt:         now,
 			}
 		}
@@ -422,7 +427,9 @@ func (p *Publisher) claim(all []store.EventInsertParams) map[string]int {
 	want := map[string]int{}
 	for _, e := range all {
 		for _, d := range e.Deliveries {
-			want[d.SubscriptionID]++
+			if d.State == store.DeliveryPending {
+				want[d.SubscriptionID]++
+			}
 		}
 	}
 	if len(want) == 0 {
@@ -437,7 +444,7 @@ func (p *Publisher) claim(all []store.EventInsertParams) map[string]int {
 	for i := range all {
 		for j := range all[i].Deliveries {
 			d := &all[i].Deliveries[j]
-			if left[d.SubscriptionID] > 0 {
+			if d.State == store.DeliveryPending && left[d.SubscriptionID] > 0 {
 				d.State, d.LeaseUntil, d.Holder = store.DeliveryInFlight, lease, holder
 				left[d.SubscriptionID]--
 			}

@@ -329,3 +329,57 @@ func TestCommitFailing_SaysTheNodeCannotStoreUntilACommitSucceeds(t *testing.T) 
 		t.Errorf("after a commit that succeeded: %v", err)
 	}
 }
+
+// TestPublish_SuspendedAndDisabledSubscriptionsGetHeldDeliveries: an
+// event matching a suspended or a disabled subscription is stored for it
+// held, and not handed to the dispatcher nor claimable; an active one's
+// delivery is handed over as usual.
+func TestPublish_SuspendedAndDisabledSubscriptionsGetHeldDeliveries(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	now := time.Now()
+	for id, st := range map[string]store.SubscriptionState{
+		"sub_active": store.SubscriptionActive, "sub_suspended": store.SubscriptionSuspended, "sub_disabled": store.SubscriptionDisabled,
+	} {
+		if err := s.SubscriptionInsert(ctx, &store.Subscription{
+			ID: id, Types: []string{"a"}, Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
+			State: st, Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cat := catalog.New(s, nil)
+	if err := cat.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fd := &fakeDispatcher{room: 10}
+	p := publish.New(s, cat, publish.Config{Dispatcher: fd})
+	t.Cleanup(p.Close)
+
+	res, err := p.Publish(ctx, "", []*cloudeventsv1.CloudEvent{ev("1", "a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res[0].DeliveryIDs) != 3 {
+		t.Fatalf("%d deliveries, want one per subscription", len(res[0].DeliveryIDs))
+	}
+	if len(fd.got) != 1 || fd.got[0].SubscriptionID != "sub_active" {
+		t.Fatalf("handed over %v, want sub_active's only", fd.got)
+	}
+	for _, id := range res[0].DeliveryIDs {
+		d, err := s.DeliveryGet(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := store.DeliveryHeld; d.SubscriptionID != "sub_active" && d.State != want {
+			t.Errorf("%s's delivery is %s, want %s", d.SubscriptionID, d.State, want)
+		}
+	}
+	if claimed, err := s.DeliveryClaim(ctx, store.DeliveryClaimParams{Limit: 10, Now: time.Now(), LeaseUntil: time.Now().Add(time.Minute)}); err != nil || len(claimed) != 0 {
+		t.Errorf("claimed %d deliveries (%v), want none", len(claimed), err)
+	}
+}

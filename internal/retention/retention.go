@@ -24,7 +24,9 @@ type Store interface {
 type Config struct {
 	// Delivered and Dead are how long a delivery is kept after it was
 	// delivered or dead-lettered; its event goes with its last delivery
-	// (and with it the event's dedupe record).
+	// (and with it the event's dedupe record). A delivery held for a
+	// suspended or disabled subscription is kept as long as a dead one,
+	// from when it was held: both wait for an operator.
 	Delivered, Dead time.Duration
 	// Interval is how often a pass starts.
 	Interval time.Duration
@@ -94,6 +96,7 @@ func (p *Pruner) Pass(ctx context.Context) error {
 	}
 	if p.cfg.Dead > 0 {
 		params.DeadBefore = now.Add(-p.cfg.Dead)
+		params.HeldBefore = params.DeadBefore
 	}
 	// An event goes with its last delivery, or alone once as old as the
 	// shorter retention when nothing matched it.

@@ -38,9 +38,11 @@ func TestPass_PrunesWhatRetentionLetsGoAndOnlyWithTheLease(t *testing.T) {
 		goes  bool
 	}{
 		{store.DeliveryRetrying, 40 * 24 * time.Hour, false},
+		{store.DeliveryHeld, 31 * 24 * time.Hour, true}, // held: as long as dead
 		{store.DeliveryDead, 31 * 24 * time.Hour, true},
 		{store.DeliveryDelivered, 8 * 24 * time.Hour, true},
 		{store.DeliveryDead, 8 * 24 * time.Hour, false}, // dead: 30 days
+		{store.DeliveryHeld, 8 * 24 * time.Hour, false},
 		{store.DeliveryDelivered, 6 * 24 * time.Hour, false},
 	}
 	for i, a := range ages {

@@ -36,9 +36,11 @@ type subscriptionDocument struct {
 	MaxConcurrency int                 `json:"max_concurrency,omitempty"`
 	SkipValidation bool                `json:"skip_validation,omitempty"`
 	// SubscriptionPauseOnly is store.Subscription's.
-	SubscriptionPauseOnly bool        `json:"subscription_pause_only,omitempty"`
-	Validation            *Validation `json:"validation,omitempty"`
-	PausedUntil           *time.Time  `json:"paused_until,omitempty"`
+	SubscriptionPauseOnly bool          `json:"subscription_pause_only,omitempty"`
+	Validation            *Validation   `json:"validation,omitempty"`
+	PausedUntil           *time.Time    `json:"paused_until,omitempty"`
+	SuspendAfter          time.Duration `json:"suspend_after,omitempty"`
+	FailingSince          *time.Time    `json:"failing_since,omitempty"`
 }
 
 // EncodeSubscriptionDocument returns the JSON document a driver stores for
@@ -71,10 +73,15 @@ func EncodeSubscriptionDocument(s *Subscription) ([]byte, error) {
 		Validation:     s.Validation,
 
 		SubscriptionPauseOnly: s.SubscriptionPauseOnly,
+		SuspendAfter:          s.SuspendAfter,
 	}
 	if !s.PausedUntil.IsZero() {
 		t := s.PausedUntil.UTC()
 		d.PausedUntil = &t
+	}
+	if !s.FailingSince.IsZero() {
+		t := s.FailingSince.UTC()
+		d.FailingSince = &t
 	}
 	b, err := json.Marshal(d)
 	if err != nil {
@@ -117,6 +124,11 @@ func DecodeSubscriptionDocument(b []byte, s *Subscription) error {
 	s.PausedUntil = time.Time{}
 	if d.PausedUntil != nil {
 		s.PausedUntil = d.PausedUntil.UTC()
+	}
+	s.SuspendAfter = d.SuspendAfter
+	s.FailingSince = time.Time{}
+	if d.FailingSince != nil {
+		s.FailingSince = d.FailingSince.UTC()
 	}
 	return nil
 }

@@ -44,8 +44,13 @@ const (
 	// deliveries yet (the webhook validation handshake). Deliveries wait.
 	SubscriptionPendingValidation SubscriptionState = "pending_validation"
 	SubscriptionActive            SubscriptionState = "active"
-	// SubscriptionDisabled: nothing is matched or sent (e.g. after 410 Gone).
+	// SubscriptionDisabled: nothing is sent (after 410 Gone, or by an
+	// operator); new matching events are stored held, and enabling the
+	// subscription releases them.
 	SubscriptionDisabled SubscriptionState = "disabled"
+	// SubscriptionSuspended: its sink failed continuously for its
+	// SuspendAfter; held like a disabled one until enabled.
+	SubscriptionSuspended SubscriptionState = "suspended"
 )
 
 // DeliveryState is where a delivery is in its life. See package dispatch for
@@ -58,6 +63,9 @@ const (
 	DeliveryDelivered DeliveryState = "delivered"
 	DeliveryRetrying  DeliveryState = "retrying"
 	DeliveryDead      DeliveryState = "dead"
+	// DeliveryHeld: kept, not attempted, while its subscription is
+	// suspended or disabled; pending again when it is enabled.
+	DeliveryHeld DeliveryState = "held"
 )
 
 // DefaultTenant is the tenant of subscriptions created without one.
@@ -111,8 +119,14 @@ type Subscription struct {
 	// PausedUntil holds back every delivery to the sink until then (a 429
 	// or 503 with Retry-After). Zero means not paused.
 	PausedUntil time.Time
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// SuspendAfter is how long the sink may fail continuously before the
+	// subscription is suspended; zero: the node's default (--suspend-after).
+	SuspendAfter time.Duration
+	// FailingSince is when the sink's current run of failed attempts
+	// began (the first failure after a success); zero while it succeeds.
+	FailingSince time.Time
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
 
 // Secret is one signing key of a subscription.
@@ -347,6 +361,16 @@ func (c StatusClass) StatusRange() (lo, hi int, ok bool) {
 	return lo, lo + 100, true
 }
 
+// DeliveryUnholdParams says whose held deliveries DeliveryUnhold makes
+// pending.
+type DeliveryUnholdParams struct {
+	SubscriptionID string
+	// NextAt is the NextAt of the first (oldest) delivery released.
+	NextAt time.Time
+	// Limit is the most deliveries released (> 0).
+	Limit int
+}
+
 // DeliveryRecentParams selects DeliveryRecent's deliveries.
 type DeliveryRecentParams struct {
 	SubscriptionID string
@@ -462,6 +486,12 @@ type Store interface {
 	DeliveryList(ctx context.Context, p DeliveryListParams) ([]*Delivery, error)
 	// AttemptList returns a delivery's attempts, oldest first.
 	AttemptList(ctx context.Context, deliveryID string) ([]*Attempt, error)
+	// DeliveryUnhold makes up to p.Limit of a subscription's held
+	// deliveries pending, in the order their events were stored, with
+	// NextAt from p.NextAt on, one microsecond apart in that order, so
+	// that claims take them in publish order. It returns how many it
+	// changed; fewer than p.Limit means none is left held.
+	DeliveryUnhold(ctx context.Context, p DeliveryUnholdParams) (int, error)
 	// DeliveryRecent returns a subscription's deliveries with IDs from
 	// p.FromID on, newest first, at most p.Limit, with what their first
 	// attempt was: what endpoint health is computed from.
@@ -476,7 +506,7 @@ type Store interface {
 	EventList(ctx context.Context, p EventListParams) ([]*EventDelivery, error)
 
 	// Prune deletes, oldest first, deliveries that ended (delivered or
-	// dead) before their cutoffs, with their attempts, and events stored
+	// dead) or were held before their cutoffs, with their attempts, and events stored
 	// before EventsBefore that no delivery is left of. It examines at most
 	// Limit deliveries (in ID order) and Limit events (in store order),
 	// from the cursors in p, and a pass ends at the first row too recent
@@ -537,6 +567,9 @@ type PruneParams struct {
 	// DeliveredBefore and DeadBefore: a delivered (dead) delivery whose
 	// last change was before this goes. Zero keeps them all.
 	DeliveredBefore, DeadBefore time.Time
+	// HeldBefore: a held delivery (its subscription suspended or
+	// disabled) held since before this goes. Zero keeps them all.
+	HeldBefore time.Time
 	// EventsBefore: an event stored before this with no delivery left
 	// goes (its dedupe record with it). Zero keeps them all.
 	EventsBefore time.Time
@@ -557,8 +590,22 @@ func (p PruneParams) Goes(state DeliveryState, updated time.Time) bool {
 		return !p.DeliveredBefore.IsZero() && updated.Before(p.DeliveredBefore)
 	case DeliveryDead:
 		return !p.DeadBefore.IsZero() && updated.Before(p.DeadBefore)
+	case DeliveryHeld:
+		return !p.HeldBefore.IsZero() && updated.Before(p.HeldBefore)
 	}
 	return false
+}
+
+// OldestCutoff is the latest of p's delivery cutoffs: a delivery created
+// at or after it cannot be old enough for Prune to delete.
+func (p PruneParams) OldestCutoff() time.Time {
+	var t time.Time
+	for _, c := range []time.Time{p.DeliveredBefore, p.DeadBefore, p.HeldBefore} {
+		if c.After(t) {
+			t = c
+		}
+	}
+	return t
 }
 
 // PruneResult is what Prune deleted, and the cursors of the next call.

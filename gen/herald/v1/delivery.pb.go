@@ -37,6 +37,9 @@ const (
 	DeliveryState_DELIVERY_STATE_RETRYING DeliveryState = 4
 	// Attempts or age exhausted, or a permanent failure: waiting for redrive.
 	DeliveryState_DELIVERY_STATE_DEAD DeliveryState = 5
+	// Kept, not attempted, while its subscription is SUSPENDED or DISABLED;
+	// pending again, in publish order, when it is made ACTIVE.
+	DeliveryState_DELIVERY_STATE_HELD DeliveryState = 6
 )
 
 // Enum value maps for DeliveryState.
@@ -48,6 +51,7 @@ var (
 		3: "DELIVERY_STATE_DELIVERED",
 		4: "DELIVERY_STATE_RETRYING",
 		5: "DELIVERY_STATE_DEAD",
+		6: "DELIVERY_STATE_HELD",
 	}
 	DeliveryState_value = map[string]int32{
 		"DELIVERY_STATE_UNSPECIFIED": 0,
@@ -56,6 +60,7 @@ var (
 		"DELIVERY_STATE_DELIVERED":   3,
 		"DELIVERY_STATE_RETRYING":    4,
 		"DELIVERY_STATE_DEAD":        5,
+		"DELIVERY_STATE_HELD":        6,
 	}
 )
 
@@ -1221,14 +1226,15 @@ const file_herald_v1_delivery_proto_rawDesc = "" +
 	"\x11create_time_start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0fcreateTimeStart\x12&\n" +
 	"\x0frate_per_second\x18\x03 \x01(\x05R\rratePerSecond\"8\n" +
 	"\x1aRedriveDeadLettersResponse\x12\x1a\n" +
-	"\bredriven\x18\x01 \x01(\x05R\bredriven*\xbd\x01\n" +
+	"\bredriven\x18\x01 \x01(\x05R\bredriven*\xd6\x01\n" +
 	"\rDeliveryState\x12\x1e\n" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DELIVERY_STATE_PENDING\x10\x01\x12\x1c\n" +
 	"\x18DELIVERY_STATE_IN_FLIGHT\x10\x02\x12\x1c\n" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x03\x12\x1b\n" +
 	"\x17DELIVERY_STATE_RETRYING\x10\x04\x12\x17\n" +
-	"\x13DELIVERY_STATE_DEAD\x10\x05*\xa1\x01\n" +
+	"\x13DELIVERY_STATE_DEAD\x10\x05\x12\x17\n" +
+	"\x13DELIVERY_STATE_HELD\x10\x06*\xa1\x01\n" +
 	"\vStatusClass\x12\x1c\n" +
 	"\x18STATUS_CLASS_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10STATUS_CLASS_2XX\x10\x01\x12\x14\n" +

@@ -82,11 +82,16 @@ const (
 	SubscriptionState_SUBSCRIPTION_STATE_UNSPECIFIED SubscriptionState = 0
 	// Deliveries are sent.
 	SubscriptionState_SUBSCRIPTION_STATE_ACTIVE SubscriptionState = 1
-	// Nothing is sent (e.g. after the sink answered 410 Gone).
+	// Nothing is sent (after the sink answered 410 Gone, or by an
+	// operator). Matching events are stored held, and delivered in publish
+	// order once it is ACTIVE again.
 	SubscriptionState_SUBSCRIPTION_STATE_DISABLED SubscriptionState = 2
 	// The sink has not consented yet (the CloudEvents webhook validation
 	// handshake). Matching events are stored and delivered once it does.
 	SubscriptionState_SUBSCRIPTION_STATE_PENDING_VALIDATION SubscriptionState = 3
+	// Output only. The sink failed every attempt for suspend_after; held
+	// like DISABLED (state_reason says since when) until it is made ACTIVE.
+	SubscriptionState_SUBSCRIPTION_STATE_SUSPENDED SubscriptionState = 4
 )
 
 // Enum value maps for SubscriptionState.
@@ -96,12 +101,14 @@ var (
 		1: "SUBSCRIPTION_STATE_ACTIVE",
 		2: "SUBSCRIPTION_STATE_DISABLED",
 		3: "SUBSCRIPTION_STATE_PENDING_VALIDATION",
+		4: "SUBSCRIPTION_STATE_SUSPENDED",
 	}
 	SubscriptionState_value = map[string]int32{
 		"SUBSCRIPTION_STATE_UNSPECIFIED":        0,
 		"SUBSCRIPTION_STATE_ACTIVE":             1,
 		"SUBSCRIPTION_STATE_DISABLED":           2,
 		"SUBSCRIPTION_STATE_PENDING_VALIDATION": 3,
+		"SUBSCRIPTION_STATE_SUSPENDED":          4,
 	}
 )
 
@@ -246,7 +253,8 @@ type SubscriptionHealth struct {
 	// before the last that was delivered.
 	ConsecutiveFailures int32 `protobuf:"varint,8,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
 	// Deliveries of the last day not finished yet: waiting for a first
-	// attempt (pending or in flight) and being retried.
+	// attempt (pending, in flight, or held while the subscription is
+	// suspended or disabled) and being retried.
 	Waiting       int32 `protobuf:"varint,9,opt,name=waiting,proto3" json:"waiting,omitempty"`
 	Retrying      int32 `protobuf:"varint,10,opt,name=retrying,proto3" json:"retrying,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -581,6 +589,13 @@ type Subscription struct {
 	// filters on: at most 32, keys of 1 to 63 lower-case letters, digits,
 	// '.', '_', '-' or '/', values at most 256 bytes.
 	Labels map[string]string `protobuf:"bytes,30,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// How long the sink may fail every attempt before the subscription is
+	// SUSPENDED (unset: the node's --suspend-after, 72h by default; at
+	// least 1s).
+	SuspendAfter *durationpb.Duration `protobuf:"bytes,31,opt,name=suspend_after,json=suspendAfter,proto3" json:"suspend_after,omitempty"`
+	// Output only. When the sink's current run of failed attempts began
+	// (the first failure after a success); unset while it succeeds.
+	FailingSince *timestamppb.Timestamp `protobuf:"bytes,32,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
 	// A 429 or 503 with Retry-After from the sink pauses only this
 	// subscription, and pauses of the sink's origin (scheme, host and port)
 	// caused by other subscriptions do not hold it. Unset: a Retry-After
@@ -826,6 +841,20 @@ func (x *Subscription) GetDescription() string {
 func (x *Subscription) GetLabels() map[string]string {
 	if x != nil {
 		return x.Labels
+	}
+	return nil
+}
+
+func (x *Subscription) GetSuspendAfter() *durationpb.Duration {
+	if x != nil {
+		return x.SuspendAfter
+	}
+	return nil
+}
+
+func (x *Subscription) GetFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailingSince
 	}
 	return nil
 }
@@ -1825,7 +1854,7 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"latencyP95\x12:\n" +
 	"\vlatency_p99\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"latencyP99\x12\x18\n" +
-	"\asampled\x18\b \x01(\bR\asampled\"\xee\v\n" +
+	"\asampled\x18\b \x01(\bR\asampled\"\xef\f\n" +
 	"\fSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x14\n" +
@@ -1860,7 +1889,9 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\x06tenant\x18\x1b \x01(\tR\x06tenant\x12!\n" +
 	"\fdisplay_name\x18\x1c \x01(\tR\vdisplayName\x12 \n" +
 	"\vdescription\x18\x1d \x01(\tR\vdescription\x12;\n" +
-	"\x06labels\x18\x1e \x03(\v2#.herald.v1.Subscription.LabelsEntryR\x06labels\x126\n" +
+	"\x06labels\x18\x1e \x03(\v2#.herald.v1.Subscription.LabelsEntryR\x06labels\x12>\n" +
+	"\rsuspend_after\x18\x1f \x01(\v2\x19.google.protobuf.DurationR\fsuspendAfter\x12?\n" +
+	"\rfailing_since\x18  \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x126\n" +
 	"\x17subscription_pause_only\x18! \x01(\bR\x15subscriptionPauseOnly\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -1939,12 +1970,13 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\x10SigningAlgorithm\x12!\n" +
 	"\x1dSIGNING_ALGORITHM_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dSIGNING_ALGORITHM_HMAC_SHA256\x10\x01\x12\x1d\n" +
-	"\x19SIGNING_ALGORITHM_ED25519\x10\x02*\xa2\x01\n" +
+	"\x19SIGNING_ALGORITHM_ED25519\x10\x02*\xc4\x01\n" +
 	"\x11SubscriptionState\x12\"\n" +
 	"\x1eSUBSCRIPTION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19SUBSCRIPTION_STATE_ACTIVE\x10\x01\x12\x1f\n" +
 	"\x1bSUBSCRIPTION_STATE_DISABLED\x10\x02\x12)\n" +
-	"%SUBSCRIPTION_STATE_PENDING_VALIDATION\x10\x03*{\n" +
+	"%SUBSCRIPTION_STATE_PENDING_VALIDATION\x10\x03\x12 \n" +
+	"\x1cSUBSCRIPTION_STATE_SUSPENDED\x10\x04*{\n" +
 	"\vContentMode\x12\x1c\n" +
 	"\x18CONTENT_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CONTENT_MODE_BINARY\x10\x01\x12\x1b\n" +
@@ -2028,46 +2060,48 @@ var file_herald_v1_subscription_proto_depIdxs = []int32{
 	0,  // 16: herald.v1.Subscription.signing_algorithm:type_name -> herald.v1.SigningAlgorithm
 	8,  // 17: herald.v1.Subscription.sink_credential:type_name -> herald.v1.SinkCredential
 	24, // 18: herald.v1.Subscription.labels:type_name -> herald.v1.Subscription.LabelsEntry
-	25, // 19: herald.v1.HttpSettings.headers:type_name -> herald.v1.HttpSettings.HeadersEntry
-	11, // 20: herald.v1.Filter.exact:type_name -> herald.v1.AttributeFilter
-	11, // 21: herald.v1.Filter.prefix:type_name -> herald.v1.AttributeFilter
-	11, // 22: herald.v1.Filter.suffix:type_name -> herald.v1.AttributeFilter
-	12, // 23: herald.v1.Filter.all:type_name -> herald.v1.FilterList
-	12, // 24: herald.v1.Filter.any:type_name -> herald.v1.FilterList
-	10, // 25: herald.v1.Filter.not:type_name -> herald.v1.Filter
-	26, // 26: herald.v1.AttributeFilter.attributes:type_name -> herald.v1.AttributeFilter.AttributesEntry
-	10, // 27: herald.v1.FilterList.filters:type_name -> herald.v1.Filter
-	29, // 28: herald.v1.RetryPolicy.initial_interval:type_name -> google.protobuf.Duration
-	29, // 29: herald.v1.RetryPolicy.maximum_interval:type_name -> google.protobuf.Duration
-	29, // 30: herald.v1.RetryPolicy.maximum_age:type_name -> google.protobuf.Duration
-	7,  // 31: herald.v1.CreateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
-	27, // 32: herald.v1.ListSubscriptionsRequest.labels:type_name -> herald.v1.ListSubscriptionsRequest.LabelsEntry
-	7,  // 33: herald.v1.ListSubscriptionsResponse.subscriptions:type_name -> herald.v1.Subscription
-	7,  // 34: herald.v1.UpdateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
-	30, // 35: herald.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	29, // 36: herald.v1.RotateSecretRequest.overlap:type_name -> google.protobuf.Duration
-	28, // 37: herald.v1.RotateSecretResponse.previous_expire_time:type_name -> google.protobuf.Timestamp
-	14, // 38: herald.v1.SubscriptionService.CreateSubscription:input_type -> herald.v1.CreateSubscriptionRequest
-	15, // 39: herald.v1.SubscriptionService.GetSubscription:input_type -> herald.v1.GetSubscriptionRequest
-	16, // 40: herald.v1.SubscriptionService.ListSubscriptions:input_type -> herald.v1.ListSubscriptionsRequest
-	18, // 41: herald.v1.SubscriptionService.UpdateSubscription:input_type -> herald.v1.UpdateSubscriptionRequest
-	19, // 42: herald.v1.SubscriptionService.DeleteSubscription:input_type -> herald.v1.DeleteSubscriptionRequest
-	20, // 43: herald.v1.SubscriptionService.RotateSecret:input_type -> herald.v1.RotateSecretRequest
-	22, // 44: herald.v1.SubscriptionService.ValidateSubscription:input_type -> herald.v1.ValidateSubscriptionRequest
-	3,  // 45: herald.v1.SubscriptionService.GetSubscriptionHealth:input_type -> herald.v1.GetSubscriptionHealthRequest
-	7,  // 46: herald.v1.SubscriptionService.CreateSubscription:output_type -> herald.v1.Subscription
-	7,  // 47: herald.v1.SubscriptionService.GetSubscription:output_type -> herald.v1.Subscription
-	17, // 48: herald.v1.SubscriptionService.ListSubscriptions:output_type -> herald.v1.ListSubscriptionsResponse
-	7,  // 49: herald.v1.SubscriptionService.UpdateSubscription:output_type -> herald.v1.Subscription
-	31, // 50: herald.v1.SubscriptionService.DeleteSubscription:output_type -> google.protobuf.Empty
-	21, // 51: herald.v1.SubscriptionService.RotateSecret:output_type -> herald.v1.RotateSecretResponse
-	7,  // 52: herald.v1.SubscriptionService.ValidateSubscription:output_type -> herald.v1.Subscription
-	4,  // 53: herald.v1.SubscriptionService.GetSubscriptionHealth:output_type -> herald.v1.SubscriptionHealth
-	46, // [46:54] is the sub-list for method output_type
-	38, // [38:46] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	29, // 19: herald.v1.Subscription.suspend_after:type_name -> google.protobuf.Duration
+	28, // 20: herald.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
+	25, // 21: herald.v1.HttpSettings.headers:type_name -> herald.v1.HttpSettings.HeadersEntry
+	11, // 22: herald.v1.Filter.exact:type_name -> herald.v1.AttributeFilter
+	11, // 23: herald.v1.Filter.prefix:type_name -> herald.v1.AttributeFilter
+	11, // 24: herald.v1.Filter.suffix:type_name -> herald.v1.AttributeFilter
+	12, // 25: herald.v1.Filter.all:type_name -> herald.v1.FilterList
+	12, // 26: herald.v1.Filter.any:type_name -> herald.v1.FilterList
+	10, // 27: herald.v1.Filter.not:type_name -> herald.v1.Filter
+	26, // 28: herald.v1.AttributeFilter.attributes:type_name -> herald.v1.AttributeFilter.AttributesEntry
+	10, // 29: herald.v1.FilterList.filters:type_name -> herald.v1.Filter
+	29, // 30: herald.v1.RetryPolicy.initial_interval:type_name -> google.protobuf.Duration
+	29, // 31: herald.v1.RetryPolicy.maximum_interval:type_name -> google.protobuf.Duration
+	29, // 32: herald.v1.RetryPolicy.maximum_age:type_name -> google.protobuf.Duration
+	7,  // 33: herald.v1.CreateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
+	27, // 34: herald.v1.ListSubscriptionsRequest.labels:type_name -> herald.v1.ListSubscriptionsRequest.LabelsEntry
+	7,  // 35: herald.v1.ListSubscriptionsResponse.subscriptions:type_name -> herald.v1.Subscription
+	7,  // 36: herald.v1.UpdateSubscriptionRequest.subscription:type_name -> herald.v1.Subscription
+	30, // 37: herald.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	29, // 38: herald.v1.RotateSecretRequest.overlap:type_name -> google.protobuf.Duration
+	28, // 39: herald.v1.RotateSecretResponse.previous_expire_time:type_name -> google.protobuf.Timestamp
+	14, // 40: herald.v1.SubscriptionService.CreateSubscription:input_type -> herald.v1.CreateSubscriptionRequest
+	15, // 41: herald.v1.SubscriptionService.GetSubscription:input_type -> herald.v1.GetSubscriptionRequest
+	16, // 42: herald.v1.SubscriptionService.ListSubscriptions:input_type -> herald.v1.ListSubscriptionsRequest
+	18, // 43: herald.v1.SubscriptionService.UpdateSubscription:input_type -> herald.v1.UpdateSubscriptionRequest
+	19, // 44: herald.v1.SubscriptionService.DeleteSubscription:input_type -> herald.v1.DeleteSubscriptionRequest
+	20, // 45: herald.v1.SubscriptionService.RotateSecret:input_type -> herald.v1.RotateSecretRequest
+	22, // 46: herald.v1.SubscriptionService.ValidateSubscription:input_type -> herald.v1.ValidateSubscriptionRequest
+	3,  // 47: herald.v1.SubscriptionService.GetSubscriptionHealth:input_type -> herald.v1.GetSubscriptionHealthRequest
+	7,  // 48: herald.v1.SubscriptionService.CreateSubscription:output_type -> herald.v1.Subscription
+	7,  // 49: herald.v1.SubscriptionService.GetSubscription:output_type -> herald.v1.Subscription
+	17, // 50: herald.v1.SubscriptionService.ListSubscriptions:output_type -> herald.v1.ListSubscriptionsResponse
+	7,  // 51: herald.v1.SubscriptionService.UpdateSubscription:output_type -> herald.v1.Subscription
+	31, // 52: herald.v1.SubscriptionService.DeleteSubscription:output_type -> google.protobuf.Empty
+	21, // 53: herald.v1.SubscriptionService.RotateSecret:output_type -> herald.v1.RotateSecretResponse
+	7,  // 54: herald.v1.SubscriptionService.ValidateSubscription:output_type -> herald.v1.Subscription
+	4,  // 55: herald.v1.SubscriptionService.GetSubscriptionHealth:output_type -> herald.v1.SubscriptionHealth
+	48, // [48:56] is the sub-list for method output_type
+	40, // [40:48] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_subscription_proto_init() }

@@ -477,3 +477,27 @@ func (s *Store) AttemptList(ctx context.Context, deliveryID string) ([]*store.At
 	}
 	return as, nil
 }
+
+// unholdSQL makes up to $4 of subscription $1's held deliveries pending,
+// in event order, with next_at from $2 on, a millisecond apart.
+const unholdSQL = `WITH r AS (
+	SELECT id, row_number() OVER (ORDER BY event_seq, position) - 1 AS rank FROM (
+		SELECT id, event_seq, position FROM deliveries
+		WHERE subscription_id = $1 AND state = 'held'
+		ORDER BY event_seq, position LIMIT $4 FOR UPDATE) held)
+UPDATE deliveries d SET state = 'pending', next_at = $2::timestamptz + r.rank * interval '1 millisecond',
+	lease_until = '0001-01-01 00:00:00+00', updated_at = $3
+FROM r WHERE d.id = r.id`
+
+// DeliveryUnhold makes a subscription's oldest held deliveries pending
+// (see store.Store).
+func (s *Store) DeliveryUnhold(ctx context.Context, p store.DeliveryUnholdParams) (int, error) {
+	if p.Limit <= 0 {
+		return 0, errors.New("postgres: unhold deliveries: Limit must be positive")
+	}
+	tag, err := s.pool.Exec(ctx, unholdSQL, p.SubscriptionID, p.NextAt.UTC().Truncate(time.Millisecond), now(), p.Limit)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: unhold deliveries: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}

@@ -45,10 +45,7 @@ func (s *Store) Prune(ctx context.Context, p store.PruneParams) (store.PruneResu
 		return store.PruneResult{}, errors.New("postgres: prune: Limit must be positive")
 	}
 	res := store.PruneResult{AfterDelivery: p.AfterDelivery, AfterEvent: p.AfterEvent}
-	oldest := p.DeliveredBefore
-	if p.DeadBefore.After(oldest) {
-		oldest = p.DeadBefore
-	}
+	oldest := p.OldestCutoff()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, pruneScanDeliveriesSQL, p.AfterDelivery, p.Limit)
 		var (

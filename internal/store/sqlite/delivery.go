@@ -546,7 +546,7 @@ func (s *Store) DeliveryList(ctx context.Context, p store.DeliveryListParams) ([
 		return nil, nil
 	}
 	switch p.State {
-	case "", store.DeliveryPending, store.DeliveryInFlight, store.DeliveryDelivered, store.DeliveryRetrying, store.DeliveryDead:
+	case "", store.DeliveryPending, store.DeliveryInFlight, store.DeliveryDelivered, store.DeliveryRetrying, store.DeliveryDead, store.DeliveryHeld:
 	default:
 		return nil, fmt.Errorf("sqlite: list deliveries: unknown state %q", p.State)
 	}
@@ -598,4 +598,53 @@ func (s *Store) AttemptList(ctx context.Context, deliveryID string) ([]*store.At
 		return nil, fmt.Errorf("sqlite: list attempts: %w", err)
 	}
 	return as, nil
+}
+
+const (
+	heldOldestSQL = `SELECT pk FROM deliveries WHERE subscription_id = ? AND state = 'held'
+ORDER BY event_seq, id LIMIT ?`
+	unholdSQL = `UPDATE deliveries SET state = 'pending', next_at = ?, lease_until = 0, updated_at = ?
+WHERE pk = ? AND state = 'held'`
+)
+
+// DeliveryUnhold makes a subscription's oldest held deliveries pending
+// (see store.Store).
+func (s *Store) DeliveryUnhold(ctx context.Context, p store.DeliveryUnholdParams) (int, error) {
+	if p.Limit <= 0 {
+		return 0, errors.New("sqlite: unhold deliveries: Limit must be positive")
+	}
+	n := 0
+	now := millis(time.Now())
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, heldOldestSQL, p.SubscriptionID, p.Limit)
+		if err != nil {
+			return err
+		}
+		var pks []int64
+		for rows.Next() {
+			var pk int64
+			if err := rows.Scan(&pk); err != nil {
+				rows.Close()
+				return err
+			}
+			pks = append(pks, pk)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		stmt := s.txStmt(ctx, tx, unholdSQL)
+		next := millis(p.NextAt)
+		for i, pk := range pks {
+			if _, err := stmt.ExecContext(ctx, next+int64(i), now, pk); err != nil {
+				return err
+			}
+		}
+		n = len(pks)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: unhold deliveries: %w", err)
+	}
+	return n, nil
 }

@@ -47,7 +47,7 @@ func (s *Store) Prune(ctx context.Context, p store.PruneParams) (store.PruneResu
 		return store.PruneResult{}, errors.New("sqlite: prune: Limit must be positive")
 	}
 	res := store.PruneResult{AfterDelivery: p.AfterDelivery, AfterEvent: p.AfterEvent}
-	oldest := oldestCutoff(p)
+	oldest := p.OldestCutoff()
 	// An event is deleted only once none of its deliveries is left
 	// (eventsLeftBare), so the foreign keys hold without SQLite's checks.
 	err := s.inTxUnchecked(ctx, func(tx *sql.Tx) error {
@@ -164,18 +164,6 @@ func (s *Store) Prune(ctx context.Context, p store.PruneParams) (store.PruneResu
 		return store.PruneResult{}, fmt.Errorf("sqlite: prune: %w", err)
 	}
 	return res, nil
-}
-
-// oldestCutoff is the latest of the set cutoffs: a delivery created at or
-// after it cannot have ended before any of them.
-func oldestCutoff(p store.PruneParams) time.Time {
-	var t time.Time
-	for _, c := range []time.Time{p.DeliveredBefore, p.DeadBefore} {
-		if c.After(t) {
-			t = c
-		}
-	}
-	return t
 }
 
 // eventsLeftBare returns those of the events at seqs that may go: stored

@@ -114,7 +114,7 @@ func (s *Store) Close() error {
 // They are prepared up front because the writer's one connection is busy
 // during a transaction, so nothing can be prepared on it then.
 func (s *Store) prepare(ctx context.Context) error {
-	queries := []string{eventDeliveryIDsSQL, deliveryClaimSQL, deliveryRenewSQL, deliveryReleaseSQL, deliveryExistsSQL, firstAttemptSQL}
+	queries := []string{eventDeliveryIDsSQL, deliveryClaimSQL, deliveryRenewSQL, deliveryReleaseSQL, deliveryExistsSQL, firstAttemptSQL, unholdSQL}
 	for n := 1; n <= maxRows; n *= 2 {
 		queries = append(queries, eventInsertSQL(n), deliveryInsertSQL(n),
 			deliveryUpdateManySQL(n), deliveryUpdateFirstManySQL(n), attemptUpsertManySQL(n))

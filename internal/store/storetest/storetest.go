@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EventList", eventListTests},
 		{"DeliverySearch", searchTests},
 		{"Limits", limitTests},
+		{"Held", heldTests},
 	}
 	for _, g := range groups {
 		for _, tc := range g.tests {

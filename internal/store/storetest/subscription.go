@@ -74,6 +74,8 @@ func fullSubscription(id string) *store.Subscription {
 
 		SubscriptionPauseOnly: true,
 		PausedUntil:           at(time.Minute),
+		SuspendAfter:          90 * time.Minute,
+		FailingSince:          at(-30 * time.Minute),
 		CreatedAt:             at(-time.Hour),
 		UpdatedAt:             at(-time.Minute),
 	}
