@@ -254,10 +254,16 @@ func TestIsolation_AHangingSinkWithMoreEventsThanTheQueueLeavesRoom(t *testing.T
 	n := startNode(t, cfg)
 	bad := newBadSink(t, "hang")
 	good := heraldtest.NewReceiver(t, nil)
-	createSub(t, n, bad.URL, func(s *heraldv1.Subscription) { s.Types = []string{"bad"} })
+	badSub := createSub(t, n, bad.URL, func(s *heraldv1.Subscription) { s.Types = []string{"bad"} })
 	createSub(t, n, good.URL, func(s *heraldv1.Subscription) { s.Types = []string{"good"} })
 	badEvents := cfg.Queue + cfg.Queue/4
 	const goodEvents = 100
+	// The hanging sink's events are stored held (its subscription
+	// disabled) and released at once, so that its requests start hanging
+	// just before the healthy sink's events are published, however long
+	// publishing thousands of events takes: what is checked below is that
+	// the healthy sink is served while they hang, before they time out.
+	setState(t, n, badSub.GetId(), heraldv1.SubscriptionState_SUBSCRIPTION_STATE_DISABLED)
 	for i := 0; i < badEvents; i += 500 {
 		var batch []*cloudeventsv1.CloudEvent
 		for j := i; j < min(i+500, badEvents); j++ {
@@ -265,8 +271,7 @@ func TestIsolation_AHangingSinkWithMoreEventsThanTheQueueLeavesRoom(t *testing.T
 		}
 		publish(t, n, batch...)
 	}
-	// The hanging sink holds its first requests before the healthy
-	// sink's events are published.
+	setState(t, n, badSub.GetId(), heraldv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE)
 	heraldtest.Eventually(t, wait, "the hanging sink holding requests", func() bool { return len(bad.Requests()) > 0 })
 	var batch []*cloudeventsv1.CloudEvent
 	for i := range goodEvents {
