@@ -188,14 +188,7 @@ func TestRateLimit_DeliversAtTheLimit(t *testing.T) {
 // ended and it is delivered.
 func TestRecovery_WakesRetriesWaitingForTheSink(t *testing.T) {
 	n := startNode(t, nodeConfig(t, tempStore(t)))
-	var failing atomic.Bool
-	failing.Store(true)
-	rcv := heraldtest.NewReceiver(t, func(int, *http.Request) (int, http.Header) {
-		if failing.Load() {
-			return http.StatusInternalServerError, nil
-		}
-		return http.StatusNoContent, nil
-	})
+	rcv, failing := failingSink(t)
 	sub := createSub(t, n, rcv.URL, func(s *heraldv1.Subscription) {
 		s.RetryPolicy = &heraldv1.RetryPolicy{
 			InitialInterval: durationpb.New(24 * time.Hour),
@@ -321,4 +314,18 @@ func distinctIDs(reqs []heraldtest.Request) int {
 		ids[r.Header.Get("Ce-Id")] = true
 	}
 	return len(ids)
+}
+
+// failingSink is a receiver that answers 500 while failing is set (as it
+// is at first), and 204 once it is cleared.
+func failingSink(t *testing.T) (*heraldtest.Receiver, *atomic.Bool) {
+	failing := new(atomic.Bool)
+	failing.Store(true)
+	rcv := heraldtest.NewReceiver(t, func(int, *http.Request) (int, http.Header) {
+		if failing.Load() {
+			return http.StatusInternalServerError, nil
+		}
+		return http.StatusNoContent, nil
+	})
+	return rcv, failing
 }

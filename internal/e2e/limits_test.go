@@ -54,18 +54,8 @@ func TestMultiNode_AGrantedRateHoldsForTheCluster(t *testing.T) {
 		probe++
 		return len(publish(t, nb, newEvent(fmt.Sprint("rate-probe-", probe)))[0].GetDeliveryIds()) == 1
 	})
-	const events, perCall = 30, 5
-	for call := range events / perCall {
-		n := na
-		if call%2 == 1 {
-			n = nb
-		}
-		batch := make([]*cloudeventsv1.CloudEvent, perCall)
-		for i := range batch {
-			batch[i] = newEvent(fmt.Sprint("rate-", call*perCall+i))
-		}
-		publish(t, n, batch...)
-	}
+	const events = 30
+	publishAlternately(t, na, nb, "rate-", events, 5)
 	heraldtest.Eventually(t, 3*wait, "every event delivered", func() bool {
 		n := 0
 		for _, p := range sink.posts() {
@@ -201,18 +191,8 @@ func TestMultiNode_MaxConcurrencyIsSharedByTheNodes(t *testing.T) {
 	mu.Lock()
 	most = 0
 	mu.Unlock()
-	const events, perCall = 40, 10
-	for call := range events / perCall {
-		n := na
-		if call%2 == 1 {
-			n = nb
-		}
-		batch := make([]*cloudeventsv1.CloudEvent, perCall)
-		for i := range batch {
-			batch[i] = newEvent(fmt.Sprint("conc-", call*perCall+i))
-		}
-		publish(t, n, batch...)
-	}
+	const events = 40
+	publishAlternately(t, na, nb, "conc-", events, 10)
 	heraldtest.Eventually(t, wait, "every event delivered", func() bool {
 		n := 0
 		for _, r := range rcv.Requests() {
@@ -227,5 +207,22 @@ func TestMultiNode_MaxConcurrencyIsSharedByTheNodes(t *testing.T) {
 	t.Logf("%d events through two nodes, max_concurrency 2: at most %d in flight at the sink", events, most)
 	if most > 2 {
 		t.Fatalf("the sink had %d requests in flight at once, over 2 × ceil(2/2) = 2", most)
+	}
+}
+
+// publishAlternately publishes events events with IDs prefix0,
+// prefix1, ..., perCall to a call, the calls to na and nb in turn.
+func publishAlternately(t *testing.T, na, nb *testNode, prefix string, events, perCall int) {
+	t.Helper()
+	for call := range events / perCall {
+		n := na
+		if call%2 == 1 {
+			n = nb
+		}
+		batch := make([]*cloudeventsv1.CloudEvent, perCall)
+		for i := range batch {
+			batch[i] = newEvent(fmt.Sprint(prefix, call*perCall+i))
+		}
+		publish(t, n, batch...)
 	}
 }

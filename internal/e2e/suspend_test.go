@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,14 +59,7 @@ func setState(t *testing.T, n *testNode, id string, st heraldv1.SubscriptionStat
 // in publish order.
 func TestSuspension_HoldsEventsAndEnableDeliversThemInPublishOrder(t *testing.T) {
 	n := startNode(t, nodeConfig(t, tempStore(t)))
-	var failing atomic.Bool
-	failing.Store(true)
-	rcv := heraldtest.NewReceiver(t, func(int, *http.Request) (int, http.Header) {
-		if failing.Load() {
-			return http.StatusInternalServerError, nil
-		}
-		return http.StatusNoContent, nil
-	})
+	rcv, failing := failingSink(t)
 	watcher := heraldtest.NewReceiver(t, nil)
 	sub := createSub(t, n, rcv.URL, func(s *heraldv1.Subscription) {
 		s.SuspendAfter = durationpb.New(2 * time.Second)
