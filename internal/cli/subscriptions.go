@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"flag"
 	"fmt"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ func init() {
 		"list":   {"[--tenant T] [--label k=v]... [--watch 5s]: list subscriptions", subscriptionsList},
 		"get":    {"ID: show one subscription", subscriptionsGet},
 		"create": {"--sink URL [--type T]... [--source S] [--tenant T] [--skip-validation] [--suspend-after 72h] | -f subscription.json: create a subscription", subscriptionsCreate},
+		"update": {"ID [--sink URL] [--type T]... [--source S] [--name N] [--description D] [--label k=v]... [--rate-limit N] [--max-concurrency N] [--suspend-after 72h] [--pause-only=true|false]: change only the fields given", subscriptionsUpdate},
 		"delete": {"ID: delete a subscription", subscriptionsDelete},
 		"enable": {"ID: enable a disabled or suspended subscription; what was held for it is delivered, in publish order", func(c *call) error {
 			return subscriptionsSetState(c, heraldv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE)
@@ -218,6 +220,58 @@ func subscriptionsCreate(c *call) error {
 		return err
 	}
 	out, err := svc.CreateSubscription(c.ctx, &heraldv1.CreateSubscriptionRequest{Subscription: sub})
+	if err != nil {
+		return err
+	}
+	return c.subscriptionDetail(out)
+}
+
+// subscriptionsUpdate changes the fields whose flags are given, and only
+// those (the update mask is the flags set): `--label` replaces the labels,
+// `--type` the types.
+func subscriptionsUpdate(c *call) error {
+	sub := &heraldv1.Subscription{}
+	var types stringsFlag
+	labels := labelsFlag{}
+	// Each flag names the field it sets, by the API's field name.
+	fields := map[string]string{}
+	field := func(flagName, path string) string { fields[flagName] = path; return flagName }
+	c.flags.StringVar(&sub.Sink, field("sink", "sink"), "", "the URL deliveries are POSTed to (validated again unless --skip-validation was set)")
+	c.flags.Var(&types, field("type", "types"), "an event type to match (repeat for several; replaces the types)")
+	c.flags.StringVar(&sub.Source, field("source", "source"), "", "only events of this source")
+	c.flags.StringVar(&sub.DisplayName, field("name", "display_name"), "", "a name for people")
+	c.flags.StringVar(&sub.Description, field("description", "description"), "", "what the subscription is for")
+	c.flags.Var(labels, field("label", "labels"), "a label, key=value (repeat for several; replaces the labels)")
+	rate := c.flags.Int(field("rate-limit", "rate_limit"), 0, "requests per minute at most, for the whole cluster (0: none)")
+	conc := c.flags.Int(field("max-concurrency", "max_concurrency"), 0, "requests in flight at most, for the whole cluster (0: none)")
+	suspendAfter := c.flags.Duration(field("suspend-after", "suspend_after"), 0, "suspend after the sink failed every attempt this long (0: the server's --suspend-after)")
+	c.flags.BoolVar(&sub.SubscriptionPauseOnly, field("pause-only", "subscription_pause_only"), false, "a Retry-After pauses only this subscription, not every one on the sink's origin")
+	args, err := c.parse(1, 1)
+	if err != nil {
+		return err
+	}
+	var paths []string
+	c.flags.Visit(func(f *flag.Flag) {
+		if p, ok := fields[f.Name]; ok {
+			paths = append(paths, p)
+		}
+	})
+	if len(paths) == 0 {
+		return usageError("nothing to change: give at least one field's flag")
+	}
+	sub.Id, sub.Types, sub.Labels = args[0], types, labels
+	sub.RateLimit, sub.MaxConcurrency = int32(*rate), int32(*conc)
+	if *suspendAfter != 0 {
+		sub.SuspendAfter = durationpb.New(*suspendAfter)
+	}
+	svc, err := c.subs()
+	if err != nil {
+		return err
+	}
+	out, err := svc.UpdateSubscription(c.ctx, &heraldv1.UpdateSubscriptionRequest{
+		Subscription: sub,
+		UpdateMask:   &fieldmaskpb.FieldMask{Paths: paths},
+	})
 	if err != nil {
 		return err
 	}

@@ -188,6 +188,30 @@ func TestCLI_SubscriptionsCarryNamesAndLabelsToFilterOn(t *testing.T) {
 	if code, _, errs := herald(t, n, "", "", "subscriptions", "create", "--sink", rcv.URL, "--label", "Bad Key=x"); code != cli.ExitError || !strings.Contains(errs, "subscription.labels") {
 		t.Errorf("a bad label key: %d %s", code, errs)
 	}
+
+	// update changes the fields given and only those.
+	_, out, _ = herald(t, n, "", "", "subscriptions", "list", "--label", "team=search", "-o", "json")
+	var listed struct{ Subscriptions []struct{ ID string } }
+	if err := json.Unmarshal([]byte(out), &listed); err != nil || len(listed.Subscriptions) != 1 {
+		t.Fatalf("list --label team=search: %v\n%s", err, out)
+	}
+	id := listed.Subscriptions[0].ID
+	code, out, errs := herald(t, n, "", "", "subscriptions", "update", id, "--name", "Search v2", "--rate-limit", "120", "--suspend-after", "1h", "-o", "json")
+	var updated struct {
+		DisplayName  string
+		RateLimit    int
+		SuspendAfter string
+		Labels       map[string]string
+	}
+	if err := json.Unmarshal([]byte(out), &updated); code != 0 || err != nil {
+		t.Fatalf("update: %d %v %s\n%s", code, err, errs, out)
+	}
+	if updated.DisplayName != "Search v2" || updated.RateLimit != 120 || updated.SuspendAfter != "3600s" || updated.Labels["team"] != "search" || updated.Labels["env"] != "prod" {
+		t.Errorf("after update --name --rate-limit --suspend-after: %+v, want those changed and the labels kept", updated)
+	}
+	if code, _, _ := herald(t, n, "", "", "subscriptions", "update", id); code != cli.ExitUsage {
+		t.Errorf("update without a field: exit %d, want 2", code)
+	}
 }
 
 // TestHealth_TheFailingEndpointComesFirst: a subscription whose sink
