@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/store"
 )
 
@@ -176,10 +177,13 @@ func (d *Dispatcher) renew(timeout time.Duration) {
 	defer cancel()
 	renewed, err := d.store.DeliveryRenew(ctx, store.DeliveryRenewParams{Holder: d.cfg.NodeID, IDs: ids, Until: until})
 	if err != nil {
+		metrics.LeaseRenewals.WithLabelValues("error").Inc()
 		d.cfg.Logger.Error("renew leases", "n", len(ids), "err", err)
 		return
 	}
+	metrics.LeaseRenewals.WithLabelValues("ok").Inc()
 	if lost := d.claims.renewed(ids, cls, renewed, until); lost > 0 {
+		metrics.ClaimsLost.Add(float64(lost))
 		d.cfg.Logger.Warn("claims lost to other nodes", "n", lost)
 	}
 }
@@ -190,7 +194,9 @@ func (d *Dispatcher) renew(timeout time.Duration) {
 // node starts, before Run and before anything is published through it:
 // it holds none of them in memory, so none is being sent.
 func (d *Dispatcher) Release(ctx context.Context) (int, error) {
-	return d.store.DeliveryRelease(ctx, store.DeliveryReleaseParams{Holder: d.cfg.NodeID, NextAt: time.Now()})
+	n, err := d.store.DeliveryRelease(ctx, store.DeliveryReleaseParams{Holder: d.cfg.NodeID, NextAt: time.Now()})
+	metrics.ClaimsReleased.Add(float64(n))
+	return n, err
 }
 
 // NodeID is the holder this dispatcher claims as; the publisher stores

@@ -8,10 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/heraldhq/herald/internal/attempt"
 	"github.com/heraldhq/herald/internal/delivery"
 	"github.com/heraldhq/herald/internal/dispatch"
 	"github.com/heraldhq/herald/internal/heraldtest"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/scheduler"
 	"github.com/heraldhq/herald/internal/store"
 )
@@ -47,8 +50,12 @@ func TestRelease_PutsBackWhatTheNodeHeldWhenItStopped(t *testing.T) {
 	put(t, s, "mine", "sub_1", store.Delivery{State: store.DeliveryInFlight, LeaseUntil: lease, Holder: "node-a"})
 	put(t, s, "theirs", "sub_1", store.Delivery{State: store.DeliveryInFlight, LeaseUntil: lease, Holder: "node-b"})
 	d := dispatch.New(dispatch.Config{NodeID: "node-a", PollInterval: 10 * time.Millisecond}, s, cat, newAttempter(), stuckHandoff{context.Background()})
+	released := testutil.ToFloat64(metrics.ClaimsReleased)
 	if n, err := d.Release(context.Background()); err != nil || n != 1 {
 		t.Fatalf("Release = %d, %v; want 1 put back", n, err)
+	}
+	if got := testutil.ToFloat64(metrics.ClaimsReleased) - released; got != 1 {
+		t.Errorf("herald_claims_released_total moved by %g, want 1", got)
 	}
 	run(t, d)
 	got := rcv.WaitFor(t, 1, time.Minute)
@@ -119,6 +126,7 @@ func TestRenew_AClaimTakenOverIsNeitherSentNorOverwritten(t *testing.T) {
 		put(t, s, fmt.Sprint(i), "sub_1", store.Delivery{State: store.DeliveryPending, NextAt: time.Now().Add(time.Duration(i) * time.Millisecond)})
 	}
 	const leaseRenew = 3 * time.Second
+	lost, renewals := testutil.ToFloat64(metrics.ClaimsLost), testutil.ToFloat64(metrics.LeaseRenewals.WithLabelValues("ok"))
 	stop := run(t, dispatch.New(dispatch.Config{NodeID: "node-a", Lease: time.Minute, LeaseRenew: leaseRenew,
 		RequestTimeout: 100 * time.Millisecond}, s, cat, oneAtATime(), stuckHandoff{context.Background()}))
 	first := rcv.WaitFor(t, 1, time.Minute)[0].Header.Get("Ce-Id")
@@ -141,6 +149,12 @@ func TestRenew_AClaimTakenOverIsNeitherSentNorOverwritten(t *testing.T) {
 	stop()
 	if n := len(rcv.Requests()); n != 1 {
 		t.Errorf("the sink got %d requests, want 1: the lost claims were sent", n)
+	}
+	if got := testutil.ToFloat64(metrics.ClaimsLost) - lost; got != 3 {
+		t.Errorf("herald_claims_lost_total moved by %g, want the 3 claims taken over", got)
+	}
+	if testutil.ToFloat64(metrics.LeaseRenewals.WithLabelValues("ok")) == renewals {
+		t.Error("herald_lease_renewals_total{result=\"ok\"} did not move")
 	}
 	for i := range 3 {
 		if d := state(t, s, fmt.Sprintf("dlv_%d", i)); d.State != store.DeliveryInFlight || d.Holder != "node-b" {

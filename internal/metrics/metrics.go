@@ -45,6 +45,15 @@ var (
 	// kept across nodes), by result: taken (some tokens), empty (the
 	// bucket had none), error.
 	TokenLeases = newCounterVec("herald_token_leases_total", "Leases of rate tokens from the store for limits kept across nodes, by result.", "result")
+	// LeaseRenewals counts the dispatcher's lease renewals, one statement
+	// each, by result (ok, error); ClaimsLost counts the deliveries a
+	// renewal found no longer this node's (another node claimed them
+	// after their lease ran out), which the node then neither sends nor
+	// records over the new holder; ClaimsReleased the deliveries a node
+	// put back as it started, held when it last stopped.
+	LeaseRenewals  = newCounterVec("herald_lease_renewals_total", "Renewals of the leases of the deliveries a node holds, by result.", "result")
+	ClaimsLost     = newCounter("herald_claims_lost_total", "Deliveries a lease renewal found claimed by another node.")
+	ClaimsReleased = newCounter("herald_claims_released_total", "Deliveries a node put back as it started, held by its node ID when it last stopped.")
 	// Panics counts API handlers that panicked (each answered INTERNAL or
 	// 500; the node lives on).
 	Panics = newCounter("herald_api_panics_total", "API handlers that panicked and were recovered.")
