@@ -1071,6 +1071,20 @@ func (d *Dispatcher) deferAll(fs []failure) {
 	}
 }
 
+// seriesStart is when the series of attempts of dl, whose first attempt
+// started at first, began: its publish, or that attempt for a delivery
+// first attempted past its retry policy's maximum age. Only a delivery
+// held while its subscription was suspended or disabled gets there (the
+// other waits end at the maximum age, unsent), and an operator enabling
+// the subscription wants it sent: it gets a full series, as a redrive
+// does, rather than this one attempt.
+func seriesStart(dl *store.Delivery, sub *store.Subscription, first time.Time) time.Time {
+	if first.Sub(dl.CreatedAt) > sub.RetryPolicy.WithDefaults().MaximumAge {
+		return first
+	}
+	return dl.CreatedAt
+}
+
 // handoffBackoff is how long a failed delivery waits to be tried again when
 // the hand-off queue is full.
 const handoffBackoff = 5 * time.Second
@@ -1099,7 +1113,7 @@ func (d *Dispatcher) handOff(ctx context.Context, f failure) {
 		SubscriptionID: sub.ID,
 		EventType:      dl.EventType,
 		SinkHost:       delivery.SinkHost(sub.Sink),
-		SeriesStart:    dl.CreatedAt,
+		SeriesStart:    seriesStart(dl, sub, res.Record.StartedAt),
 		Attempts:       number,
 		TotalAttempts:  number,
 		LastOutcome:    res.Outcome,

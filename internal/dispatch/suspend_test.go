@@ -125,3 +125,45 @@ func TestDispatch_ASinkFailingForItsSuspendAfterIsSuspended(t *testing.T) {
 		t.Errorf("the suspension was told %d times, want 1", n)
 	}
 }
+
+// inputsHandoff records the inputs of the workflows it starts.
+type inputsHandoff chan workflows.DeliveryInput
+
+func (h inputsHandoff) Start(_ context.Context, in workflows.DeliveryInput) error {
+	h <- in
+	return nil
+}
+
+// TestHandoff_AHeldDeliveryReleasedPastItsMaximumAgeGetsAFullSeries: a
+// delivery first attempted when it is older than its retry policy's
+// maximum age (held while its subscription was suspended, then released)
+// is handed to its workflow with a series that starts at that attempt;
+// a younger one keeps its publish time.
+func TestHandoff_AHeldDeliveryReleasedPastItsMaximumAgeGetsAFullSeries(t *testing.T) {
+	rcv := heraldtest.NewReceiver(t, func(int, *http.Request) (int, http.Header) { return http.StatusInternalServerError, nil })
+	s, cat := newStore(t, map[string]string{"sub_1": rcv.URL})
+	old := time.Now().Add(-48 * time.Hour) // the default maximum age is 24h
+	young := time.Now().Add(-time.Hour)
+	put(t, s, "old", "sub_1", store.Delivery{State: store.DeliveryPending, CreatedAt: old})
+	put(t, s, "young", "sub_1", store.Delivery{State: store.DeliveryPending, CreatedAt: young})
+	h := make(inputsHandoff, 2)
+	before := time.Now()
+	run(t, dispatch.New(dispatch.Config{PollInterval: 10 * time.Millisecond}, s, cat, newAttempter(), h))
+	for range 2 {
+		select {
+		case in := <-h:
+			switch in.DeliveryID {
+			case "dlv_old":
+				if in.SeriesStart.Before(before) {
+					t.Errorf("the delivery released past its maximum age: series start %s, want its first attempt (after %s)", in.SeriesStart, before)
+				}
+			case "dlv_young":
+				if !in.SeriesStart.Equal(young.Truncate(time.Millisecond)) && !in.SeriesStart.Equal(young) {
+					t.Errorf("a delivery within its maximum age: series start %s, want its publish %s", in.SeriesStart, young)
+				}
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("no hand-off")
+		}
+	}
+}
