@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
@@ -21,7 +22,7 @@ func init() {
 	}
 	nouns["dead-letters"] = map[string]command{
 		"list":    {"[--subscription ID] [--since 1h] [--limit N] [--watch 5s]: list dead deliveries, newest first", deadLettersList},
-		"redrive": {"--subscription ID [--since 1h] [--rate N]: redrive a subscription's dead deliveries at a bounded rate", deadLettersRedrive},
+		"redrive": {"--subscription ID [--since 1h] [--rate N]: redrive a subscription's dead deliveries at a bounded rate, with a progress bar", deadLettersRedrive},
 	}
 }
 
@@ -252,9 +253,85 @@ func deadLettersRedrive(c *call) error {
 	if *since > 0 {
 		req.CreateTimeStart = timestamppb.New(time.Now().Add(-*since))
 	}
-	resp, err := svc.RedriveDeadLetters(c.ctx, req)
-	if err != nil {
-		return err
+	// The call returns when every dead letter is redriven, paced at the
+	// rate: meanwhile one progress line, rewritten, counts down the dead
+	// letters left.
+	var (
+		resp *heraldv1.RedriveDeadLettersResponse
+		done = make(chan error, 1)
+	)
+	go func() {
+		var err error
+		resp, err = svc.RedriveDeadLetters(c.ctx, req)
+		done <- err
+	}()
+	list := &heraldv1.ListDeliveriesRequest{SubscriptionId: req.GetSubscriptionId(),
+		State: heraldv1.DeliveryState_DELIVERY_STATE_DEAD, CreateTimeStart: req.GetCreateTimeStart()}
+	total := -1
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return err
+			}
+			if total >= 0 && c.output == "table" {
+				fmt.Fprintf(c.io.Err, "\r%s  %d redriven\n", progressBar(1, 1), resp.GetRedriven())
+			}
+			return c.print(resp, [][]string{{"REDRIVEN"}, {strconv.Itoa(int(resp.GetRedriven()))}})
+		case <-tick.C:
+			if c.output != "table" {
+				continue
+			}
+			left, more, err := c.countDeliveries(svc, list, maxCounted)
+			if err != nil {
+				continue // the progress line is a courtesy; the call goes on
+			}
+			total = max(total, left)
+			fmt.Fprintf(c.io.Err, "\r%s  %s of %s dead letters left", progressBar(total-left, total), countText(left, more), countText(total, more))
+		}
 	}
-	return c.print(resp, [][]string{{"REDRIVEN"}, {strconv.Itoa(int(resp.GetRedriven()))}})
+}
+
+// maxCounted is the most deliveries a progress line counts.
+const maxCounted = 10_000
+
+// countDeliveries counts the deliveries req lists, up to limit; more says
+// there are more than that.
+func (c *call) countDeliveries(svc heraldv1.DeliveryServiceClient, req *heraldv1.ListDeliveriesRequest, limit int) (n int, more bool, err error) {
+	req = proto.Clone(req).(*heraldv1.ListDeliveriesRequest)
+	req.PageSize = 1000
+	for {
+		resp, err := svc.ListDeliveries(c.ctx, req)
+		if err != nil {
+			return 0, false, err
+		}
+		n += len(resp.GetDeliveries())
+		if resp.GetNextPageToken() == "" {
+			return n, false, nil
+		}
+		if n >= limit {
+			return n, true, nil
+		}
+		req.PageToken = resp.GetNextPageToken()
+	}
+}
+
+// countText is n, with a "+" when there were more.
+func countText(n int, more bool) string {
+	if more {
+		return strconv.Itoa(n) + "+"
+	}
+	return strconv.Itoa(n)
+}
+
+// progressBar draws done of total (an empty bar while total is 0).
+func progressBar(done, total int) string {
+	const width = 30
+	n := 0
+	if total > 0 {
+		n = min(width, width*done/total)
+	}
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
 }

@@ -310,3 +310,28 @@ func TestCLI_WatchListsAgainUntilInterrupted(t *testing.T) {
 		t.Errorf("--watch 100ms: exit %d, want 2", code)
 	}
 }
+
+// TestCLI_RedriveShowsItsProgress: a redrive of several dead letters at a
+// slow rate draws a progress line counting the dead letters left, ends
+// it with a full bar and the count, and every dead letter is delivered.
+func TestCLI_RedriveShowsItsProgress(t *testing.T) {
+	n := startNode(t, nodeConfig(t, tempStore(t)))
+	const dead = 3
+	rcv := heraldtest.NewReceiver(t, failFirst(dead, http.StatusBadRequest, nil))
+	sub := createSub(t, n, rcv.URL)
+	for i := range dead {
+		publish(t, n, newEvent(fmt.Sprint("redrive-progress-", i)))
+	}
+	heraldtest.Eventually(t, wait, "the dead letters", func() bool {
+		_, out, _ := herald(t, n, "", "", "dead-letters", "list", "--subscription", sub.GetId())
+		return strings.Count(out, "dlv_") == dead
+	})
+	code, out, errs := herald(t, n, "", "", "dead-letters", "redrive", "--subscription", sub.GetId(), "--rate", "1")
+	if code != 0 || !strings.Contains(out, fmt.Sprint(dead)) {
+		t.Fatalf("redrive: %d %s\n%s", code, errs, out)
+	}
+	if !strings.Contains(errs, "dead letters left") || !strings.Contains(errs, "[##############################]  3 redriven") {
+		t.Errorf("redrive at 1/s of %d dead letters: no progress line, or it did not end full:\n%q", dead, errs)
+	}
+	rcv.WaitFor(t, 2*dead, wait)
+}
