@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -92,10 +91,10 @@ var states2 = map[string]heraldv1.DeliveryState{
 // bar draws a replay's progress: its size is not known ahead, so it
 // marks the deliveries examined, ten to a mark, and a full bar once done.
 func bar(op *heraldv1.ReplayOperation) string {
-	const width = 30
-	n := min(width, int(op.GetExamined()+9)/10)
+	const marks = 30
+	n := min(marks, int(op.GetExamined()+9)/10)
 	if op.GetDone() {
-		n = width
+		n = marks
 	}
-	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
+	return progressBar(n, marks)
 }
