@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -232,36 +229,15 @@ func TestCrash_KilledNodeLosesNoAcceptedEvent(t *testing.T) {
 		}
 	})
 	env := []string{
-		childEnv + "=1",
 		"HERALD_STORE=" + store,
 		"HERALD_TEMPORAL_ADDR=" + temporalAddr,
 		"HERALD_TASK_QUEUE=e2e-crash",
+		"HERALD_NODE_ID=" + newNodeID(t), // the same after the restart
 		"HERALD_ALLOW_INSECURE_SINKS=true",
 		"HERALD_LEASE=20s",
 		"HERALD_LOG_LEVEL=warn",
 	}
-	start := func() (*exec.Cmd, *testNode) {
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), append(env, "HERALD_GRPC_ADDR="+freeAddr(t), "HERALD_HTTP_ADDR="+freeAddr(t))...)
-		cmd.Stderr = testWriter{t}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		line, err := bufio.NewReader(out).ReadString('\n')
-		if err != nil {
-			t.Fatalf("child did not start: %v", err)
-		}
-		n := &testNode{}
-		n.connect(t, strings.TrimSpace(strings.TrimPrefix(line, "GRPC ")))
-		return cmd, n
-	}
-
-	cmd, n := start()
+	cmd, n := childNode(t, env)
 	createSub(t, n, rcv.URL)
 	id := publish(t, n, newEvent("evt-crash"))[0].GetDeliveryIds()[0]
 	rcv.WaitFor(t, 1, wait) // the first attempt is in flight
@@ -271,7 +247,7 @@ func TestCrash_KilledNodeLosesNoAcceptedEvent(t *testing.T) {
 	_ = cmd.Wait()
 	close(release)
 
-	_, n2 := start()
+	_, n2 := childNode(t, env)
 	waitDeliveryState(t, n2, id, heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED)
 	if got := len(rcv.Requests()); got != 2 {
 		t.Errorf("receiver got %d requests, want 2 (the lost attempt and the redelivery)", got)

@@ -44,19 +44,32 @@ func setup(t *testing.T, types ...string) (*publish.Publisher, *countingStore) {
 
 func setupWith(t testing.TB, cfg publish.Config, types ...string) (*publish.Publisher, *countingStore) {
 	t.Helper()
+	subs := make([]*store.Subscription, len(types))
+	for i, typ := range types {
+		subs[i] = newSub(fmt.Sprintf("sub_%d", i), typ, store.SubscriptionActive)
+	}
+	return setupSubs(t, cfg, subs...)
+}
+
+// newSub is a subscription to typ in state st, for setupSubs.
+func newSub(id, typ string, st store.SubscriptionState) *store.Subscription {
+	now := time.Now()
+	return &store.Subscription{ID: id, Types: []string{typ}, Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
+		State: st, Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now}
+}
+
+// setupSubs returns a publisher with cfg on a new SQLite store holding
+// subs, and the store.
+func setupSubs(t testing.TB, cfg publish.Config, subs ...*store.Subscription) (*publish.Publisher, *countingStore) {
+	t.Helper()
 	ctx := context.Background()
 	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	now := time.Now()
-	for i, typ := range types {
-		err := s.SubscriptionInsert(ctx, &store.Subscription{
-			ID: fmt.Sprintf("sub_%d", i), Types: []string{typ}, Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
-			State: store.SubscriptionActive, Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
-		})
-		if err != nil {
+	for _, sub := range subs {
+		if err := s.SubscriptionInsert(ctx, sub); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -246,27 +259,8 @@ func (f *fakeDispatcher) Enqueue(ds []*store.Delivery, events []*event.Event, re
 
 func TestPublish_HandsFreshDeliveriesToTheDispatcherAsFarAsItHasRoom(t *testing.T) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	now := time.Now()
-	for i := range 3 {
-		if err := s.SubscriptionInsert(ctx, &store.Subscription{
-			ID: fmt.Sprintf("sub_%d", i), Types: []string{"a"}, Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
-			State: store.SubscriptionActive, Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cat := catalog.New(s, nil)
-	if err := cat.Reload(ctx); err != nil {
-		t.Fatal(err)
-	}
 	fd := &fakeDispatcher{room: 2}
-	p := publish.New(s, cat, publish.Config{Dispatcher: fd})
-	t.Cleanup(p.Close)
+	p, s := setupWith(t, publish.Config{Dispatcher: fd}, "a", "a", "a")
 
 	res, err := p.Publish(ctx, "", []*cloudeventsv1.CloudEvent{ev("1", "a")}) // 3 deliveries, room for 2
 	if err != nil {
@@ -336,29 +330,9 @@ func TestCommitFailing_SaysTheNodeCannotStoreUntilACommitSucceeds(t *testing.T) 
 // delivery is handed over as usual.
 func TestPublish_SuspendedAndDisabledSubscriptionsGetHeldDeliveries(t *testing.T) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	now := time.Now()
-	for id, st := range map[string]store.SubscriptionState{
-		"sub_active": store.SubscriptionActive, "sub_suspended": store.SubscriptionSuspended, "sub_disabled": store.SubscriptionDisabled,
-	} {
-		if err := s.SubscriptionInsert(ctx, &store.Subscription{
-			ID: id, Types: []string{"a"}, Sink: "http://127.0.0.1:1/", Protocol: "HTTP",
-			State: st, Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cat := catalog.New(s, nil)
-	if err := cat.Reload(ctx); err != nil {
-		t.Fatal(err)
-	}
 	fd := &fakeDispatcher{room: 10}
-	p := publish.New(s, cat, publish.Config{Dispatcher: fd})
-	t.Cleanup(p.Close)
+	p, s := setupSubs(t, publish.Config{Dispatcher: fd}, newSub("sub_active", "a", store.SubscriptionActive),
+		newSub("sub_suspended", "a", store.SubscriptionSuspended), newSub("sub_disabled", "a", store.SubscriptionDisabled))
 
 	res, err := p.Publish(ctx, "", []*cloudeventsv1.CloudEvent{ev("1", "a")})
 	if err != nil {
