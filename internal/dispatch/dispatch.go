@@ -21,8 +21,6 @@ package dispatch
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"math"
@@ -38,6 +36,7 @@ import (
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/cpuload"
 	"github.com/heraldhq/herald/internal/delivery"
+	"github.com/heraldhq/herald/internal/id"
 	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/policy"
@@ -145,7 +144,7 @@ func (c *Config) setDefaults() {
 	}
 	c.LeaseRenew = min(c.LeaseRenew, c.Lease)
 	if c.NodeID == "" {
-		c.NodeID = randomNodeID()
+		c.NodeID = id.New(id.Node) // a node ID no other dispatcher has
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = policy.RequestTimeout
@@ -1177,13 +1176,6 @@ func (d *Dispatcher) entry(ctx context.Context, id string) (*catalog.Entry, erro
 func (d *Dispatcher) put(u store.DeliveryUpdate) {
 	d.claims.drop(u.ID)
 	d.updates <- u
-}
-
-// randomNodeID is a node ID no other dispatcher has.
-func randomNodeID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return "herald-" + hex.EncodeToString(b[:])
 }
 
 // recordLoop writes results in batches: a batch takes what arrives within
