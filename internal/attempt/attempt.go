@@ -82,15 +82,24 @@ type Result struct {
 // Refused's Until.
 const ReasonOriginPaused = "the sink's origin asked to wait (Retry-After)"
 
-// Limits returns the sink limits of a subscription.
-func Limits(sub *store.Subscription) scheduler.Limits {
-	return scheduler.Limits{PerMinute: sub.EffectiveRate(), Concurrency: sub.MaxConcurrency}
+// Limits returns the sink limits of en's subscription: its rate limit,
+// its concurrency, and the rate its sink's origin granted
+// (catalog.Entry.OriginRate), which it shares with the other
+// subscriptions on the origin. A subscription that pauses alone
+// (SubscriptionPauseOnly) keeps its grant to itself, as part of its own
+// rate (store.Subscription.EffectiveRate).
+func Limits(en *catalog.Entry) scheduler.Limits {
+	sub := en.Subscription
+	if sub.SubscriptionPauseOnly {
+		return scheduler.Limits{PerMinute: sub.EffectiveRate(), Concurrency: sub.MaxConcurrency}
+	}
+	return scheduler.Limits{PerMinute: sub.RateLimit, Concurrency: sub.MaxConcurrency, OriginPerMinute: en.OriginRate()}
 }
 
-// limits are a subscription's limits on this node: with Cluster, its
-// share of the concurrency.
-func (a *Attempter) limits(sub *store.Subscription) scheduler.Limits {
-	l := Limits(sub)
+// limits are en's limits on this node: with Cluster, its share of the
+// concurrency.
+func (a *Attempter) limits(en *catalog.Entry) scheduler.Limits {
+	l := Limits(en)
 	if a.Cluster != nil {
 		l.Concurrency = a.Cluster.Share(l.Concurrency)
 	}
@@ -126,7 +135,7 @@ func (a *Attempter) AcquireHeld(ctx context.Context, en *catalog.Entry, deadline
 	return a.Scheduler.Acquire(ctx, scheduler.Request{
 		Origin:   en.Origin,
 		Key:      sub.ID,
-		Limits:   a.limits(sub),
+		Limits:   a.limits(en),
 		Deadline: deadline,
 		Held:     held,
 	})

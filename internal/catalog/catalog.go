@@ -30,6 +30,85 @@ type Entry struct {
 	// for every request.
 	Origin string
 	signer atomic.Pointer[signerUntil]
+	// grant is the rate granted to Origin, shared by the entries of
+	// every subscription on it; nil outside a catalog.
+	grant *originGrant
+}
+
+// OriginRate is the rate, in requests per minute, that the sink's origin
+// granted Herald as a whole and the subscription's requests are held to,
+// together with those of the other subscriptions on the origin: the
+// lowest WebHook-Allowed-Rate any of them was granted in its handshake.
+// A subscription with SubscriptionPauseOnly does not share its origin:
+// its grant holds for it alone (store.Subscription.EffectiveRate), and
+// this is 0 for it. 0: no rate was granted.
+func (en *Entry) OriginRate() int {
+	sub := en.Subscription
+	switch {
+	case sub.SubscriptionPauseOnly:
+		return 0
+	case en.grant == nil:
+		return sub.AllowedRate
+	}
+	return int(en.grant.rate.Load())
+}
+
+// originGrant is the rate granted to one sink origin: the lowest of the
+// rates granted to the subscriptions that share it.
+type originGrant struct {
+	rate atomic.Int64
+	// Guarded by Catalog.mu: how many entries point at it, and the rates
+	// granted to the subscriptions that share the origin, by ID (only
+	// those granted a rate).
+	refs    int
+	granted map[string]int
+}
+
+// grantFor returns origin's grant, creating it.
+func (c *Catalog) grantFor(origin string) *originGrant {
+	g := c.grants[origin]
+	if g == nil {
+		g = &originGrant{granted: map[string]int{}}
+		c.grants[origin] = g
+	}
+	return g
+}
+
+// regrant counts the entries that left and joined the catalog in their
+// origins' grants, and drops the grants no entry points at any more.
+func (c *Catalog) regrant(left, joined []*Entry) {
+	touched := map[*originGrant]string{}
+	for _, en := range joined {
+		en.grant.refs++
+	}
+	for _, en := range left {
+		en.grant.refs--
+		delete(en.grant.granted, en.Subscription.ID)
+		touched[en.grant] = en.Origin
+	}
+	for _, en := range joined {
+		if sub := en.Subscription; sub.AllowedRate > 0 && !sub.SubscriptionPauseOnly {
+			en.grant.granted[sub.ID] = sub.AllowedRate
+		}
+		touched[en.grant] = en.Origin
+	}
+	for g, origin := range touched {
+		g.update()
+		if g.refs <= 0 && c.grants[origin] == g {
+			delete(c.grants, origin)
+		}
+	}
+}
+
+// update sets g's rate to the lowest granted.
+func (g *originGrant) update() {
+	lowest := 0
+	for _, r := range g.granted {
+		if lowest == 0 || r < lowest {
+			lowest = r
+		}
+	}
+	g.rate.Store(int64(lowest))
 }
 
 type signerUntil struct {
@@ -81,6 +160,9 @@ type Catalog struct {
 	logger *slog.Logger
 	snap   atomic.Pointer[snapshot]
 	mu     sync.Mutex // serialises reloads
+	// grants are the rates granted to sink origins, by origin; guarded
+	// by mu.
+	grants map[string]*originGrant
 	// enabled, if set, is called by a reload with each subscription it
 	// found no longer held (suspended or disabled before, not now).
 	enabled func(id string)
@@ -107,7 +189,7 @@ func New(s Store, logger *slog.Logger) *Catalog {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Catalog{store: s, logger: logger}
+	c := &Catalog{store: s, logger: logger, grants: map[string]*originGrant{}}
 	c.snap.Store(&snapshot{version: -1, set: filter.IndexSet(nil), byID: map[string]*Entry{}, rules: map[string]*filter.CompiledRule{}})
 	return c
 }
@@ -130,6 +212,9 @@ func (c *Catalog) Reload(ctx context.Context) error {
 		return nil
 	}
 	next := &snapshot{}
+	// The entries that leave and join the catalog, counted in their
+	// origins' grants once the reload cannot fail.
+	var left, joined []*Entry
 	var changed []*store.Subscription
 	var removed []*filter.CompiledRule // the old rules of what changed
 	if old.version < 0 {
@@ -153,6 +238,9 @@ func (c *Catalog) Reload(ctx context.Context) error {
 			if r, ok := next.rules[id]; ok {
 				removed = append(removed, r)
 			}
+			if was, ok := next.byID[id]; ok {
+				left = append(left, was)
+			}
 			delete(next.byID, id)
 			delete(next.rules, id)
 		}
@@ -166,6 +254,9 @@ func (c *Catalog) Reload(ctx context.Context) error {
 		if r, ok := next.rules[s.ID]; ok {
 			removed = append(removed, r)
 		}
+		if was, ok := old.byID[s.ID]; ok {
+			left = append(left, was)
+		}
 		delete(next.byID, s.ID)
 		delete(next.rules, s.ID)
 		en, err := NewEntry(s)
@@ -175,6 +266,8 @@ func (c *Catalog) Reload(ctx context.Context) error {
 			c.logger.Error("catalog: bad signing secret", "subscription", s.ID, "err", err)
 			continue
 		}
+		en.grant = c.grantFor(en.Origin)
+		joined = append(joined, en)
 		next.byID[s.ID] = en
 		// Every subscription takes new events: for a sink still to
 		// consent they are stored and delivered once it does; for a
@@ -189,6 +282,7 @@ func (c *Catalog) Reload(ctx context.Context) error {
 	}
 	// Only the index lists the changed rules are in are rebuilt.
 	next.set = old.set.Update(removed, added)
+	c.regrant(left, joined)
 	c.snap.Store(next)
 	if c.enabled != nil {
 		for _, id := range enabled {

@@ -343,3 +343,92 @@ func TestOnEnabled_ToldOfEverySubscriptionNoLongerHeld(t *testing.T) {
 		t.Errorf("told of %v, want sub_disabled and sub_suspended", told)
 	}
 }
+
+// TestOriginRate_IsTheLowestGrantOnTheOriginAndFollowsChanges: the
+// subscriptions on one sink origin share the lowest rate any of them was
+// granted, whatever their paths; one that pauses alone neither shares it
+// nor lowers it; and a reload that changes, deletes or moves one
+// subscription updates the rate seen through the others' entries, which
+// the reload did not touch.
+func TestOriginRate_IsTheLowestGrantOnTheOriginAndFollowsChanges(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	add := func(id, sink string, rate int, alone bool) {
+		t.Helper()
+		now := time.Now()
+		if err := s.SubscriptionInsert(ctx, &store.Subscription{
+			ID: id, Tenant: store.DefaultTenant, Sink: sink, Protocol: "HTTP", State: store.SubscriptionActive,
+			AllowedRate: rate, SubscriptionPauseOnly: alone,
+			Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("sub_fast", "https://hooks.example.com/fast", 600, false)
+	add("sub_slow", "https://hooks.example.com:443/slow", 60, false)
+	add("sub_free", "https://hooks.example.com/free", 0, false)
+	add("sub_alone", "https://hooks.example.com/alone", 6, true)
+	add("sub_other", "https://other.example.com/x", 120, false)
+	c := catalog.New(s, nil)
+	reload := func() {
+		t.Helper()
+		if err := c.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rate := func(id string) int {
+		t.Helper()
+		en, ok := c.Get(id)
+		if !ok {
+			t.Fatalf("%s is not in the catalog", id)
+		}
+		return en.OriginRate()
+	}
+	check := func(when string, want map[string]int) {
+		t.Helper()
+		for id, w := range want {
+			if got := rate(id); got != w {
+				t.Errorf("%s: %s's origin rate is %d, want %d", when, id, got, w)
+			}
+		}
+	}
+	reload()
+	free, _ := c.Get("sub_free") // kept across the reloads below: none changes it
+	check("loaded", map[string]int{"sub_fast": 60, "sub_slow": 60, "sub_free": 60, "sub_alone": 0, "sub_other": 120})
+
+	if _, err := s.SubscriptionUpdate(ctx, "sub_slow", func(sub *store.Subscription) error { sub.AllowedRate = 30; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	reload()
+	check("a lower grant", map[string]int{"sub_fast": 30, "sub_free": 30, "sub_other": 120})
+	if got := free.OriginRate(); got != 30 {
+		t.Errorf("an entry the reload did not replace sees %d, want 30", got)
+	}
+
+	if _, err := s.SubscriptionUpdate(ctx, "sub_slow", func(sub *store.Subscription) error {
+		sub.Sink = "https://other.example.com/slow"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reload()
+	check("moved to another origin", map[string]int{"sub_fast": 600, "sub_free": 600, "sub_slow": 30, "sub_other": 30})
+
+	if err := s.SubscriptionDelete(ctx, "sub_slow"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SubscriptionDelete(ctx, "sub_fast"); err != nil {
+		t.Fatal(err)
+	}
+	reload()
+	check("deleted", map[string]int{"sub_free": 0, "sub_other": 120})
+	if got := free.OriginRate(); got != 0 {
+		t.Errorf("with no grant left on its origin, an untouched entry sees %d, want 0", got)
+	}
+	add("sub_back", "https://hooks.example.com/back", 90, false)
+	reload()
+	check("granted again", map[string]int{"sub_free": 90, "sub_back": 90, "sub_alone": 0})
+	if got := free.OriginRate(); got != 90 {
+		t.Errorf("an entry kept since the first load sees %d after a new grant on its origin, want 90", got)
+	}
+}

@@ -2,16 +2,17 @@
 // and a sink origin's Retry-After pause hold for every node that shares
 // the store, not per node.
 //
-// Rates: each limited key (a subscription) has one token bucket row in
-// the store (store.Store's TokenTake), refilled at the key's rate and
+// Rates: each limited bucket (a subscription's rate, or the rate a sink's
+// origin granted; scheduler.KeyBucket and scheduler.OriginBucket) has one
+// token bucket row in the store (store.Store's TokenTake), refilled at its rate and
 // holding at most Burst(rate) tokens. A node leases tokens from it in
 // small batches, as many as the requests waiting for them but at most
 // the rate's worth of config.DefaultTokenLease (one token at 60 a minute,
 // 250 at 60,000 a minute), and spends them locally as the scheduler
 // starts requests; tokens not spent within config.DefaultTokenSpend are
-// dropped. So in any window of T seconds, the requests to a key that
-// start on all nodes together are at most rate × (T + spend) + Burst(rate).
-// A key with no rate limit never touches the store.
+// dropped. So in any window of T seconds, the requests held to a bucket
+// that start on all nodes together are at most rate × (T + spend) +
+// Burst(rate). A request held to no rate never touches the store.
 //
 // Pauses: a 429 or 503 with Retry-After pauses the sink's origin
 // (scheme://host:port) in the store; every node reads the pauses every
@@ -100,7 +101,7 @@ type Limiter struct {
 	trips  int64 // store round trips for tokens, for tests and metrics
 }
 
-// stock is the tokens of one key this node holds.
+// stock is the tokens of one bucket this node holds.
 type stock struct {
 	tokens   int
 	expires  time.Time // the tokens are dropped then
@@ -115,8 +116,8 @@ func New(s Store, cfg Config) *Limiter {
 	return &Limiter{cfg: cfg, store: s, ctx: context.Background(), stock: map[string]*stock{}, pauses: map[string]time.Time{}, nodes: 1}
 }
 
-// Burst is the most tokens a key's bucket holds at perMinute: its
-// lease size, and at least 2.
+// Burst is the most tokens a bucket holds at perMinute: its lease size,
+// and at least 2.
 func (l *Limiter) Burst(perMinute int) int { return max(2, l.leaseSize(perMinute)) }
 
 func (l *Limiter) leaseSize(perMinute int) int {
@@ -127,7 +128,8 @@ func (l *Limiter) leaseSize(perMinute int) int {
 // now, without blocking. With none held it returns false and either when
 // to ask again, or the zero time when it is leasing more: then it calls
 // ready (in another goroutine) when the lease ends. waiting is how many
-// requests wait for key, which the lease may take tokens for.
+// requests wait for key, which the lease may take tokens for. key names
+// the bucket (scheduler.KeyBucket, scheduler.OriginBucket).
 func (l *Limiter) Take(key string, perMinute, waiting int, now time.Time, ready func()) (bool, time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -161,7 +163,7 @@ func (l *Limiter) lease(ctx context.Context, key string, perMinute, want int) {
 	rate := float64(perMinute) / 60
 	now := l.cfg.Now()
 	g, err := l.store.TokenTake(ctx, store.TokenTakeParams{
-		Key: "sub:" + key, Rate: rate, Burst: float64(l.Burst(perMinute)), Want: want, Now: now,
+		Key: key, Rate: rate, Burst: float64(l.Burst(perMinute)), Want: want, Now: now,
 	})
 	l.mu.Lock()
 	l.trips++
@@ -170,7 +172,7 @@ func (l *Limiter) lease(ctx context.Context, key string, perMinute, want int) {
 	case err != nil:
 		metrics.TokenLeases.WithLabelValues("error").Inc()
 		if l.cfg.Logger != nil && ctx.Err() == nil {
-			l.cfg.Logger.Warn("lease rate tokens", "subscription", key, "err", err)
+			l.cfg.Logger.Warn("lease rate tokens", "bucket", key, "err", err)
 		}
 		st.next = now.Add(time.Second)
 	default:
@@ -194,6 +196,16 @@ func (l *Limiter) lease(ctx context.Context, key string, perMinute, want int) {
 	l.mu.Unlock()
 	for _, f := range waiting {
 		f()
+	}
+}
+
+// Return gives back a token of key that Take gave and no request used:
+// the next Take spends it, if it has not expired.
+func (l *Limiter) Return(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st := l.stock[key]; st != nil && l.cfg.Now().Before(st.expires) {
+		st.tokens++
 	}
 }
 

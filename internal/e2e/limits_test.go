@@ -27,45 +27,73 @@ func clusterEnv(t *testing.T, queue string) []string {
 	}
 }
 
-// TestMultiNode_AGrantedRateHoldsForTheCluster: a sink grants 60 requests
-// a minute in the validation handshake; events published through both
-// of two nodes reach it, all of them, and in any window of T seconds at
-// most 60/min × (T + 0.5 s) + 2 requests arrive: the rate of the whole
+// TestMultiNode_AGrantedRateHoldsForTheClusterAndTheOrigin: a sink
+// origin grants 120 requests a minute to one subscription's handshake
+// and 60 to another's (two paths on the origin); events for both,
+// published through both of two nodes, reach it, all of them, and in
+// any window of T seconds at most 60/min × (T + 0.5 s) + 2 requests
+// arrive: the lowest grant, for the origin as a whole and the whole
 // cluster, plus the documented burst (2 tokens, and tokens a node may
 // hold unspent for 0.5 s). Each node alone would send at the full rate,
-// so without the shared bucket two nodes send twice as many.
-func TestMultiNode_AGrantedRateHoldsForTheCluster(t *testing.T) {
+// and each subscription at its own grant: without the origin's shared
+// bucket the sink would get 180 a minute, three times as many.
+func TestMultiNode_AGrantedRateHoldsForTheClusterAndTheOrigin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long")
 	}
 	env := clusterEnv(t, "e2e-cluster-rate")
 	_, na := childNode(t, env)
 	_, nb := childNode(t, env)
+	var mu sync.Mutex
+	grants := []string{"120", "60"}
 	sink := newHandshakeSink(t, func(h http.Header) (int, http.Header) {
-		return http.StatusOK, http.Header{"Webhook-Allowed-Origin": {h.Get("WebHook-Request-Origin")}, "Webhook-Allowed-Rate": {"60"}, "Allow": {"POST"}}
+		mu.Lock()
+		defer mu.Unlock()
+		rate := grants[0]
+		grants = grants[1:]
+		return http.StatusOK, http.Header{"Webhook-Allowed-Origin": {h.Get("WebHook-Request-Origin")}, "Webhook-Allowed-Rate": {rate}, "Allow": {"POST"}}
 	})
-	sub := createSub(t, na, sink.URL, withHandshake)
-	if got := waitSubscriptionState(t, na, sub.GetId(), heraldv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE); got.GetAllowedRate() != 60 {
-		t.Fatalf("allowed rate = %d, want the granted 60", got.GetAllowedRate())
+	for i, want := range []int32{120, 60} {
+		sub := createSub(t, na, fmt.Sprintf("%s/%d", sink.URL, i), withHandshake)
+		if got := waitSubscriptionState(t, na, sub.GetId(), heraldv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE); got.GetAllowedRate() != want {
+			t.Fatalf("allowed rate = %d, want the granted %d", got.GetAllowedRate(), want)
+		}
 	}
-	// Node B sees the subscription, active, at its next catalog reload.
-	probe := 0
-	heraldtest.Eventually(t, wait, "node B to see the subscription", func() bool {
-		probe++
-		return len(publish(t, nb, newEvent(fmt.Sprint("rate-probe-", probe)))[0].GetDeliveryIds()) == 1
-	})
-	const events = 30
-	publishAlternately(t, na, nb, "rate-", events, 5)
-	heraldtest.Eventually(t, 3*wait, "every event delivered", func() bool {
+	// Both nodes see both subscriptions, and so the origin's lowest
+	// grant, at their next catalog reload; until then a node keeps to the
+	// grant it knows. The probes' deliveries go out before the measured
+	// part, which starts when they are all delivered and any token a node
+	// leased at the rate it knew before has expired.
+	probes, probeDeliveries := 0, 0
+	for _, n := range []*testNode{na, nb} {
+		heraldtest.Eventually(t, wait, "both nodes to see the subscriptions", func() bool {
+			probes++
+			ids := publish(t, n, newEvent(fmt.Sprint("rate-probe-", probes)))[0].GetDeliveryIds()
+			probeDeliveries += len(ids)
+			return len(ids) == 2
+		})
+	}
+	countPosts := func(probe bool) int {
 		n := 0
 		for _, p := range sink.posts() {
-			if strings.HasPrefix(p.Header.Get("Ce-Id"), "rate-") && !strings.HasPrefix(p.Header.Get("Ce-Id"), "rate-probe-") {
+			if id := p.Header.Get("Ce-Id"); strings.HasPrefix(id, "rate-") && strings.HasPrefix(id, "rate-probe-") == probe {
 				n++
 			}
 		}
-		return n >= events
-	})
-	posts := sink.posts()
+		return n
+	}
+	heraldtest.Eventually(t, 3*wait, "the probes delivered", func() bool { return countPosts(true) >= probeDeliveries })
+	time.Sleep(config.DefaultTokenSpend)
+	start := time.Now()
+	const events = 15 // each delivered to both subscriptions
+	publishAlternately(t, na, nb, "rate-", events, 5)
+	heraldtest.Eventually(t, 3*wait, "every event delivered", func() bool { return countPosts(false) >= 2*events })
+	var posts []heraldtest.Request
+	for _, p := range sink.posts() {
+		if !p.At.Before(start) {
+			posts = append(posts, p)
+		}
+	}
 	const rate, burst = 1.0, 2.0 // a second; Burst(60) is 2
 	spend := config.DefaultTokenSpend.Seconds()
 	// A request reaches the sink a little after it starts: allow 0.1 s.
@@ -83,8 +111,8 @@ func TestMultiNode_AGrantedRateHoldsForTheCluster(t *testing.T) {
 		}
 	}
 	first, last := posts[0].At, posts[len(posts)-1].At
-	t.Logf("%d requests (%d probes) over %.1fs through two nodes: %.2f/s; most over the rate in any window: %.1f",
-		len(posts), probe, last.Sub(first).Seconds(), float64(len(posts)-1)/last.Sub(first).Seconds(), worst)
+	t.Logf("%d requests to two subscriptions on one origin over %.1fs through two nodes: %.2f/s; most over the rate in any window: %.1f",
+		len(posts), last.Sub(first).Seconds(), float64(len(posts)-1)/last.Sub(first).Seconds(), worst)
 }
 
 // TestMultiNode_RetryAfterOnOneNodePausesTheOther: a sink answers one

@@ -27,6 +27,10 @@
 //     and starts at most Limits.PerMinute requests a minute; a request over
 //     its rate waits for its token in the queue (with Config.Tokens, for
 //     a token of the cluster's too). Keys of one origin take turns.
+//   - The keys of an origin whose Limits.OriginPerMinute is set (the rate
+//     the origin granted) start at most that many requests a minute
+//     together, in one bucket for the origin; keys without it are not
+//     held to it.
 //   - After Config.BreakerThreshold consecutive timeouts or connection
 //     failures the origin's breaker opens for a backoff (doubling from
 //     Config.BreakerOpen to Config.BreakerMaxOpen): waiting and new requests
@@ -93,22 +97,30 @@ type Config struct {
 	// retries waiting for it.
 	OnRecover func(origin string)
 	// Tokens, if set, lends rate tokens held outside this scheduler (a
-	// share of a limit kept for the whole cluster): a request of a key
-	// with a rate limit starts only when its local limiter and Tokens
-	// both give it a token.
+	// share of a limit kept for the whole cluster): a request held to a
+	// rate (its key's or its origin's) starts only when its local limiter
+	// and Tokens both give it a token.
 	Tokens Tokens
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
-// Tokens lends keys' rate tokens. Take takes one of key's tokens at
+// Tokens lends rate tokens from buckets: a key's is named KeyBucket(key),
+// an origin's OriginBucket(origin). Take takes one of bucket's tokens at
 // perMinute for a request starting at now, never blocking: with none it
 // returns false and when to ask again, or the zero time when it will
 // call ready (from another goroutine, at any time) once it may have
-// some. waiting is how many requests of key wait.
+// some. waiting is how many requests wait for the bucket. Return gives
+// back a token that Take gave and no request used.
 type Tokens interface {
-	Take(key string, perMinute, waiting int, now time.Time, ready func()) (bool, time.Time)
+	Take(bucket string, perMinute, waiting int, now time.Time, ready func()) (bool, time.Time)
+	Return(bucket string)
 }
+
+// KeyBucket and OriginBucket name the Tokens buckets of a key (a
+// subscription) and of an origin.
+func KeyBucket(key string) string       { return "sub:" + key }
+func OriginBucket(origin string) string { return "origin:" + origin }
 
 func (c *Config) setDefaults() {
 	if c.MaxInFlight <= 0 {
@@ -142,6 +154,10 @@ func (c *Config) setDefaults() {
 type Limits struct {
 	PerMinute   int // requests started per minute
 	Concurrency int // requests in flight at once
+	// OriginPerMinute is the rate the key's origin granted: the requests
+	// started per minute by all the keys of the origin that carry it,
+	// together. The last value carried is the origin's.
+	OriginPerMinute int
 }
 
 // Request is one request asking to start.
@@ -245,6 +261,10 @@ type origin struct {
 	// began.
 	grownFrom float64
 	grownAt   time.Time
+	// perMinute is the rate the origin granted (Limits.OriginPerMinute),
+	// limiter its local bucket; nil: none.
+	perMinute int
+	limiter   *rate.Limiter
 	keys      map[string]*key
 	turns     []*key // keys with requests waiting, in turn order
 	inRing    bool
@@ -606,15 +626,24 @@ func (o *origin) key(name string, l Limits) *key {
 		k = &key{name: name, origin: o}
 		o.keys[name] = k
 	}
-	if k.limits != l {
-		k.limits, k.limiter = l, nil
-		if l.PerMinute > 0 {
-			// A burst of two keeps requests evenly spaced, and lets a
-			// request that the timer woke late not lose its token.
-			k.limiter = rate.NewLimiter(rate.Limit(float64(l.PerMinute)/60), 2)
-		}
+	if k.limits.PerMinute != l.PerMinute {
+		k.limiter = newLimiter(l.PerMinute)
+	}
+	k.limits = l
+	if l.OriginPerMinute > 0 && l.OriginPerMinute != o.perMinute {
+		o.perMinute, o.limiter = l.OriginPerMinute, newLimiter(l.OriginPerMinute)
 	}
 	return k
+}
+
+// newLimiter returns a local token bucket for perMinute (nil for 0: no
+// limit). A burst of two keeps requests evenly spaced, and lets a request
+// that the timer woke late not lose its token.
+func newLimiter(perMinute int) *rate.Limiter {
+	if perMinute <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(float64(perMinute)/60), 2)
 }
 
 // forget drops k if nothing of it needs keeping: no request waits or is in
@@ -742,25 +771,64 @@ func (s *Scheduler) mayStart(o *origin, k *key, now time.Time) bool {
 	if k.limits.Concurrency > 0 && k.inFlight >= k.limits.Concurrency {
 		return false
 	}
-	if k.limiter != nil {
-		r := k.limiter.ReserveN(now, 1)
-		if d := r.DelayFrom(now); d > 0 {
-			r.CancelAt(now)
-			s.notBefore(o, k, now.Add(d))
-			return false
-		}
-		if s.cfg.Tokens != nil {
-			ok, retry := s.cfg.Tokens.Take(k.name, k.limits.PerMinute, len(k.waiters), now, func() { s.wake(o) })
-			if !ok {
-				r.CancelAt(now)
-				if !retry.IsZero() {
-					s.notBefore(o, k, retry)
-				}
-				return false
+	// The key's rate, then the origin's: each a local token, then
+	// (Config.Tokens) a token of the cluster's. What was taken is given
+	// back when a later one is missing.
+	buckets := [2]bucket{{k.limiter, KeyBucket(k.name), k.limits.PerMinute, len(k.waiters)}}
+	if k.limits.OriginPerMinute > 0 {
+		buckets[1] = bucket{o.limiter, OriginBucket(o.name), o.perMinute, o.waiting}
+	}
+	var taken [2]*rate.Reservation
+	var lent [2]bool
+	giveBack := func() {
+		for i := range buckets {
+			if taken[i] != nil {
+				taken[i].CancelAt(now)
+			}
+			if lent[i] {
+				s.cfg.Tokens.Return(buckets[i].name)
 			}
 		}
 	}
+	for i, b := range buckets {
+		if b.limiter == nil {
+			continue
+		}
+		r := b.limiter.ReserveN(now, 1)
+		if d := r.DelayFrom(now); d > 0 {
+			r.CancelAt(now)
+			giveBack()
+			s.notBefore(o, k, now.Add(d))
+			return false
+		}
+		taken[i] = r
+	}
+	if s.cfg.Tokens == nil {
+		return true
+	}
+	for i, b := range buckets {
+		if b.limiter == nil {
+			continue
+		}
+		ok, retry := s.cfg.Tokens.Take(b.name, b.perMinute, b.waiting, now, func() { s.wake(o) })
+		if !ok {
+			giveBack()
+			if !retry.IsZero() {
+				s.notBefore(o, k, retry)
+			}
+			return false
+		}
+		lent[i] = true
+	}
 	return true
+}
+
+// bucket is one rate a request is held to, in mayStart.
+type bucket struct {
+	limiter   *rate.Limiter // nil: none
+	name      string        // in Config.Tokens
+	perMinute int
+	waiting   int // requests waiting for it
 }
 
 // notBefore sets a timer for o at at, when k's next rate token comes.

@@ -526,29 +526,42 @@ func TestAcquire_ARunOfTimeoutsCountsAcrossTheBreakersCycles(t *testing.T) {
 	<-w
 }
 
-// lender is a Tokens that lends one token each time it is released.
+// lender is a Tokens whose buckets hold what lend gave them.
 type lender struct {
-	mu    sync.Mutex
-	have  int
-	asked map[string]int
-	ready []func()
+	mu       sync.Mutex
+	have     map[string]int
+	asked    map[string]int
+	returned map[string]int
+	ready    []func()
 }
 
-func (l *lender) Take(key string, perMinute, waiting int, now time.Time, ready func()) (bool, time.Time) {
+func newLender() *lender {
+	return &lender{have: map[string]int{}, asked: map[string]int{}, returned: map[string]int{}}
+}
+
+func (l *lender) Take(bucket string, perMinute, waiting int, now time.Time, ready func()) (bool, time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.asked[key]++
-	if l.have > 0 {
-		l.have--
+	l.asked[bucket]++
+	if l.have[bucket] > 0 {
+		l.have[bucket]--
 		return true, time.Time{}
 	}
 	l.ready = append(l.ready, ready)
 	return false, time.Time{}
 }
 
-func (l *lender) lend() {
+func (l *lender) Return(bucket string) {
 	l.mu.Lock()
-	l.have++
+	defer l.mu.Unlock()
+	l.have[bucket]++
+	l.returned[bucket]++
+}
+
+// lend puts n tokens in bucket and wakes whoever waits.
+func (l *lender) lend(bucket string, n int) {
+	l.mu.Lock()
+	l.have[bucket] += n
 	ready := l.ready
 	l.ready = nil
 	l.mu.Unlock()
@@ -557,18 +570,24 @@ func (l *lender) lend() {
 	}
 }
 
+func (l *lender) count(m map[string]int, bucket string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return m[bucket]
+}
+
 func TestTokens_RateLimitedRequestWaitsForALentToken(t *testing.T) {
-	l := &lender{asked: map[string]int{}}
+	l := newLender()
 	s := New(Config{Tokens: l})
 	defer s.Close()
 	ch := acquireAsync(s, Request{Origin: "https://a:443", Key: "limited", Limits: Limits{PerMinute: 6000}})
-	waitFor(t, "the request to ask for a token", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.asked["limited"] > 0 })
+	waitFor(t, "the request to ask for a token", func() bool { return l.count(l.asked, KeyBucket("limited")) > 0 })
 	select {
 	case r := <-ch:
 		t.Fatalf("started without a lent token: %v", r.err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	l.lend()
+	l.lend(KeyBucket("limited"), 1)
 	r := <-ch
 	if r.err != nil {
 		t.Fatal(r.err)
@@ -580,7 +599,73 @@ func TestTokens_RateLimitedRequestWaitsForALentToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.Done(Answered)
-	if l.asked["free"] != 0 {
-		t.Fatalf("a key without a rate asked for %d tokens", l.asked["free"])
+	if n := l.count(l.asked, KeyBucket("free")); n != 0 {
+		t.Fatalf("a key without a rate asked for %d tokens", n)
+	}
+}
+
+// TestTokens_AKeysTokenIsGivenBackWhenItsOriginHasNone: a request held
+// to its key's rate and its origin's needs a token of both; the key's,
+// taken first, is given back while the origin's is missing, so that
+// waiting for the origin spends none of the key's.
+func TestTokens_AKeysTokenIsGivenBackWhenItsOriginHasNone(t *testing.T) {
+	l := newLender()
+	s := New(Config{Tokens: l})
+	defer s.Close()
+	key, origin := KeyBucket("limited"), OriginBucket("https://a:443")
+	l.lend(key, 1)
+	ch := acquireAsync(s, Request{Origin: "https://a:443", Key: "limited", Limits: Limits{PerMinute: 6000, OriginPerMinute: 6000}})
+	waitFor(t, "the request to ask for its origin's token", func() bool { return l.count(l.asked, origin) > 0 })
+	select {
+	case r := <-ch:
+		t.Fatalf("started without its origin's token: %v", r.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if n, have := l.count(l.returned, key), l.count(l.have, key); n == 0 || have != 1 {
+		t.Fatalf("the key's token: returned %d times, %d left in its bucket; want it given back", n, have)
+	}
+	l.lend(origin, 1)
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	r.g.Done(Answered)
+	if k, o := l.count(l.have, key), l.count(l.have, origin); k != 0 || o != 0 {
+		t.Errorf("after the request: %d of the key's tokens and %d of the origin's left, want both spent", k, o)
+	}
+}
+
+// TestRate_KeysOfAnOriginShareItsGrantedRate: the keys that carry their
+// origin's granted rate start that many requests together, not each;
+// a key of the origin that does not carry it is not held to it.
+func TestRate_KeysOfAnOriginShareItsGrantedRate(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s := New(Config{Now: clock})
+	defer s.Close()
+	granted := func(key string) Request {
+		return Request{Origin: "https://a:443", Key: key, Limits: Limits{OriginPerMinute: 60}}
+	}
+	// The origin's bucket holds two: a and b start, c waits.
+	a, b := mustAcquire(t, s, granted("a")), mustAcquire(t, s, granted("b"))
+	waiting := acquireAsync(s, granted("c"))
+	waitFor(t, "the third key to wait", func() bool { return s.Origin("https://a:443").Waiting == 1 })
+	// A key that does not carry the grant starts at once.
+	mustAcquire(t, s, Request{Origin: "https://a:443", Key: "alone"}).Done(Answered)
+	a.Done(Answered)
+	select {
+	case r := <-waiting:
+		t.Fatalf("a third request started within the same second at 60 a minute: %v", r.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	mu.Lock()
+	now = now.Add(time.Second)
+	mu.Unlock()
+	b.Done(Answered) // looks at the origin again, a second later
+	if r := <-waiting; r.err != nil {
+		t.Fatal(r.err)
+	} else {
+		r.g.Done(Answered)
 	}
 }

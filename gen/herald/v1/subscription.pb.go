@@ -557,8 +557,12 @@ type Subscription struct {
 	// handshake (WebHook-Request-Rate).
 	RateLimit int32 `protobuf:"varint,18,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
 	// Output only. The rate the sink granted in the handshake
-	// (WebHook-Allowed-Rate; 0: no limit). Herald keeps to the lower of
-	// rate_limit and allowed_rate.
+	// (WebHook-Allowed-Rate; 0: no limit). A grant is the receiver's, so it
+	// holds for the sink's origin (scheme, host and port) as a whole: the
+	// requests of every subscription on the origin together keep to the
+	// lowest rate any of them was granted, as well as each to its own
+	// rate_limit. With subscription_pause_only the grant holds for this
+	// subscription alone (with rate_limit, the lower of the two).
 	AllowedRate int32 `protobuf:"varint,19,opt,name=allowed_rate,json=allowedRate,proto3" json:"allowed_rate,omitempty"`
 	// Requests in flight at once to the sink, at most (0: no limit); shared
 	// among the live nodes, each allowing ceil(max_concurrency / nodes).
@@ -596,10 +600,13 @@ type Subscription struct {
 	// Output only. When the sink's current run of failed attempts began
 	// (the first failure after a success); unset while it succeeds.
 	FailingSince *timestamppb.Timestamp `protobuf:"bytes,32,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
-	// A 429 or 503 with Retry-After from the sink pauses only this
-	// subscription, and pauses of the sink's origin (scheme, host and port)
-	// caused by other subscriptions do not hold it. Unset: a Retry-After
-	// pauses every subscription whose sink is on the origin, on every node.
+	// The sink does not share its origin (scheme, host and port) with the
+	// other subscriptions on it: a 429 or 503 with Retry-After from it
+	// pauses only this subscription, pauses of the origin caused by other
+	// subscriptions do not hold it, and its allowed_rate holds for it alone
+	// (neither shared with nor lowered by the origin's). Unset: a
+	// Retry-After pauses every subscription whose sink is on the origin, on
+	// every node, and the origin's lowest grant holds for all of them.
 	SubscriptionPauseOnly bool `protobuf:"varint,33,opt,name=subscription_pause_only,json=subscriptionPauseOnly,proto3" json:"subscription_pause_only,omitempty"`
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
