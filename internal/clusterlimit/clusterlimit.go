@@ -45,6 +45,7 @@ type Store interface {
 	SinkPauseSet(ctx context.Context, p store.SinkPause) error
 	SinkPauseList(ctx context.Context, now time.Time) ([]store.SinkPause, error)
 	NodeBeat(ctx context.Context, p store.NodeBeatParams) (int, error)
+	LimitsForget(ctx context.Context, before time.Time) (int, error)
 }
 
 // Config tunes a Limiter; zero fields take package config's defaults.
@@ -60,6 +61,11 @@ type Config struct {
 	// config.DefaultClusterRefresh); TTL how long a node counts as
 	// alive after its heartbeat (default config.DefaultNodeTTL).
 	Refresh, TTL time.Duration
+	// Forget is how often Run deletes the buckets idle, and the pauses
+	// ended, for as long (default config.DefaultLimitsForget). A bucket
+	// refills to its burst within two minutes at any rate, so one idle
+	// for longer is as good as new.
+	Forget time.Duration
 	// Now is the clock (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger // nil: no logging
@@ -80,6 +86,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.TTL <= 0 {
 		c.TTL = config.DefaultNodeTTL
+	}
+	if c.Forget <= 0 {
+		c.Forget = config.DefaultLimitsForget
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -277,17 +286,33 @@ func (l *Limiter) Refresh(ctx context.Context) error {
 	return nil
 }
 
+// Forget deletes from the store the buckets no node has taken from, and
+// the pauses that ended, Config.Forget ago or earlier: rows of
+// subscriptions and origins gone or idle, which would otherwise stay.
+func (l *Limiter) Forget(ctx context.Context) error {
+	_, err := l.store.LimitsForget(ctx, l.cfg.Now().Add(-l.cfg.Forget))
+	return err
+}
+
 // Run refreshes every Config.Refresh until ctx ends; leases in flight
-// then end too.
+// then end too. Every Config.Forget it deletes the buckets idle, and the
+// pauses ended, for as long (Forget).
 func (l *Limiter) Run(ctx context.Context) {
 	l.mu.Lock()
 	l.ctx = ctx
 	l.mu.Unlock()
 	t := time.NewTicker(l.cfg.Refresh)
 	defer t.Stop()
+	forgotAt := l.cfg.Now()
 	for {
 		if err := l.Refresh(ctx); err != nil && ctx.Err() == nil && l.cfg.Logger != nil {
 			l.cfg.Logger.Warn("refresh cluster limits", "err", err)
+		}
+		if now := l.cfg.Now(); now.Sub(forgotAt) >= l.cfg.Forget {
+			forgotAt = now
+			if err := l.Forget(ctx); err != nil && ctx.Err() == nil && l.cfg.Logger != nil {
+				l.cfg.Logger.Warn("forget idle cluster limits", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

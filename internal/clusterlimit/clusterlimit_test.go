@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/clusterlimit"
+	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/store/sqlite"
 )
@@ -186,3 +187,59 @@ func TestShare_ConcurrencyIsSharedAmongLiveNodes(t *testing.T) {
 }
 
 var _ clusterlimit.Store = store.Store(nil)
+
+// TestForget_AnIdleBucketIsAsGoodAsNew: whatever the rate, a bucket
+// refills to its burst well within config.DefaultLimitsForget, so
+// forgetting one idle for that long changes nothing a node can take;
+// Forget deletes it, and the pauses that ended as long ago, and keeps
+// what is in use.
+func TestForget_AnIdleBucketIsAsGoodAsNew(t *testing.T) {
+	s := openStore(t)
+	clk := &clock{now: time.Unix(1_000_000, 0)}
+	l := clusterlimit.New(s, clusterlimit.Config{Now: clk.Now})
+	for _, perMinute := range []int{1, 7, 60, 480, 6000, 60_000, 1_000_000} {
+		refill := time.Duration(float64(l.Burst(perMinute)) / (float64(perMinute) / 60) * float64(time.Second))
+		if refill > 2*time.Minute {
+			t.Errorf("at %d/min a bucket takes %s to refill, over the 2 minutes Forget's doc promises", perMinute, refill)
+		}
+	}
+	ctx := t.Context()
+	if ok, _ := take(l, "sub:idle", 60, 1, clk.Now()); !ok {
+		t.Fatal("no token from a new bucket")
+	}
+	if err := l.Pause(ctx, "https://ended.example:443", clk.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	clk.add(config.DefaultLimitsForget + time.Minute)
+	if ok, _ := take(l, "sub:busy", 60, 1, clk.Now()); !ok {
+		t.Fatal("no token from a second new bucket")
+	}
+	if err := l.Forget(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.LimitsForget(ctx, clk.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("after Forget, %d rows were left to forget, want 1 (the bucket in use)", n)
+	}
+}
+
+// TestReturn_AReturnedTokenIsSpentWithoutAStoreTrip: a token Take gave
+// and Return gave back is the next Take's, with no lease from the store.
+func TestReturn_AReturnedTokenIsSpentWithoutAStoreTrip(t *testing.T) {
+	clk := &clock{now: time.Unix(1_000_000, 0)}
+	l := clusterlimit.New(openStore(t), clusterlimit.Config{Now: clk.Now})
+	if ok, _ := take(l, "origin:https://a:443", 60, 1, clk.Now()); !ok {
+		t.Fatal("no token from a new bucket")
+	}
+	trips := l.Trips()
+	l.Return("origin:https://a:443")
+	if ok, _ := l.Take("origin:https://a:443", 60, 1, clk.Now(), nil); !ok {
+		t.Fatal("the returned token was not given again")
+	}
+	if got := l.Trips(); got != trips {
+		t.Errorf("%d store trips for a returned token, want none", got-trips)
+	}
+}

@@ -235,11 +235,13 @@ const (
 	// of the rate, drops leased tokens it has not spent within
 	// DefaultTokenSpend, and reads the sink origins' pauses and the live
 	// nodes every DefaultClusterRefresh; a node counts as gone
-	// DefaultNodeTTL after its last heartbeat.
+	// DefaultNodeTTL after its last heartbeat. Every DefaultLimitsForget
+	// each node deletes the buckets idle and the pauses ended for as long.
 	DefaultTokenLease     = 250 * time.Millisecond
 	DefaultTokenSpend     = 500 * time.Millisecond
 	DefaultClusterRefresh = time.Second
 	DefaultNodeTTL        = 5 * time.Second
+	DefaultLimitsForget   = time.Hour
 	// DefaultCommitBatch is the most events one group commit stores, and
 	// DefaultGatherWait how long a commit waits for calls on their way.
 	DefaultCommitBatch = 1000

@@ -546,6 +546,12 @@ type Store interface {
 	// how many nodes are alive at p.Now, itself included. Nodes whose
 	// beat ended long ago are forgotten.
 	NodeBeat(ctx context.Context, p NodeBeatParams) (int, error)
+	// LimitsForget deletes the token buckets last taken from before
+	// before, and the sink pauses that ended before it, and returns how
+	// many rows it deleted. Choose before so that a bucket idle since
+	// then has refilled to its burst: its next TokenTake then gives what
+	// a new bucket gives.
+	LimitsForget(ctx context.Context, before time.Time) (int, error)
 
 	// APIKeyInsert stores a new API key; a key whose ID or Hash is stored
 	// already is an error.

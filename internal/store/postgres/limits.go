@@ -33,6 +33,12 @@ ON CONFLICT (origin) DO UPDATE SET until = GREATEST(p.until, $2)`
     DELETE FROM nodes WHERE until < $4 AND id <> $1
 )
 SELECT 1 + count(*) FROM nodes WHERE until > $2 AND id <> $1`
+	limitsForgetSQL = `WITH buckets AS (
+    DELETE FROM token_buckets WHERE updated_at < $1 RETURNING 1
+), pauses AS (
+    DELETE FROM sink_pauses WHERE until < $2 RETURNING 1
+)
+SELECT (SELECT count(*) FROM buckets) + (SELECT count(*) FROM pauses)`
 )
 
 // nodeForgetAfter is how long after its beat ended a node's row is kept.
@@ -72,6 +78,15 @@ func (s *Store) SinkPauseList(ctx context.Context, now time.Time) ([]store.SinkP
 		return nil, fmt.Errorf("postgres: list sink pauses: %w", err)
 	}
 	return out, nil
+}
+
+// LimitsForget deletes idle buckets and ended pauses (see store.Store).
+func (s *Store) LimitsForget(ctx context.Context, before time.Time) (int, error) {
+	var n int
+	if err := s.pool.QueryRow(ctx, limitsForgetSQL, before.UnixMilli(), before).Scan(&n); err != nil {
+		return 0, fmt.Errorf("postgres: forget limits: %w", err)
+	}
+	return n, nil
 }
 
 // NodeBeat records a node's heartbeat (see store.Store).

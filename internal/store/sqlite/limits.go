@@ -26,8 +26,10 @@ ON CONFLICT (origin) DO UPDATE SET until = MAX(until, ?2)`
 	sinkPauseListSQL = `SELECT origin, until FROM sink_pauses WHERE until > ?1 ORDER BY origin`
 	nodeBeatSQL      = `INSERT INTO nodes (id, until) VALUES (?1, ?2)
 ON CONFLICT (id) DO UPDATE SET until = ?2`
-	nodesLiveSQL   = `SELECT count(*) FROM nodes WHERE until > ?1`
-	nodesForgetSQL = `DELETE FROM nodes WHERE until < ?1`
+	nodesLiveSQL     = `SELECT count(*) FROM nodes WHERE until > ?1`
+	nodesForgetSQL   = `DELETE FROM nodes WHERE until < ?1`
+	bucketsForgetSQL = `DELETE FROM token_buckets WHERE updated_at < ?1`
+	pausesForgetSQL  = `DELETE FROM sink_pauses WHERE until < ?1`
 )
 
 // nodeForgetAfter is how long after its beat ended a node's row is kept.
@@ -75,6 +77,30 @@ func (s *Store) SinkPauseList(ctx context.Context, now time.Time) ([]store.SinkP
 		return nil, fmt.Errorf("sqlite: list sink pauses: %w", err)
 	}
 	return out, nil
+}
+
+// LimitsForget deletes idle buckets and ended pauses (see store.Store).
+func (s *Store) LimitsForget(ctx context.Context, before time.Time) (int, error) {
+	n := 0
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		n = 0
+		for _, q := range []string{bucketsForgetSQL, pausesForgetSQL} {
+			res, err := tx.ExecContext(ctx, q, millis(before))
+			if err != nil {
+				return err
+			}
+			k, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			n += int(k)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: forget limits: %w", err)
+	}
+	return n, nil
 }
 
 // NodeBeat records a node's heartbeat (see store.Store).

@@ -17,6 +17,7 @@ var limitTests = []test{
 	{"TokenBucketClockBehindAddsNothing", testTokenClockBehind},
 	{"SinkPauseOnlyExtends", testSinkPause},
 	{"NodeBeatCountsLiveNodes", testNodeBeat},
+	{"LimitsForgetDeletesOnlyIdleBucketsAndEndedPauses", testLimitsForget},
 }
 
 func take(t testing.TB, s store.Store, key string, rate, burst float64, want int, now time.Time) store.TokenGrant {
@@ -129,6 +130,43 @@ func testSinkPause(t *testing.T, s store.Store) {
 	}
 	if got := list(at(10 * time.Second)); len(got) != 0 {
 		t.Fatalf("pauses at 10s: %v, want none", got)
+	}
+}
+
+func testLimitsForget(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	take(t, s, "idle", 1, 2, 2, at(0))
+	take(t, s, "busy", 1, 2, 2, at(0))
+	take(t, s, "busy", 1, 2, 2, at(time.Hour))
+	for _, p := range []store.SinkPause{
+		{Origin: "https://ended.example:443", Until: at(time.Minute)},
+		{Origin: "https://later.example:443", Until: at(2 * time.Hour)},
+	} {
+		if err := s.SinkPauseSet(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.LimitsForget(ctx, at(30*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("LimitsForget deleted %d rows, want 2 (the idle bucket, the ended pause)", n)
+	}
+	// The busy bucket was kept: it is still empty. The idle one starts
+	// full again, as a new bucket.
+	if g := take(t, s, "busy", 1, 2, 2, at(time.Hour)); g.Taken != 0 {
+		t.Errorf("the bucket taken from at 1h gave %+v at 1h: it was forgotten", g)
+	}
+	if g := take(t, s, "idle", 1, 2, 2, at(time.Hour)); g.Taken != 2 {
+		t.Errorf("the forgotten bucket gave %+v, want a new bucket's 2", g)
+	}
+	ps, err := s.SinkPauseList(ctx, at(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || ps[0].Origin != "https://later.example:443" {
+		t.Errorf("pauses after forgetting: %v, want only the later one", ps)
 	}
 }
 
