@@ -135,6 +135,7 @@ func Start(ctx context.Context, cfg config.Config, grpcLn, httpLn net.Listener, 
 		logger.Info("sealed subscriptions' secrets with the current encryption key", "subscriptions", resealed)
 	}
 	cat := catalog.New(n.store, logger)
+	cat.SharedHosts(cfg.SharedSinkHosts)
 	if err = cat.Reload(ctx); err != nil {
 		return nil, err
 	}

@@ -85,12 +85,12 @@ const ReasonOriginPaused = "the sink's origin asked to wait (Retry-After)"
 // Limits returns the sink limits of en's subscription: its rate limit,
 // its concurrency, and the rate its sink's origin granted
 // (catalog.Entry.OriginRate), which it shares with the other
-// subscriptions on the origin. A subscription that pauses alone
-// (SubscriptionPauseOnly) keeps its grant to itself, as part of its own
-// rate (store.Subscription.EffectiveRate).
+// subscriptions on the origin. A subscription that keeps out of its
+// origin's sharing (catalog.Entry.Alone) keeps its grant to itself, as
+// part of its own rate (store.Subscription.EffectiveRate).
 func Limits(en *catalog.Entry) scheduler.Limits {
 	sub := en.Subscription
-	if sub.SubscriptionPauseOnly {
+	if en.Alone() {
 		return scheduler.Limits{PerMinute: sub.EffectiveRate(), Concurrency: sub.MaxConcurrency}
 	}
 	return scheduler.Limits{PerMinute: sub.RateLimit, Concurrency: sub.MaxConcurrency, OriginPerMinute: en.OriginRate()}
@@ -108,9 +108,10 @@ func (a *Attempter) limits(en *catalog.Entry) scheduler.Limits {
 
 // PausedUntil is when the pause of en's sink origin, set by any node,
 // ends (zero or past: none). Without Cluster, or for a subscription
-// that pauses alone (SubscriptionPauseOnly), always zero.
+// that keeps out of its origin's sharing (catalog.Entry.Alone), always
+// zero.
 func (a *Attempter) PausedUntil(en *catalog.Entry) time.Time {
-	if a.Cluster == nil || en.Subscription.SubscriptionPauseOnly {
+	if a.Cluster == nil || en.Alone() {
 		return time.Time{}
 	}
 	return a.Cluster.PausedUntil(en.Origin)
@@ -158,7 +159,7 @@ func (a *Attempter) Send(ctx context.Context, grant *scheduler.Grant, ds []*stor
 // pauseOrigin pauses en's sink origin for every node when a result says
 // the sink asked to wait (429 or 503 with Retry-After).
 func (a *Attempter) pauseOrigin(ctx context.Context, en *catalog.Entry, results []Result) {
-	if a.Cluster == nil || en.Subscription.SubscriptionPauseOnly {
+	if a.Cluster == nil || en.Alone() {
 		return
 	}
 	for _, r := range results {

@@ -33,19 +33,26 @@ type Entry struct {
 	// grant is the rate granted to Origin, shared by the entries of
 	// every subscription on it; nil outside a catalog.
 	grant *originGrant
+	alone bool
 }
+
+// Alone reports whether the subscription keeps out of its sink origin's
+// sharing: its Retry-After pauses and its granted rate hold for it alone,
+// and nobody else's hold for it. So it is with subscription_pause_only,
+// and for a sink on one of the catalog's shared hosts (SharedHosts).
+func (en *Entry) Alone() bool { return en.alone }
 
 // OriginRate is the rate, in requests per minute, that the sink's origin
 // granted Herald as a whole and the subscription's requests are held to,
 // together with those of the other subscriptions on the origin: the
 // lowest WebHook-Allowed-Rate any of them was granted in its handshake.
-// A subscription with SubscriptionPauseOnly does not share its origin:
-// its grant holds for it alone (store.Subscription.EffectiveRate), and
-// this is 0 for it. 0: no rate was granted.
+// A subscription that does not share its origin (Alone) keeps its grant
+// to itself (store.Subscription.EffectiveRate), and this is 0 for it. 0:
+// no rate was granted.
 func (en *Entry) OriginRate() int {
 	sub := en.Subscription
 	switch {
-	case sub.SubscriptionPauseOnly:
+	case en.alone:
 		return 0
 	case en.grant == nil:
 		return sub.AllowedRate
@@ -87,7 +94,7 @@ func (c *Catalog) regrant(left, joined []*Entry) {
 		touched[en.grant] = en.Origin
 	}
 	for _, en := range joined {
-		if sub := en.Subscription; sub.AllowedRate > 0 && !sub.SubscriptionPauseOnly {
+		if sub := en.Subscription; sub.AllowedRate > 0 && !en.alone {
 			en.grant.granted[sub.ID] = sub.AllowedRate
 		}
 		touched[en.grant] = en.Origin
@@ -118,7 +125,7 @@ type signerUntil struct {
 
 // NewEntry returns an entry for sub.
 func NewEntry(sub *store.Subscription) (*Entry, error) {
-	en := &Entry{Subscription: sub, Origin: delivery.Origin(sub.Sink)}
+	en := &Entry{Subscription: sub, Origin: delivery.Origin(sub.Sink), alone: sub.SubscriptionPauseOnly}
 	if _, err := en.Signer(time.Now()); err != nil {
 		return nil, err
 	}
@@ -163,9 +170,35 @@ type Catalog struct {
 	// grants are the rates granted to sink origins, by origin; guarded
 	// by mu.
 	grants map[string]*originGrant
+	// shared are the shared sink hosts (SharedHosts).
+	shared []string
 	// enabled, if set, is called by a reload with each subscription it
 	// found no longer held (suspended or disabled before, not now).
 	enabled func(id string)
+}
+
+// SharedHosts names the sink hosts whose paths belong to unrelated
+// receivers, each a name or *.domain (every name under domain),
+// lower-case: subscriptions with sinks there keep out of their origin's
+// sharing (Entry.Alone). Call it before the first reload.
+func (c *Catalog) SharedHosts(hosts []string) { c.shared = hosts }
+
+// onSharedHost reports whether origin's host is one of c.shared.
+func (c *Catalog) onSharedHost(origin string) bool {
+	if len(c.shared) == 0 {
+		return false
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	for _, h := range c.shared {
+		if domain, ok := strings.CutPrefix(h, "*."); ok && strings.HasSuffix(host, "."+domain) || host == h {
+			return true
+		}
+	}
+	return false
 }
 
 // OnEnabled has f called, from a reload, with the ID of every
@@ -266,6 +299,7 @@ func (c *Catalog) Reload(ctx context.Context) error {
 			c.logger.Error("catalog: bad signing secret", "subscription", s.ID, "err", err)
 			continue
 		}
+		en.alone = en.alone || c.onSharedHost(en.Origin)
 		en.grant = c.grantFor(en.Origin)
 		joined = append(joined, en)
 		next.byID[s.ID] = en

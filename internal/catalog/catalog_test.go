@@ -432,3 +432,52 @@ func TestOriginRate_IsTheLowestGrantOnTheOriginAndFollowsChanges(t *testing.T) {
 		t.Errorf("an entry kept since the first load sees %d after a new grant on its origin, want 90", got)
 	}
 }
+
+// TestSharedHosts_SubscriptionsThereKeepOutOfTheirOriginsSharing: on a
+// host named shared (exactly, or under a *.domain), a subscription is
+// Alone, as with subscription_pause_only: its grant neither lowers nor
+// takes the origin's; a host merely ending like a shared one is not.
+func TestSharedHosts_SubscriptionsThereKeepOutOfTheirOriginsSharing(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	add := func(id, sink string, rate int) {
+		t.Helper()
+		now := time.Now()
+		if err := s.SubscriptionInsert(ctx, &store.Subscription{
+			ID: id, Tenant: store.DefaultTenant, Sink: sink, Protocol: "HTTP", State: store.SubscriptionActive,
+			AllowedRate: rate, Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("sub_inbox_a", "https://inbox.example/a", 1)
+	add("sub_inbox_b", "https://INBOX.example/b", 600)
+	add("sub_tunnel", "https://me.tunnel.example/x", 1)
+	add("sub_apex", "https://tunnel.example/x", 60)
+	add("sub_apex2", "https://tunnel.example/y", 30)
+	add("sub_lookalike", "https://notinbox.example/x", 60)
+	c := catalog.New(s, nil)
+	c.SharedHosts([]string{"inbox.example", "*.tunnel.example"})
+	if err := c.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]struct {
+		alone bool
+		rate  int
+	}{
+		"sub_inbox_a":   {true, 0},
+		"sub_inbox_b":   {true, 0},
+		"sub_tunnel":    {true, 0},
+		"sub_apex":      {false, 30}, // *.tunnel.example is the names under it, not it
+		"sub_apex2":     {false, 30},
+		"sub_lookalike": {false, 60},
+	} {
+		en, ok := c.Get(id)
+		if !ok {
+			t.Fatalf("%s is not in the catalog", id)
+		}
+		if en.Alone() != want.alone || en.OriginRate() != want.rate {
+			t.Errorf("%s: alone %v, origin rate %d; want %v, %d", id, en.Alone(), en.OriginRate(), want.alone, want.rate)
+		}
+	}
+}

@@ -77,6 +77,13 @@ type Config struct {
 	// anyway (e.g. an internal network of sinks).
 	AllowPrivateSinks bool
 	SinkAllowCIDRs    []string
+	// SharedSinkHosts are sink hosts whose paths belong to unrelated
+	// receivers (a shared webhook inbox, a tunnelling service): a name,
+	// or *.domain for every name under it. A subscription whose sink is
+	// on one of them is taken out of its origin's sharing, as with
+	// subscription_pause_only: its Retry-After pauses and its granted
+	// rate hold for it alone.
+	SharedSinkHosts []string
 	// Origin is Herald's name towards sinks: the WebHook-Request-Origin of
 	// validation handshakes and deliveries. Default: the host name.
 	Origin string
@@ -322,6 +329,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, dev bool) {
 	fs.BoolVar(&c.AllowInsecureSinks, "allow-insecure-sinks", c.AllowInsecureSinks, "accept http:// sinks")
 	fs.BoolVar(&c.AllowPrivateSinks, "allow-private-sinks", c.AllowPrivateSinks, "let sinks be at loopback, private, link-local and other non-public addresses")
 	fs.Var((*listValue)(&c.SinkAllowCIDRs), "sink-allow-cidrs", "comma-separated address ranges sinks may be at even when private sinks are not allowed")
+	fs.Var((*listValue)(&c.SharedSinkHosts), "shared-sink-hosts", "comma-separated sink hosts (name or *.domain) shared by unrelated receivers: a subscription there keeps its Retry-After pauses and granted rate to itself")
 	fs.StringVar(&c.Origin, "origin", c.Origin, "Herald's DNS name in webhook validation handshakes (WebHook-Request-Origin)")
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "base URL at which sinks reach the HTTP edge (default http://<http-addr>)")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "webhook requests in flight on the node at most, first attempts and retries")
@@ -593,6 +601,12 @@ func (c *Config) Finish() error {
 			errs = append(errs, fmt.Errorf("allowed-origins: %q is not a DNS name", o))
 		}
 		c.AllowedOrigins[i] = strings.ToLower(o)
+	}
+	for i, h := range c.SharedSinkHosts {
+		if !isDNSName(strings.TrimPrefix(h, "*.")) {
+			errs = append(errs, fmt.Errorf("shared-sink-hosts: %q is not a DNS name or *.domain", h))
+		}
+		c.SharedSinkHosts[i] = strings.ToLower(h)
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("log-format %q: want json or text", c.LogFormat))

@@ -114,6 +114,8 @@ func TestFinish_RefusesInvalidSettings(t *testing.T) {
 		{"client CA without TLS", func(c *Config) { c.TLSClientCA = "ca.pem" }, "tls-client-ca needs tls-cert"},
 		{"bad client CIDR", func(c *Config) { c.AllowClientCIDRs = []string{"10.0.0.0/33"} }, "allow-client-cidrs"},
 		{"NaN publish rate", func(c *Config) { c.PublishRate = math.NaN() }, "publish-rate"},
+		{"shared sink host not a name", func(c *Config) { c.SharedSinkHosts = []string{"inbox.example/path"} }, "shared-sink-hosts"},
+		{"shared sink host wildcard inside a name", func(c *Config) { c.SharedSinkHosts = []string{"a.*.example"} }, "shared-sink-hosts"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := servable()
@@ -132,6 +134,11 @@ func TestFinish_RefusesInvalidSettings(t *testing.T) {
 	c.AdminKey, c.TLSCert, c.TLSKey, c.TLSClientCA = "", "cert.pem", "key.pem", "ca.pem"
 	if err := c.Finish(); err != nil || !c.Authenticates() {
 		t.Errorf("serve with client certificates instead of an admin key: %v", err)
+	}
+	c = servable()
+	c.SharedSinkHosts = []string{"Inbox.Example", "*.Tunnel.example"}
+	if err := c.Finish(); err != nil || strings.Join(c.SharedSinkHosts, ",") != "inbox.example,*.tunnel.example" {
+		t.Errorf("shared sink hosts: %v, %q; want them accepted, in lower case", err, c.SharedSinkHosts)
 	}
 	c = servable()
 	c.AdminKey, c.InsecureNoAuth = "", true
