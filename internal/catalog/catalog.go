@@ -33,14 +33,15 @@ type Entry struct {
 	// grant is the rate granted to Origin, shared by the entries of
 	// every subscription on it; nil outside a catalog.
 	grant *originGrant
-	alone bool
+	// sharedHost: the sink is on one of the catalog's shared hosts.
+	sharedHost bool
 }
 
 // Alone reports whether the subscription keeps out of its sink origin's
 // sharing: its Retry-After pauses and its granted rate hold for it alone,
 // and nobody else's hold for it. So it is with subscription_pause_only,
 // and for a sink on one of the catalog's shared hosts (SharedHosts).
-func (en *Entry) Alone() bool { return en.alone }
+func (en *Entry) Alone() bool { return en.Subscription.SubscriptionPauseOnly || en.sharedHost }
 
 // OriginRate is the rate, in requests per minute, that the sink's origin
 // granted Herald as a whole and the subscription's requests are held to,
@@ -52,7 +53,7 @@ func (en *Entry) Alone() bool { return en.alone }
 func (en *Entry) OriginRate() int {
 	sub := en.Subscription
 	switch {
-	case en.alone:
+	case en.Alone():
 		return 0
 	case en.grant == nil:
 		return sub.AllowedRate
@@ -94,7 +95,7 @@ func (c *Catalog) regrant(left, joined []*Entry) {
 		touched[en.grant] = en.Origin
 	}
 	for _, en := range joined {
-		if sub := en.Subscription; sub.AllowedRate > 0 && !en.alone {
+		if sub := en.Subscription; sub.AllowedRate > 0 && !en.Alone() {
 			en.grant.granted[sub.ID] = sub.AllowedRate
 		}
 		touched[en.grant] = en.Origin
@@ -125,7 +126,7 @@ type signerUntil struct {
 
 // NewEntry returns an entry for sub.
 func NewEntry(sub *store.Subscription) (*Entry, error) {
-	en := &Entry{Subscription: sub, Origin: delivery.Origin(sub.Sink), alone: sub.SubscriptionPauseOnly}
+	en := &Entry{Subscription: sub, Origin: delivery.Origin(sub.Sink)}
 	if _, err := en.Signer(time.Now()); err != nil {
 		return nil, err
 	}
@@ -299,7 +300,7 @@ func (c *Catalog) Reload(ctx context.Context) error {
 			c.logger.Error("catalog: bad signing secret", "subscription", s.ID, "err", err)
 			continue
 		}
-		en.alone = en.alone || c.onSharedHost(en.Origin)
+		en.sharedHost = c.onSharedHost(en.Origin)
 		en.grant = c.grantFor(en.Origin)
 		joined = append(joined, en)
 		next.byID[s.ID] = en
