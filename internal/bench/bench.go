@@ -36,10 +36,12 @@ import (
 
 // Config configures a bench run.
 type Config struct {
-	// Target is the gRPC address of a running Herald to drive; empty
-	// starts one in this process (embedded Temporal, and SQLite in a
-	// temporary directory unless Store is set). A target must accept
-	// http:// sinks and reach SinkAddr.
+	// Target is the gRPC address of a running Herald to drive, or a
+	// comma-separated list of the nodes of one cluster: the publishers'
+	// connections are spread over them round robin, and the subscriptions
+	// are created through the first. Empty starts one in this process
+	// (embedded Temporal, and SQLite in a temporary directory unless Store
+	// is set). A target must accept http:// sinks and reach SinkAddr.
 	Target string
 	// Store is the in-process node's database: a postgres:// URL, or empty
 	// for SQLite in a temporary directory.
@@ -165,7 +167,7 @@ func DefaultConfig() Config {
 
 // RegisterFlags defines a flag for every field, defaulting to c's values.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Target, "target", c.Target, "gRPC address of a running Herald to drive (default: start one in this process)")
+	fs.StringVar(&c.Target, "target", c.Target, "gRPC address of a running Herald to drive, or comma-separated addresses of several nodes to publish through round robin (default: start one in this process)")
 	fs.StringVar(&c.Store, "store", c.Store, "in-process node's database: postgres://... URL (default: SQLite in a temporary directory)")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "in-process node's webhook requests in flight at most (0: Herald's default)")
 	fs.IntVar(&c.ClaimBatch, "claim-batch", c.ClaimBatch, "in-process node's claim batch (0: Herald's default)")
@@ -230,6 +232,11 @@ func (c *Config) validate() error {
 	}
 	if c.RateLimit < 0 || c.Outage < 0 || c.RetryMax < 0 {
 		errs = append(errs, errors.New("rate-limit, outage and retry-max must not be negative"))
+	}
+	if c.Target != "" {
+		if _, err := splitTargets(c.Target); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.Target != "" && (c.Store != "" || c.MaxInFlight != 0 || c.ClaimBatch != 0 || c.Queue != 0) {
 		errs = append(errs, errors.New("store, max-in-flight, claim-batch and queue apply only to an in-process node, not with --target"))
@@ -435,10 +442,10 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		res.BaselineBefore = b
 	}
 
-	target := cfg.Target
+	targets, _ := splitTargets(cfg.Target) // validated
 	scope := "this process only: load generator and sink (Herald runs elsewhere)"
 	var node Node
-	if target != "" {
+	if len(targets) > 0 {
 		res.Settings.Mode = "target"
 	} else {
 		res.Settings.Mode = "in-process sqlite"
@@ -465,10 +472,10 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			return err
 		}
 		defer node.Stop()
-		target = node.GRPCAddr()
+		targets = []string{node.GRPCAddr()}
 	}
 
-	if err := runHerald(ctx, cfg, target, runID, scope, res, logf); err != nil {
+	if err := runHerald(ctx, cfg, targets, runID, scope, res, logf); err != nil {
 		return err
 	}
 	if node != nil {
@@ -498,12 +505,42 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	return writeTable(out, res)
 }
 
-// runHerald measures Herald at target and fills res.Herald.
-func runHerald(ctx context.Context, cfg Config, target, runID, scope string, res *Result, logf func(string, ...any)) error {
-	nconn := min((cfg.Publishers+15)/16, 8)
-	clients := make([]heraldv1.PublishServiceClient, nconn)
+// splitTargets returns the addresses of a comma-separated --target.
+func splitTargets(s string) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	targets := strings.Split(s, ",")
+	for i, t := range targets {
+		targets[i] = strings.TrimSpace(t)
+		if targets[i] == "" {
+			return nil, fmt.Errorf("target %q: an empty address in the list", s)
+		}
+	}
+	return targets, nil
+}
+
+// connTargets returns the address of each Publish connection: one
+// connection per 16 publishers, at most 8, rounded up to a multiple of the
+// targets and spread over them round robin. Publisher i uses connection
+// i%len (see LoadConfig.Clients), so it publishes to target i%len(targets).
+func connTargets(targets []string, publishers int) []string {
+	n := min((publishers+15)/16, 8)
+	n = (n + len(targets) - 1) / len(targets) * len(targets)
+	addrs := make([]string, n)
+	for i := range addrs {
+		addrs[i] = targets[i%len(targets)]
+	}
+	return addrs
+}
+
+// runHerald measures Herald at targets (the nodes of one cluster) and
+// fills res.Herald.
+func runHerald(ctx context.Context, cfg Config, targets []string, runID, scope string, res *Result, logf func(string, ...any)) error {
+	addrs := connTargets(targets, cfg.Publishers)
+	clients := make([]heraldv1.PublishServiceClient, len(addrs))
 	var subs heraldv1.SubscriptionServiceClient
-	for i := range clients {
+	for i, target := range addrs {
 		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return fmt.Errorf("connect to Herald at %s: %w", target, err)
@@ -582,14 +619,21 @@ func runHerald(ctx context.Context, cfg Config, target, runID, scope string, res
 		fl.serve(i, sink, latency, mode)
 	}
 
-	// Warm-up events prove the subscriptions live before measuring.
+	// Warm-up events prove the subscriptions live on every target before
+	// measuring (client t is connected to targets[t]).
 	logf("warming up")
 	for i, fs := range fl.sinks {
 		if fs.bad {
 			continue
 		}
-		if err := warmUp(ctx, clients[0], fs.sink, sources[i], fmt.Sprintf("%s-%d", runID, i)); err != nil {
-			return err
+		for t := range targets {
+			id := fmt.Sprintf("%s-%d", runID, i)
+			if t > 0 {
+				id += fmt.Sprintf("-%d", t)
+			}
+			if err := warmUp(ctx, clients[t], fs.sink, sources[i], id); err != nil {
+				return fmt.Errorf("%s: %w", targets[t], err)
+			}
 		}
 	}
 	if cfg.Outage > 0 {
@@ -625,7 +669,7 @@ func runHerald(ctx context.Context, cfg Config, target, runID, scope string, res
 		}
 		defer trace.Stop()
 	}
-	logf("publishing to %s: %s", target, describeSettings(res.Settings))
+	logf("publishing to %s: %s", strings.Join(targets, ", "), describeSettings(res.Settings))
 	m := startMeter()
 	peaks, stopPeaks := samplePeaks(fl)
 	load := Load(ctx, LoadConfig{
@@ -720,22 +764,38 @@ func runHerald(ctx context.Context, cfg Config, target, runID, scope string, res
 	return nil
 }
 
-// warmUp publishes one event and waits for the sink to accept it.
+// warmUp publishes one event and waits for the sink to accept it. A node
+// other than the one the subscription was created through sees it at its
+// next catalog reload: until then the event matches nothing, and warmUp
+// publishes another.
 func warmUp(ctx context.Context, client heraldv1.PublishServiceClient, sink *Sink, source, runID string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	ev := &cloudeventsv1.CloudEvent{
-		Id: runID + "-warmup", Source: source, SpecVersion: "1.0", Type: eventType,
-		Data: &cloudeventsv1.CloudEvent_TextData{TextData: eventData(-1)},
+	want := sink.Delivered() + 1
+	for try := 0; ; try++ {
+		id := runID + "-warmup"
+		if try > 0 {
+			id += fmt.Sprint("-", try)
+		}
+		ev := &cloudeventsv1.CloudEvent{
+			Id: id, Source: source, SpecVersion: "1.0", Type: eventType,
+			Data: &cloudeventsv1.CloudEvent_TextData{TextData: eventData(-1)},
+		}
+		resp, err := client.Publish(ctx, &heraldv1.PublishRequest{Events: []*cloudeventsv1.CloudEvent{ev}})
+		if err != nil {
+			return fmt.Errorf("warm-up publish: %w", err)
+		}
+		r := resp.GetResults()
+		if len(r) == 1 && len(r[0].GetDeliveryIds()) > 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("warm-up publish matched no subscription within a minute (results %v)", r)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	resp, err := client.Publish(ctx, &heraldv1.PublishRequest{Events: []*cloudeventsv1.CloudEvent{ev}})
-	if err != nil {
-		return fmt.Errorf("warm-up publish: %w", err)
-	}
-	if r := resp.GetResults(); len(r) != 1 || len(r[0].GetDeliveryIds()) == 0 {
-		return fmt.Errorf("warm-up publish matched no subscription (results %v)", r)
-	}
-	if err := sink.Await(ctx, 1); err != nil {
+	if err := sink.Await(ctx, want); err != nil {
 		return fmt.Errorf("warm-up event not delivered within a minute: %w", err)
 	}
 	return nil

@@ -328,3 +328,68 @@ func TestResult_RatioUsesBothBaselines(t *testing.T) {
 		t.Errorf("no baseline: rate %v, want 0", got)
 	}
 }
+
+func TestSplitTargets_CommaSeparatedAddresses(t *testing.T) {
+	got, err := splitTargets("127.0.0.1:50051, 127.0.0.1:50061")
+	if err != nil || !slices.Equal(got, []string{"127.0.0.1:50051", "127.0.0.1:50061"}) {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if got, err := splitTargets("h:1"); err != nil || !slices.Equal(got, []string{"h:1"}) {
+		t.Fatalf("one address: got %q, %v", got, err)
+	}
+	if got, err := splitTargets(""); err != nil || got != nil {
+		t.Fatalf("empty: got %q, %v", got, err)
+	}
+	for _, bad := range []string{"h:1,", ",h:1", "h:1,,h:2", " "} {
+		if _, err := splitTargets(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func TestValidate_RefusesAnEmptyAddressInTarget(t *testing.T) {
+	c := DefaultConfig()
+	c.Target = "127.0.0.1:50051,"
+	if err := c.validate(); err == nil {
+		t.Fatal("no error")
+	}
+	c = DefaultConfig()
+	c.Target = "127.0.0.1:50051,127.0.0.1:50061"
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConnTargets_SpreadsPublishersRoundRobin(t *testing.T) {
+	one := []string{"a"}
+	if got := connTargets(one, 64); !slices.Equal(got, []string{"a", "a", "a", "a"}) {
+		t.Errorf("one target, 64 publishers: %q", got)
+	}
+	if got := connTargets(one, 1000); len(got) != 8 {
+		t.Errorf("one target, 1000 publishers: %d connections, want at most 8", len(got))
+	}
+	// Every target gets a connection even with fewer publishers than
+	// the 16 a connection is for.
+	if got := connTargets([]string{"a", "b"}, 1); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("two targets, one publisher: %q", got)
+	}
+	// Publisher i uses connection i%len: with the connections a multiple
+	// of the targets, each target gets an equal share of the publishers.
+	for _, targets := range [][]string{{"a", "b"}, {"a", "b", "c"}, {"a", "b", "c", "d", "e"}} {
+		for _, publishers := range []int{1, 16, 64, 100, 1000} {
+			conns := connTargets(targets, publishers)
+			if len(conns)%len(targets) != 0 {
+				t.Fatalf("%d targets, %d publishers: %d connections", len(targets), publishers, len(conns))
+			}
+			share := map[string]int{}
+			for i := range publishers {
+				share[conns[i%len(conns)]]++
+			}
+			for _, tg := range targets {
+				if d := share[tg] - publishers/len(targets); d < 0 || d > 1 {
+					t.Errorf("%d targets, %d publishers: %s has %d publishers", len(targets), publishers, tg, share[tg])
+				}
+			}
+		}
+	}
+}
