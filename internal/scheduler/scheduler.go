@@ -771,6 +771,9 @@ func (s *Scheduler) mayStart(o *origin, k *key, now time.Time) bool {
 	if k.limits.Concurrency > 0 && k.inFlight >= k.limits.Concurrency {
 		return false
 	}
+	if k.limiter == nil && k.limits.OriginPerMinute <= 0 {
+		return true // held to no rate: the common case, at no cost
+	}
 	// The key's rate, then the origin's: each a local token, then
 	// (Config.Tokens) a token of the cluster's. What was taken is given
 	// back when a later one is missing.
