@@ -194,7 +194,17 @@ var subscriptionStates = map[store.SubscriptionState]heraldv1.SubscriptionState{
 }
 
 // subscriptionToProto renders a subscription without its secrets.
-func subscriptionToProto(s *store.Subscription) *heraldv1.Subscription {
+func (svc *Services) subscriptionToProto(s *store.Subscription) *heraldv1.Subscription {
+	out := subscriptionProto(s)
+	if en, ok := svc.catalog.Get(s.ID); ok {
+		out.OriginAllowedRate = int32(en.OriginRate())
+	}
+	return out
+}
+
+// subscriptionProto is s as the API shows it, without what the catalog
+// adds (subscriptionToProto).
+func subscriptionProto(s *store.Subscription) *heraldv1.Subscription {
 	p := &heraldv1.Subscription{
 		Id:                    s.ID,
 		Tenant:                s.Tenant,

@@ -81,7 +81,7 @@ func (s *Services) CreateSubscription(ctx context.Context, req *heraldv1.CreateS
 	if err := s.validate(ctx, sub); err != nil {
 		return nil, err
 	}
-	out := subscriptionToProto(sub)
+	out := s.subscriptionToProto(sub)
 	out.SigningSecret, out.SigningPublicKey = secret, public
 	out.GeneratedBearerToken = generated
 	return out, nil
@@ -184,7 +184,7 @@ func (s *Services) ValidateSubscription(ctx context.Context, req *heraldv1.Valid
 	if err := s.validate(ctx, sub); err != nil {
 		return nil, err
 	}
-	return subscriptionToProto(sub), nil
+	return s.subscriptionToProto(sub), nil
 }
 
 // RotateSecret implements herald.v1.SubscriptionService.
@@ -241,7 +241,7 @@ func (s *Services) GetSubscription(ctx context.Context, req *heraldv1.GetSubscri
 	if err != nil {
 		return nil, err
 	}
-	return subscriptionToProto(sub), nil
+	return s.subscriptionToProto(sub), nil
 }
 
 // ListSubscriptions implements herald.v1.SubscriptionService.
@@ -261,7 +261,7 @@ func (s *Services) ListSubscriptions(ctx context.Context, req *heraldv1.ListSubs
 		resp.NextPageToken = subs[limit-1].ID
 	}
 	for _, sub := range subs {
-		resp.Subscriptions = append(resp.Subscriptions, subscriptionToProto(sub))
+		resp.Subscriptions = append(resp.Subscriptions, s.subscriptionToProto(sub))
 	}
 	return resp, nil
 }
@@ -314,7 +314,7 @@ func (s *Services) UpdateSubscription(ctx context.Context, req *heraldv1.UpdateS
 			return nil, err
 		}
 	}
-	return subscriptionToProto(sub), nil
+	return s.subscriptionToProto(sub), nil
 }
 
 // DeleteSubscription implements herald.v1.SubscriptionService.

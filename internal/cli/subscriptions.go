@@ -101,7 +101,7 @@ func (c *call) subscriptionDetail(s *heraldv1.Subscription) error {
 		{"TYPES", orDash(strings.Join(s.GetTypes(), ", "))},
 		{"CONTENT MODE", enumName(s.GetContentMode().String(), "CONTENT_MODE_")},
 		{"SIGNING", enumName(s.GetSigningAlgorithm().String(), "SIGNING_ALGORITHM_")},
-		{"RATE LIMIT", perMinute(s.GetRateLimit()) + " (granted by the sink: " + perMinute(s.GetAllowedRate()) + ")"},
+		{"RATE LIMIT", perMinute(s.GetRateLimit()) + " (granted by the sink: " + perMinute(s.GetAllowedRate()) + "; in force for its origin: " + perMinute(s.GetOriginAllowedRate()) + ")"},
 		{"CREATED", s.GetCreateTime().AsTime().Format(time.RFC3339)},
 	}
 	if s.GetSigningSecret() != "" {

@@ -608,8 +608,15 @@ type Subscription struct {
 	// Retry-After pauses every subscription whose sink is on the origin, on
 	// every node, and the origin's lowest grant holds for all of them.
 	SubscriptionPauseOnly bool `protobuf:"varint,33,opt,name=subscription_pause_only,json=subscriptionPauseOnly,proto3" json:"subscription_pause_only,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Output only. The granted rate in force for the sink's origin, in
+	// requests per minute: the lowest allowed_rate among the subscriptions
+	// that share the origin, which this subscription's requests keep to
+	// together with theirs (0: none granted). 0 for a subscription that
+	// does not share its origin (subscription_pause_only, or a host the
+	// operator named shared); its own allowed_rate holds for it.
+	OriginAllowedRate int32 `protobuf:"varint,34,opt,name=origin_allowed_rate,json=originAllowedRate,proto3" json:"origin_allowed_rate,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Subscription) Reset() {
@@ -871,6 +878,13 @@ func (x *Subscription) GetSubscriptionPauseOnly() bool {
 		return x.SubscriptionPauseOnly
 	}
 	return false
+}
+
+func (x *Subscription) GetOriginAllowedRate() int32 {
+	if x != nil {
+		return x.OriginAllowedRate
+	}
+	return 0
 }
 
 // SinkCredential is what Herald presents to the sink. The CloudEvents
@@ -1861,7 +1875,7 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"latencyP95\x12:\n" +
 	"\vlatency_p99\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"latencyP99\x12\x18\n" +
-	"\asampled\x18\b \x01(\bR\asampled\"\xef\f\n" +
+	"\asampled\x18\b \x01(\bR\asampled\"\x9f\r\n" +
 	"\fSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x14\n" +
@@ -1899,7 +1913,8 @@ const file_herald_v1_subscription_proto_rawDesc = "" +
 	"\x06labels\x18\x1e \x03(\v2#.herald.v1.Subscription.LabelsEntryR\x06labels\x12>\n" +
 	"\rsuspend_after\x18\x1f \x01(\v2\x19.google.protobuf.DurationR\fsuspendAfter\x12?\n" +
 	"\rfailing_since\x18  \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x126\n" +
-	"\x17subscription_pause_only\x18! \x01(\bR\x15subscriptionPauseOnly\x1a9\n" +
+	"\x17subscription_pause_only\x18! \x01(\bR\x15subscriptionPauseOnly\x12.\n" +
+	"\x13origin_allowed_rate\x18\" \x01(\x05R\x11originAllowedRate\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
