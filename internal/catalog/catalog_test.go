@@ -45,6 +45,20 @@ func insertFor(t *testing.T, s *sqlite.Store, tenant, id string, state store.Sub
 	}
 }
 
+// insertGranted inserts an active subscription to sink that its sink
+// granted rate requests a minute, pausing alone if alone.
+func insertGranted(t *testing.T, s *sqlite.Store, id, sink string, rate int, alone bool) {
+	t.Helper()
+	now := time.Now()
+	if err := s.SubscriptionInsert(context.Background(), &store.Subscription{
+		ID: id, Tenant: store.DefaultTenant, Sink: sink, Protocol: "HTTP", State: store.SubscriptionActive,
+		AllowedRate: rate, SubscriptionPauseOnly: alone,
+		Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func matchIDs(c *catalog.Catalog, typ string) map[string]bool {
 	return matchTenant(c, "", typ)
 }
@@ -353,17 +367,7 @@ func TestOnEnabled_ToldOfEverySubscriptionNoLongerHeld(t *testing.T) {
 func TestOriginRate_IsTheLowestGrantOnTheOriginAndFollowsChanges(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
-	add := func(id, sink string, rate int, alone bool) {
-		t.Helper()
-		now := time.Now()
-		if err := s.SubscriptionInsert(ctx, &store.Subscription{
-			ID: id, Tenant: store.DefaultTenant, Sink: sink, Protocol: "HTTP", State: store.SubscriptionActive,
-			AllowedRate: rate, SubscriptionPauseOnly: alone,
-			Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	add := func(id, sink string, rate int, alone bool) { insertGranted(t, s, id, sink, rate, alone) }
 	add("sub_fast", "https://hooks.example.com/fast", 600, false)
 	add("sub_slow", "https://hooks.example.com:443/slow", 60, false)
 	add("sub_free", "https://hooks.example.com/free", 0, false)
@@ -440,16 +444,7 @@ func TestOriginRate_IsTheLowestGrantOnTheOriginAndFollowsChanges(t *testing.T) {
 func TestSharedHosts_SubscriptionsThereKeepOutOfTheirOriginsSharing(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
-	add := func(id, sink string, rate int) {
-		t.Helper()
-		now := time.Now()
-		if err := s.SubscriptionInsert(ctx, &store.Subscription{
-			ID: id, Tenant: store.DefaultTenant, Sink: sink, Protocol: "HTTP", State: store.SubscriptionActive,
-			AllowedRate: rate, Secrets: []store.Secret{{Key: signing.NewSecret()}}, CreatedAt: now, UpdatedAt: now,
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	add := func(id, sink string, rate int) { insertGranted(t, s, id, sink, rate, false) }
 	add("sub_inbox_a", "https://inbox.example/a", 1)
 	add("sub_inbox_b", "https://INBOX.example/b", 600)
 	add("sub_tunnel", "https://me.tunnel.example/x", 1)

@@ -639,10 +639,8 @@ func TestTokens_AKeysTokenIsGivenBackWhenItsOriginHasNone(t *testing.T) {
 // origin's granted rate start that many requests together, not each;
 // a key of the origin that does not carry it is not held to it.
 func TestRate_KeysOfAnOriginShareItsGrantedRate(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Unix(1_000_000, 0)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	s := New(Config{Now: clock})
+	clock := &fakeClock{t: time.Unix(1_000_000, 0)}
+	s := New(Config{Now: clock.Now})
 	defer s.Close()
 	granted := func(key string) Request {
 		return Request{Origin: "https://a:443", Key: key, Limits: Limits{OriginPerMinute: 60}}
@@ -659,9 +657,7 @@ func TestRate_KeysOfAnOriginShareItsGrantedRate(t *testing.T) {
 		t.Fatalf("a third request started within the same second at 60 a minute: %v", r.err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	mu.Lock()
-	now = now.Add(time.Second)
-	mu.Unlock()
+	clock.Add(time.Second)
 	b.Done(Answered) // looks at the origin again, a second later
 	if r := <-waiting; r.err != nil {
 		t.Fatal(r.err)
